@@ -1,0 +1,5 @@
+//! Backstop's test and measurement harness: in-process and multi-process clusters,
+//! and benchmarks. The workload generator, nemeses and invariant checks of the chaos
+//! issue grow here.
+
+pub mod cluster;

@@ -1,0 +1,82 @@
+//! Command-line arguments. Every flag can also come from a `BACKSTOP_…` environment
+//! variable; flags and environment win over the config file, which wins over defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Backstop: a distributed, multi-tenant backup service with backup-of-backup.
+#[derive(Debug, Parser)]
+#[command(name = "backstop", version, about, propagate_version = true)]
+pub struct Args {
+    /// TOML config file (see deploy/backstop.example.toml).
+    #[arg(long, global = true, env = "BACKSTOP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, env = "BACKSTOP_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `backstop_meta=debug,openraft=warn`.
+    #[arg(long, global = true, env = "BACKSTOP_LOG")]
+    pub log: Option<String>,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run everything in one process on an embedded default: a one-node meta group
+    /// (the same Raft code path as a cluster).
+    Standalone(StandaloneArgs),
+    /// Run one meta node of a replicated cluster.
+    Meta(MetaArgs),
+    /// Operate a running cluster over gRPC.
+    Ctl(crate::ctl::CtlArgs),
+}
+
+/// `backstop standalone`.
+#[derive(Debug, clap::Args)]
+pub struct StandaloneArgs {
+    /// Data directory [default: ./backstop-data].
+    #[arg(long, env = "BACKSTOP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address of the meta service [default: 127.0.0.1:2882].
+    #[arg(long, env = "BACKSTOP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `backstop meta`.
+#[derive(Debug, clap::Args)]
+pub struct MetaArgs {
+    /// This node's Raft id (unique, > 0).
+    #[arg(long, env = "BACKSTOP_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// gRPC listen address, e.g. 127.0.0.1:2882.
+    #[arg(long, env = "BACKSTOP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes and clients use, if not the listen address.
+    #[arg(long, env = "BACKSTOP_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Data directory (created if missing).
+    #[arg(long, env = "BACKSTOP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Join an existing cluster through these members (comma-separated host:port).
+    /// Without it, a node with an empty data dir bootstraps a new cluster.
+    #[arg(long, env = "BACKSTOP_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Name given to a new cluster [default: backstop].
+    #[arg(long, env = "BACKSTOP_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+}

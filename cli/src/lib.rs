@@ -1,0 +1,123 @@
+//! The `backstop` binary as a library: argument parsing, configuration, logging,
+//! the long-running services and the `ctl` client.
+
+pub mod args;
+pub mod config;
+pub mod ctl;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use backstop_meta::{MetaConfig, MetaNode};
+use tracing::{info, warn};
+
+use crate::args::{Args, Cmd, LogFormat};
+use crate::config::FileConfig;
+
+/// Runs the parsed command line and returns the process exit code: 0 on success,
+/// 1 on an error (printed to stderr), 2 for a bad config.
+pub fn main_with(args: Args) -> ExitCode {
+    let file = match FileConfig::load(args.config.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let is_ctl = matches!(args.command, Cmd::Ctl(_));
+    init_logging(&args, &file, is_ctl);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Cmd::Standalone(a) => {
+                let config = config::standalone_config(&a, &file)?;
+                serve(config, true).await
+            }
+            Cmd::Meta(a) => {
+                let config = config::meta_config(&a, &file)?;
+                serve(config, false).await
+            }
+            Cmd::Ctl(a) => ctl::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(args: &Args, file: &FileConfig, is_ctl: bool) {
+    let default_filter = if is_ctl { "warn" } else { "info,openraft=warn" };
+    let filter = args
+        .log
+        .clone()
+        .or_else(|| file.log.filter.clone())
+        .unwrap_or_else(|| default_filter.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let format = args.log_format.or(file.log.format).unwrap_or(LogFormat::Text);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("warning: logging not initialized: {e}");
+    }
+}
+
+/// Starts a meta node and runs until SIGINT or SIGTERM, then shuts down cleanly:
+/// stop accepting, let in-flight requests finish, stop Raft, flush RocksDB.
+async fn serve(config: MetaConfig, standalone: bool) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let node: Arc<MetaNode> = MetaNode::start(config)
+        .await
+        .with_context(|| format!("start meta node (data dir {})", data_dir.display()))?;
+    if standalone {
+        info!(
+            meta = %node.addr(),
+            data_dir = %data_dir.display(),
+            "backstop standalone is up; try: backstop ctl --meta {} status",
+            node.addr()
+        );
+    }
+    wait_for_signal().await;
+    info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; waiting for SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

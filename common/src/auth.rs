@@ -1,0 +1,86 @@
+//! Password hashing for `user@tenant` accounts.
+//!
+//! Two hashes are kept per password, both computed before a command is proposed so
+//! that applying it is deterministic:
+//! - a salted SHA-256 (`salt`, `sha256`) used by `ctl` and gRPC logins;
+//! - MySQL's `mysql_native_password` stage-2 hash, `SHA1(SHA1(password))`, which the
+//!   SQL gateway needs to check the client's scrambled reply (it is what MySQL itself
+//!   stores in `mysql.user.authentication_string`).
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// Hashes of one password. Never contains the password itself.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordHash {
+    /// 16 random bytes, hex.
+    pub salt: String,
+    /// `SHA256(salt || password)`, hex.
+    pub sha256: String,
+    /// `SHA1(SHA1(password))`, hex (40 chars); empty for an empty password.
+    pub mysql_native: String,
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(***)")
+    }
+}
+
+impl PasswordHash {
+    /// Hashes `password` with a fresh random salt.
+    pub fn new(password: &str) -> PasswordHash {
+        let mut salt = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut salt);
+        PasswordHash {
+            salt: hex::encode(salt),
+            sha256: hex::encode(salted(&salt, password)),
+            mysql_native: if password.is_empty() {
+                String::new()
+            } else {
+                hex::encode(Sha1::digest(Sha1::digest(password.as_bytes())))
+            },
+        }
+    }
+
+    /// Whether `password` matches, by the salted SHA-256.
+    pub fn verify(&self, password: &str) -> bool {
+        let Ok(salt) = hex::decode(&self.salt) else {
+            return false;
+        };
+        let computed = hex::encode(salted(&salt, password));
+        // Compare without an early exit so timing does not leak the prefix length.
+        computed.len() == self.sha256.len()
+            && computed
+                .bytes()
+                .zip(self.sha256.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+fn salted(salt: &[u8], password: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(password.as_bytes());
+    h.finalize().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_only_the_right_password_and_salts_differ() {
+        let a = PasswordHash::new("pw");
+        let b = PasswordHash::new("pw");
+        assert!(a.verify("pw"));
+        assert!(!a.verify("pW"));
+        assert_ne!(a.salt, b.salt);
+        assert_eq!(a.mysql_native, b.mysql_native);
+        assert_eq!(a.mysql_native.len(), 40);
+        assert!(!format!("{a:?}").contains(&a.sha256));
+    }
+}

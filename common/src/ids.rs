@@ -1,0 +1,56 @@
+//! Id newtypes. Each wraps an integer and serializes as that integer.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl From<u64> for $name {
+            fn from(v: u64) -> Self {
+                Self(v)
+            }
+        }
+    };
+}
+
+/// A meta node's Raft id, chosen by the operator (`backstop meta --node-id N`).
+pub type NodeId = u64;
+
+id_type!(
+    /// A tenant's id (OceanBase `tenant_id`): 1 is `sys`, user tenants start at 1001.
+    TenantId
+);
+id_type!(
+    /// A job's id (OceanBase `job_id`), unique cluster-wide and never reused.
+    JobId
+);
+id_type!(
+    /// Which copy of a backup set or piece (OceanBase `copy_id`): 0 is the original at
+    /// `backup_dest`; 1..=10000 the cluster's `backup_backup_dest`, and so on (see
+    /// `spec/oceanbase-reference.md` §4).
+    CopyId
+);
+id_type!(
+    /// A System Change Number: a position in a tenant's log. For `dir://` sources it is
+    /// the byte offset in the concatenated log stream.
+    Scn
+);
+
+impl TenantId {
+    /// The `sys` tenant, which carries cluster-level rows.
+    pub const SYS: TenantId = TenantId(1);
+    /// The first id given to a user tenant.
+    pub const FIRST_USER: TenantId = TenantId(1001);
+}

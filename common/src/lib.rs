@@ -1,0 +1,18 @@
+//! Domain types shared by every Backstop crate: id newtypes, error codes, backup
+//! destinations and their options, cluster parameters and password hashing.
+//!
+//! This crate does no I/O. It sits between `backstop-proto` and the service crates
+//! (`backstop-meta`, `backstop-worker`, `backstop-sql-gateway`) so those never depend
+//! on each other.
+
+pub mod auth;
+pub mod code;
+pub mod dest;
+pub mod ids;
+pub mod option;
+pub mod params;
+pub mod source;
+
+pub use code::Code;
+pub use dest::{BackupDest, DestError};
+pub use ids::{CopyId, JobId, NodeId, Scn, TenantId};

@@ -1,0 +1,124 @@
+//! Raft log payloads: what a client asks ([`Command`], wrapped with the leader's clock
+//! in [`Request`]) and what the state machine answers ([`Response`]).
+//!
+//! Commands are validated statelessly before they are proposed (so bad input never
+//! reaches the log) and statefully when applied (so every replica reaches the same
+//! verdict). A command refused at apply time still occupies a log entry and answers
+//! [`Response::Err`] on every replica.
+
+use backstop_common::auth::PasswordHash;
+use backstop_common::params::Param;
+use backstop_common::Code;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{ParamRecord, TenantRecord, UserRecord};
+
+/// One entry of application data in the Raft log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Wall-clock milliseconds since the Unix epoch, read by the leader when it proposed
+    /// the command. Applied as `max(time_ms, last applied time)`, so the catalog's clock
+    /// never goes back even if the leader's does.
+    pub time_ms: u64,
+    /// What to do.
+    pub command: Command,
+}
+
+/// A change to the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets the cluster identity once; later proposals are ignored (first one wins).
+    InitCluster {
+        /// OceanBase `cluster_name`.
+        cluster_name: String,
+        /// OceanBase `cluster_id`, chosen at random by the proposer.
+        cluster_id: u64,
+        /// Hash of `root@sys`'s initial password (empty password by default).
+        root_password: PasswordHash,
+    },
+    /// `CREATE TENANT [IF NOT EXISTS] name SOURCE 'dir:///…' [COMMENT '…']`.
+    CreateTenant {
+        /// Validated tenant name.
+        name: String,
+        /// Normalized `dir://` source URI.
+        source: String,
+        /// Free text.
+        comment: String,
+        /// Answer the existing tenant instead of `OB_ENTRY_EXIST`.
+        if_not_exists: bool,
+    },
+    /// `DROP TENANT [IF EXISTS] name`.
+    DropTenant {
+        /// Tenant name (case-insensitive).
+        name: String,
+        /// Answer `Dropped(false)` instead of `OB_ENTRY_NOT_EXIST`.
+        if_exists: bool,
+    },
+    /// `ALTER SYSTEM SET param = 'value' [TENANT = t]`; the value is already normalized.
+    SetParameter {
+        /// Which parameter.
+        param: Param,
+        /// `None`: cluster level.
+        tenant: Option<String>,
+        /// Normalized value; empty clears the parameter.
+        value: String,
+    },
+    /// `CREATE USER 'name'` inside a tenant.
+    CreateUser {
+        /// Tenant name.
+        tenant: String,
+        /// User name.
+        user: String,
+        /// Hash computed before proposing.
+        password: PasswordHash,
+        /// Answer the existing user instead of `OB_ENTRY_EXIST`.
+        if_not_exists: bool,
+    },
+    /// `ALTER USER … IDENTIFIED BY …`.
+    AlterUser {
+        /// Tenant name.
+        tenant: String,
+        /// User name.
+        user: String,
+        /// New hash.
+        password: PasswordHash,
+    },
+    /// `DROP USER`.
+    DropUser {
+        /// Tenant name.
+        tenant: String,
+        /// User name.
+        user: String,
+        /// Answer `Dropped(false)` instead of `OB_ENTRY_NOT_EXIST`.
+        if_exists: bool,
+    },
+}
+
+/// The state machine's answer to one log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Applied.
+    Ok(Reply),
+    /// Refused by a stateful rule; nothing changed.
+    Err {
+        /// Stable code.
+        code: Code,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// The payload of a successful [`Response`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Nothing to report (blank and membership entries, `InitCluster`).
+    Done,
+    /// The tenant created (or the existing one, with `IF NOT EXISTS`).
+    Tenant(TenantRecord),
+    /// Whether something was dropped.
+    Dropped(bool),
+    /// The parameter as stored.
+    Parameter(ParamRecord),
+    /// The user as stored.
+    User(UserRecord),
+}

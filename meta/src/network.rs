@@ -1,0 +1,148 @@
+//! Raft transport over tonic: the client side ([`Network`]) that openraft uses to
+//! reach peers, and the payload encoding shared with the server in
+//! `service/raft.rs`.
+
+use std::time::Duration;
+
+use backstop_proto::raft::raft_service_client::RaftServiceClient;
+use backstop_proto::raft::RaftPayload;
+use openraft::error::{NetworkError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec::{decode, encode};
+use crate::error::MetaError;
+use crate::types::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest,
+    InstallSnapshotResponse, Node, NodeId, RaftError, RpcError, TypeConfig, VoteRequest,
+    VoteResponse,
+};
+
+/// Version of the payload encoding inside `RaftPayload`.
+pub const PAYLOAD_VERSION: u32 = 1;
+/// Largest gRPC message between meta nodes (snapshot chunks are 3 MiB by default).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Encodes a value into a `RaftPayload`.
+pub fn to_payload<T: Serialize>(value: &T) -> Result<RaftPayload, MetaError> {
+    Ok(RaftPayload {
+        version: PAYLOAD_VERSION,
+        data: encode(value).map_err(|e| MetaError::internal(format!("encode raft payload: {e}")))?,
+    })
+}
+
+/// Decodes a `RaftPayload`.
+pub fn from_payload<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, MetaError> {
+    if payload.version != PAYLOAD_VERSION {
+        return Err(MetaError::invalid(format!(
+            "raft payload version {} is not {PAYLOAD_VERSION}: nodes run different releases",
+            payload.version
+        )));
+    }
+    decode(&payload.data).map_err(|e| MetaError::invalid(format!("decode raft payload: {e}")))
+}
+
+/// A lazily connecting gRPC channel to `addr` (`host:port`).
+pub fn channel(addr: &str) -> Result<Channel, MetaError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| MetaError::invalid(format!("bad node address '{addr}': {e}")))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
+}
+
+/// A Raft client for `addr`.
+pub fn raft_client(addr: &str) -> Result<RaftServiceClient<Channel>, MetaError> {
+    Ok(RaftServiceClient::new(channel(addr)?)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// Builds [`Network`] connections for openraft.
+#[derive(Clone, Default)]
+pub struct NetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Network;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        Network {
+            target,
+            node: node.clone(),
+            client: raft_client(&node.addr).ok(),
+        }
+    }
+}
+
+/// One peer connection.
+pub struct Network {
+    target: NodeId,
+    node: Node,
+    client: Option<RaftServiceClient<Channel>>,
+}
+
+/// Which RPC to call.
+enum Rpc {
+    Vote,
+    Append,
+    Snapshot,
+}
+
+impl Network {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RpcError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            RpcError::<E>::Unreachable(Unreachable::new(&std::io::Error::other(e.to_string())))
+        };
+        let Some(client) = self.client.as_mut() else {
+            return Err(unreachable(&format!("bad address '{}'", self.node.addr)));
+        };
+        let payload = to_payload(req).map_err(|e| RpcError::<E>::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(payload);
+        request.set_timeout(option.hard_ttl());
+        let result = match rpc {
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = result.map_err(|status| unreachable(&status))?.into_inner();
+        let decoded: Result<Resp, RaftError<E>> =
+            from_payload(&reply).map_err(|e| RpcError::<E>::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RpcError::<E>::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Network {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RpcError> {
+        self.call(Rpc::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse, RpcError<InstallSnapshotError>> {
+        self.call(Rpc::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
+        self.call(Rpc::Vote, &rpc, &option).await
+    }
+}

@@ -1,0 +1,276 @@
+//! `MetaService`: the metadata API. Validates input statelessly, proposes commands
+//! through [`MetaNode`], and converts records to protobuf messages.
+
+use std::sync::Arc;
+
+use backstop_common::auth::PasswordHash;
+use backstop_common::params::Param;
+use backstop_common::source::{validate_name, validate_source};
+use backstop_common::Code;
+use backstop_proto::meta::meta_service_server::MetaService;
+use backstop_proto::meta::*;
+use tonic::{Request, Response, Status};
+
+use crate::command::{Command, Reply};
+use crate::error::MetaError;
+use crate::node::MetaNode;
+use crate::state::{MetaState, ParamRecord, TenantRecord, UserRecord};
+
+/// Serves the metadata API for one node.
+pub struct MetaSvc {
+    node: Arc<MetaNode>,
+}
+
+impl MetaSvc {
+    pub(crate) fn new(node: Arc<MetaNode>) -> Self {
+        Self { node }
+    }
+}
+
+fn checked(kind: &str, name: &str) -> Result<String, MetaError> {
+    let name = name.trim();
+    validate_name(kind, name).map_err(|(code, msg)| MetaError::new(code, msg))?;
+    Ok(name.to_string())
+}
+
+fn unexpected(reply: Reply) -> Status {
+    MetaError::internal(format!("unexpected reply {reply:?}")).to_status()
+}
+
+/// Converts a tenant record to its message.
+pub fn tenant_msg(t: &TenantRecord) -> Tenant {
+    Tenant {
+        tenant_id: t.tenant_id.0,
+        tenant_name: t.name.clone(),
+        source: t.source.clone(),
+        comment: t.comment.clone(),
+        status: t.status.as_str().to_string(),
+        incarnation: t.incarnation,
+        create_time_ms: t.create_time_ms,
+    }
+}
+
+fn param_msg(state: &MetaState, p: &ParamRecord) -> Parameter {
+    let tenant_name = p
+        .tenant_id
+        .and_then(|id| state.tenants.get(&id))
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    Parameter {
+        name: p.param.name().to_string(),
+        tenant_name,
+        value: p.param.display_value(&p.value),
+        info: p.param.info().to_string(),
+        update_time_ms: p.update_time_ms,
+    }
+}
+
+fn user_msg(state: &MetaState, u: &UserRecord) -> User {
+    User {
+        user_name: u.user.clone(),
+        tenant_name: state
+            .tenants
+            .get(&u.tenant_id)
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
+        create_time_ms: u.create_time_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl MetaService for MetaSvc {
+    async fn cluster_status(&self, _: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+        Ok(Response::new(self.node.status().await))
+    }
+
+    async fn create_tenant(&self, request: Request<CreateTenantRequest>) -> Result<Response<Tenant>, Status> {
+        let req = request.into_inner();
+        let name = checked("tenant", &req.tenant_name)?;
+        let source = validate_source(&req.source).map_err(|(code, msg)| MetaError::new(code, msg))?;
+        if req.comment.len() > 4096 {
+            return Err(MetaError::invalid("tenant comment longer than 4096 bytes").into());
+        }
+        let cmd = Command::CreateTenant {
+            name,
+            source,
+            comment: req.comment,
+            if_not_exists: req.if_not_exists,
+        };
+        match self.node.write(cmd).await? {
+            Reply::Tenant(t) => Ok(Response::new(tenant_msg(&t))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn drop_tenant(&self, request: Request<DropTenantRequest>) -> Result<Response<DropTenantResponse>, Status> {
+        let req = request.into_inner();
+        let cmd = Command::DropTenant {
+            name: req.tenant_name.trim().to_string(),
+            if_exists: req.if_exists,
+        };
+        match self.node.write(cmd).await? {
+            Reply::Dropped(dropped) => Ok(Response::new(DropTenantResponse { dropped })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_tenants(&self, _: Request<ListTenantsRequest>) -> Result<Response<ListTenantsResponse>, Status> {
+        let tenants = self
+            .node
+            .read(|s| s.tenants.values().map(tenant_msg).collect())
+            .await?;
+        Ok(Response::new(ListTenantsResponse { tenants }))
+    }
+
+    async fn set_parameter(&self, request: Request<SetParameterRequest>) -> Result<Response<Parameter>, Status> {
+        let req = request.into_inner();
+        let param: Param = req.name.parse().map_err(|e: backstop_common::params::ParamError| MetaError::new(e.code, e.message))?;
+        let value = param
+            .validate(&req.value)
+            .map_err(|e| MetaError::new(e.code, e.message))?;
+        let tenant = Some(req.tenant_name.trim().to_string()).filter(|t| !t.is_empty());
+        let cmd = Command::SetParameter { param, tenant, value };
+        match self.node.write(cmd).await? {
+            Reply::Parameter(p) => {
+                let msg = self.node.read_local(|s| param_msg(s, &p)).await;
+                Ok(Response::new(msg))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn show_parameters(&self, request: Request<ShowParametersRequest>) -> Result<Response<ShowParametersResponse>, Status> {
+        let req = request.into_inner();
+        let only: Option<Param> = if req.name.trim().is_empty() {
+            None
+        } else {
+            Some(req.name.parse().map_err(|e: backstop_common::params::ParamError| MetaError::new(e.code, e.message))?)
+        };
+        let parameters = self
+            .node
+            .read(|s| {
+                let mut out = Vec::new();
+                for param in Param::ALL.into_iter().filter(|p| only.is_none_or(|o| o == *p)) {
+                    match s.params.get(&(0, param)) {
+                        Some(p) => out.push(param_msg(s, p)),
+                        None => out.push(Parameter {
+                            name: param.name().to_string(),
+                            tenant_name: String::new(),
+                            value: String::new(),
+                            info: param.info().to_string(),
+                            update_time_ms: 0,
+                        }),
+                    }
+                    out.extend(
+                        s.params
+                            .iter()
+                            .filter(|((t, p), _)| *t != 0 && *p == param)
+                            .map(|(_, p)| param_msg(s, p)),
+                    );
+                }
+                out
+            })
+            .await?;
+        Ok(Response::new(ShowParametersResponse { parameters }))
+    }
+
+    async fn create_user(&self, request: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
+        let req = request.into_inner();
+        let user = checked("user", &req.user_name)?;
+        let tenant = req.tenant_name.trim().to_string();
+        let cmd = Command::CreateUser {
+            tenant,
+            user,
+            password: PasswordHash::new(&req.password),
+            if_not_exists: req.if_not_exists,
+        };
+        match self.node.write(cmd).await? {
+            Reply::User(u) => Ok(Response::new(self.node.read_local(|s| user_msg(s, &u)).await)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn alter_user(&self, request: Request<AlterUserRequest>) -> Result<Response<User>, Status> {
+        let req = request.into_inner();
+        let cmd = Command::AlterUser {
+            tenant: req.tenant_name.trim().to_string(),
+            user: req.user_name.trim().to_string(),
+            password: PasswordHash::new(&req.password),
+        };
+        match self.node.write(cmd).await? {
+            Reply::User(u) => Ok(Response::new(self.node.read_local(|s| user_msg(s, &u)).await)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn drop_user(&self, request: Request<DropUserRequest>) -> Result<Response<DropUserResponse>, Status> {
+        let req = request.into_inner();
+        let cmd = Command::DropUser {
+            tenant: req.tenant_name.trim().to_string(),
+            user: req.user_name.trim().to_string(),
+            if_exists: req.if_exists,
+        };
+        match self.node.write(cmd).await? {
+            Reply::Dropped(dropped) => Ok(Response::new(DropUserResponse { dropped })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
+        let tenant = request.into_inner().tenant_name.trim().to_string();
+        let users = self
+            .node
+            .read(|s| -> Result<Vec<User>, MetaError> {
+                let filter = if tenant.is_empty() {
+                    None
+                } else {
+                    Some(
+                        s.tenant_by_name(&tenant)
+                            .ok_or_else(|| MetaError::new(Code::EntryNotExist, format!("tenant '{tenant}' does not exist")))?
+                            .tenant_id,
+                    )
+                };
+                Ok(s.users
+                    .values()
+                    .filter(|u| filter.is_none_or(|t| t == u.tenant_id))
+                    .map(|u| user_msg(s, u))
+                    .collect())
+            })
+            .await??;
+        Ok(Response::new(ListUsersResponse { users }))
+    }
+
+    async fn verify_user(&self, request: Request<VerifyUserRequest>) -> Result<Response<User>, Status> {
+        let req = request.into_inner();
+        let denied = || MetaError::new(Code::AccessDenied, format!("access denied for user '{}@{}'", req.user_name, req.tenant_name));
+        let user = self
+            .node
+            .read(|s| {
+                let tenant = s.tenant_by_name(req.tenant_name.trim())?;
+                let u = s.users.get(&(tenant.tenant_id, req.user_name.trim().to_string()))?;
+                u.password.verify(&req.password).then(|| user_msg(s, u))
+            })
+            .await?
+            .ok_or_else(denied)?;
+        Ok(Response::new(user))
+    }
+
+    async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<ClusterStatus>, Status> {
+        let req = request.into_inner();
+        if req.addr.trim().is_empty() {
+            return Err(MetaError::invalid("node address is empty").into());
+        }
+        self.node.add_node(req.node_id, req.addr.trim().to_string(), req.learner_only).await?;
+        Ok(Response::new(self.node.status().await))
+    }
+
+    async fn promote_node(&self, request: Request<PromoteNodeRequest>) -> Result<Response<ClusterStatus>, Status> {
+        self.node.promote_node(request.into_inner().node_id).await?;
+        Ok(Response::new(self.node.status().await))
+    }
+
+    async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<ClusterStatus>, Status> {
+        self.node.remove_node(request.into_inner().node_id).await?;
+        Ok(Response::new(self.node.status().await))
+    }
+}

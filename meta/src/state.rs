@@ -1,0 +1,497 @@
+//! The catalog held by the state machine, and [`MetaState::apply`]: a pure function
+//! from (state, request) to (new state, response, touched records). No I/O here; the
+//! RocksDB store persists the touched records in the same batch as the applied index.
+
+use std::collections::BTreeMap;
+
+use backstop_common::auth::PasswordHash;
+use backstop_common::params::Param;
+use backstop_common::{Code, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Reply, Request, Response};
+
+/// Cluster identity (OceanBase `cluster_name`, `cluster_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// `cluster_name`.
+    pub cluster_name: String,
+    /// `cluster_id`.
+    pub cluster_id: u64,
+    /// When the cluster was initialized, ms since the epoch (leader clock).
+    pub create_time_ms: u64,
+}
+
+/// Status of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TenantStatus {
+    /// Usable.
+    Normal,
+}
+
+impl TenantStatus {
+    /// OceanBase-style status string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Normal => "NORMAL",
+        }
+    }
+}
+
+/// A protected tenant (OceanBase `__all_tenant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// `tenant_id`: 1 for sys, from 1001 for user tenants; never reused.
+    pub tenant_id: TenantId,
+    /// `tenant_name` as created.
+    pub name: String,
+    /// `dir:///abs/path`; empty for sys.
+    pub source: String,
+    /// Free text.
+    pub comment: String,
+    /// Status.
+    pub status: TenantStatus,
+    /// `incarnation`, 1 until a restore opens a new one.
+    pub incarnation: u64,
+    /// ms since the epoch (leader clock).
+    pub create_time_ms: u64,
+}
+
+/// A parameter value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamRecord {
+    /// Which parameter.
+    pub param: Param,
+    /// `None` for cluster level.
+    pub tenant_id: Option<TenantId>,
+    /// Normalized value, with secrets (display through `Param::display_value`).
+    pub value: String,
+    /// ms since the epoch (leader clock).
+    pub update_time_ms: u64,
+}
+
+/// A `user@tenant` account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Tenant the user belongs to.
+    pub tenant_id: TenantId,
+    /// User name.
+    pub user: String,
+    /// Password hashes.
+    pub password: PasswordHash,
+    /// ms since the epoch (leader clock).
+    pub create_time_ms: u64,
+}
+
+/// Key of a parameter: tenant 0 stands for cluster level.
+pub type ParamKey = (u64, Param);
+/// Key of a user: tenant id and user name.
+pub type UserKey = (TenantId, String);
+
+/// A record `apply` changed; the store writes its current value (or deletes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// Cluster identity and counters.
+    Cluster,
+    /// One tenant.
+    Tenant(TenantId),
+    /// One parameter.
+    Param(ParamKey),
+    /// One user.
+    User(UserKey),
+}
+
+/// The whole catalog. Serialized as a whole for snapshots; persisted record by
+/// record otherwise (see `keys.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetaState {
+    /// Set by the first `InitCluster`.
+    pub cluster: Option<ClusterRecord>,
+    /// Next user tenant id to hand out.
+    pub next_tenant_id: u64,
+    /// Last applied leader time (monotonic).
+    pub last_time_ms: u64,
+    /// All tenants, sys included.
+    pub tenants: BTreeMap<TenantId, TenantRecord>,
+    /// Parameters that have been set.
+    pub params: BTreeMap<ParamKey, ParamRecord>,
+    /// Users.
+    pub users: BTreeMap<UserKey, UserRecord>,
+}
+
+impl Default for MetaState {
+    fn default() -> Self {
+        let mut tenants = BTreeMap::new();
+        tenants.insert(
+            TenantId::SYS,
+            TenantRecord {
+                tenant_id: TenantId::SYS,
+                name: "sys".to_string(),
+                source: String::new(),
+                comment: "system tenant".to_string(),
+                status: TenantStatus::Normal,
+                incarnation: 1,
+                create_time_ms: 0,
+            },
+        );
+        MetaState {
+            cluster: None,
+            next_tenant_id: TenantId::FIRST_USER.0,
+            last_time_ms: 0,
+            tenants,
+            params: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
+}
+
+type Outcome = Result<(Reply, Vec<Touched>), (Code, String)>;
+
+impl MetaState {
+    /// Finds a tenant by name, case-insensitively.
+    pub fn tenant_by_name(&self, name: &str) -> Option<&TenantRecord> {
+        self.tenants
+            .values()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The value of a parameter at `tenant` level, falling back to cluster level;
+    /// empty if never set.
+    pub fn param(&self, param: Param, tenant: Option<TenantId>) -> &str {
+        tenant
+            .and_then(|t| self.params.get(&(t.0, param)))
+            .or_else(|| self.params.get(&(0, param)))
+            .map_or("", |r| r.value.as_str())
+    }
+
+    /// Applies one request. Deterministic: the same state and request give the same
+    /// result on every replica. Returns the response and the records to persist.
+    pub fn apply(&mut self, req: &Request) -> (Response, Vec<Touched>) {
+        let now = req.time_ms.max(self.last_time_ms);
+        self.last_time_ms = now;
+        let outcome = self.apply_command(&req.command, now);
+        match outcome {
+            Ok((reply, mut touched)) => {
+                touched.push(Touched::Cluster);
+                (Response::Ok(reply), touched)
+            }
+            Err((code, message)) => (Response::Err { code, message }, vec![Touched::Cluster]),
+        }
+    }
+
+    fn apply_command(&mut self, cmd: &Command, now: u64) -> Outcome {
+        match cmd {
+            Command::InitCluster {
+                cluster_name,
+                cluster_id,
+                root_password,
+            } => {
+                if self.cluster.is_none() {
+                    self.cluster = Some(ClusterRecord {
+                        cluster_name: cluster_name.clone(),
+                        cluster_id: *cluster_id,
+                        create_time_ms: now,
+                    });
+                    let key = (TenantId::SYS, "root".to_string());
+                    self.users.insert(
+                        key.clone(),
+                        UserRecord {
+                            tenant_id: TenantId::SYS,
+                            user: "root".to_string(),
+                            password: root_password.clone(),
+                            create_time_ms: now,
+                        },
+                    );
+                    return Ok((Reply::Done, vec![Touched::User(key)]));
+                }
+                Ok((Reply::Done, vec![]))
+            }
+            Command::CreateTenant {
+                name,
+                source,
+                comment,
+                if_not_exists,
+            } => {
+                if let Some(existing) = self.tenant_by_name(name) {
+                    if *if_not_exists {
+                        return Ok((Reply::Tenant(existing.clone()), vec![]));
+                    }
+                    return Err((
+                        Code::EntryExist,
+                        format!("tenant '{}' already exists", existing.name),
+                    ));
+                }
+                let id = TenantId(self.next_tenant_id);
+                self.next_tenant_id += 1;
+                let record = TenantRecord {
+                    tenant_id: id,
+                    name: name.clone(),
+                    source: source.clone(),
+                    comment: comment.clone(),
+                    status: TenantStatus::Normal,
+                    incarnation: 1,
+                    create_time_ms: now,
+                };
+                self.tenants.insert(id, record.clone());
+                Ok((Reply::Tenant(record), vec![Touched::Tenant(id)]))
+            }
+            Command::DropTenant { name, if_exists } => {
+                let Some(tenant) = self.tenant_by_name(name) else {
+                    if *if_exists {
+                        return Ok((Reply::Dropped(false), vec![]));
+                    }
+                    return Err((Code::EntryNotExist, format!("tenant '{name}' does not exist")));
+                };
+                let id = tenant.tenant_id;
+                if id == TenantId::SYS {
+                    return Err((Code::NotSupported, "dropping the sys tenant".to_string()));
+                }
+                let mut touched = vec![Touched::Tenant(id)];
+                self.tenants.remove(&id);
+                let params: Vec<ParamKey> = self
+                    .params
+                    .keys()
+                    .filter(|(t, _)| *t == id.0)
+                    .cloned()
+                    .collect();
+                for key in params {
+                    self.params.remove(&key);
+                    touched.push(Touched::Param(key));
+                }
+                let users: Vec<UserKey> = self
+                    .users
+                    .keys()
+                    .filter(|(t, _)| *t == id)
+                    .cloned()
+                    .collect();
+                for key in users {
+                    self.users.remove(&key);
+                    touched.push(Touched::User(key));
+                }
+                Ok((Reply::Dropped(true), touched))
+            }
+            Command::SetParameter {
+                param,
+                tenant,
+                value,
+            } => {
+                let tenant_id = match tenant {
+                    None => None,
+                    Some(name) => Some(
+                        self.tenant_by_name(name)
+                            .ok_or_else(|| {
+                                (Code::EntryNotExist, format!("tenant '{name}' does not exist"))
+                            })?
+                            .tenant_id,
+                    ),
+                };
+                self.check_param_rules(*param, tenant_id, value)?;
+                let key = (tenant_id.map_or(0, |t| t.0), *param);
+                let record = ParamRecord {
+                    param: *param,
+                    tenant_id,
+                    value: value.clone(),
+                    update_time_ms: now,
+                };
+                self.params.insert(key, record.clone());
+                Ok((Reply::Parameter(record), vec![Touched::Param(key)]))
+            }
+            Command::CreateUser {
+                tenant,
+                user,
+                password,
+                if_not_exists,
+            } => {
+                let tenant_id = self.tenant_id(tenant)?;
+                let key = (tenant_id, user.clone());
+                if let Some(existing) = self.users.get(&key) {
+                    if *if_not_exists {
+                        return Ok((Reply::User(existing.clone()), vec![]));
+                    }
+                    return Err((
+                        Code::EntryExist,
+                        format!("user '{user}@{tenant}' already exists"),
+                    ));
+                }
+                let record = UserRecord {
+                    tenant_id,
+                    user: user.clone(),
+                    password: password.clone(),
+                    create_time_ms: now,
+                };
+                self.users.insert(key.clone(), record.clone());
+                Ok((Reply::User(record), vec![Touched::User(key)]))
+            }
+            Command::AlterUser {
+                tenant,
+                user,
+                password,
+            } => {
+                let tenant_id = self.tenant_id(tenant)?;
+                let key = (tenant_id, user.clone());
+                let Some(record) = self.users.get_mut(&key) else {
+                    return Err((
+                        Code::EntryNotExist,
+                        format!("user '{user}@{tenant}' does not exist"),
+                    ));
+                };
+                record.password = password.clone();
+                Ok((Reply::User(record.clone()), vec![Touched::User(key)]))
+            }
+            Command::DropUser {
+                tenant,
+                user,
+                if_exists,
+            } => {
+                let tenant_id = self.tenant_id(tenant)?;
+                if tenant_id == TenantId::SYS && user == "root" {
+                    return Err((Code::NotSupported, "dropping root@sys".to_string()));
+                }
+                let key = (tenant_id, user.clone());
+                if self.users.remove(&key).is_none() {
+                    if *if_exists {
+                        return Ok((Reply::Dropped(false), vec![]));
+                    }
+                    return Err((
+                        Code::EntryNotExist,
+                        format!("user '{user}@{tenant}' does not exist"),
+                    ));
+                }
+                Ok((Reply::Dropped(true), vec![Touched::User(key)]))
+            }
+        }
+    }
+
+    fn tenant_id(&self, name: &str) -> Result<TenantId, (Code, String)> {
+        self.tenant_by_name(name)
+            .map(|t| t.tenant_id)
+            .ok_or_else(|| (Code::EntryNotExist, format!("tenant '{name}' does not exist")))
+    }
+
+    /// Stateful rules of `spec/oceanbase-reference.md` §1.7 that can be checked with
+    /// today's catalog. Rules about running jobs join as jobs arrive.
+    fn check_param_rules(
+        &self,
+        param: Param,
+        tenant: Option<TenantId>,
+        value: &str,
+    ) -> Result<(), (Code, String)> {
+        let root = |v: &str| {
+            backstop_common::BackupDest::parse(v)
+                .map(|d| d.root_path())
+                .unwrap_or_default()
+        };
+        match param {
+            Param::BackupDest => {
+                let current = self.param(Param::BackupDest, tenant);
+                if !self.param(Param::BackupBackupDest, tenant).is_empty() && current != value {
+                    return Err((
+                        Code::NotSupported,
+                        "set backup dest with backup backup dest not empty is not supported (clear backup_backup_dest first)".to_string(),
+                    ));
+                }
+                let copy = self.param(Param::BackupBackupDest, tenant);
+                if !value.is_empty() && !copy.is_empty() && root(copy) == root(value) {
+                    return Err((
+                        Code::InvalidBackupDest,
+                        "backup_dest must differ from backup_backup_dest".to_string(),
+                    ));
+                }
+            }
+            Param::BackupBackupDest => {
+                if value.is_empty() {
+                    return Ok(());
+                }
+                let primary = self.param(Param::BackupDest, tenant);
+                if primary.is_empty() {
+                    return Err((
+                        Code::NotSupported,
+                        "set backup backup dest while backup_dest is empty is not supported (set backup_dest first)".to_string(),
+                    ));
+                }
+                if root(primary) == root(value) {
+                    return Err((
+                        Code::InvalidBackupDest,
+                        "backup_backup_dest must differ from backup_dest".to_string(),
+                    ));
+                }
+            }
+            Param::BackupDestOption | Param::BackupBackupDestOption => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(command: Command) -> Request {
+        Request {
+            time_ms: 1000,
+            command,
+        }
+    }
+
+    fn create(name: &str) -> Request {
+        req(Command::CreateTenant {
+            name: name.to_string(),
+            source: "dir:///x".to_string(),
+            comment: String::new(),
+            if_not_exists: false,
+        })
+    }
+
+    #[test]
+    fn tenant_ids_start_at_1001_and_names_are_unique_case_insensitively() {
+        let mut s = MetaState::default();
+        let (r, _) = s.apply(&create("t1"));
+        assert!(matches!(r, Response::Ok(Reply::Tenant(ref t)) if t.tenant_id == TenantId(1001)));
+        let (r, touched) = s.apply(&create("T1"));
+        assert!(matches!(r, Response::Err { code: Code::EntryExist, .. }), "{r:?}");
+        assert_eq!(touched, vec![Touched::Cluster]);
+        let (r, _) = s.apply(&create("t2"));
+        assert!(matches!(r, Response::Ok(Reply::Tenant(ref t)) if t.tenant_id == TenantId(1002)));
+    }
+
+    #[test]
+    fn clock_never_goes_back() {
+        let mut s = MetaState::default();
+        s.apply(&Request { time_ms: 5000, command: Command::DropTenant { name: "x".into(), if_exists: true } });
+        let (r, _) = s.apply(&Request { time_ms: 10, ..create("t1") });
+        let Response::Ok(Reply::Tenant(t)) = r else { panic!("{r:?}") };
+        assert_eq!(t.create_time_ms, 5000);
+    }
+
+    #[test]
+    fn sys_cannot_be_dropped_and_unknown_tenants_are_typed_errors() {
+        let mut s = MetaState::default();
+        let (r, _) = s.apply(&req(Command::DropTenant { name: "SYS".into(), if_exists: false }));
+        assert!(matches!(r, Response::Err { code: Code::NotSupported, .. }));
+        let (r, _) = s.apply(&req(Command::DropTenant { name: "nope".into(), if_exists: false }));
+        assert!(matches!(r, Response::Err { code: Code::EntryNotExist, .. }));
+        let (r, _) = s.apply(&req(Command::SetParameter {
+            param: Param::BackupDest,
+            tenant: Some("nope".into()),
+            value: "file:///a".into(),
+        }));
+        assert!(matches!(r, Response::Err { code: Code::EntryNotExist, .. }));
+    }
+
+    #[test]
+    fn destination_rules_follow_oceanbase() {
+        let mut s = MetaState::default();
+        let set = |p: Param, v: &str| req(Command::SetParameter { param: p, tenant: None, value: v.into() });
+        let (r, _) = s.apply(&set(Param::BackupBackupDest, "file:///copy"));
+        assert!(matches!(r, Response::Err { code: Code::NotSupported, .. }), "{r:?}");
+        assert!(matches!(s.apply(&set(Param::BackupDest, "file:///primary")).0, Response::Ok(_)));
+        let (r, _) = s.apply(&set(Param::BackupBackupDest, "file:///primary"));
+        assert!(matches!(r, Response::Err { code: Code::InvalidBackupDest, .. }), "{r:?}");
+        assert!(matches!(s.apply(&set(Param::BackupBackupDest, "file:///copy")).0, Response::Ok(_)));
+        let (r, _) = s.apply(&set(Param::BackupDest, "file:///other"));
+        assert!(matches!(r, Response::Err { code: Code::NotSupported, .. }), "{r:?}");
+        assert!(matches!(s.apply(&set(Param::BackupBackupDest, "")).0, Response::Ok(_)));
+        assert!(matches!(s.apply(&set(Param::BackupDest, "file:///other")).0, Response::Ok(_)));
+        assert_eq!(s.param(Param::BackupDest, Some(TenantId(1001))), "file:///other");
+    }
+}

@@ -1,0 +1,131 @@
+//! RocksDB-backed Raft storage: the log store ([`LogStore`]) and the state machine
+//! ([`StateMachineStore`]) share one database with the column families of
+//! `keys.rs`.
+
+mod log_store;
+mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::{AnyError, StorageIOError};
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+
+pub use log_store::LogStore;
+pub use state_machine::{Applied, StateMachineStore, StoredSnapshot};
+
+use crate::keys;
+use crate::types::StorageError;
+
+/// Version of the on-disk layout described in `keys.rs`. Bump it when the layout
+/// changes and add a step to [`upgrade`].
+pub const DATA_VERSION: u32 = 1;
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// RocksDB refused to open the directory (locked by another process, corrupt, …).
+    #[error("open rocksdb at {path}: {source}")]
+    Rocks {
+        /// Directory.
+        path: String,
+        /// Cause.
+        source: rocksdb::Error,
+    },
+    /// The directory was written by a newer Backstop.
+    #[error("data at {path} has layout version {found}, newer than this build's {DATA_VERSION}: upgrade backstop")]
+    TooNew {
+        /// Directory.
+        path: String,
+        /// Version found.
+        found: u32,
+    },
+    /// The directory holds something this build cannot read.
+    #[error("data at {path} is unreadable: {reason}")]
+    Corrupt {
+        /// Directory.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Opens (creating if needed) the node's database, upgrades its layout to
+/// [`DATA_VERSION`], and returns the log store and the state machine over it.
+pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
+    let db = open_db(dir)?;
+    let db = Arc::new(db);
+    let log = LogStore::new(db.clone());
+    let sm = StateMachineStore::load(db).await.map_err(|e| OpenError::Corrupt {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((log, sm))
+}
+
+fn open_db(dir: &Path) -> Result<DB, OpenError> {
+    let path = dir.display().to_string();
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = keys::ALL_CFS
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| OpenError::Rocks {
+        path: path.clone(),
+        source,
+    })?;
+    upgrade(&db, &path)?;
+    Ok(db)
+}
+
+/// Brings the layout up to [`DATA_VERSION`]. A fresh database gets the current
+/// version; version 1 is the first layout, so there is no step yet.
+fn upgrade(db: &DB, path: &str) -> Result<(), OpenError> {
+    let corrupt = |reason: String| OpenError::Corrupt {
+        path: path.to_string(),
+        reason,
+    };
+    let cf = db
+        .cf_handle(keys::CF_SM)
+        .ok_or_else(|| corrupt("missing column family sm".to_string()))?;
+    let found = db
+        .get_cf(&cf, keys::DATA_VERSION)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let version = match found {
+        None => {
+            db.put_cf(cf, keys::DATA_VERSION, DATA_VERSION.to_be_bytes())
+                .map_err(|e| corrupt(e.to_string()))?;
+            DATA_VERSION
+        }
+        Some(bytes) => {
+            let raw: [u8; 4] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("data version is not 4 bytes".to_string()))?;
+            u32::from_be_bytes(raw)
+        }
+    };
+    if version > DATA_VERSION {
+        return Err(OpenError::TooNew {
+            path: path.to_string(),
+            found: version,
+        });
+    }
+    // Steps from older layouts go here: `if version == 1 { …; version = 2 }`.
+    Ok(())
+}
+
+pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read(AnyError::new(&e)).into()
+}
+
+pub(crate) fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write(AnyError::new(&e)).into()
+}
+
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
+    db.cf_handle(name).ok_or_else(|| {
+        read_err(std::io::Error::other(format!("missing column family {name}")))
+    })
+}

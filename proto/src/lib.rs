@@ -1,0 +1,21 @@
+//! Backstop's gRPC API and Raft transport, generated from `proto/backstop/*.proto`.
+//!
+//! - [`meta`]: the metadata API every meta node serves (`MetaService`).
+//! - [`raft`]: node-to-node Raft messages (`RaftService`).
+
+/// `backstop.meta.v1`: tenants, parameters, users, membership, cluster status.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod meta {
+    tonic::include_proto!("backstop.meta.v1");
+}
+
+/// `backstop.raft.v1`: vote, append entries, snapshot, forward to leader.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod raft {
+    tonic::include_proto!("backstop.raft.v1");
+}
+
+/// gRPC metadata key carrying a stable error code name (e.g. `OB_ENTRY_EXIST`).
+pub const ERROR_CODE_KEY: &str = "x-backstop-code";
+/// gRPC metadata key carrying the MySQL error number of that code.
+pub const ERROR_ERRNO_KEY: &str = "x-backstop-errno";
