@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use backstop_meta::{MetaConfig, MetaNode, RaftTuning};
 
 /// A running group of meta nodes; dropped data lives in a temp dir.
@@ -20,7 +20,11 @@ impl LocalCluster {
         let dir = tempfile::tempdir().context("create temp dir")?;
         let mut nodes: Vec<Arc<MetaNode>> = Vec::new();
         for id in 1..=n {
-            let mut config = MetaConfig::new(id, "127.0.0.1:0".parse()?, dir.path().join(format!("n{id}")));
+            let mut config = MetaConfig::new(
+                id,
+                "127.0.0.1:0".parse()?,
+                dir.path().join(format!("n{id}")),
+            );
             config.raft = raft.clone();
             if let Some(first) = nodes.first() {
                 config.join = vec![first.addr().to_string()];
@@ -31,7 +35,9 @@ impl LocalCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let s = c.nodes[0].status().await;
-            if s.leader_id.is_some() && s.members.iter().filter(|m| m.role == "voter").count() == n as usize {
+            if s.leader_id.is_some()
+                && s.members.iter().filter(|m| m.role == "voter").count() == n as usize
+            {
                 return Ok(c);
             }
             if Instant::now() > deadline {

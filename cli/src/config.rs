@@ -24,7 +24,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use backstop_meta::{MetaConfig, RaftTuning};
 use serde::Deserialize;
 
@@ -112,7 +112,11 @@ pub fn meta_config(args: &MetaArgs, file: &FileConfig) -> anyhow::Result<MetaCon
     };
     let mut config = MetaConfig::new(node_id, listen, data_dir);
     config.advertise = args.advertise.clone().or_else(|| f.advertise.clone());
-    config.join = if args.join.is_empty() { f.join.clone() } else { args.join.clone() };
+    config.join = if args.join.is_empty() {
+        f.join.clone()
+    } else {
+        args.join.clone()
+    };
     config.join.retain(|a| !a.trim().is_empty());
     if let Some(name) = args.cluster_name.clone().or_else(|| f.cluster_name.clone()) {
         config.cluster_name = name;

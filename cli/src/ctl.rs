@@ -6,15 +6,15 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use backstop_meta::network::channel;
+use backstop_common::Code;
 use backstop_meta::MetaError;
+use backstop_meta::network::channel;
+use backstop_proto::ERROR_CODE_KEY;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::meta::*;
-use backstop_proto::ERROR_CODE_KEY;
-use backstop_common::Code;
 use clap::Subcommand;
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
-use serde_json::{json, Value};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 use crate::config::DEFAULT_META_ADDR;
@@ -246,10 +246,18 @@ fn status_json(s: &ClusterStatus) -> Value {
 fn status_text(s: &ClusterStatus) -> String {
     let mut out = format!(
         "cluster   {} (id {})\nnode      {} ({})\nleader    {} {}\nterm      {}\nlog       last {}  committed {}  applied {}  snapshot {}  purged {}\n",
-        s.cluster_name, s.cluster_id, s.node_id, s.state,
-        opt(s.leader_id), s.leader_addr, s.term,
-        opt(s.last_log_index), opt(s.commit_index), opt(s.applied_index),
-        opt(s.snapshot_index), opt(s.purged_index),
+        s.cluster_name,
+        s.cluster_id,
+        s.node_id,
+        s.state,
+        opt(s.leader_id),
+        s.leader_addr,
+        s.term,
+        opt(s.last_log_index),
+        opt(s.commit_index),
+        opt(s.applied_index),
+        opt(s.snapshot_index),
+        opt(s.purged_index),
     );
     out.push_str(&table(
         &["NODE_ID", "ADDR", "ROLE", "LEADER", "MATCHED_INDEX"],
@@ -260,7 +268,11 @@ fn status_text(s: &ClusterStatus) -> String {
                     m.node_id.to_string(),
                     m.addr.clone(),
                     m.role.clone(),
-                    if Some(m.node_id) == s.leader_id { "*".into() } else { String::new() },
+                    if Some(m.node_id) == s.leader_id {
+                        "*".into()
+                    } else {
+                        String::new()
+                    },
                     opt(m.matched_index),
                 ]
             })
@@ -279,7 +291,15 @@ fn tenants_text(ts: &[Tenant]) -> String {
     table(
         &["TENANT_ID", "TENANT_NAME", "STATUS", "SOURCE", "COMMENT"],
         ts.iter()
-            .map(|t| vec![t.tenant_id.to_string(), t.tenant_name.clone(), t.status.clone(), t.source.clone(), t.comment.clone()])
+            .map(|t| {
+                vec![
+                    t.tenant_id.to_string(),
+                    t.tenant_name.clone(),
+                    t.status.clone(),
+                    t.source.clone(),
+                    t.comment.clone(),
+                ]
+            })
             .collect(),
     )
 }
@@ -293,7 +313,14 @@ fn params_text(ps: &[Parameter]) -> String {
     table(
         &["NAME", "TENANT", "VALUE", "INFO"],
         ps.iter()
-            .map(|p| vec![p.name.clone(), p.tenant_name.clone(), p.value.clone(), p.info.clone()])
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.tenant_name.clone(),
+                    p.value.clone(),
+                    p.info.clone(),
+                ]
+            })
             .collect(),
     )
 }
@@ -314,7 +341,12 @@ fn print(json_mode: bool, value: Value, text: String) -> anyhow::Result<()> {
 /// Runs one `ctl` command.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let c = Client {
-        addrs: args.meta.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect(),
+        addrs: args
+            .meta
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect(),
         timeout: Duration::from_secs(args.timeout.max(1)),
     };
     if c.addrs.is_empty() {
@@ -323,75 +355,207 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let j = args.json;
     match args.command {
         CtlCmd::Status => {
-            let s = c.call(|mut m| async move { m.cluster_status(ClusterStatusRequest {}).await }).await?;
+            let s = c
+                .call(|mut m| async move { m.get_cluster_status(ClusterStatusRequest {}).await })
+                .await?;
             print(j, status_json(&s), status_text(&s))
         }
-        CtlCmd::Tenant(TenantCmd::Create { name, source, comment, if_not_exists }) => {
-            let req = CreateTenantRequest { tenant_name: name, source, comment, if_not_exists };
-            let t = c.call(|mut m| { let r = req.clone(); async move { m.create_tenant(r).await } }).await?;
+        CtlCmd::Tenant(TenantCmd::Create {
+            name,
+            source,
+            comment,
+            if_not_exists,
+        }) => {
+            let req = CreateTenantRequest {
+                tenant_name: name,
+                source,
+                comment,
+                if_not_exists,
+            };
+            let t = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.create_tenant(r).await }
+                })
+                .await?;
             print(j, tenant_json(&t), tenants_text(std::slice::from_ref(&t)))
         }
         CtlCmd::Tenant(TenantCmd::Drop { name, if_exists }) => {
-            let req = DropTenantRequest { tenant_name: name.clone(), if_exists };
-            let r = c.call(|mut m| { let r = req.clone(); async move { m.drop_tenant(r).await } }).await?;
-            let text = if r.dropped { format!("dropped tenant {name}") } else { format!("tenant {name} did not exist") };
+            let req = DropTenantRequest {
+                tenant_name: name.clone(),
+                if_exists,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.drop_tenant(r).await }
+                })
+                .await?;
+            let text = if r.dropped {
+                format!("dropped tenant {name}")
+            } else {
+                format!("tenant {name} did not exist")
+            };
             print(j, json!({"dropped": r.dropped}), text)
         }
         CtlCmd::Tenant(TenantCmd::List) => {
-            let r = c.call(|mut m| async move { m.list_tenants(ListTenantsRequest {}).await }).await?;
-            print(j, Value::Array(r.tenants.iter().map(tenant_json).collect()), tenants_text(&r.tenants))
+            let r = c
+                .call(|mut m| async move { m.list_tenants(ListTenantsRequest {}).await })
+                .await?;
+            print(
+                j,
+                Value::Array(r.tenants.iter().map(tenant_json).collect()),
+                tenants_text(&r.tenants),
+            )
         }
-        CtlCmd::Param(ParamCmd::Set { name, value, tenant }) => {
-            let req = SetParameterRequest { name, value, tenant_name: tenant.unwrap_or_default() };
-            let p = c.call(|mut m| { let r = req.clone(); async move { m.set_parameter(r).await } }).await?;
+        CtlCmd::Param(ParamCmd::Set {
+            name,
+            value,
+            tenant,
+        }) => {
+            let req = SetParameterRequest {
+                name,
+                value,
+                tenant_name: tenant.unwrap_or_default(),
+            };
+            let p = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.set_parameter(r).await }
+                })
+                .await?;
             print(j, param_json(&p), params_text(std::slice::from_ref(&p)))
         }
         CtlCmd::Param(ParamCmd::Show { name }) => {
-            let req = ShowParametersRequest { name: name.unwrap_or_default() };
-            let r = c.call(|mut m| { let r = req.clone(); async move { m.show_parameters(r).await } }).await?;
-            print(j, Value::Array(r.parameters.iter().map(param_json).collect()), params_text(&r.parameters))
+            let req = ShowParametersRequest {
+                name: name.unwrap_or_default(),
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.show_parameters(r).await }
+                })
+                .await?;
+            print(
+                j,
+                Value::Array(r.parameters.iter().map(param_json).collect()),
+                params_text(&r.parameters),
+            )
         }
-        CtlCmd::User(UserCmd::Create { user, password, if_not_exists }) => {
+        CtlCmd::User(UserCmd::Create {
+            user,
+            password,
+            if_not_exists,
+        }) => {
             let (user_name, tenant_name) = split_user(&user)?;
-            let req = CreateUserRequest { user_name, tenant_name, password, if_not_exists };
-            let u = c.call(|mut m| { let r = req.clone(); async move { m.create_user(r).await } }).await?;
-            print(j, user_json(&u), format!("created user {}@{}", u.user_name, u.tenant_name))
+            let req = CreateUserRequest {
+                user_name,
+                tenant_name,
+                password,
+                if_not_exists,
+            };
+            let u = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.create_user(r).await }
+                })
+                .await?;
+            print(
+                j,
+                user_json(&u),
+                format!("created user {}@{}", u.user_name, u.tenant_name),
+            )
         }
         CtlCmd::User(UserCmd::Alter { user, password }) => {
             let (user_name, tenant_name) = split_user(&user)?;
-            let req = AlterUserRequest { user_name, tenant_name, password };
-            let u = c.call(|mut m| { let r = req.clone(); async move { m.alter_user(r).await } }).await?;
-            print(j, user_json(&u), format!("changed password of {}@{}", u.user_name, u.tenant_name))
+            let req = AlterUserRequest {
+                user_name,
+                tenant_name,
+                password,
+            };
+            let u = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.alter_user(r).await }
+                })
+                .await?;
+            print(
+                j,
+                user_json(&u),
+                format!("changed password of {}@{}", u.user_name, u.tenant_name),
+            )
         }
         CtlCmd::User(UserCmd::Drop { user, if_exists }) => {
             let (user_name, tenant_name) = split_user(&user)?;
-            let req = DropUserRequest { user_name, tenant_name, if_exists };
-            let r = c.call(|mut m| { let r = req.clone(); async move { m.drop_user(r).await } }).await?;
-            let text = if r.dropped { format!("dropped user {user}") } else { format!("user {user} did not exist") };
+            let req = DropUserRequest {
+                user_name,
+                tenant_name,
+                if_exists,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.drop_user(r).await }
+                })
+                .await?;
+            let text = if r.dropped {
+                format!("dropped user {user}")
+            } else {
+                format!("user {user} did not exist")
+            };
             print(j, json!({"dropped": r.dropped}), text)
         }
         CtlCmd::User(UserCmd::List { tenant }) => {
-            let req = ListUsersRequest { tenant_name: tenant.unwrap_or_default() };
-            let r = c.call(|mut m| { let r = req.clone(); async move { m.list_users(r).await } }).await?;
+            let req = ListUsersRequest {
+                tenant_name: tenant.unwrap_or_default(),
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.list_users(r).await }
+                })
+                .await?;
             let text = table(
                 &["USER", "TENANT"],
-                r.users.iter().map(|u| vec![u.user_name.clone(), u.tenant_name.clone()]).collect(),
+                r.users
+                    .iter()
+                    .map(|u| vec![u.user_name.clone(), u.tenant_name.clone()])
+                    .collect(),
             );
-            print(j, Value::Array(r.users.iter().map(user_json).collect()), text)
+            print(
+                j,
+                Value::Array(r.users.iter().map(user_json).collect()),
+                text,
+            )
         }
         CtlCmd::Node(cmd) => {
-            let s = match cmd {
-                NodeCmd::Add { id, addr, learner } => {
-                    let req = AddNodeRequest { node_id: id, addr, learner_only: learner };
-                    c.call(|mut m| { let r = req.clone(); async move { m.add_node(r).await } }).await?
-                }
-                NodeCmd::Promote { id } => {
-                    c.call(|mut m| async move { m.promote_node(PromoteNodeRequest { node_id: id }).await }).await?
-                }
-                NodeCmd::Remove { id } => {
-                    c.call(|mut m| async move { m.remove_node(RemoveNodeRequest { node_id: id }).await }).await?
-                }
-            };
+            let s =
+                match cmd {
+                    NodeCmd::Add { id, addr, learner } => {
+                        let req = AddNodeRequest {
+                            node_id: id,
+                            addr,
+                            learner_only: learner,
+                        };
+                        c.call(|mut m| {
+                            let r = req.clone();
+                            async move { m.add_node(r).await }
+                        })
+                        .await?
+                    }
+                    NodeCmd::Promote { id } => {
+                        c.call(|mut m| async move {
+                            m.promote_node(PromoteNodeRequest { node_id: id }).await
+                        })
+                        .await?
+                    }
+                    NodeCmd::Remove { id } => {
+                        c.call(|mut m| async move {
+                            m.remove_node(RemoveNodeRequest { node_id: id }).await
+                        })
+                        .await?
+                    }
+                };
             print(j, status_json(&s), status_text(&s))
         }
     }

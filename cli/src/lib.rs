@@ -27,7 +27,10 @@ pub fn main_with(args: Args) -> ExitCode {
     };
     let is_ctl = matches!(args.command, Cmd::Ctl(_));
     init_logging(&args, &file, is_ctl);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: start tokio runtime: {e}");
@@ -65,7 +68,10 @@ fn init_logging(args: &Args, file: &FileConfig, is_ctl: bool) {
         .unwrap_or_else(|| default_filter.to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let format = args.log_format.or(file.log.format).unwrap_or(LogFormat::Text);
+    let format = args
+        .log_format
+        .or(file.log.format)
+        .unwrap_or(LogFormat::Text);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -102,7 +108,7 @@ async fn serve(config: MetaConfig, standalone: bool) -> anyhow::Result<()> {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {

@@ -21,7 +21,11 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn(args: &[&str], log: &Path) -> Proc {
@@ -79,28 +83,48 @@ fn standalone_serves_ctl_and_stops_cleanly_on_sigterm() {
     let data = dir.path().join("data");
     let addr = format!("127.0.0.1:{}", free_port());
     let data_arg = data.to_str().unwrap();
-    let mut p = spawn(&["standalone", "--data-dir", data_arg, "--listen", &addr], &dir.path().join("log1"));
+    let mut p = spawn(
+        &["standalone", "--data-dir", data_arg, "--listen", &addr],
+        &dir.path().join("log1"),
+    );
     let status = wait_for("a one-node cluster with a leader", 30, || {
-        ctl_json(&addr, &["status"]).filter(|s| s["leader_id"] == 1 && s["cluster_name"] == "backstop")
+        ctl_json(&addr, &["status"])
+            .filter(|s| s["leader_id"] == 1 && s["cluster_name"] == "backstop")
     });
     assert_eq!(status["members"].as_array().unwrap().len(), 1);
     assert_eq!(status["state"], "Leader");
 
-    let out = ctl(&addr, &["tenant", "create", "t1", "--source", "dir:///data/t1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let dup = ctl(&addr, &["tenant", "create", "t1", "--source", "dir:///data/t1"]);
+    let out = ctl(
+        &addr,
+        &["tenant", "create", "t1", "--source", "dir:///data/t1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dup = ctl(
+        &addr,
+        &["tenant", "create", "t1", "--source", "dir:///data/t1"],
+    );
     assert_eq!(dup.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("OB_ENTRY_EXIST"));
     let bad = ctl(&addr, &["param", "set", "backup_dest", "file://relative"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("OB_INVALID_BACKUP_DEST"));
 
-    Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status()
+        .unwrap();
     let code = wait_for("exit after SIGTERM", 15, || p.0.try_wait().unwrap());
     assert!(code.success(), "standalone exited with {code:?}");
     let log = std::fs::read_to_string(dir.path().join("log1")).unwrap();
     assert!(log.contains("meta node stopped"), "{log}");
 
-    let _p = spawn(&["standalone", "--data-dir", data_arg, "--listen", &addr], &dir.path().join("log2"));
+    let _p = spawn(
+        &["standalone", "--data-dir", data_arg, "--listen", &addr],
+        &dir.path().join("log2"),
+    );
     let names = wait_for("restarted standalone", 30, || {
         ctl_json(&addr, &["status"]).filter(|s| s["leader_id"] == 1)?;
         Some(tenant_names(&addr))
@@ -111,24 +135,42 @@ fn standalone_serves_ctl_and_stops_cleanly_on_sigterm() {
 #[test]
 fn three_meta_processes_survive_sigkill_of_the_leader() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
     let start = |i: usize, log: &str| {
         let data = dir.path().join(format!("n{}", i + 1));
         let id = (i + 1).to_string();
-        let mut args = vec!["meta", "--node-id", &id, "--listen", &addrs[i], "--data-dir", data.to_str().unwrap()];
+        let mut args = vec![
+            "meta",
+            "--node-id",
+            &id,
+            "--listen",
+            &addrs[i],
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
         if i > 0 {
             args.extend(["--join", &addrs[0]]);
         }
         spawn(&args, &dir.path().join(log))
     };
     let mut procs: Vec<Option<Proc>> = vec![Some(start(0, "n1.log"))];
-    wait_for("node 1 to lead", 30, || ctl_json(&addrs[0], &["status"]).filter(|s| s["leader_id"] == 1));
+    wait_for("node 1 to lead", 30, || {
+        ctl_json(&addrs[0], &["status"]).filter(|s| s["leader_id"] == 1)
+    });
     procs.push(Some(start(1, "n2.log")));
     procs.push(Some(start(2, "n3.log")));
     let all = addrs.join(",");
     wait_for("three voters", 60, || {
         ctl_json(&addrs[0], &["status"]).filter(|s| {
-            s["members"].as_array().unwrap().iter().filter(|m| m["role"] == "voter").count() == 3
+            s["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["role"] == "voter")
+                .count()
+                == 3
         })
     });
 
@@ -137,21 +179,46 @@ fn three_meta_processes_survive_sigkill_of_the_leader() {
         // Through a follower too: writes are forwarded to the leader.
         let via = &addrs[i % 3];
         let name = format!("t{i}");
-        let out = ctl(via, &["tenant", "create", &name, "--source", "dir:///data/x"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ctl(
+            via,
+            &["tenant", "create", &name, "--source", "dir:///data/x"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         acked.push(name);
     }
-    let leader = ctl_json(&addrs[0], &["status"]).unwrap()["leader_id"].as_u64().unwrap() as usize;
+    let leader = ctl_json(&addrs[0], &["status"]).unwrap()["leader_id"]
+        .as_u64()
+        .unwrap() as usize;
     procs[leader - 1].take(); // SIGKILL
     let killed_at = Instant::now();
-    let survivors: Vec<String> = (1..=3).filter(|i| *i != leader).map(|i| addrs[i - 1].clone()).collect();
+    let survivors: Vec<String> = (1..=3)
+        .filter(|i| *i != leader)
+        .map(|i| addrs[i - 1].clone())
+        .collect();
     let survivors = survivors.join(",");
     wait_for("a new leader to accept a write", 10, || {
-        let out = ctl(&survivors, &["tenant", "create", "after_kill", "--source", "dir:///data/x", "--if-not-exists"]);
+        let out = ctl(
+            &survivors,
+            &[
+                "tenant",
+                "create",
+                "after_kill",
+                "--source",
+                "dir:///data/x",
+                "--if-not-exists",
+            ],
+        );
         out.status.success().then_some(())
     });
     let took = killed_at.elapsed();
-    assert!(took < Duration::from_secs(3), "new leader served after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "new leader served after {took:?}"
+    );
     acked.push("after_kill".to_string());
     let names = tenant_names(&survivors);
     for a in &acked {

@@ -123,7 +123,10 @@ mod tests {
         let mut numbers = std::collections::HashSet::new();
         for code in Code::ALL {
             assert_eq!(Code::from_name(code.name()), Some(code));
-            assert!(numbers.insert(code.mysql_errno()), "duplicate errno for {code}");
+            assert!(
+                numbers.insert(code.mysql_errno()),
+                "duplicate errno for {code}"
+            );
         }
     }
 }

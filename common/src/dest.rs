@@ -221,7 +221,10 @@ fn parse_s3(rest: &str) -> Result<BackupDest, DestError> {
     let (mut host, mut access_id, mut access_key, mut region) = (None, None, None, None);
     for item in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) = item.split_once('=').ok_or_else(|| {
-            DestError::Invalid(format!("s3:// storage info item '{}' has no '='", redact(item)))
+            DestError::Invalid(format!(
+                "s3:// storage info item '{}' has no '='",
+                redact(item)
+            ))
         })?;
         let slot = match k {
             "host" => &mut host,
@@ -235,18 +238,22 @@ fn parse_s3(rest: &str) -> Result<BackupDest, DestError> {
             }
         };
         if v.is_empty() {
-            return Err(DestError::Invalid(format!("s3:// storage info '{k}' is empty")));
-        }
-        if slot.replace(v.to_string()).is_some() {
-            return Err(DestError::Invalid(format!("s3:// storage info '{k}' given twice")));
-        }
-    }
-    if let Some(h) = &host {
-        if !(h.starts_with("http://") || h.starts_with("https://")) {
             return Err(DestError::Invalid(format!(
-                "s3:// host must start with http:// or https://, got '{h}'"
+                "s3:// storage info '{k}' is empty"
             )));
         }
+        if slot.replace(v.to_string()).is_some() {
+            return Err(DestError::Invalid(format!(
+                "s3:// storage info '{k}' given twice"
+            )));
+        }
+    }
+    if let Some(h) = &host
+        && !(h.starts_with("http://") || h.starts_with("https://"))
+    {
+        return Err(DestError::Invalid(format!(
+            "s3:// host must start with http:// or https://, got '{h}'"
+        )));
     }
     let (Some(access_id), Some(access_key)) = (access_id, access_key) else {
         return Err(DestError::Invalid(
@@ -279,7 +286,10 @@ mod tests {
             BackupDest::parse("file:///a/../etc"),
             Err(DestError::Invalid(_))
         ));
-        assert!(matches!(BackupDest::parse("file:///"), Err(DestError::Invalid(_))));
+        assert!(matches!(
+            BackupDest::parse("file:///"),
+            Err(DestError::Invalid(_))
+        ));
         assert!(matches!(
             BackupDest::parse("file:///a?host=x"),
             Err(DestError::NotSupported(_))
@@ -288,12 +298,16 @@ mod tests {
             BackupDest::parse("oss://b/p?host=x"),
             Err(DestError::NotSupported(_))
         ));
-        assert!(matches!(BackupDest::parse("nonsense"), Err(DestError::Invalid(_))));
+        assert!(matches!(
+            BackupDest::parse("nonsense"),
+            Err(DestError::Invalid(_))
+        ));
     }
 
     #[test]
     fn s3_secret_is_never_displayed() {
-        let uri = "s3://bkt/a/b?host=http://127.0.0.1:9000&access_id=AK&access_key=SECRET&s3_region=r1";
+        let uri =
+            "s3://bkt/a/b?host=http://127.0.0.1:9000&access_id=AK&access_key=SECRET&s3_region=r1";
         let d = BackupDest::parse(uri).unwrap();
         assert_eq!(d.root_path(), "s3://bkt/a/b");
         assert_eq!(d.to_uri_with_secret(), uri);

@@ -91,7 +91,9 @@ impl DestOption {
                                 .to_string(),
                         ));
                     }
-                    if !d.is_zero() && (d < Duration::from_secs(1) || d > Duration::from_secs(7 * 86400)) {
+                    if !d.is_zero()
+                        && (d < Duration::from_secs(1) || d > Duration::from_secs(7 * 86400))
+                    {
                         return Err(OptionError::NotSupported(format!(
                             "{key} out of range [1s, 7d] ('{value}')"
                         )));
@@ -100,7 +102,9 @@ impl DestOption {
                 }
                 "backup_copies" => {
                     let n: u32 = value.parse().map_err(|_| {
-                        OptionError::Invalid(format!("backup_copies must be an integer, got '{value}'"))
+                        OptionError::Invalid(format!(
+                            "backup_copies must be an integer, got '{value}'"
+                        ))
                     })?;
                     if n != 0 {
                         return Err(OptionError::NotSupported(format!(
@@ -177,7 +181,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.recovery_window, Some(Duration::from_secs(7 * 86400)));
-        assert_eq!(ok.log_archive_piece_switch_interval, Duration::from_secs(86400));
+        assert_eq!(
+            ok.log_archive_piece_switch_interval,
+            Duration::from_secs(86400)
+        );
         assert!(matches!(
             DestOption::parse("backup_copies=2", OptionKind::BackupDest),
             Err(OptionError::NotSupported(_))
@@ -198,12 +205,18 @@ mod tests {
             "recovery_window=99999999999999999999d",
         ] {
             assert!(
-                matches!(DestOption::parse(bad, OptionKind::BackupDest), Err(OptionError::Invalid(_))),
+                matches!(
+                    DestOption::parse(bad, OptionKind::BackupDest),
+                    Err(OptionError::Invalid(_))
+                ),
                 "{bad}"
             );
         }
         assert!(matches!(
-            DestOption::parse("log_archive_piece_switch_interval=1d", OptionKind::BackupBackupDest),
+            DestOption::parse(
+                "log_archive_piece_switch_interval=1d",
+                OptionKind::BackupBackupDest
+            ),
             Err(OptionError::NotSupported(_))
         ));
         assert!(matches!(
@@ -214,7 +227,10 @@ mod tests {
             Err(OptionError::NotSupported(_))
         ));
         assert!(matches!(
-            DestOption::parse("log_archive_piece_switch_interval=8d", OptionKind::BackupDest),
+            DestOption::parse(
+                "log_archive_piece_switch_interval=8d",
+                OptionKind::BackupDest
+            ),
             Err(OptionError::NotSupported(_))
         ));
     }

@@ -10,9 +10,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Code;
 use crate::dest::BackupDest;
 use crate::option::{DestOption, OptionError, OptionKind};
-use crate::Code;
 
 /// A parameter Backstop knows. Names are OceanBase's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -161,11 +161,17 @@ mod tests {
             Code::InvalidBackupDest
         );
         assert_eq!(
-            Param::BackupDest.validate("file:///x?a=b").unwrap_err().code,
+            Param::BackupDest
+                .validate("file:///x?a=b")
+                .unwrap_err()
+                .code,
             Code::NotSupported
         );
         assert_eq!(
-            Param::BackupDestOption.validate("bogus=1").unwrap_err().code,
+            Param::BackupDestOption
+                .validate("bogus=1")
+                .unwrap_err()
+                .code,
             Code::InvalidArgument
         );
     }

@@ -1,8 +1,8 @@
 //! Versioned binary encoding of stored values and RPC payloads: one version byte,
 //! then bincode 2 (serde, standard config).
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Current encoding version of a single value.
 pub const VALUE_VERSION: u8 = 1;

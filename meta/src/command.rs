@@ -6,9 +6,9 @@
 //! verdict). A command refused at apply time still occupies a log entry and answers
 //! [`Response::Err`] on every replica.
 
+use backstop_common::Code;
 use backstop_common::auth::PasswordHash;
 use backstop_common::params::Param;
-use backstop_common::Code;
 use serde::{Deserialize, Serialize};
 
 use crate::state::{ParamRecord, TenantRecord, UserRecord};

@@ -25,8 +25,8 @@
 //! Applying a log entry writes its touched records, `m/last_applied` and (for
 //! membership entries) `m/last_membership` in one `WriteBatch`.
 
-use backstop_common::params::Param;
 use backstop_common::TenantId;
+use backstop_common::params::Param;
 
 /// Column family of Raft log entries.
 pub const CF_LOG: &str = "log";

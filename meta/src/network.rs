@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use backstop_proto::raft::raft_service_client::RaftServiceClient;
 use backstop_proto::raft::RaftPayload;
+use backstop_proto::raft::raft_service_client::RaftServiceClient;
 use openraft::error::{NetworkError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{decode, encode};
@@ -29,7 +29,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub fn to_payload<T: Serialize>(value: &T) -> Result<RaftPayload, MetaError> {
     Ok(RaftPayload {
         version: PAYLOAD_VERSION,
-        data: encode(value).map_err(|e| MetaError::internal(format!("encode raft payload: {e}")))?,
+        data: encode(value)
+            .map_err(|e| MetaError::internal(format!("encode raft payload: {e}")))?,
     })
 }
 
@@ -121,7 +122,13 @@ impl Network {
         let reply = result.map_err(|status| unreachable(&status))?.into_inner();
         let decoded: Result<Resp, RaftError<E>> =
             from_payload(&reply).map_err(|e| RpcError::<E>::Network(NetworkError::new(&e)))?;
-        decoded.map_err(|e| RpcError::<E>::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+        decoded.map_err(|e| {
+            RpcError::<E>::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
     }
 }
 
@@ -142,7 +149,11 @@ impl RaftNetwork<TypeConfig> for Network {
         self.call(Rpc::Snapshot, &rpc, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RpcError> {
         self.call(Rpc::Vote, &rpc, &option).await
     }
 }

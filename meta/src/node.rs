@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use backstop_common::auth::PasswordHash;
 use backstop_common::Code;
+use backstop_common::auth::PasswordHash;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::meta::meta_service_server::MetaServiceServer;
 use backstop_proto::meta::{AddNodeRequest, ClusterStatus, Member};
@@ -26,7 +26,9 @@ use tracing::{info, warn};
 use crate::command::{Command, Reply, Request, Response};
 use crate::config::MetaConfig;
 use crate::error::MetaError;
-use crate::network::{channel, from_payload, raft_client, to_payload, NetworkFactory, MAX_MESSAGE_BYTES};
+use crate::network::{
+    MAX_MESSAGE_BYTES, NetworkFactory, channel, from_payload, raft_client, to_payload,
+};
 use crate::service::{MetaSvc, RaftSvc};
 use crate::state::MetaState;
 use crate::store::{self, Applied, LogStore};
@@ -88,22 +90,34 @@ impl MetaNode {
     /// answered.
     pub async fn start(config: MetaConfig) -> Result<Arc<MetaNode>, MetaError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            MetaError::storage(format!("create data dir {}: {e}", config.data_dir.display()))
+            MetaError::storage(format!(
+                "create data dir {}: {e}",
+                config.data_dir.display()
+            ))
         })?;
         let db_dir = config.data_dir.join("raft");
         let (log, sm) = open_with_retry(&db_dir).await?;
         let applied = sm.applied();
         let raft_config = config.openraft_config().map_err(MetaError::invalid)?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory, log.clone(), sm)
-            .await
-            .map_err(fatal)?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            NetworkFactory,
+            log.clone(),
+            sm,
+        )
+        .await
+        .map_err(fatal)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| MetaError::rpc(format!("bind {}: {e}", config.listen)))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| MetaError::rpc(format!("read bound address: {e}")))?;
-        let addr = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
+        let addr = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
         let node = Arc::new(MetaNode {
             id: config.node_id,
             addr,
@@ -118,10 +132,9 @@ impl MetaNode {
         node.spawn_server(listener).await;
         node.bootstrap_or_join().await?;
         let identity = node.clone();
-        node.tasks
-            .lock()
-            .await
-            .push(tokio::spawn(async move { identity.ensure_cluster_identity().await }));
+        node.tasks.lock().await.push(tokio::spawn(async move {
+            identity.ensure_cluster_identity().await
+        }));
         info!(node_id = node.id, addr = %node.addr, "meta node started");
         Ok(node)
     }
@@ -179,7 +192,10 @@ impl MetaNode {
         }
         Err(MetaError::new(
             last_error.code,
-            format!("could not join through {:?}: {}", self.config.join, last_error.message),
+            format!(
+                "could not join through {:?}: {}",
+                self.config.join, last_error.message
+            ),
         ))
     }
 
@@ -271,18 +287,33 @@ impl MetaNode {
 
     /// Adds a node as learner and, unless `learner_only`, promotes it to voter once
     /// it caught up. Adding an existing member with the same address is a no-op.
-    pub async fn add_node(&self, node_id: NodeId, addr: String, learner_only: bool) -> Result<(), MetaError> {
-        self.with_leader(ForwardRequest::AddNode { node_id, addr, learner_only }).await.map(|_| ())
+    pub async fn add_node(
+        &self,
+        node_id: NodeId,
+        addr: String,
+        learner_only: bool,
+    ) -> Result<(), MetaError> {
+        self.with_leader(ForwardRequest::AddNode {
+            node_id,
+            addr,
+            learner_only,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Promotes a learner to voter.
     pub async fn promote_node(&self, node_id: NodeId) -> Result<(), MetaError> {
-        self.with_leader(ForwardRequest::PromoteNode(node_id)).await.map(|_| ())
+        self.with_leader(ForwardRequest::PromoteNode(node_id))
+            .await
+            .map(|_| ())
     }
 
     /// Removes a voter or learner from the group.
     pub async fn remove_node(&self, node_id: NodeId) -> Result<(), MetaError> {
-        self.with_leader(ForwardRequest::RemoveNode(node_id)).await.map(|_| ())
+        self.with_leader(ForwardRequest::RemoveNode(node_id))
+            .await
+            .map(|_| ())
     }
 
     /// Runs `req` here if this node leads, else on the leader; retries while no
@@ -308,10 +339,15 @@ impl MetaNode {
         let mut client = raft_client(addr)?;
         let mut request = tonic::Request::new(to_payload(req)?);
         request.set_timeout(Duration::from_secs(60));
-        let reply = client
-            .forward(request)
-            .await
-            .map_err(|s| MetaError::rpc(format!("forward to leader at {addr}: {}", s.message())))?;
+        let reply = client.forward(request).await.map_err(|s| {
+            if never_sent(&s) {
+                // The leader we knew is gone; nothing was proposed, so wait for the
+                // next one like any other leaderless moment.
+                MetaError::no_leader(format!("leader at {addr} unreachable: {}", s.message()))
+            } else {
+                MetaError::rpc(format!("forward to leader at {addr}: {}", s.message()))
+            }
+        })?;
         from_payload::<ForwardReply>(&reply.into_inner())?
     }
 
@@ -320,22 +356,30 @@ impl MetaNode {
     pub(crate) async fn execute_forwarded(&self, req: ForwardRequest) -> ForwardReply {
         match self.execute_local(req).await {
             Ok(reply) => reply,
-            Err(_) => Err(MetaError::no_leader(format!("node {} is no longer the leader", self.id))),
+            Err(_) => Err(MetaError::no_leader(format!(
+                "node {} is no longer the leader",
+                self.id
+            ))),
         }
     }
 
     async fn execute_local(&self, req: ForwardRequest) -> Result<ForwardReply, Redirect> {
         match req {
             ForwardRequest::Write(command) => {
-                let request = Request { time_ms: now_ms(), command };
+                let request = Request {
+                    time_ms: now_ms(),
+                    command,
+                };
                 match self.raft.client_write(request).await {
                     Ok(resp) => Ok(Ok(resp.data)),
                     Err(e) => self.write_error(e).map(Err),
                 }
             }
-            ForwardRequest::AddNode { node_id, addr, learner_only } => {
-                self.leader_add_node(node_id, addr, learner_only).await
-            }
+            ForwardRequest::AddNode {
+                node_id,
+                addr,
+                learner_only,
+            } => self.leader_add_node(node_id, addr, learner_only).await,
             ForwardRequest::PromoteNode(node_id) => {
                 if !self.is_learner(node_id) {
                     return Ok(Err(MetaError::new(
@@ -376,20 +420,32 @@ impl MetaNode {
         m.learner_ids().any(|id| id == node_id)
     }
 
-    async fn leader_add_node(&self, node_id: NodeId, addr: String, learner_only: bool) -> Result<ForwardReply, Redirect> {
+    async fn leader_add_node(
+        &self,
+        node_id: NodeId,
+        addr: String,
+        learner_only: bool,
+    ) -> Result<ForwardReply, Redirect> {
         let membership = self.raft.metrics().borrow().membership_config.clone();
-        if let Some(existing) = membership.membership().get_node(&node_id) {
-            if existing.addr != addr {
-                return Ok(Err(MetaError::new(
-                    Code::EntryExist,
-                    format!("node {node_id} is already a member at {}; remove it first", existing.addr),
-                )));
-            }
+        if let Some(existing) = membership.membership().get_node(&node_id)
+            && existing.addr != addr
+        {
+            return Ok(Err(MetaError::new(
+                Code::EntryExist,
+                format!(
+                    "node {node_id} is already a member at {}; remove it first",
+                    existing.addr
+                ),
+            )));
         }
         let is_voter = membership.voter_ids().any(|id| id == node_id);
         if !is_voter && membership.membership().get_node(&node_id).is_none() {
             info!(node_id, addr = %addr, "adding learner");
-            if let Err(e) = self.raft.add_learner(node_id, BasicNode::new(&addr), true).await {
+            if let Err(e) = self
+                .raft
+                .add_learner(node_id, BasicNode::new(&addr), true)
+                .await
+            {
                 return self.write_error(e).map(Err);
             }
         }
@@ -397,25 +453,33 @@ impl MetaNode {
             return Ok(Ok(Response::Ok(Reply::Done)));
         }
         info!(node_id, "promoting learner to voter");
-        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id]))).await
+        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])))
+            .await
     }
 
-    async fn change_membership(&self, change: ChangeMembers<NodeId, BasicNode>) -> Result<ForwardReply, Redirect> {
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+    ) -> Result<ForwardReply, Redirect> {
         match self.raft.change_membership(change, false).await {
             Ok(_) => Ok(Ok(Response::Ok(Reply::Done))),
             Err(e) => self.write_error(e).map(Err),
         }
     }
 
-    fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Result<MetaError, Redirect> {
+    fn write_error(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ) -> Result<MetaError, Redirect> {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_node {
                 Some(node) if f.leader_id != Some(self.id) => Err(Redirect::To(node.addr)),
                 _ => Err(Redirect::Unknown),
             },
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                Ok(MetaError::new(Code::InvalidArgument, format!("membership change refused: {e}")))
-            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Ok(MetaError::new(
+                Code::InvalidArgument,
+                format!("membership change refused: {e}"),
+            )),
             RaftError::Fatal(e) => Ok(fatal(e)),
         }
     }
@@ -426,10 +490,14 @@ impl MetaNode {
         loop {
             let result = match self.raft.ensure_linearizable().await {
                 Ok(_) => return Ok(()),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
-                    Some(node) if f.leader_id != Some(self.id) => self.follower_read_index(&node.addr).await,
-                    _ => Err(MetaError::no_leader("no meta leader elected yet")),
-                },
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    match f.leader_node {
+                        Some(node) if f.leader_id != Some(self.id) => {
+                            self.follower_read_index(&node.addr).await
+                        }
+                        _ => Err(MetaError::no_leader("no meta leader elected yet")),
+                    }
+                }
                 Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
                     Err(MetaError::no_leader(format!("leader lost its quorum: {e}")))
                 }
@@ -448,17 +516,26 @@ impl MetaNode {
         let mut client = raft_client(leader_addr)?;
         let mut request = tonic::Request::new(to_payload(&())?);
         request.set_timeout(Duration::from_secs(5));
-        let reply = client
-            .read_index(request)
-            .await
-            .map_err(|s| MetaError::rpc(format!("read index from leader at {leader_addr}: {}", s.message())))?;
-        let read_log_id: Option<LogId> = from_payload::<Result<Option<LogId>, MetaError>>(&reply.into_inner())??;
+        // Reads are idempotent: any transport failure just means "ask again".
+        let reply = client.read_index(request).await.map_err(|s| {
+            MetaError::no_leader(format!(
+                "read index from leader at {leader_addr}: {}",
+                s.message()
+            ))
+        })?;
+        let read_log_id: Option<LogId> =
+            from_payload::<Result<Option<LogId>, MetaError>>(&reply.into_inner())??;
         if let Some(log_id) = read_log_id {
             self.raft
                 .wait(Some(Duration::from_secs(5)))
                 .applied_index_at_least(Some(log_id.index), "read index")
                 .await
-                .map_err(|e| MetaError::new(Code::Timeout, format!("catch up to read index {}: {e}", log_id.index)))?;
+                .map_err(|e| {
+                    MetaError::new(
+                        Code::Timeout,
+                        format!("catch up to read index {}: {e}", log_id.index),
+                    )
+                })?;
         }
         Ok(())
     }
@@ -467,7 +544,9 @@ impl MetaNode {
     pub(crate) async fn leader_read_index(&self) -> Result<Option<LogId>, MetaError> {
         match self.raft.ensure_linearizable().await {
             Ok(id) => Ok(id),
-            Err(RaftError::APIError(e)) => Err(MetaError::no_leader(format!("not the leader: {e}"))),
+            Err(RaftError::APIError(e)) => {
+                Err(MetaError::no_leader(format!("not the leader: {e}")))
+            }
             Err(RaftError::Fatal(e)) => Err(fatal(e)),
         }
     }
@@ -479,7 +558,11 @@ impl MetaNode {
         let matched: BTreeMap<NodeId, Option<u64>> = m
             .replication
             .as_ref()
-            .map(|r| r.iter().map(|(id, log)| (*id, log.map(|l| l.index))).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|(id, log)| (*id, log.map(|l| l.index)))
+                    .collect()
+            })
             .unwrap_or_default();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
@@ -487,7 +570,12 @@ impl MetaNode {
             .map(|(id, node)| Member {
                 node_id: *id,
                 addr: node.addr.clone(),
-                role: if voters.contains(id) { "voter" } else { "learner" }.to_string(),
+                role: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .to_string(),
                 matched_index: matched.get(id).copied().flatten(),
             })
             .collect();
@@ -498,7 +586,10 @@ impl MetaNode {
         let cluster = self.applied.read().await.state.cluster.clone();
         let commit_index = self.log.committed_index();
         ClusterStatus {
-            cluster_name: cluster.as_ref().map(|c| c.cluster_name.clone()).unwrap_or_default(),
+            cluster_name: cluster
+                .as_ref()
+                .map(|c| c.cluster_name.clone())
+                .unwrap_or_default(),
             cluster_id: cluster.map_or(0, |c| c.cluster_id),
             node_id: self.id,
             state: match m.state {
@@ -528,7 +619,10 @@ impl MetaNode {
         self.shutdown.cancel();
         let tasks: Vec<JoinHandle<()>> = self.tasks.lock().await.drain(..).collect();
         for task in tasks {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 warn!("a meta task did not stop within 5 s");
             }
         }
@@ -544,6 +638,27 @@ impl MetaNode {
     }
 }
 
+/// Whether a failed RPC certainly never reached the server (the connection could
+/// not be opened), so retrying cannot apply a command twice.
+fn never_sent(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+            )
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    status.message().contains("tcp connect error")
+}
+
 /// Where a request must go instead.
 enum Redirect {
     To(String),
@@ -552,12 +667,16 @@ enum Redirect {
 
 /// Opens the store, retrying briefly while a previous instance in this process still
 /// holds the RocksDB lock.
-async fn open_with_retry(dir: &std::path::Path) -> Result<(LogStore, store::StateMachineStore), MetaError> {
+async fn open_with_retry(
+    dir: &std::path::Path,
+) -> Result<(LogStore, store::StateMachineStore), MetaError> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match store::open(dir).await {
             Ok(stores) => return Ok(stores),
-            Err(e @ store::OpenError::Rocks { .. }) if Instant::now() < deadline && e.to_string().contains("lock") => {
+            Err(e @ store::OpenError::Rocks { .. })
+                if Instant::now() < deadline && e.to_string().contains("lock") =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => return Err(MetaError::storage(e.to_string())),

@@ -45,16 +45,34 @@ impl Cluster {
         let seed = first.addr().to_string();
         let mut nodes = vec![Some(first)];
         for id in 2..=n {
-            nodes.push(Some(start(id, &path, "127.0.0.1:0".parse().unwrap(), vec![seed.clone()]).await));
+            nodes.push(Some(
+                start(
+                    id,
+                    &path,
+                    "127.0.0.1:0".parse().unwrap(),
+                    vec![seed.clone()],
+                )
+                .await,
+            ));
         }
-        let addrs = nodes.iter().map(|n| n.as_ref().unwrap().local_addr()).collect();
-        let c = Cluster { _dir: dir, path, nodes, addrs };
+        let addrs = nodes
+            .iter()
+            .map(|n| n.as_ref().unwrap().local_addr())
+            .collect();
+        let c = Cluster {
+            _dir: dir,
+            path,
+            nodes,
+            addrs,
+        };
         c.wait_voters(n as usize).await;
         c
     }
 
     fn node(&self, id: u64) -> &Arc<MetaNode> {
-        self.nodes[(id - 1) as usize].as_ref().expect("node running")
+        self.nodes[(id - 1) as usize]
+            .as_ref()
+            .expect("node running")
     }
 
     fn running(&self) -> impl Iterator<Item = &Arc<MetaNode>> {
@@ -65,10 +83,14 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let s = self.running().next().unwrap().status().await;
-            if s.members.iter().filter(|m| m.role == "voter").count() == n && s.leader_id.is_some() {
+            if s.members.iter().filter(|m| m.role == "voter").count() == n && s.leader_id.is_some()
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "cluster never reached {n} voters: {s:?}");
+            assert!(
+                Instant::now() < deadline,
+                "cluster never reached {n} voters: {s:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -143,9 +165,15 @@ async fn leader_failover_loses_no_acknowledged_write_and_old_leader_catches_up()
     c.stop(old).await;
     let survivor = (1..=3).find(|id| *id != old).unwrap();
     let stopped_at = Instant::now();
-    c.node(survivor).write(create("after_failover")).await.unwrap();
+    c.node(survivor)
+        .write(create("after_failover"))
+        .await
+        .unwrap();
     let took = stopped_at.elapsed();
-    assert!(took < Duration::from_secs(3), "new leader served after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "new leader served after {took:?}"
+    );
     acked.push("after_failover".to_string());
     for i in 15..25 {
         let name = format!("t{i}");
@@ -159,9 +187,24 @@ async fn leader_failover_loses_no_acknowledged_write_and_old_leader_catches_up()
         }
     }
     c.restart(old, vec![]).await;
-    let target = c.node(survivor).raft().metrics().borrow().last_applied.unwrap().index;
+    let target = c
+        .node(survivor)
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .unwrap()
+        .index;
     wait_applied(c.node(old), target).await;
-    let names = c.node(old).read_local(|s| s.tenants.values().map(|t| t.name.clone()).collect::<Vec<_>>()).await;
+    let names = c
+        .node(old)
+        .read_local(|s| {
+            s.tenants
+                .values()
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        })
+        .await;
     for a in &acked {
         assert!(names.contains(a), "restarted node lost {a}");
     }
@@ -189,7 +232,9 @@ async fn whole_cluster_restart_keeps_every_acknowledged_write() {
     }
     assert_eq!(c.node(3).status().await.cluster_id, cluster_id);
     // Ids keep counting from where they were: no reuse after restart.
-    let Reply::Tenant(t) = c.node(1).write(create("after_restart")).await.unwrap() else { panic!() };
+    let Reply::Tenant(t) = c.node(1).write(create("after_restart")).await.unwrap() else {
+        panic!()
+    };
     assert_eq!(t.tenant_id.0, 1001 + 40);
     c.shutdown_all().await;
 }
@@ -204,17 +249,33 @@ async fn wiped_node_catches_up_from_a_snapshot() {
     let wiped = (1..=3).find(|id| *id != leader).unwrap();
     c.stop(wiped).await;
     for i in 120..160 {
-        c.node(leader).write(create(&format!("s{i}"))).await.unwrap();
+        c.node(leader)
+            .write(create(&format!("s{i}")))
+            .await
+            .unwrap();
     }
     let purged = c.node(leader).raft().metrics().borrow().purged;
-    assert!(purged.is_some_and(|p| p.index > 50), "leader should have purged its log: {purged:?}");
+    assert!(
+        purged.is_some_and(|p| p.index > 50),
+        "leader should have purged its log: {purged:?}"
+    );
     std::fs::remove_dir_all(c.path.join(format!("n{wiped}"))).unwrap();
     let seed = c.node(leader).addr().to_string();
     c.restart(wiped, vec![seed]).await;
-    let target = c.node(leader).raft().metrics().borrow().last_applied.unwrap().index;
+    let target = c
+        .node(leader)
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .unwrap()
+        .index;
     wait_applied(c.node(wiped), target).await;
     let m = c.node(wiped).raft().metrics().borrow().clone();
-    assert!(m.snapshot.is_some(), "wiped node must have installed a snapshot: {m:?}");
+    assert!(
+        m.snapshot.is_some(),
+        "wiped node must have installed a snapshot: {m:?}"
+    );
     let names = c.node(wiped).read_local(|s| s.tenants.len()).await;
     assert_eq!(names, 161, "sys + 160 tenants");
     c.shutdown_all().await;
@@ -236,10 +297,16 @@ async fn membership_add_learner_promote_and_remove() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     n1.add_node(2, addr.to_string(), true).await.unwrap();
     let s = n1.status().await;
-    assert_eq!(s.members.iter().find(|m| m.node_id == 2).unwrap().role, "learner");
+    assert_eq!(
+        s.members.iter().find(|m| m.node_id == 2).unwrap().role,
+        "learner"
+    );
     n1.promote_node(2).await.unwrap();
     let s = n1.status().await;
-    assert_eq!(s.members.iter().find(|m| m.node_id == 2).unwrap().role, "voter");
+    assert_eq!(
+        s.members.iter().find(|m| m.node_id == 2).unwrap().role,
+        "voter"
+    );
     let err = n1.promote_node(2).await.unwrap_err();
     assert_eq!(err.code, Code::EntryNotExist);
     n1.remove_node(2).await.unwrap();
@@ -259,21 +326,56 @@ fn code_of(status: &tonic::Status) -> Code {
 async fn bad_input_gives_typed_errors_over_grpc() {
     let mut c = Cluster::new(1).await;
     let addr = c.node(1).addr().to_string();
-    let mut client = MetaServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut client = MetaServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     let tenant = |name: &str, source: &str| CreateTenantRequest {
         tenant_name: name.into(),
         source: source.into(),
         comment: String::new(),
         if_not_exists: false,
     };
-    client.create_tenant(tenant("t1", "dir:///data/t1")).await.unwrap();
+    client
+        .create_tenant(tenant("t1", "dir:///data/t1"))
+        .await
+        .unwrap();
     let cases: Vec<(tonic::Status, Code)> = vec![
-        (client.create_tenant(tenant("t1", "dir:///data/x")).await.unwrap_err(), Code::EntryExist),
-        (client.create_tenant(tenant("bad name", "dir:///x")).await.unwrap_err(), Code::InvalidArgument),
-        (client.create_tenant(tenant("t2", "dir://relative")).await.unwrap_err(), Code::InvalidArgument),
-        (client.create_tenant(tenant("t2", "s3://bucket")).await.unwrap_err(), Code::InvalidArgument),
         (
-            client.drop_tenant(DropTenantRequest { tenant_name: "nope".into(), if_exists: false }).await.unwrap_err(),
+            client
+                .create_tenant(tenant("t1", "dir:///data/x"))
+                .await
+                .unwrap_err(),
+            Code::EntryExist,
+        ),
+        (
+            client
+                .create_tenant(tenant("bad name", "dir:///x"))
+                .await
+                .unwrap_err(),
+            Code::InvalidArgument,
+        ),
+        (
+            client
+                .create_tenant(tenant("t2", "dir://relative"))
+                .await
+                .unwrap_err(),
+            Code::InvalidArgument,
+        ),
+        (
+            client
+                .create_tenant(tenant("t2", "s3://bucket"))
+                .await
+                .unwrap_err(),
+            Code::InvalidArgument,
+        ),
+        (
+            client
+                .drop_tenant(DropTenantRequest {
+                    tenant_name: "nope".into(),
+                    if_exists: false,
+                })
+                .await
+                .unwrap_err(),
             Code::EntryNotExist,
         ),
     ];
@@ -287,17 +389,39 @@ async fn bad_input_gives_typed_errors_over_grpc() {
     };
     let param_cases = [
         (set("backup_dst", "file:///x", ""), Code::InvalidArgument),
-        (set("backup_dest", "file://relative", ""), Code::InvalidBackupDest),
-        (set("backup_dest", "file:///x?host=y", ""), Code::NotSupported),
-        (set("backup_dest", "s3://b/p?access_id=a", ""), Code::InvalidBackupDest),
-        (set("backup_dest_option", "recovery_window=7w", ""), Code::InvalidArgument),
-        (set("backup_backup_dest", "file:///copy", ""), Code::NotSupported),
-        (set("backup_dest", "file:///x", "no_such_tenant"), Code::EntryNotExist),
+        (
+            set("backup_dest", "file://relative", ""),
+            Code::InvalidBackupDest,
+        ),
+        (
+            set("backup_dest", "file:///x?host=y", ""),
+            Code::NotSupported,
+        ),
+        (
+            set("backup_dest", "s3://b/p?access_id=a", ""),
+            Code::InvalidBackupDest,
+        ),
+        (
+            set("backup_dest_option", "recovery_window=7w", ""),
+            Code::InvalidArgument,
+        ),
+        (
+            set("backup_backup_dest", "file:///copy", ""),
+            Code::NotSupported,
+        ),
+        (
+            set("backup_dest", "file:///x", "no_such_tenant"),
+            Code::EntryNotExist,
+        ),
     ];
     for (req, want) in param_cases {
         let status = client.set_parameter(req.clone()).await.unwrap_err();
         assert_eq!(code_of(&status), want, "{req:?}: {status:?}");
-        assert!(status.message().starts_with(want.name()), "{}", status.message());
+        assert!(
+            status.message().starts_with(want.name()),
+            "{}",
+            status.message()
+        );
     }
     let ok = client
         .set_parameter(set(
@@ -308,7 +432,11 @@ async fn bad_input_gives_typed_errors_over_grpc() {
         .await
         .unwrap()
         .into_inner();
-    assert!(!ok.value.contains("TOPSECRET") && ok.value.contains("access_key=***"), "{}", ok.value);
+    assert!(
+        !ok.value.contains("TOPSECRET") && ok.value.contains("access_key=***"),
+        "{}",
+        ok.value
+    );
     // The node is still healthy after all of that.
     assert_eq!(c.node(1).status().await.state, "Leader");
     c.shutdown_all().await;

@@ -7,7 +7,7 @@ use backstop_meta::store::{self, LogStore, StateMachineStore};
 use backstop_meta::types::{StorageError, TypeConfig};
 use openraft::storage::RaftStateMachine;
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::{Entry, EntryPayload, LogId, CommittedLeaderId};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use tempfile::TempDir;
 
 struct Builder;
@@ -54,7 +54,12 @@ async fn applied_records_survive_reopen() {
     assert_eq!(applied.map(|l| l.index), Some(2));
     let state = sm.applied();
     let state = state.read().await;
-    let names: Vec<&str> = state.state.tenants.values().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = state
+        .state
+        .tenants
+        .values()
+        .map(|t| t.name.as_str())
+        .collect();
     assert_eq!(names, vec!["sys", "t1", "t2"]);
     assert_eq!(state.state.next_tenant_id, 1003);
 }
@@ -72,6 +77,9 @@ async fn data_from_a_newer_layout_is_refused() {
             .unwrap();
     }
     let err = store::open(dir.path()).await.err().expect("must refuse");
-    assert!(matches!(err, store::OpenError::TooNew { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, store::OpenError::TooNew { found: 99, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade backstop"));
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use backstop_chaos::cluster::LocalCluster;
 use backstop_meta::RaftTuning;
-use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::meta::CreateTenantRequest;
+use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
@@ -33,11 +33,15 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cluster = LocalCluster::start(args.nodes, RaftTuning::default()).await?;
     let leader = cluster.leader_addr().await?;
-    println!("{} meta nodes on 127.0.0.1, leader {leader}, {} CreateTenant commands per run", args.nodes, args.ops);
-    println!("{:>8} {:>10} {:>10} {:>10} {:>10}", "clients", "ops/s", "p50 ms", "p99 ms", "max ms");
-    let mut run = 0;
-    for &clients in &args.clients {
-        run += 1;
+    println!(
+        "{} meta nodes on 127.0.0.1, leader {leader}, {} CreateTenant commands per run",
+        args.nodes, args.ops
+    );
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>10}",
+        "clients", "ops/s", "p50 ms", "p99 ms", "max ms"
+    );
+    for (run, &clients) in args.clients.iter().enumerate() {
         let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
         let per_client = args.ops / clients.max(1);
         let started = Instant::now();

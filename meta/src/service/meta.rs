@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use backstop_common::Code;
 use backstop_common::auth::PasswordHash;
 use backstop_common::params::Param;
 use backstop_common::source::{validate_name, validate_source};
-use backstop_common::Code;
 use backstop_proto::meta::meta_service_server::MetaService;
 use backstop_proto::meta::*;
 use tonic::{Request, Response, Status};
@@ -79,14 +79,21 @@ fn user_msg(state: &MetaState, u: &UserRecord) -> User {
 
 #[tonic::async_trait]
 impl MetaService for MetaSvc {
-    async fn cluster_status(&self, _: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn get_cluster_status(
+        &self,
+        _: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         Ok(Response::new(self.node.status().await))
     }
 
-    async fn create_tenant(&self, request: Request<CreateTenantRequest>) -> Result<Response<Tenant>, Status> {
+    async fn create_tenant(
+        &self,
+        request: Request<CreateTenantRequest>,
+    ) -> Result<Response<Tenant>, Status> {
         let req = request.into_inner();
         let name = checked("tenant", &req.tenant_name)?;
-        let source = validate_source(&req.source).map_err(|(code, msg)| MetaError::new(code, msg))?;
+        let source =
+            validate_source(&req.source).map_err(|(code, msg)| MetaError::new(code, msg))?;
         if req.comment.len() > 4096 {
             return Err(MetaError::invalid("tenant comment longer than 4096 bytes").into());
         }
@@ -102,7 +109,10 @@ impl MetaService for MetaSvc {
         }
     }
 
-    async fn drop_tenant(&self, request: Request<DropTenantRequest>) -> Result<Response<DropTenantResponse>, Status> {
+    async fn drop_tenant(
+        &self,
+        request: Request<DropTenantRequest>,
+    ) -> Result<Response<DropTenantResponse>, Status> {
         let req = request.into_inner();
         let cmd = Command::DropTenant {
             name: req.tenant_name.trim().to_string(),
@@ -114,7 +124,10 @@ impl MetaService for MetaSvc {
         }
     }
 
-    async fn list_tenants(&self, _: Request<ListTenantsRequest>) -> Result<Response<ListTenantsResponse>, Status> {
+    async fn list_tenants(
+        &self,
+        _: Request<ListTenantsRequest>,
+    ) -> Result<Response<ListTenantsResponse>, Status> {
         let tenants = self
             .node
             .read(|s| s.tenants.values().map(tenant_msg).collect())
@@ -122,14 +135,24 @@ impl MetaService for MetaSvc {
         Ok(Response::new(ListTenantsResponse { tenants }))
     }
 
-    async fn set_parameter(&self, request: Request<SetParameterRequest>) -> Result<Response<Parameter>, Status> {
+    async fn set_parameter(
+        &self,
+        request: Request<SetParameterRequest>,
+    ) -> Result<Response<Parameter>, Status> {
         let req = request.into_inner();
-        let param: Param = req.name.parse().map_err(|e: backstop_common::params::ParamError| MetaError::new(e.code, e.message))?;
+        let param: Param = req
+            .name
+            .parse()
+            .map_err(|e: backstop_common::params::ParamError| MetaError::new(e.code, e.message))?;
         let value = param
             .validate(&req.value)
             .map_err(|e| MetaError::new(e.code, e.message))?;
         let tenant = Some(req.tenant_name.trim().to_string()).filter(|t| !t.is_empty());
-        let cmd = Command::SetParameter { param, tenant, value };
+        let cmd = Command::SetParameter {
+            param,
+            tenant,
+            value,
+        };
         match self.node.write(cmd).await? {
             Reply::Parameter(p) => {
                 let msg = self.node.read_local(|s| param_msg(s, &p)).await;
@@ -139,18 +162,30 @@ impl MetaService for MetaSvc {
         }
     }
 
-    async fn show_parameters(&self, request: Request<ShowParametersRequest>) -> Result<Response<ShowParametersResponse>, Status> {
+    async fn show_parameters(
+        &self,
+        request: Request<ShowParametersRequest>,
+    ) -> Result<Response<ShowParametersResponse>, Status> {
         let req = request.into_inner();
         let only: Option<Param> = if req.name.trim().is_empty() {
             None
         } else {
-            Some(req.name.parse().map_err(|e: backstop_common::params::ParamError| MetaError::new(e.code, e.message))?)
+            Some(
+                req.name
+                    .parse()
+                    .map_err(|e: backstop_common::params::ParamError| {
+                        MetaError::new(e.code, e.message)
+                    })?,
+            )
         };
         let parameters = self
             .node
             .read(|s| {
                 let mut out = Vec::new();
-                for param in Param::ALL.into_iter().filter(|p| only.is_none_or(|o| o == *p)) {
+                for param in Param::ALL
+                    .into_iter()
+                    .filter(|p| only.is_none_or(|o| o == *p))
+                {
                     match s.params.get(&(0, param)) {
                         Some(p) => out.push(param_msg(s, p)),
                         None => out.push(Parameter {
@@ -174,7 +209,10 @@ impl MetaService for MetaSvc {
         Ok(Response::new(ShowParametersResponse { parameters }))
     }
 
-    async fn create_user(&self, request: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
+    async fn create_user(
+        &self,
+        request: Request<CreateUserRequest>,
+    ) -> Result<Response<User>, Status> {
         let req = request.into_inner();
         let user = checked("user", &req.user_name)?;
         let tenant = req.tenant_name.trim().to_string();
@@ -185,12 +223,17 @@ impl MetaService for MetaSvc {
             if_not_exists: req.if_not_exists,
         };
         match self.node.write(cmd).await? {
-            Reply::User(u) => Ok(Response::new(self.node.read_local(|s| user_msg(s, &u)).await)),
+            Reply::User(u) => Ok(Response::new(
+                self.node.read_local(|s| user_msg(s, &u)).await,
+            )),
             other => Err(unexpected(other)),
         }
     }
 
-    async fn alter_user(&self, request: Request<AlterUserRequest>) -> Result<Response<User>, Status> {
+    async fn alter_user(
+        &self,
+        request: Request<AlterUserRequest>,
+    ) -> Result<Response<User>, Status> {
         let req = request.into_inner();
         let cmd = Command::AlterUser {
             tenant: req.tenant_name.trim().to_string(),
@@ -198,12 +241,17 @@ impl MetaService for MetaSvc {
             password: PasswordHash::new(&req.password),
         };
         match self.node.write(cmd).await? {
-            Reply::User(u) => Ok(Response::new(self.node.read_local(|s| user_msg(s, &u)).await)),
+            Reply::User(u) => Ok(Response::new(
+                self.node.read_local(|s| user_msg(s, &u)).await,
+            )),
             other => Err(unexpected(other)),
         }
     }
 
-    async fn drop_user(&self, request: Request<DropUserRequest>) -> Result<Response<DropUserResponse>, Status> {
+    async fn drop_user(
+        &self,
+        request: Request<DropUserRequest>,
+    ) -> Result<Response<DropUserResponse>, Status> {
         let req = request.into_inner();
         let cmd = Command::DropUser {
             tenant: req.tenant_name.trim().to_string(),
@@ -216,7 +264,10 @@ impl MetaService for MetaSvc {
         }
     }
 
-    async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
+    async fn list_users(
+        &self,
+        request: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
         let tenant = request.into_inner().tenant_name.trim().to_string();
         let users = self
             .node
@@ -226,7 +277,12 @@ impl MetaService for MetaSvc {
                 } else {
                     Some(
                         s.tenant_by_name(&tenant)
-                            .ok_or_else(|| MetaError::new(Code::EntryNotExist, format!("tenant '{tenant}' does not exist")))?
+                            .ok_or_else(|| {
+                                MetaError::new(
+                                    Code::EntryNotExist,
+                                    format!("tenant '{tenant}' does not exist"),
+                                )
+                            })?
                             .tenant_id,
                     )
                 };
@@ -240,14 +296,27 @@ impl MetaService for MetaSvc {
         Ok(Response::new(ListUsersResponse { users }))
     }
 
-    async fn verify_user(&self, request: Request<VerifyUserRequest>) -> Result<Response<User>, Status> {
+    async fn verify_user(
+        &self,
+        request: Request<VerifyUserRequest>,
+    ) -> Result<Response<User>, Status> {
         let req = request.into_inner();
-        let denied = || MetaError::new(Code::AccessDenied, format!("access denied for user '{}@{}'", req.user_name, req.tenant_name));
+        let denied = || {
+            MetaError::new(
+                Code::AccessDenied,
+                format!(
+                    "access denied for user '{}@{}'",
+                    req.user_name, req.tenant_name
+                ),
+            )
+        };
         let user = self
             .node
             .read(|s| {
                 let tenant = s.tenant_by_name(req.tenant_name.trim())?;
-                let u = s.users.get(&(tenant.tenant_id, req.user_name.trim().to_string()))?;
+                let u = s
+                    .users
+                    .get(&(tenant.tenant_id, req.user_name.trim().to_string()))?;
                 u.password.verify(&req.password).then(|| user_msg(s, u))
             })
             .await?
@@ -255,21 +324,32 @@ impl MetaService for MetaSvc {
         Ok(Response::new(user))
     }
 
-    async fn add_node(&self, request: Request<AddNodeRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn add_node(
+        &self,
+        request: Request<AddNodeRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         let req = request.into_inner();
         if req.addr.trim().is_empty() {
             return Err(MetaError::invalid("node address is empty").into());
         }
-        self.node.add_node(req.node_id, req.addr.trim().to_string(), req.learner_only).await?;
+        self.node
+            .add_node(req.node_id, req.addr.trim().to_string(), req.learner_only)
+            .await?;
         Ok(Response::new(self.node.status().await))
     }
 
-    async fn promote_node(&self, request: Request<PromoteNodeRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn promote_node(
+        &self,
+        request: Request<PromoteNodeRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         self.node.promote_node(request.into_inner().node_id).await?;
         Ok(Response::new(self.node.status().await))
     }
 
-    async fn remove_node(&self, request: Request<RemoveNodeRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         self.node.remove_node(request.into_inner().node_id).await?;
         Ok(Response::new(self.node.status().await))
     }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use backstop_proto::raft::raft_service_server::RaftService;
 use backstop_proto::raft::RaftPayload;
+use backstop_proto::raft::raft_service_server::RaftService;
 use tonic::{Request, Response, Status};
 
 use crate::network::{from_payload, to_payload};
@@ -32,23 +32,35 @@ impl RaftService for RaftSvc {
         reply(&self.node.raft().vote(req).await)
     }
 
-    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let req: AppendEntriesRequest = from_payload(request.get_ref())?;
         reply(&self.node.raft().append_entries(req).await)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let req: InstallSnapshotRequest = from_payload(request.get_ref())?;
         reply(&self.node.raft().install_snapshot(req).await)
     }
 
-    async fn forward(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn forward(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         let req: ForwardRequest = from_payload(request.get_ref())?;
         let answer: ForwardReply = self.node.execute_forwarded(req).await;
         reply(&answer)
     }
 
-    async fn read_index(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn read_index(
+        &self,
+        _request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         reply(&self.node.leader_read_index().await)
     }
 }

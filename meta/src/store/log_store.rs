@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{cf, read_err, write_err};
 use crate::codec::{decode, encode};
@@ -41,7 +41,10 @@ impl LogStore {
         self.db.write_opt(batch, &opts)
     }
 
-    fn get_raft<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn get_raft<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         let cf = cf(&self.db, keys::CF_RAFT)?;
         match self.db.get_cf(cf, key).map_err(read_err)? {
             None => Ok(None),
@@ -131,7 +134,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_raft::<Option<LogId>>(keys::COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -139,10 +146,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let cf = cf(&self.db, keys::CF_LOG)?;
         let mut batch = WriteBatch::default();
         for entry in entries {
-            batch.put_cf(cf, keys::log_key(entry.log_id.index), encode(&entry).map_err(write_err)?);
+            batch.put_cf(
+                cf,
+                keys::log_key(entry.log_id.index),
+                encode(&entry).map_err(write_err)?,
+            );
         }
         let result = self.sync_write(batch).map_err(std::io::Error::other);
-        let failed = result.as_ref().err().map(|e| write_err(std::io::Error::other(e.to_string())));
+        let failed = result
+            .as_ref()
+            .err()
+            .map(|e| write_err(std::io::Error::other(e.to_string())));
         callback.log_io_completed(result);
         match failed {
             Some(e) => Err(e),
@@ -161,8 +175,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let log_cf = cf(&self.db, keys::CF_LOG)?;
         let raft_cf = cf(&self.db, keys::CF_RAFT)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(raft_cf, keys::LAST_PURGED, encode(&log_id).map_err(write_err)?);
-        batch.delete_range_cf(log_cf, keys::log_key(0), keys::log_key(log_id.index.saturating_add(1)));
+        batch.put_cf(
+            raft_cf,
+            keys::LAST_PURGED,
+            encode(&log_id).map_err(write_err)?,
+        );
+        batch.delete_range_cf(
+            log_cf,
+            keys::log_key(0),
+            keys::log_key(log_id.index.saturating_add(1)),
+        );
         self.sync_write(batch).map_err(write_err)
     }
 }

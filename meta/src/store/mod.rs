@@ -2,6 +2,10 @@
 //! ([`StateMachineStore`]) share one database with the column families of
 //! `keys.rs`.
 
+// openraft's traits fix the error type to `StorageError` (224 bytes); boxing it here
+// would only move the allocation into every caller.
+#![allow(clippy::result_large_err)]
+
 mod log_store;
 mod state_machine;
 
@@ -9,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openraft::{AnyError, StorageIOError};
-use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use log_store::LogStore;
 pub use state_machine::{Applied, StateMachineStore, StoredSnapshot};
@@ -33,7 +37,9 @@ pub enum OpenError {
         source: rocksdb::Error,
     },
     /// The directory was written by a newer Backstop.
-    #[error("data at {path} has layout version {found}, newer than this build's {DATA_VERSION}: upgrade backstop")]
+    #[error(
+        "data at {path} has layout version {found}, newer than this build's {DATA_VERSION}: upgrade backstop"
+    )]
     TooNew {
         /// Directory.
         path: String,
@@ -56,10 +62,12 @@ pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError
     let db = open_db(dir)?;
     let db = Arc::new(db);
     let log = LogStore::new(db.clone());
-    let sm = StateMachineStore::load(db).await.map_err(|e| OpenError::Corrupt {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let sm = StateMachineStore::load(db)
+        .await
+        .map_err(|e| OpenError::Corrupt {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
     Ok((log, sm))
 }
 
@@ -126,6 +134,8 @@ pub(crate) fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
     db.cf_handle(name).ok_or_else(|| {
-        read_err(std::io::Error::other(format!("missing column family {name}")))
+        read_err(std::io::Error::other(format!(
+            "missing column family {name}"
+        )))
     })
 }

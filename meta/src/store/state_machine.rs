@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
-use super::{cf, read_err, write_err, DATA_VERSION};
+use super::{DATA_VERSION, cf, read_err, write_err};
 use crate::codec::{decode, encode};
 use crate::command::{Reply, Response};
 use crate::keys;
@@ -203,7 +203,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         let data = encode(&payload).map_err(write_err)?;
         let snapshot_id = match last_applied {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, payload.state.last_time_ms),
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id.term, id.index, payload.state.last_time_ms
+            ),
             None => "empty".to_string(),
         };
         let meta = SnapshotMeta {
@@ -211,7 +214,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
         self.write_snapshot(&stored)?;
         Ok(Snapshot {
             meta,
@@ -248,13 +254,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 EntryPayload::Membership(ref m) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                    batch.put_cf(sm, keys::LAST_MEMBERSHIP, encode(&applied.membership).map_err(write_err)?);
+                    batch.put_cf(
+                        sm,
+                        keys::LAST_MEMBERSHIP,
+                        encode(&applied.membership).map_err(write_err)?,
+                    );
                     Response::Ok(Reply::Done)
                 }
             };
             responses.push(response);
         }
-        batch.put_cf(sm, keys::LAST_APPLIED, encode(&applied.last_applied).map_err(write_err)?);
+        batch.put_cf(
+            sm,
+            keys::LAST_APPLIED,
+            encode(&applied.last_applied).map_err(write_err)?,
+        );
         self.db.write(batch).map_err(write_err)?;
         Ok(responses)
     }
@@ -286,8 +300,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         batch.delete_range_cf(sm, [0u8].as_slice(), [0xffu8; 16].as_slice());
         batch.put_cf(sm, keys::DATA_VERSION, DATA_VERSION.to_be_bytes());
         put_touched(&mut batch, sm, &payload.state, &all_records(&payload.state))?;
-        batch.put_cf(sm, keys::LAST_APPLIED, encode(&meta.last_log_id).map_err(write_err)?);
-        batch.put_cf(sm, keys::LAST_MEMBERSHIP, encode(&meta.last_membership).map_err(write_err)?);
+        batch.put_cf(
+            sm,
+            keys::LAST_APPLIED,
+            encode(&meta.last_log_id).map_err(write_err)?,
+        );
+        batch.put_cf(
+            sm,
+            keys::LAST_MEMBERSHIP,
+            encode(&meta.last_membership).map_err(write_err)?,
+        );
         let mut applied = self.applied.write().await;
         self.db.write(batch).map_err(write_err)?;
         *applied = Applied {
