@@ -74,6 +74,7 @@ fn init_logging(args: &Args, file: &FileConfig, is_ctl: bool) {
         .unwrap_or(LogFormat::Text);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
