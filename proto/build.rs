@@ -2,7 +2,11 @@
 //! `protoc-bin-vendored` crate so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/backstop/meta.proto", "proto/backstop/raft.proto"];
+    let protos = [
+        "proto/backstop/meta.proto",
+        "proto/backstop/raft.proto",
+        "proto/backstop/worker.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

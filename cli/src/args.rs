@@ -42,8 +42,75 @@ pub enum Cmd {
     Standalone(StandaloneArgs),
     /// Run one meta node of a replicated cluster.
     Meta(MetaArgs),
+    /// Run a worker: archive, back up, validate for the meta cluster.
+    Worker(WorkerArgs),
     /// Operate a running cluster over gRPC.
     Ctl(crate::ctl::CtlArgs),
+    /// Restore a tenant from a destination alone (no meta cluster needed).
+    Restore(RestoreArgs),
+    /// Check every checksum of a backup set or piece at a destination.
+    Validate(ValidateArgs),
+}
+
+/// `backstop worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Meta node addresses (comma-separated host:port); any member works.
+    #[arg(long, env = "BACKSTOP_META", value_delimiter = ',', default_value = crate::config::DEFAULT_META_ADDR)]
+    pub meta: Vec<String>,
+    /// Directory for the worker's id [default: ./backstop-worker].
+    #[arg(long, env = "BACKSTOP_WORKER_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Concurrent tasks.
+    #[arg(long, env = "BACKSTOP_SLOTS", default_value_t = 4)]
+    pub slots: u32,
+    /// Only these tenants' sources can be read here (comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub tenants: Vec<String>,
+}
+
+/// `backstop restore`.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// Destination to restore from (backup_dest or a backup_backup_dest copy).
+    #[arg(long)]
+    pub dest: String,
+    /// Tenant name or id.
+    #[arg(long)]
+    pub tenant: String,
+    /// Empty or new directory to restore into.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Restore the log up to this SCN (default: everything archived).
+    #[arg(long, conflicts_with = "until_time")]
+    pub until_scn: Option<u64>,
+    /// Restore up to the last checkpoint at or before this time (RFC 3339, e.g.
+    /// 2026-11-23T18:00:00Z, or ms since the epoch).
+    #[arg(long)]
+    pub until_time: Option<String>,
+    /// Use this backup set (default: the newest that reaches the target).
+    #[arg(long)]
+    pub backup_set: Option<u64>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `backstop validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Destination.
+    #[arg(long)]
+    pub dest: String,
+    /// Tenant name or id.
+    #[arg(long)]
+    pub tenant: String,
+    /// Backup set to check.
+    #[arg(long, conflicts_with = "piece")]
+    pub backup_set: Option<u64>,
+    /// Piece to check, as ROUND/PIECE (e.g. 1/3).
+    #[arg(long)]
+    pub piece: Option<String>,
 }
 
 /// `backstop standalone`.

@@ -53,6 +53,74 @@ pub enum CtlCmd {
     /// Meta group membership.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Start log archiving (ALTER SYSTEM ARCHIVELOG).
+    Archivelog {
+        /// Only this tenant (default: every user tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Stop log archiving (ALTER SYSTEM NOARCHIVELOG).
+    Noarchivelog {
+        /// Only this tenant (default: every user tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Take a data backup (ALTER SYSTEM BACKUP [INCREMENTAL] DATABASE).
+    Backup {
+        /// Only this tenant (default: every user tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Incremental on the latest successful set.
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// Validate a backup set (ALTER SYSTEM VALIDATE BACKUPSET n).
+    Validate {
+        /// Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Set.
+        #[arg(long)]
+        backup_set: u64,
+    },
+    /// Archive rounds.
+    Archive {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Backup pieces.
+    Pieces {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Backup sets.
+    Sets {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Jobs (running, or all with --all).
+    Jobs {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Include finished jobs.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Tasks: which worker runs what (running, or all with --all).
+    Tasks {
+        /// Only this job.
+        #[arg(long, default_value_t = 0)]
+        job: u64,
+        /// Include finished tasks.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Registered workers.
+    Workers,
 }
 
 /// `ctl tenant …`.
@@ -82,6 +150,17 @@ pub enum TenantCmd {
     },
     /// List tenants.
     List,
+    /// Set the hot-backup hooks (shell commands run around the datafile copy).
+    Hooks {
+        /// Tenant name.
+        name: String,
+        /// Run after start_replay_scn is recorded (empty: none).
+        #[arg(long, default_value = "")]
+        begin: String,
+        /// Run after the datafiles are copied (empty: none).
+        #[arg(long, default_value = "")]
+        end: String,
+    },
 }
 
 /// `ctl param …`.
@@ -527,6 +606,383 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 Value::Array(r.users.iter().map(user_json).collect()),
                 text,
             )
+        }
+        CtlCmd::Tenant(TenantCmd::Hooks { name, begin, end }) => {
+            let req = SetTenantHooksRequest {
+                tenant_name: name,
+                begin_backup_hook: begin,
+                end_backup_hook: end,
+            };
+            let t = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.set_tenant_hooks(r).await }
+                })
+                .await?;
+            print(j, tenant_json(&t), tenants_text(std::slice::from_ref(&t)))
+        }
+        CtlCmd::Archivelog { tenant } => {
+            let req = ArchivelogRequest {
+                tenant_name: tenant.unwrap_or_default(),
+                enable: true,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.archivelog(r).await }
+                })
+                .await?;
+            print(
+                j,
+                json!({"job_ids": r.job_ids}),
+                format!("archiving started: jobs {:?}", r.job_ids),
+            )
+        }
+        CtlCmd::Noarchivelog { tenant } => {
+            let req = ArchivelogRequest {
+                tenant_name: tenant.unwrap_or_default(),
+                enable: false,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.archivelog(r).await }
+                })
+                .await?;
+            print(
+                j,
+                json!({"job_ids": r.job_ids}),
+                format!("archiving stopping: jobs {:?}", r.job_ids),
+            )
+        }
+        CtlCmd::Backup {
+            tenant,
+            incremental,
+        } => {
+            let req = BackupDatabaseRequest {
+                tenant_name: tenant.unwrap_or_default(),
+                incremental,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.backup_database(r).await }
+                })
+                .await?;
+            print(
+                j,
+                json!({"job_ids": r.job_ids}),
+                format!("backup started: jobs {:?}", r.job_ids),
+            )
+        }
+        CtlCmd::Validate { tenant, backup_set } => {
+            let req = ValidateBackupSetRequest {
+                tenant_name: tenant,
+                backup_set_id: backup_set,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.validate_backup_set(r).await }
+                })
+                .await?;
+            print(
+                j,
+                json!({"job_ids": r.job_ids}),
+                format!("validation started: jobs {:?}", r.job_ids),
+            )
+        }
+        CtlCmd::Archive { tenant } => {
+            let req = ListRequest {
+                tenant_name: tenant.unwrap_or_default(),
+                job_id: 0,
+                all: true,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.list_archive(r).await }
+                })
+                .await?;
+            let rows = r
+                .rounds
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.tenant_id.to_string(),
+                        x.round_id.to_string(),
+                        x.status.clone(),
+                        x.start_scn.to_string(),
+                        x.checkpoint_scn.to_string(),
+                        x.lag_ms.to_string(),
+                        x.input_bytes.to_string(),
+                        x.backup_dest.clone(),
+                        x.comment.clone(),
+                    ]
+                })
+                .collect();
+            let text = table(
+                &[
+                    "TENANT_ID",
+                    "ROUND",
+                    "STATUS",
+                    "START_SCN",
+                    "CHECKPOINT_SCN",
+                    "LAG_MS",
+                    "INPUT_BYTES",
+                    "BACKUP_DEST",
+                    "COMMENT",
+                ],
+                rows,
+            );
+            let v = r.rounds.iter().map(|x| json!({
+                "tenant_id": x.tenant_id, "round_id": x.round_id, "status": x.status, "start_scn": x.start_scn,
+                "checkpoint_scn": x.checkpoint_scn, "start_time_ms": x.start_time_ms, "checkpoint_time_ms": x.checkpoint_time_ms,
+                "input_bytes": x.input_bytes, "output_bytes": x.output_bytes, "lag_ms": x.lag_ms,
+                "backup_dest": x.backup_dest, "comment": x.comment, "job_id": x.job_id,
+            })).collect();
+            print(j, Value::Array(v), text)
+        }
+        CtlCmd::Pieces { tenant } => {
+            let req = ListRequest {
+                tenant_name: tenant.unwrap_or_default(),
+                job_id: 0,
+                all: true,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.list_pieces(r).await }
+                })
+                .await?;
+            let rows = r
+                .pieces
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.tenant_id.to_string(),
+                        p.round_id.to_string(),
+                        p.backup_piece_id.to_string(),
+                        p.copy_id.to_string(),
+                        p.status.clone(),
+                        p.file_status.clone(),
+                        p.start_scn.to_string(),
+                        p.checkpoint_scn.to_string(),
+                        p.max_scn.map_or("MAX".into(), |m| m.to_string()),
+                    ]
+                })
+                .collect();
+            let text = table(
+                &[
+                    "TENANT_ID",
+                    "ROUND",
+                    "PIECE",
+                    "COPY",
+                    "STATUS",
+                    "FILE_STATUS",
+                    "START_SCN",
+                    "CHECKPOINT_SCN",
+                    "MAX_SCN",
+                ],
+                rows,
+            );
+            let v = r.pieces.iter().map(|p| json!({
+                "tenant_id": p.tenant_id, "round_id": p.round_id, "backup_piece_id": p.backup_piece_id, "copy_id": p.copy_id,
+                "status": p.status, "file_status": p.file_status, "start_scn": p.start_scn, "checkpoint_scn": p.checkpoint_scn,
+                "max_scn": p.max_scn, "create_time_ms": p.create_time_ms, "checkpoint_time_ms": p.checkpoint_time_ms, "backup_dest": p.backup_dest,
+            })).collect();
+            print(j, Value::Array(v), text)
+        }
+        CtlCmd::Sets { tenant } => {
+            let req = ListRequest {
+                tenant_name: tenant.unwrap_or_default(),
+                job_id: 0,
+                all: true,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.list_backup_sets(r).await }
+                })
+                .await?;
+            let rows = r
+                .sets
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.tenant_id.to_string(),
+                        s.backup_set_id.to_string(),
+                        s.copy_id.to_string(),
+                        s.backup_type.clone(),
+                        s.base_set_id.map_or("-".into(), |b| b.to_string()),
+                        s.status.clone(),
+                        s.file_status.clone(),
+                        s.start_replay_scn.to_string(),
+                        s.min_restore_scn.to_string(),
+                        s.input_bytes.to_string(),
+                        s.output_bytes.to_string(),
+                        s.comment.clone(),
+                    ]
+                })
+                .collect();
+            let text = table(
+                &[
+                    "TENANT_ID",
+                    "SET",
+                    "COPY",
+                    "TYPE",
+                    "BASE",
+                    "STATUS",
+                    "FILE_STATUS",
+                    "START_REPLAY_SCN",
+                    "MIN_RESTORE_SCN",
+                    "INPUT_BYTES",
+                    "OUTPUT_BYTES",
+                    "COMMENT",
+                ],
+                rows,
+            );
+            let v = r.sets.iter().map(|s| json!({
+                "tenant_id": s.tenant_id, "backup_set_id": s.backup_set_id, "copy_id": s.copy_id, "backup_type": s.backup_type,
+                "base_set_id": s.base_set_id, "status": s.status, "file_status": s.file_status,
+                "start_replay_scn": s.start_replay_scn, "min_restore_scn": s.min_restore_scn,
+                "input_bytes": s.input_bytes, "output_bytes": s.output_bytes, "file_count": s.file_count,
+                "start_time_ms": s.start_time_ms, "end_time_ms": s.end_time_ms, "backup_dest": s.backup_dest,
+                "comment": s.comment, "job_id": s.job_id,
+            })).collect();
+            print(j, Value::Array(v), text)
+        }
+        CtlCmd::Jobs { tenant, all } => {
+            let req = ListRequest {
+                tenant_name: tenant.unwrap_or_default(),
+                job_id: 0,
+                all,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.list_jobs(r).await }
+                })
+                .await?;
+            let rows = r
+                .jobs
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.job_id.to_string(),
+                        x.tenant_id.to_string(),
+                        x.job_type.clone(),
+                        x.status.clone(),
+                        format!("{}/{}", x.bytes_done, x.bytes_total),
+                        x.result.clone(),
+                        x.comment.clone(),
+                    ]
+                })
+                .collect();
+            let text = table(
+                &[
+                    "JOB_ID",
+                    "TENANT_ID",
+                    "TYPE",
+                    "STATUS",
+                    "BYTES",
+                    "RESULT",
+                    "COMMENT",
+                ],
+                rows,
+            );
+            let v = r.jobs.iter().map(|x| json!({
+                "job_id": x.job_id, "tenant_id": x.tenant_id, "job_type": x.job_type, "status": x.status,
+                "result": x.result, "comment": x.comment, "start_time_ms": x.start_time_ms, "end_time_ms": x.end_time_ms,
+                "backup_set_id": x.backup_set_id, "round_id": x.round_id, "bytes_done": x.bytes_done, "bytes_total": x.bytes_total,
+            })).collect();
+            print(j, Value::Array(v), text)
+        }
+        CtlCmd::Tasks { job, all } => {
+            let req = ListRequest {
+                tenant_name: String::new(),
+                job_id: job,
+                all,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.list_tasks(r).await }
+                })
+                .await?;
+            let rows = r
+                .tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.task_id.to_string(),
+                        t.job_id.to_string(),
+                        t.task_type.clone(),
+                        t.status.clone(),
+                        t.attempt.to_string(),
+                        t.worker_id.map_or("-".into(), |w| w.to_string()),
+                        t.worker_addr.clone(),
+                        format!("{}/{}", t.bytes_done, t.bytes_total),
+                        t.last_error.clone(),
+                    ]
+                })
+                .collect();
+            let text = table(
+                &[
+                    "TASK_ID",
+                    "JOB_ID",
+                    "TYPE",
+                    "STATUS",
+                    "ATTEMPT",
+                    "WORKER",
+                    "WORKER_ADDR",
+                    "BYTES",
+                    "LAST_ERROR",
+                ],
+                rows,
+            );
+            let v = r.tasks.iter().map(|t| json!({
+                "task_id": t.task_id, "job_id": t.job_id, "tenant_id": t.tenant_id, "task_type": t.task_type,
+                "status": t.status, "attempt": t.attempt, "worker_id": t.worker_id, "worker_addr": t.worker_addr,
+                "bytes_done": t.bytes_done, "bytes_total": t.bytes_total, "last_error": t.last_error,
+            })).collect();
+            print(j, Value::Array(v), text)
+        }
+        CtlCmd::Workers => {
+            let req = ListRequest {
+                tenant_name: String::new(),
+                job_id: 0,
+                all: true,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.list_workers(r).await }
+                })
+                .await?;
+            let rows = r
+                .workers
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.worker_id.to_string(),
+                        w.addr.clone(),
+                        w.slots.to_string(),
+                        w.running_tasks.to_string(),
+                        if w.tenants.is_empty() {
+                            "*".into()
+                        } else {
+                            w.tenants.join(",")
+                        },
+                    ]
+                })
+                .collect();
+            let text = table(&["WORKER_ID", "ADDR", "SLOTS", "RUNNING", "TENANTS"], rows);
+            let v = r.workers.iter().map(|w| json!({
+                "worker_id": w.worker_id, "addr": w.addr, "slots": w.slots, "running_tasks": w.running_tasks,
+                "tenants": w.tenants, "register_time_ms": w.register_time_ms,
+            })).collect();
+            print(j, Value::Array(v), text)
         }
         CtlCmd::Node(cmd) => {
             let s =

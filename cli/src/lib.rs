@@ -4,12 +4,15 @@
 pub mod args;
 pub mod config;
 pub mod ctl;
+pub mod offline;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use backstop_meta::{MetaConfig, MetaNode};
+use backstop_worker::runtime::WorkerConfig;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::args::{Args, Cmd, LogFormat};
@@ -25,7 +28,10 @@ pub fn main_with(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let is_ctl = matches!(args.command, Cmd::Ctl(_));
+    let is_ctl = matches!(
+        args.command,
+        Cmd::Ctl(_) | Cmd::Restore(_) | Cmd::Validate(_)
+    );
     init_logging(&args, &file, is_ctl);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -48,6 +54,9 @@ pub fn main_with(args: Args) -> ExitCode {
                 serve(config, false).await
             }
             Cmd::Ctl(a) => ctl::run(a).await,
+            Cmd::Worker(a) => run_worker(a).await,
+            Cmd::Restore(a) => offline::restore(a).await,
+            Cmd::Validate(a) => offline::validate(a).await,
         }
     });
     match result {
@@ -92,17 +101,72 @@ async fn serve(config: MetaConfig, standalone: bool) -> anyhow::Result<()> {
     let node: Arc<MetaNode> = MetaNode::start(config)
         .await
         .with_context(|| format!("start meta node (data dir {})", data_dir.display()))?;
-    if standalone {
+    let stop_worker = CancellationToken::new();
+    let worker = if standalone {
+        let config = WorkerConfig {
+            meta: vec![node.addr().to_string()],
+            data_dir: data_dir.parent().unwrap_or(&data_dir).join("worker"),
+            slots: 4,
+            tenants: Vec::new(),
+            addr: format!("standalone@{}", node.addr()),
+        };
+        let token = stop_worker.clone();
         info!(
             meta = %node.addr(),
             data_dir = %data_dir.display(),
-            "backstop standalone is up; try: backstop ctl --meta {} status",
+            "backstop standalone is up (meta + one worker); try: backstop ctl --meta {} status",
             node.addr()
         );
-    }
+        Some(tokio::spawn(async move {
+            run_worker_until(config, token).await
+        }))
+    } else {
+        None
+    };
     wait_for_signal().await;
     info!("shutting down");
+    stop_worker.cancel();
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
     node.shutdown().await;
+    Ok(())
+}
+
+async fn run_worker_until(config: WorkerConfig, token: CancellationToken) {
+    if let Err(e) = run_worker_loop(config, token).await {
+        tracing::error!(error = %e, "worker stopped with an error");
+    }
+}
+
+async fn run_worker_loop(config: WorkerConfig, token: CancellationToken) -> anyhow::Result<()> {
+    backstop_worker::runtime::run_worker(config, token).await?;
+    Ok(())
+}
+
+/// `backstop worker`: runs until SIGINT/SIGTERM.
+async fn run_worker(a: args::WorkerArgs) -> anyhow::Result<()> {
+    let config = WorkerConfig {
+        meta: a
+            .meta
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        data_dir: a
+            .data_dir
+            .unwrap_or_else(|| std::path::PathBuf::from("backstop-worker")),
+        slots: a.slots.max(1),
+        tenants: a.tenants,
+        addr: format!("pid {}", std::process::id()),
+    };
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let handle = tokio::spawn(async move { backstop_worker::runtime::run_worker(config, t).await });
+    wait_for_signal().await;
+    info!("shutting down worker");
+    token.cancel();
+    handle.await??;
     Ok(())
 }
 

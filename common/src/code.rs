@@ -25,6 +25,12 @@ pub enum Code {
     InvalidBackupDest,
     /// A backup-related job is running that forbids this operation.
     BackupInProgress,
+    /// A backup cannot start (archive not running, no base set, …).
+    BackupCanNotStart,
+    /// `backup_dest` is not set.
+    BackupDestNotSet,
+    /// A report came from a task attempt that is no longer current (fencing).
+    TaskStale,
     /// The caller may not perform this operation.
     NoPrivilege,
     /// Authentication failed.
@@ -43,13 +49,16 @@ pub enum Code {
 
 impl Code {
     /// Every code, in table order (for docs and tests).
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 16] = [
         Code::InvalidArgument,
         Code::NotSupported,
         Code::EntryExist,
         Code::EntryNotExist,
         Code::InvalidBackupDest,
         Code::BackupInProgress,
+        Code::BackupCanNotStart,
+        Code::BackupDestNotSet,
+        Code::TaskStale,
         Code::NoPrivilege,
         Code::AccessDenied,
         Code::NotMaster,
@@ -68,6 +77,9 @@ impl Code {
             Code::EntryNotExist => "OB_ENTRY_NOT_EXIST",
             Code::InvalidBackupDest => "OB_INVALID_BACKUP_DEST",
             Code::BackupInProgress => "OB_BACKUP_IN_PROGRESS",
+            Code::BackupCanNotStart => "OB_BACKUP_CAN_NOT_START",
+            Code::BackupDestNotSet => "OB_BACKUP_DEST_NOT_SET",
+            Code::TaskStale => "OB_TASK_STALE",
             Code::NoPrivilege => "OB_ERR_NO_PRIVILEGE",
             Code::AccessDenied => "OB_PASSWORD_WRONG",
             Code::NotMaster => "OB_NOT_MASTER",
@@ -87,6 +99,9 @@ impl Code {
             Code::EntryNotExist => 9004,
             Code::InvalidBackupDest => 9010,
             Code::BackupInProgress => 9011,
+            Code::BackupCanNotStart => 9012,
+            Code::BackupDestNotSet => 9013,
+            Code::TaskStale => 9014,
             Code::NoPrivilege => 1227,
             Code::AccessDenied => 1045,
             Code::NotMaster => 9020,

@@ -7,11 +7,14 @@
 
 pub mod auth;
 pub mod code;
+pub mod codec;
 pub mod dest;
 pub mod ids;
+pub mod layout;
 pub mod option;
 pub mod params;
 pub mod source;
+pub mod task;
 
 pub use code::Code;
 pub use dest::{BackupDest, DestError};

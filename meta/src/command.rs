@@ -11,6 +11,9 @@ use backstop_common::auth::PasswordHash;
 use backstop_common::params::Param;
 use serde::{Deserialize, Serialize};
 
+use backstop_common::JobId;
+use backstop_common::task::{ArchiveProgress, Assignment, TaskOutcome};
+
 use crate::state::{ParamRecord, TenantRecord, UserRecord};
 
 /// One entry of application data in the Raft log.
@@ -83,6 +86,17 @@ pub enum Command {
         /// New hash.
         password: PasswordHash,
     },
+    /// Sets or clears a tenant's hot-backup hooks (shell commands).
+    SetTenantHooks {
+        /// Tenant name.
+        name: String,
+        /// Run after `start_replay_scn` is recorded, before datafiles are copied.
+        begin_backup_hook: Option<String>,
+        /// Run after datafiles are copied, before `min_restore_scn` is recorded.
+        end_backup_hook: Option<String>,
+    },
+    /// Jobs, tasks, workers, archive and backup sets.
+    Work(WorkCommand),
     /// `DROP USER`.
     DropUser {
         /// Tenant name.
@@ -91,6 +105,89 @@ pub enum Command {
         user: String,
         /// Answer `Dropped(false)` instead of `OB_ENTRY_NOT_EXIST`.
         if_exists: bool,
+    },
+}
+
+/// Commands of the data plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkCommand {
+    /// A worker announces itself (again after a restart).
+    RegisterWorker {
+        /// Id the worker keeps in its data dir.
+        worker_id: u64,
+        /// Its address (informational).
+        addr: String,
+        /// Task slots.
+        slots: u32,
+        /// Tenants it can read; empty = all.
+        tenants: Vec<String>,
+    },
+    /// Leases a pending task to a worker: next attempt.
+    AssignTask {
+        /// Task.
+        task_id: u64,
+        /// Worker.
+        worker_id: u64,
+    },
+    /// The leader saw no heartbeat for this attempt within the lease.
+    ExpireTask {
+        /// Task.
+        task_id: u64,
+        /// Attempt whose lease ran out.
+        attempt: u32,
+        /// Why.
+        reason: String,
+    },
+    /// Batched progress from heartbeats: (task, attempt, bytes done, bytes total).
+    UpdateProgress {
+        /// Entries.
+        entries: Vec<(u64, u32, u64, u64)>,
+    },
+    /// `ALTER SYSTEM ARCHIVELOG` for one tenant.
+    StartArchive {
+        /// Tenant name.
+        tenant: String,
+    },
+    /// `ALTER SYSTEM NOARCHIVELOG` for one tenant.
+    StopArchive {
+        /// Tenant name.
+        tenant: String,
+    },
+    /// An archive checkpoint (fenced).
+    ArchiveCheckpoint {
+        /// Task.
+        task_id: u64,
+        /// Attempt.
+        attempt: u32,
+        /// Worker.
+        worker_id: u64,
+        /// What was archived.
+        progress: ArchiveProgress,
+    },
+    /// `ALTER SYSTEM BACKUP [INCREMENTAL] DATABASE` for one tenant.
+    StartBackup {
+        /// Tenant name.
+        tenant: String,
+        /// Incremental on the latest successful set.
+        incremental: bool,
+    },
+    /// `ALTER SYSTEM VALIDATE BACKUPSET n` for one tenant.
+    StartValidate {
+        /// Tenant name.
+        tenant: String,
+        /// Set.
+        backup_set_id: u64,
+    },
+    /// A task ended (fenced).
+    CompleteTask {
+        /// Task.
+        task_id: u64,
+        /// Attempt.
+        attempt: u32,
+        /// Worker.
+        worker_id: u64,
+        /// How it ended.
+        outcome: TaskOutcome,
     },
 }
 
@@ -121,4 +218,8 @@ pub enum Reply {
     Parameter(ParamRecord),
     /// The user as stored.
     User(UserRecord),
+    /// A task leased to the asking worker.
+    Assigned(Box<Assignment>),
+    /// The job a statement created (or found running).
+    Job(JobId),
 }

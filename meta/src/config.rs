@@ -54,6 +54,8 @@ pub struct MetaConfig {
     pub root_password: String,
     /// Raft tuning.
     pub raft: RaftTuning,
+    /// A task attempt without a heartbeat for this long is moved to another worker, ms.
+    pub task_lease_ms: u64,
 }
 
 impl MetaConfig {
@@ -68,6 +70,7 @@ impl MetaConfig {
             cluster_name: "backstop".to_string(),
             root_password: String::new(),
             raft: RaftTuning::default(),
+            task_lease_ms: 10_000,
         }
     }
 

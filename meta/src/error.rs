@@ -62,7 +62,10 @@ impl MetaError {
             Code::NotSupported => tonic::Code::Unimplemented,
             Code::EntryExist => tonic::Code::AlreadyExists,
             Code::EntryNotExist => tonic::Code::NotFound,
-            Code::BackupInProgress => tonic::Code::FailedPrecondition,
+            Code::BackupInProgress
+            | Code::BackupCanNotStart
+            | Code::BackupDestNotSet
+            | Code::TaskStale => tonic::Code::FailedPrecondition,
             Code::NoPrivilege => tonic::Code::PermissionDenied,
             Code::AccessDenied => tonic::Code::Unauthenticated,
             Code::NotMaster | Code::RpcFailed => tonic::Code::Unavailable,

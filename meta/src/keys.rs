@@ -16,6 +16,14 @@
 //! | `sm`   | `t/` + tenant_id u64 BE               | `TenantRecord`                          |
 //! | `sm`   | `p/` + tenant_id u64 BE + param name  | `ParamRecord` (tenant 0 = cluster)      |
 //! | `sm`   | `u/` + tenant_id u64 BE + user name   | `UserRecord`                            |
+//! | `sm`   | `w/` + worker_id                      | `WorkerRecord`                          |
+//! | `sm`   | `j/` + job_id                         | `JobRecord`                             |
+//! | `sm`   | `k/` + task_id                        | `TaskRecord`                            |
+//! | `sm`   | `r/` + tenant_id + round_id           | `RoundRecord`                           |
+//! | `sm`   | `q/` + tenant + round + piece + copy  | `PieceRecord`                           |
+//! | `sm`   | `s/` + tenant + set + copy            | `BackupSetRecord`                       |
+//!
+//! Numbers in keys are u64 big-endian, so keys sort numerically.
 //!
 //! Values are encoded by `codec`: a one-byte encoding version then bincode (serde,
 //! standard config). `m/data_version` is the version of this whole layout; a node
@@ -60,6 +68,28 @@ pub const TENANT_PREFIX: &[u8] = b"t/";
 pub const PARAM_PREFIX: &[u8] = b"p/";
 /// `sm` CF: prefix of user records.
 pub const USER_PREFIX: &[u8] = b"u/";
+
+/// `sm` CF: prefix of worker records.
+pub const WORKER_PREFIX: &[u8] = b"w/";
+/// `sm` CF: prefix of job records.
+pub const JOB_PREFIX: &[u8] = b"j/";
+/// `sm` CF: prefix of task records.
+pub const TASK_PREFIX: &[u8] = b"k/";
+/// `sm` CF: prefix of archive round records.
+pub const ROUND_PREFIX: &[u8] = b"r/";
+/// `sm` CF: prefix of piece records.
+pub const PIECE_PREFIX: &[u8] = b"q/";
+/// `sm` CF: prefix of backup set records.
+pub const SET_PREFIX: &[u8] = b"s/";
+
+/// A key of `prefix` followed by big-endian numbers.
+pub fn numbered(prefix: &[u8], parts: &[u64]) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    for p in parts {
+        key.extend_from_slice(&p.to_be_bytes());
+    }
+    key
+}
 
 /// Key of log entry `index` in the `log` CF.
 pub fn log_key(index: u64) -> [u8; 8] {

@@ -7,13 +7,14 @@
 //! - [`node`]: a running node: Raft, gRPC server, forwarding, membership.
 //! - [`service`]: thin tonic services.
 
-pub mod codec;
+pub use backstop_common::codec;
 pub mod command;
 pub mod config;
 pub mod error;
 pub mod keys;
 pub mod network;
 pub mod node;
+pub mod scheduler;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -14,6 +14,7 @@ use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::meta::meta_service_server::MetaServiceServer;
 use backstop_proto::meta::{AddNodeRequest, ClusterStatus, Member};
 use backstop_proto::raft::raft_service_server::RaftServiceServer;
+use backstop_proto::worker::worker_service_server::WorkerServiceServer;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,8 @@ use crate::error::MetaError;
 use crate::network::{
     MAX_MESSAGE_BYTES, NetworkFactory, channel, from_payload, raft_client, to_payload,
 };
-use crate::service::{MetaSvc, RaftSvc};
+use crate::scheduler::Leases;
+use crate::service::{MetaSvc, RaftSvc, WorkerSvc};
 use crate::state::MetaState;
 use crate::store::{self, Applied, LogStore};
 use crate::types::{CheckIsLeaderError, LogId, NodeId, Raft};
@@ -68,6 +70,7 @@ pub struct MetaNode {
     config: MetaConfig,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    leases: Arc<Leases>,
 }
 
 fn now_ms() -> u64 {
@@ -128,6 +131,7 @@ impl MetaNode {
             config,
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
+            leases: Arc::new(Leases::default()),
         });
         node.spawn_server(listener).await;
         node.bootstrap_or_join().await?;
@@ -145,11 +149,13 @@ impl MetaNode {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let meta_svc = MetaServiceServer::new(MetaSvc::new(self.clone()));
+        let worker_svc = WorkerServiceServer::new(WorkerSvc::new(self.clone()));
         let stop = self.shutdown.clone();
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(raft_svc)
             .add_service(meta_svc)
+            .add_service(worker_svc)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
         let handle = tokio::spawn(async move {
             if let Err(e) = server.await {
@@ -251,6 +257,16 @@ impl MetaNode {
     /// The address the gRPC server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// How long a task attempt lives without a heartbeat.
+    pub fn task_lease(&self) -> Duration {
+        Duration::from_millis(self.config.task_lease_ms.max(100))
+    }
+
+    /// The leader's lease table.
+    pub(crate) fn leases(&self) -> &Leases {
+        &self.leases
     }
 
     /// The Raft handle (metrics, tests).

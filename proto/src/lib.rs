@@ -15,6 +15,15 @@ pub mod raft {
     tonic::include_proto!("backstop.raft.v1");
 }
 
+/// `backstop.worker.v1`: register, acquire, heartbeat, report.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod worker {
+    tonic::include_proto!("backstop.worker.v1");
+}
+
+/// gRPC metadata key carrying the leader's address on `OB_NOT_MASTER` answers.
+pub const LEADER_ADDR_KEY: &str = "x-backstop-leader";
+
 /// gRPC metadata key carrying a stable error code name (e.g. `OB_ENTRY_EXIST`).
 pub const ERROR_CODE_KEY: &str = "x-backstop-code";
 /// gRPC metadata key carrying the MySQL error number of that code.

@@ -1,5 +1,22 @@
-//! Backstop workers: tenant sources, log archive, data backup, backup-of-backup copy,
-//! restore and validate on object storage.
+//! Backstop workers: tenant sources, log archive, data backup, restore and validate
+//! on object storage.
 //!
-//! Not built yet: this crate is the home of the worker issue. It exists now so the
-//! workspace has its final shape and dependency versions are pinned once.
+//! - [`source`]: the `dir://` tenant source (datafiles, log segments, hooks).
+//! - [`storage`]: a tenant's area at a destination (`file://`, `s3://`).
+//! - [`manifest`]: the storage format.
+//! - [`archive`], [`backup`], [`validate`], [`restore`]: the executors.
+//! - [`runtime`]: the worker process (register, lease, heartbeat, report).
+
+pub mod archive;
+pub mod backup;
+pub mod client;
+pub mod ctx;
+pub mod error;
+pub mod manifest;
+pub mod restore;
+pub mod runtime;
+pub mod source;
+pub mod storage;
+pub mod validate;
+
+pub use error::{Result, WorkerError};

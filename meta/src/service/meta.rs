@@ -11,10 +11,12 @@ use backstop_proto::meta::meta_service_server::MetaService;
 use backstop_proto::meta::*;
 use tonic::{Request, Response, Status};
 
-use crate::command::{Command, Reply};
+use crate::command::{Command, Reply, WorkCommand};
 use crate::error::MetaError;
 use crate::node::MetaNode;
+use crate::service::convert;
 use crate::state::{MetaState, ParamRecord, TenantRecord, UserRecord};
+use backstop_common::TenantId;
 
 /// Serves the metadata API for one node.
 pub struct MetaSvc {
@@ -35,6 +37,62 @@ fn checked(kind: &str, name: &str) -> Result<String, MetaError> {
 
 fn unexpected(reply: Reply) -> Status {
     MetaError::internal(format!("unexpected reply {reply:?}")).to_status()
+}
+
+impl MetaSvc {
+    /// The tenants a statement targets: one by name, or every user tenant.
+    async fn targets(&self, tenant: &str) -> Result<Vec<String>, MetaError> {
+        let tenant = tenant.trim();
+        if !tenant.is_empty() {
+            return Ok(vec![tenant.to_string()]);
+        }
+        self.node
+            .read(|s| {
+                s.tenants
+                    .values()
+                    .filter(|t| t.tenant_id != TenantId::SYS)
+                    .map(|t| t.name.clone())
+                    .collect()
+            })
+            .await
+    }
+
+    async fn run_per_tenant(
+        &self,
+        tenant: &str,
+        make: impl Fn(String) -> WorkCommand,
+    ) -> Result<Response<JobsResponse>, Status> {
+        let targets = self.targets(tenant).await?;
+        if targets.is_empty() {
+            return Err(MetaError::new(Code::EntryNotExist, "there is no user tenant").into());
+        }
+        let mut job_ids = Vec::new();
+        for name in targets {
+            match self.node.write(Command::Work(make(name))).await? {
+                Reply::Job(id) => job_ids.push(id.0),
+                Reply::Done => {}
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(Response::new(JobsResponse { job_ids }))
+    }
+
+    async fn tenant_filter(&self, name: &str) -> Result<Option<TenantId>, MetaError> {
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        self.node
+            .read(|s| s.tenant_by_name(&name).map(|t| t.tenant_id))
+            .await?
+            .map(Some)
+            .ok_or_else(|| {
+                MetaError::new(
+                    Code::EntryNotExist,
+                    format!("tenant '{name}' does not exist"),
+                )
+            })
+    }
 }
 
 /// Converts a tenant record to its message.
@@ -322,6 +380,197 @@ impl MetaService for MetaSvc {
             .await?
             .ok_or_else(denied)?;
         Ok(Response::new(user))
+    }
+
+    async fn set_tenant_hooks(
+        &self,
+        request: Request<SetTenantHooksRequest>,
+    ) -> Result<Response<Tenant>, Status> {
+        let req = request.into_inner();
+        let hook = |h: String| Some(h.trim().to_string()).filter(|h| !h.is_empty());
+        let cmd = Command::SetTenantHooks {
+            name: req.tenant_name.trim().to_string(),
+            begin_backup_hook: hook(req.begin_backup_hook),
+            end_backup_hook: hook(req.end_backup_hook),
+        };
+        match self.node.write(cmd).await? {
+            Reply::Tenant(t) => Ok(Response::new(tenant_msg(&t))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn archivelog(
+        &self,
+        request: Request<ArchivelogRequest>,
+    ) -> Result<Response<JobsResponse>, Status> {
+        let req = request.into_inner();
+        if req.enable {
+            self.run_per_tenant(&req.tenant_name, |tenant| WorkCommand::StartArchive {
+                tenant,
+            })
+            .await
+        } else {
+            self.run_per_tenant(&req.tenant_name, |tenant| WorkCommand::StopArchive {
+                tenant,
+            })
+            .await
+        }
+    }
+
+    async fn backup_database(
+        &self,
+        request: Request<BackupDatabaseRequest>,
+    ) -> Result<Response<JobsResponse>, Status> {
+        let req = request.into_inner();
+        let incremental = req.incremental;
+        self.run_per_tenant(&req.tenant_name, |tenant| WorkCommand::StartBackup {
+            tenant,
+            incremental,
+        })
+        .await
+    }
+
+    async fn validate_backup_set(
+        &self,
+        request: Request<ValidateBackupSetRequest>,
+    ) -> Result<Response<JobsResponse>, Status> {
+        let req = request.into_inner();
+        let id = req.backup_set_id;
+        self.run_per_tenant(&req.tenant_name, |tenant| WorkCommand::StartValidate {
+            tenant,
+            backup_set_id: id,
+        })
+        .await
+    }
+
+    async fn list_archive(
+        &self,
+        request: Request<ListRequest>,
+    ) -> Result<Response<ListArchiveResponse>, Status> {
+        let only = self
+            .tenant_filter(&request.into_inner().tenant_name)
+            .await?;
+        let rounds = self
+            .node
+            .read(|s| {
+                s.work
+                    .rounds
+                    .values()
+                    .filter(|r| only.is_none_or(|t| t == r.tenant_id))
+                    .map(convert::round)
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListArchiveResponse { rounds }))
+    }
+
+    async fn list_pieces(
+        &self,
+        request: Request<ListRequest>,
+    ) -> Result<Response<ListPiecesResponse>, Status> {
+        let only = self
+            .tenant_filter(&request.into_inner().tenant_name)
+            .await?;
+        let pieces = self
+            .node
+            .read(|s| {
+                s.work
+                    .pieces
+                    .values()
+                    .filter(|p| only.is_none_or(|t| t == p.tenant_id))
+                    .map(convert::piece)
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListPiecesResponse { pieces }))
+    }
+
+    async fn list_backup_sets(
+        &self,
+        request: Request<ListRequest>,
+    ) -> Result<Response<ListBackupSetsResponse>, Status> {
+        let only = self
+            .tenant_filter(&request.into_inner().tenant_name)
+            .await?;
+        let sets = self
+            .node
+            .read(|s| {
+                s.work
+                    .sets
+                    .values()
+                    .filter(|x| only.is_none_or(|t| t == x.tenant_id))
+                    .map(convert::set)
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListBackupSetsResponse { sets }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<ListRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let req = request.into_inner();
+        let only = self.tenant_filter(&req.tenant_name).await?;
+        let jobs = self
+            .node
+            .read(|s| {
+                s.work
+                    .jobs
+                    .values()
+                    .filter(|j| only.is_none_or(|t| t == j.tenant_id))
+                    .filter(|j| req.all || j.status == crate::state::JobStatus::Doing)
+                    .map(|j| convert::job(s, j))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let req = request.into_inner();
+        let only = self.tenant_filter(&req.tenant_name).await?;
+        let tasks = self
+            .node
+            .read(|s| {
+                s.work
+                    .tasks
+                    .values()
+                    .filter(|t| only.is_none_or(|x| x == t.tenant_id))
+                    .filter(|t| req.job_id == 0 || t.job_id.0 == req.job_id)
+                    .filter(|t| {
+                        req.all
+                            || matches!(
+                                t.status,
+                                crate::state::TaskStatus::Pending
+                                    | crate::state::TaskStatus::Running
+                            )
+                    })
+                    .map(|t| convert::task(s, t))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListTasksResponse { tasks }))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<ListRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        let workers = self
+            .node
+            .read(|s| {
+                s.work
+                    .workers
+                    .values()
+                    .map(|w| convert::worker(s, w))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(ListWorkersResponse { workers }))
     }
 
     async fn add_node(

@@ -1,7 +1,10 @@
 //! Thin tonic services: decode, call [`crate::node::MetaNode`], encode.
 
+pub mod convert;
 mod meta;
 mod raft;
+mod worker;
 
 pub use meta::MetaSvc;
 pub use raft::RaftSvc;
+pub use worker::WorkerSvc;

@@ -37,6 +37,8 @@ struct ClusterMeta {
     cluster: Option<ClusterRecord>,
     next_tenant_id: u64,
     last_time_ms: u64,
+    next_job_id: u64,
+    next_task_id: u64,
 }
 
 /// Snapshot payload: the layout version and the whole catalog.
@@ -94,6 +96,8 @@ fn load_applied(db: &DB) -> Result<Applied, StorageError> {
         state.cluster = meta.cluster;
         state.next_tenant_id = meta.next_tenant_id;
         state.last_time_ms = meta.last_time_ms;
+        state.work.next_job_id = meta.next_job_id;
+        state.work.next_task_id = meta.next_task_id;
     }
     for (key, value) in scan(db, sm, keys::TENANT_PREFIX)? {
         let _ = key;
@@ -109,6 +113,36 @@ fn load_applied(db: &DB) -> Result<Applied, StorageError> {
     for (_, value) in scan(db, sm, keys::USER_PREFIX)? {
         let u: crate::state::UserRecord = decode(&value).map_err(read_err)?;
         state.users.insert((u.tenant_id, u.user.clone()), u);
+    }
+    for (_, value) in scan(db, sm, keys::WORKER_PREFIX)? {
+        let w: crate::state::WorkerRecord = decode(&value).map_err(read_err)?;
+        state.work.workers.insert(w.worker_id, w);
+    }
+    for (_, value) in scan(db, sm, keys::JOB_PREFIX)? {
+        let j: crate::state::JobRecord = decode(&value).map_err(read_err)?;
+        state.work.jobs.insert(j.job_id, j);
+    }
+    for (_, value) in scan(db, sm, keys::TASK_PREFIX)? {
+        let t: crate::state::TaskRecord = decode(&value).map_err(read_err)?;
+        state.work.tasks.insert(t.task_id, t);
+    }
+    for (_, value) in scan(db, sm, keys::ROUND_PREFIX)? {
+        let r: crate::state::RoundRecord = decode(&value).map_err(read_err)?;
+        state.work.rounds.insert((r.tenant_id, r.round_id), r);
+    }
+    for (_, value) in scan(db, sm, keys::PIECE_PREFIX)? {
+        let p: crate::state::PieceRecord = decode(&value).map_err(read_err)?;
+        state
+            .work
+            .pieces
+            .insert((p.tenant_id, p.round_id, p.piece_id, p.copy_id), p);
+    }
+    for (_, value) in scan(db, sm, keys::SET_PREFIX)? {
+        let s: crate::state::BackupSetRecord = decode(&value).map_err(read_err)?;
+        state
+            .work
+            .sets
+            .insert((s.tenant_id, s.backup_set_id, s.copy_id), s);
     }
     let last_applied = match get(keys::LAST_APPLIED)? {
         Some(bytes) => decode(&bytes).map_err(read_err)?,
@@ -153,6 +187,8 @@ fn put_touched(
                     cluster: state.cluster.clone(),
                     next_tenant_id: state.next_tenant_id,
                     last_time_ms: state.last_time_ms,
+                    next_job_id: state.work.next_job_id,
+                    next_task_id: state.work.next_task_id,
                 };
                 batch.put_cf(cf, keys::CLUSTER, encode(&meta).map_err(write_err)?);
             }
@@ -171,13 +207,46 @@ fn put_touched(
                 }
             }
             Touched::User(k) => {
-                let key = keys::user_key(k.0, &k.1);
-                match state.users.get(k) {
-                    Some(v) => batch.put_cf(cf, key, encode(v).map_err(write_err)?),
-                    None => batch.delete_cf(cf, key),
-                }
+                put_opt(batch, cf, keys::user_key(k.0, &k.1), state.users.get(k))?;
+            }
+            Touched::Worker(id) => {
+                let key = keys::numbered(keys::WORKER_PREFIX, &[*id]);
+                put_opt(batch, cf, key, state.work.workers.get(id))?;
+            }
+            Touched::Job(id) => {
+                let key = keys::numbered(keys::JOB_PREFIX, &[id.0]);
+                put_opt(batch, cf, key, state.work.jobs.get(id))?;
+            }
+            Touched::Task(id) => {
+                let key = keys::numbered(keys::TASK_PREFIX, &[*id]);
+                put_opt(batch, cf, key, state.work.tasks.get(id))?;
+            }
+            Touched::Round(t, r) => {
+                let key = keys::numbered(keys::ROUND_PREFIX, &[t.0, *r]);
+                put_opt(batch, cf, key, state.work.rounds.get(&(*t, *r)))?;
+            }
+            Touched::Piece(t, r, p, c) => {
+                let key = keys::numbered(keys::PIECE_PREFIX, &[t.0, *r, *p, *c]);
+                put_opt(batch, cf, key, state.work.pieces.get(&(*t, *r, *p, *c)))?;
+            }
+            Touched::Set(t, s, c) => {
+                let key = keys::numbered(keys::SET_PREFIX, &[t.0, *s, *c]);
+                put_opt(batch, cf, key, state.work.sets.get(&(*t, *s, *c)))?;
             }
         }
+    }
+    Ok(())
+}
+
+fn put_opt<V: Serialize>(
+    batch: &mut WriteBatch,
+    cf: &rocksdb::ColumnFamily,
+    key: Vec<u8>,
+    value: Option<&V>,
+) -> Result<(), StorageError> {
+    match value {
+        Some(v) => batch.put_cf(cf, key, encode(v).map_err(write_err)?),
+        None => batch.delete_cf(cf, key),
     }
     Ok(())
 }
@@ -188,6 +257,17 @@ fn all_records(state: &MetaState) -> Vec<Touched> {
     all.extend(state.tenants.keys().map(|k| Touched::Tenant(*k)));
     all.extend(state.params.keys().map(|k| Touched::Param(*k)));
     all.extend(state.users.keys().map(|k| Touched::User(k.clone())));
+    let w = &state.work;
+    all.extend(w.workers.keys().map(|k| Touched::Worker(*k)));
+    all.extend(w.jobs.keys().map(|k| Touched::Job(*k)));
+    all.extend(w.tasks.keys().map(|k| Touched::Task(*k)));
+    all.extend(w.rounds.keys().map(|(t, r)| Touched::Round(*t, *r)));
+    all.extend(
+        w.pieces
+            .keys()
+            .map(|(t, r, p, c)| Touched::Piece(*t, *r, *p, *c)),
+    );
+    all.extend(w.sets.keys().map(|(t, s, c)| Touched::Set(*t, *s, *c)));
     all
 }
 

@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 
 use backstop_common::auth::PasswordHash;
 use backstop_common::params::Param;
-use backstop_common::{Code, TenantId};
+use backstop_common::{Code, JobId, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Reply, Request, Response};
+
+mod work;
+
+pub use work::*;
 
 /// Cluster identity (OceanBase `cluster_name`, `cluster_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +59,10 @@ pub struct TenantRecord {
     pub incarnation: u64,
     /// ms since the epoch (leader clock).
     pub create_time_ms: u64,
+    /// Shell command run before datafiles are copied (user-managed hot backup).
+    pub begin_backup_hook: Option<String>,
+    /// Shell command run after datafiles are copied.
+    pub end_backup_hook: Option<String>,
 }
 
 /// A parameter value.
@@ -99,6 +107,18 @@ pub enum Touched {
     Param(ParamKey),
     /// One user.
     User(UserKey),
+    /// One worker.
+    Worker(u64),
+    /// One job.
+    Job(JobId),
+    /// One task.
+    Task(u64),
+    /// One archive round (tenant, round).
+    Round(TenantId, u64),
+    /// One piece (tenant, round, piece, copy).
+    Piece(TenantId, u64, u64, u64),
+    /// One backup set (tenant, set, copy).
+    Set(TenantId, u64, u64),
 }
 
 /// The whole catalog. Serialized as a whole for snapshots; persisted record by
@@ -117,6 +137,8 @@ pub struct MetaState {
     pub params: BTreeMap<ParamKey, ParamRecord>,
     /// Users.
     pub users: BTreeMap<UserKey, UserRecord>,
+    /// Workers, jobs, tasks, archive and backup sets.
+    pub work: WorkState,
 }
 
 impl Default for MetaState {
@@ -132,6 +154,8 @@ impl Default for MetaState {
                 status: TenantStatus::Normal,
                 incarnation: 1,
                 create_time_ms: 0,
+                begin_backup_hook: None,
+                end_backup_hook: None,
             },
         );
         MetaState {
@@ -141,11 +165,12 @@ impl Default for MetaState {
             tenants,
             params: BTreeMap::new(),
             users: BTreeMap::new(),
+            work: WorkState::default(),
         }
     }
 }
 
-type Outcome = Result<(Reply, Vec<Touched>), (Code, String)>;
+pub(crate) type Outcome = Result<(Reply, Vec<Touched>), (Code, String)>;
 
 impl MetaState {
     /// Finds a tenant by name, case-insensitively.
@@ -231,6 +256,8 @@ impl MetaState {
                     status: TenantStatus::Normal,
                     incarnation: 1,
                     create_time_ms: now,
+                    begin_backup_hook: None,
+                    end_backup_hook: None,
                 };
                 self.tenants.insert(id, record.clone());
                 Ok((Reply::Tenant(record), vec![Touched::Tenant(id)]))
@@ -248,6 +275,20 @@ impl MetaState {
                 let id = tenant.tenant_id;
                 if id == TenantId::SYS {
                     return Err((Code::NotSupported, "dropping the sys tenant".to_string()));
+                }
+                if let Some(job) = self
+                    .work
+                    .jobs
+                    .values()
+                    .find(|j| j.tenant_id == id && j.status == JobStatus::Doing)
+                {
+                    return Err((
+                        Code::BackupInProgress,
+                        format!(
+                            "tenant '{name}' has running job {} ({:?}); stop it first",
+                            job.job_id, job.kind
+                        ),
+                    ));
                 }
                 let mut touched = vec![Touched::Tenant(id)];
                 self.tenants.remove(&id);
@@ -302,6 +343,23 @@ impl MetaState {
                 self.params.insert(key, record.clone());
                 Ok((Reply::Parameter(record), vec![Touched::Param(key)]))
             }
+            Command::SetTenantHooks {
+                name,
+                begin_backup_hook,
+                end_backup_hook,
+            } => {
+                let id = self.tenant_id(name)?;
+                let Some(t) = self.tenants.get_mut(&id) else {
+                    return Err((
+                        Code::EntryNotExist,
+                        format!("tenant '{name}' does not exist"),
+                    ));
+                };
+                t.begin_backup_hook = begin_backup_hook.clone();
+                t.end_backup_hook = end_backup_hook.clone();
+                Ok((Reply::Tenant(t.clone()), vec![Touched::Tenant(id)]))
+            }
+            Command::Work(work) => self.apply_work(work, now),
             Command::CreateUser {
                 tenant,
                 user,
@@ -368,7 +426,7 @@ impl MetaState {
         }
     }
 
-    fn tenant_id(&self, name: &str) -> Result<TenantId, (Code, String)> {
+    pub(crate) fn tenant_id(&self, name: &str) -> Result<TenantId, (Code, String)> {
         self.tenant_by_name(name)
             .map(|t| t.tenant_id)
             .ok_or_else(|| {

@@ -1,0 +1,82 @@
+//! Commands that need only a destination: `restore` and `validate`.
+
+use anyhow::{Context, bail};
+use backstop_worker::restore::{self, RestoreArgs, find_tenant};
+use backstop_worker::storage::TenantStore;
+use backstop_worker::validate::{validate_piece, validate_set};
+use tokio_util::sync::CancellationToken;
+
+use crate::args;
+
+fn parse_time(s: &str) -> anyhow::Result<u64> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| format!("parse time '{s}'"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64)
+}
+
+/// `backstop restore`.
+pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
+    let until_time_ms = a.until_time.as_deref().map(parse_time).transpose()?;
+    let args = RestoreArgs {
+        dest: a.dest,
+        tenant: a.tenant,
+        to: a.to,
+        until_scn: a.until_scn,
+        until_time_ms,
+        backup_set: a.backup_set,
+    };
+    let cancel = CancellationToken::new();
+    let info = restore::restore(&args, &cancel).await.context("restore")?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        println!(
+            "restored tenant {} ({}) from backup set {} to SCN {}: {} datafiles ({} bytes), log [{}, {}) ({} bytes) into {}",
+            info.tenant_name,
+            info.tenant_id,
+            info.backup_set_id,
+            info.until_scn,
+            info.files,
+            info.data_bytes,
+            info.start_replay_scn,
+            info.until_scn,
+            info.log_bytes,
+            args.to.display()
+        );
+    }
+    Ok(())
+}
+
+/// `backstop validate`.
+pub async fn validate(a: args::ValidateArgs) -> anyhow::Result<()> {
+    let dest = find_tenant(&a.dest, &a.tenant).await?;
+    let store = TenantStore::open(&dest)?;
+    let cancel = CancellationToken::new();
+    let (what, v) = match (a.backup_set, a.piece.as_deref()) {
+        (Some(id), None) => (
+            format!("backup set {id}"),
+            validate_set(&store, id, &cancel).await?,
+        ),
+        (None, Some(p)) => {
+            let (r, p) = p
+                .split_once('/')
+                .context("--piece takes ROUND/PIECE, e.g. 1/3")?;
+            let (r, p): (u64, u64) = (r.parse()?, p.parse()?);
+            (
+                format!("piece {r}/{p}"),
+                validate_piece(&store, r, p, &cancel).await?,
+            )
+        }
+        _ => bail!("give --backup-set N or --piece ROUND/PIECE"),
+    };
+    if v.bad.is_empty() {
+        println!("{what}: {} objects, all checksums match", v.objects);
+        return Ok(());
+    }
+    for b in &v.bad {
+        println!("BAD {b}");
+    }
+    bail!("{what}: {} of {} objects are bad", v.bad.len(), v.objects)
+}

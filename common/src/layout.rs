@@ -1,0 +1,110 @@
+//! Object keys on a destination (`DESIGN.md` §6). A destination is self-describing:
+//! restore and catalog rebuild need nothing but these objects.
+//!
+//! ```text
+//! CLUSTER_NAME/CLUSTER_ID/incarnation_N/TENANT_ID/
+//!   data/backup_set_ID_full|inc/
+//!     part_P/aA/obj_K         data objects (compressed blocks) of attempt A
+//!     part_P_aA.manifest      part manifest of attempt A (JSON)
+//!     manifest                set manifest (JSON), written after every part
+//!     .complete               marker, written last (holds the manifest checksum)
+//!   clog/round_R/piece_P/
+//!     log_START_END           archived log bytes [START, END), compressed
+//!     manifest                piece manifest (JSON), rewritten at each checkpoint
+//!     .frozen                 marker, written when the piece is frozen
+//!   info/tenant               tenant identity (JSON: id, name, cluster)
+//!   info/backup_set_ID        index entry of a complete set (JSON)
+//!   info/round_R_piece_P      index entry of a piece (JSON)
+//! ```
+
+use crate::task::BackupType;
+
+/// `data/backup_set_ID_full|inc`, relative to the tenant prefix.
+pub fn set_dir(backup_set_id: u64, backup_type: BackupType) -> String {
+    format!(
+        "data/backup_set_{backup_set_id}_{}",
+        backup_type.dir_suffix()
+    )
+}
+
+/// A data object written by attempt `attempt` of a set part. Attempts write apart,
+/// so a stale attempt can never overwrite the objects of the current one.
+pub fn data_object(set_dir: &str, part: u32, attempt: u32, seq: u64) -> String {
+    format!("{set_dir}/part_{part}/a{attempt}/obj_{seq}")
+}
+
+/// The manifest of one part, as written by one attempt.
+pub fn part_manifest(set_dir: &str, part: u32, attempt: u32) -> String {
+    format!("{set_dir}/part_{part}_a{attempt}.manifest")
+}
+
+/// Tenant identity at a destination.
+pub const TENANT_INFO: &str = "info/tenant";
+
+/// The set manifest.
+pub fn set_manifest(set_dir: &str) -> String {
+    format!("{set_dir}/manifest")
+}
+
+/// The set's completion marker.
+pub fn set_complete(set_dir: &str) -> String {
+    format!("{set_dir}/.complete")
+}
+
+/// Index entry of a complete set.
+pub fn set_index(backup_set_id: u64) -> String {
+    format!("info/backup_set_{backup_set_id}")
+}
+
+/// Prefix of all set index entries.
+pub const SET_INDEX_PREFIX: &str = "info/backup_set_";
+
+/// `clog/round_R/piece_P`.
+pub fn piece_dir(round_id: u64, piece_id: u64) -> String {
+    format!("clog/round_{round_id}/piece_{piece_id}")
+}
+
+/// An archived log object holding `[start, end)`; zero-padded so names sort by SCN.
+pub fn log_object(piece_dir: &str, start: u64, end: u64) -> String {
+    format!("{piece_dir}/log_{start:020}_{end:020}")
+}
+
+/// Parses `log_START_END` (the last path segment); `None` for other names.
+pub fn parse_log_object(key: &str) -> Option<(u64, u64)> {
+    let name = key.rsplit('/').next()?;
+    let rest = name.strip_prefix("log_")?;
+    let (start, end) = rest.split_once('_')?;
+    Some((start.parse().ok()?, end.parse().ok()?))
+}
+
+/// The piece manifest.
+pub fn piece_manifest(piece_dir: &str) -> String {
+    format!("{piece_dir}/manifest")
+}
+
+/// The piece's frozen marker.
+pub fn piece_frozen(piece_dir: &str) -> String {
+    format!("{piece_dir}/.frozen")
+}
+
+/// Index entry of a piece.
+pub fn piece_index(round_id: u64, piece_id: u64) -> String {
+    format!("info/round_{round_id}_piece_{piece_id}")
+}
+
+/// Prefix of all piece index entries.
+pub const PIECE_INDEX_PREFIX: &str = "info/round_";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_object_names_sort_and_parse() {
+        let a = log_object("clog/round_1/piece_1", 9, 100);
+        let b = log_object("clog/round_1/piece_1", 100, 2000);
+        assert!(a < b);
+        assert_eq!(parse_log_object(&b), Some((100, 2000)));
+        assert_eq!(parse_log_object("clog/round_1/piece_1/manifest"), None);
+    }
+}

@@ -1,0 +1,271 @@
+//! Work handed from the metadata service to workers, and what workers report back.
+//!
+//! The scheduler (meta leader) creates tasks; a worker acquires one with a lease and a
+//! fencing token (`task_id`, `attempt`): every report carries both, and a report from a
+//! stale attempt is refused. These types cross gRPC inside `bytes` fields, encoded
+//! with the versioned codec of `backstop-meta` (one version byte, then bincode).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{JobId, Scn, TenantId};
+
+/// Where a task's objects go: the destination and the tenant's path inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDest {
+    /// Destination URI including secrets (never log it; see [`crate::BackupDest`]).
+    pub uri: String,
+    /// OceanBase `cluster_name`.
+    pub cluster_name: String,
+    /// OceanBase `cluster_id`.
+    pub cluster_id: u64,
+    /// Tenant incarnation.
+    pub incarnation: u64,
+    /// Tenant id.
+    pub tenant_id: TenantId,
+    /// Tenant name, written to `info/tenant` so restore can find a tenant by name.
+    pub tenant_name: String,
+}
+
+impl TenantDest {
+    /// Key prefix of this tenant inside the destination:
+    /// `CLUSTER_NAME/CLUSTER_ID/incarnation_N/TENANT_ID`.
+    pub fn tenant_prefix(&self) -> String {
+        format!(
+            "{}/{}/incarnation_{}/{}",
+            self.cluster_name, self.cluster_id, self.incarnation, self.tenant_id
+        )
+    }
+}
+
+/// Full or incremental (OceanBase `backup_type`: `D` full, `I` incremental).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupType {
+    /// Every block of every datafile.
+    Full,
+    /// Only blocks whose checksum differs from the base set; the rest are referenced.
+    Incremental,
+}
+
+impl BackupType {
+    /// OceanBase's letter: `D` or `I`.
+    pub fn letter(self) -> &'static str {
+        match self {
+            BackupType::Full => "D",
+            BackupType::Incremental => "I",
+        }
+    }
+
+    /// Directory suffix: `full` or `inc`.
+    pub fn dir_suffix(self) -> &'static str {
+        match self {
+            BackupType::Full => "full",
+            BackupType::Incremental => "inc",
+        }
+    }
+}
+
+/// A datafile to copy: path relative to the source's `data/`, size at listing time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative path with `/` separators.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// The archive piece a worker writes into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceSpec {
+    /// Piece id (0 when the round is not split into pieces).
+    pub piece_id: u64,
+    /// First SCN of the piece.
+    pub start_scn: Scn,
+    /// ms since the epoch when the piece became active.
+    pub create_time_ms: u64,
+}
+
+/// What a task does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskSpec {
+    /// Follow the tenant's log and archive it into pieces until cancelled.
+    Archive {
+        /// Tenant source URI (`dir:///…`).
+        source: String,
+        /// Destination.
+        dest: TenantDest,
+        /// Archive round.
+        round_id: u64,
+        /// Last committed checkpoint: archiving resumes exactly here.
+        checkpoint_scn: Scn,
+        /// Nothing committed yet: start at the source's current log end.
+        fresh: bool,
+        /// The piece being written (ACTIVE).
+        piece: PieceSpec,
+        /// A piece left FREEZING by an earlier attempt, to finish first.
+        freezing: Option<(PieceSpec, Scn)>,
+        /// Switch pieces this often (ms); 0 = never.
+        piece_switch_interval_ms: u64,
+        /// Commit the checkpoint at most this often (ms).
+        checkpoint_interval_ms: u64,
+    },
+    /// Record `start_replay_scn`, run `begin_backup`, list the datafiles.
+    BackupPrepare {
+        /// Tenant source URI.
+        source: String,
+        /// Optional `begin_backup` hook (shell command).
+        begin_hook: Option<String>,
+    },
+    /// Copy some datafiles into a backup set.
+    BackupCopy {
+        /// Tenant source URI.
+        source: String,
+        /// Destination.
+        dest: TenantDest,
+        /// Set being written.
+        backup_set_id: u64,
+        /// Full or incremental.
+        backup_type: BackupType,
+        /// Base set for incrementals (its manifest is read from `dest`).
+        base_set_id: Option<u64>,
+        /// Which part of the set (0-based).
+        part: u32,
+        /// Files of this part.
+        files: Vec<FileEntry>,
+        /// zstd level; 0 = no compression.
+        compression_level: i32,
+    },
+    /// Run `end_backup`, record `min_restore_scn`, merge part manifests, write the
+    /// set manifest, the `.complete` marker and the index entry.
+    BackupFinalize {
+        /// Tenant source URI.
+        source: String,
+        /// Destination.
+        dest: TenantDest,
+        /// Set being finished.
+        backup_set_id: u64,
+        /// Full or incremental.
+        backup_type: BackupType,
+        /// Base set.
+        base_set_id: Option<u64>,
+        /// Parts to merge: (part, attempt that completed it).
+        parts: Vec<(u32, u32)>,
+        /// From prepare.
+        start_replay_scn: Scn,
+        /// Optional `end_backup` hook.
+        end_hook: Option<String>,
+    },
+    /// Re-read a backup set and check every checksum.
+    ValidateSet {
+        /// Destination.
+        dest: TenantDest,
+        /// Set to check.
+        backup_set_id: u64,
+    },
+}
+
+impl TaskSpec {
+    /// Short name for views and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskSpec::Archive { .. } => "ARCHIVE",
+            TaskSpec::BackupPrepare { .. } => "BACKUP_PREPARE",
+            TaskSpec::BackupCopy { .. } => "BACKUP_COPY",
+            TaskSpec::BackupFinalize { .. } => "BACKUP_FINALIZE",
+            TaskSpec::ValidateSet { .. } => "VALIDATE",
+        }
+    }
+}
+
+/// A task as handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Task id.
+    pub task_id: u64,
+    /// Fencing token: the attempt this worker runs.
+    pub attempt: u32,
+    /// Job the task belongs to.
+    pub job_id: JobId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// What to do.
+    pub spec: TaskSpec,
+}
+
+/// What a finished task reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskOutcome {
+    /// Prepare done.
+    Prepared {
+        /// Log end before the datafile copy.
+        start_replay_scn: Scn,
+        /// Datafiles to copy.
+        files: Vec<FileEntry>,
+    },
+    /// A part copied; its part manifest is at the destination.
+    Copied {
+        /// Bytes read from the source.
+        input_bytes: u64,
+        /// Bytes written to the destination.
+        output_bytes: u64,
+    },
+    /// The set is complete at the destination.
+    Finalized {
+        /// Log end after the datafile copy.
+        min_restore_scn: Scn,
+        /// Total source bytes.
+        input_bytes: u64,
+        /// Total stored bytes (this set's own objects).
+        output_bytes: u64,
+        /// Number of datafiles.
+        file_count: u64,
+        /// Checksum of the set manifest (hex).
+        manifest_checksum: String,
+    },
+    /// The archive stopped cleanly (after NOARCHIVELOG) at this checkpoint.
+    ArchiveStopped {
+        /// Final checkpoint.
+        checkpoint_scn: Scn,
+    },
+    /// Validation finished.
+    Validated {
+        /// Objects read.
+        objects: u64,
+        /// Bad objects, by key, with what was wrong.
+        bad: Vec<String>,
+    },
+    /// The task failed; `retryable` failures are tried again on another attempt.
+    Failed {
+        /// Why, for the job row.
+        reason: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// The source lost log before it was archived: the round is `INTERRUPTED`.
+    Interrupted {
+        /// What was lost.
+        reason: String,
+    },
+}
+
+/// An archive checkpoint a worker commits while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveProgress {
+    /// Round.
+    pub round_id: u64,
+    /// Piece the checkpoint is in.
+    pub piece_id: u64,
+    /// Everything below this SCN is archived and listed in the piece manifest.
+    pub checkpoint_scn: Scn,
+    /// Bytes of source log archived in this attempt so far.
+    pub input_bytes: u64,
+    /// Bytes stored in this attempt so far.
+    pub output_bytes: u64,
+    /// Milliseconds between the source writing the newest covered byte (as seen by
+    /// the worker) and this checkpoint.
+    pub lag_ms: u64,
+    /// Piece switch: the active piece becomes FREEZING at `checkpoint_scn` and a new
+    /// ACTIVE piece with this id starts there.
+    pub switch_to: Option<PieceSpec>,
+    /// A FREEZING piece whose manifest and `.frozen` marker are now written.
+    pub frozen_piece: Option<u64>,
+}

@@ -1,0 +1,186 @@
+//! The leader's soft state for running tasks (lease deadlines, latest progress) and
+//! the loop that turns it into Raft commands: expired leases become `ExpireTask`,
+//! progress is persisted in batches at most once per second. A new leader starts
+//! every running task with a fresh lease.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use tracing::{debug, info, warn};
+
+use crate::command::{Command, WorkCommand};
+use crate::node::MetaNode;
+use crate::state::TaskStatus;
+
+/// Lease and progress of one running attempt.
+#[derive(Debug, Clone)]
+struct Lease {
+    attempt: u32,
+    worker_id: u64,
+    deadline: Instant,
+    bytes_done: u64,
+    bytes_total: u64,
+    dirty: bool,
+}
+
+/// Leader-local lease table.
+#[derive(Debug, Default)]
+pub struct Leases {
+    inner: Mutex<HashMap<u64, Lease>>,
+}
+
+/// What a heartbeat learns about one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseCheck {
+    /// The lease is extended.
+    Held,
+    /// The attempt is no longer current: the worker must stop.
+    Lost,
+}
+
+impl Leases {
+    /// Starts (or restarts) the lease of a freshly assigned attempt.
+    pub async fn grant(&self, task_id: u64, attempt: u32, worker_id: u64, lease: Duration) {
+        self.inner.lock().await.insert(
+            task_id,
+            Lease {
+                attempt,
+                worker_id,
+                deadline: Instant::now() + lease,
+                bytes_done: 0,
+                bytes_total: 0,
+                dirty: false,
+            },
+        );
+    }
+
+    /// A heartbeat for `(task, attempt)` from `worker`: extends the lease if it is the
+    /// current holder (as the catalog says), records progress.
+    pub async fn heartbeat(
+        &self,
+        task_id: u64,
+        attempt: u32,
+        worker_id: u64,
+        current: bool,
+        progress: (u64, u64),
+        lease: Duration,
+    ) -> LeaseCheck {
+        let mut leases = self.inner.lock().await;
+        if !current {
+            return LeaseCheck::Lost;
+        }
+        let entry = leases.entry(task_id).or_insert(Lease {
+            attempt,
+            worker_id,
+            deadline: Instant::now() + lease,
+            bytes_done: 0,
+            bytes_total: 0,
+            dirty: false,
+        });
+        if entry.attempt != attempt || entry.worker_id != worker_id {
+            return LeaseCheck::Lost;
+        }
+        entry.deadline = Instant::now() + lease;
+        if (entry.bytes_done, entry.bytes_total) != progress {
+            entry.bytes_done = progress.0;
+            entry.bytes_total = progress.1;
+            entry.dirty = true;
+        }
+        LeaseCheck::Held
+    }
+}
+
+/// Runs while the node lives; acts only while it leads.
+pub async fn run(node: Arc<MetaNode>, leases: Arc<Leases>, lease: Duration) {
+    let mut was_leader = false;
+    let mut last_flush = Instant::now();
+    loop {
+        if node.is_shutting_down() {
+            return;
+        }
+        let leader = node.raft().current_leader().await == Some(node.id());
+        if leader && !was_leader {
+            info!(
+                node_id = node.id(),
+                "leading: every running task gets a fresh lease"
+            );
+            leases.inner.lock().await.clear();
+        }
+        was_leader = leader;
+        if leader && let Err(e) = tick(&node, &leases, lease, &mut last_flush).await {
+            debug!(error = %e, "scheduler tick");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn tick(
+    node: &Arc<MetaNode>,
+    leases: &Leases,
+    lease: Duration,
+    last_flush: &mut Instant,
+) -> Result<(), crate::MetaError> {
+    let running: Vec<(u64, u32, Option<u64>)> = node
+        .read_local(|s| {
+            s.work
+                .tasks
+                .values()
+                .filter(|t| t.status == TaskStatus::Running)
+                .map(|t| (t.task_id, t.attempt, t.worker_id))
+                .collect()
+        })
+        .await;
+    let now = Instant::now();
+    let mut expired = Vec::new();
+    let mut progress = Vec::new();
+    {
+        let mut table = leases.inner.lock().await;
+        table.retain(|id, l| running.iter().any(|(t, a, _)| t == id && *a == l.attempt));
+        for (task_id, attempt, worker) in &running {
+            let entry = table.entry(*task_id).or_insert(Lease {
+                attempt: *attempt,
+                worker_id: worker.unwrap_or_default(),
+                deadline: now + lease,
+                bytes_done: 0,
+                bytes_total: 0,
+                dirty: false,
+            });
+            if entry.deadline <= now {
+                expired.push((*task_id, *attempt, entry.worker_id));
+            } else if entry.dirty && last_flush.elapsed() >= Duration::from_secs(1) {
+                entry.dirty = false;
+                progress.push((*task_id, *attempt, entry.bytes_done, entry.bytes_total));
+            }
+        }
+        for (task_id, _, _) in &expired {
+            table.remove(task_id);
+        }
+    }
+    for (task_id, attempt, worker_id) in expired {
+        warn!(
+            task_id,
+            attempt, worker_id, "lease expired; the task will move"
+        );
+        let cmd = Command::Work(WorkCommand::ExpireTask {
+            task_id,
+            attempt,
+            reason: format!(
+                "worker {worker_id} stopped heartbeating (lease {} ms)",
+                lease.as_millis()
+            ),
+        });
+        if let Err(e) = node.write(cmd).await {
+            debug!(task_id, error = %e, "expire task");
+        }
+    }
+    if !progress.is_empty() {
+        *last_flush = Instant::now();
+        node.write(Command::Work(WorkCommand::UpdateProgress {
+            entries: progress,
+        }))
+        .await?;
+    }
+    Ok(())
+}

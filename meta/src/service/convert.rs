@@ -1,0 +1,145 @@
+//! Catalog records to protobuf messages. Destinations are shown without secrets.
+
+use backstop_common::BackupDest;
+use backstop_proto::meta as pb;
+
+use crate::state::{
+    BackupSetRecord, JobKind, JobRecord, MetaState, PieceRecord, RoundRecord, TaskRecord,
+    WorkerRecord,
+};
+
+/// A destination URI as users may see it.
+pub fn shown_dest(uri: &str) -> String {
+    BackupDest::parse(uri).map_or_else(|_| backstop_common::dest::redact(uri), |d| d.to_string())
+}
+
+/// Round to message.
+pub fn round(r: &RoundRecord) -> pb::ArchiveRound {
+    pb::ArchiveRound {
+        tenant_id: r.tenant_id.0,
+        round_id: r.round_id,
+        status: r.status.as_str().to_string(),
+        start_scn: r.start_scn.0,
+        checkpoint_scn: r.checkpoint_scn.0,
+        start_time_ms: r.start_time_ms,
+        checkpoint_time_ms: r.checkpoint_time_ms,
+        input_bytes: r.input_bytes,
+        output_bytes: r.output_bytes,
+        lag_ms: r.lag_ms,
+        backup_dest: shown_dest(&r.dest.uri),
+        comment: r.comment.clone(),
+        job_id: r.job_id.0,
+    }
+}
+
+/// Piece to message.
+pub fn piece(p: &PieceRecord) -> pb::Piece {
+    pb::Piece {
+        tenant_id: p.tenant_id.0,
+        round_id: p.round_id,
+        backup_piece_id: p.piece_id,
+        copy_id: p.copy_id,
+        start_scn: p.start_scn.0,
+        checkpoint_scn: p.checkpoint_scn.0,
+        max_scn: p.max_scn.map(|s| s.0),
+        status: p.status.as_str().to_string(),
+        file_status: p.file_status.clone(),
+        create_time_ms: p.create_time_ms,
+        checkpoint_time_ms: p.checkpoint_time_ms,
+        backup_dest: p.backup_dest.clone(),
+    }
+}
+
+/// Set to message.
+pub fn set(s: &BackupSetRecord) -> pb::BackupSet {
+    pb::BackupSet {
+        tenant_id: s.tenant_id.0,
+        backup_set_id: s.backup_set_id,
+        copy_id: s.copy_id,
+        backup_type: s.backup_type.letter().to_string(),
+        base_set_id: s.base_set_id,
+        status: s.status.as_str().to_string(),
+        file_status: s.file_status.clone(),
+        start_replay_scn: s.start_replay_scn.0,
+        min_restore_scn: s.min_restore_scn.0,
+        input_bytes: s.input_bytes,
+        output_bytes: s.output_bytes,
+        file_count: s.file_count,
+        start_time_ms: s.start_time_ms,
+        end_time_ms: s.end_time_ms,
+        backup_dest: shown_dest(&s.dest.uri),
+        comment: s.comment.clone(),
+        job_id: s.job_id.0,
+    }
+}
+
+/// Job to message, with progress summed over its tasks.
+pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
+    let (done, total) = state
+        .work
+        .tasks
+        .values()
+        .filter(|t| t.job_id == j.job_id)
+        .fold((0, 0), |(d, t), task| {
+            (d + task.bytes_done, t + task.bytes_total)
+        });
+    let (job_type, backup_set_id, round_id) = match &j.kind {
+        JobKind::Archive { round_id } => ("ARCHIVE", 0, *round_id),
+        JobKind::Backup { backup_set_id, .. } => ("BACKUP", *backup_set_id, 0),
+        JobKind::Validate { backup_set_id } => ("VALIDATE", *backup_set_id, 0),
+    };
+    pb::Job {
+        job_id: j.job_id.0,
+        tenant_id: j.tenant_id.0,
+        job_type: job_type.to_string(),
+        status: j.status.as_str().to_string(),
+        result: j.result.clone().unwrap_or_default(),
+        comment: j.comment.clone(),
+        start_time_ms: j.start_time_ms,
+        end_time_ms: j.end_time_ms,
+        backup_set_id,
+        round_id,
+        bytes_done: done,
+        bytes_total: total,
+    }
+}
+
+/// Task to message.
+pub fn task(state: &MetaState, t: &TaskRecord) -> pb::Task {
+    pb::Task {
+        task_id: t.task_id,
+        job_id: t.job_id.0,
+        tenant_id: t.tenant_id.0,
+        task_type: t.spec.kind().to_string(),
+        status: t.status.as_str().to_string(),
+        attempt: t.attempt,
+        worker_id: t.worker_id,
+        worker_addr: t
+            .worker_id
+            .and_then(|w| state.work.workers.get(&w))
+            .map(|w| w.addr.clone())
+            .unwrap_or_default(),
+        bytes_done: t.bytes_done,
+        bytes_total: t.bytes_total,
+        last_error: t.last_error.clone(),
+    }
+}
+
+/// Worker to message.
+pub fn worker(state: &MetaState, w: &WorkerRecord) -> pb::Worker {
+    pb::Worker {
+        worker_id: w.worker_id,
+        addr: w.addr.clone(),
+        slots: w.slots,
+        tenants: w.tenants.clone(),
+        register_time_ms: w.register_time_ms,
+        running_tasks: state
+            .work
+            .tasks
+            .values()
+            .filter(|t| {
+                t.worker_id == Some(w.worker_id) && t.status == crate::state::TaskStatus::Running
+            })
+            .count() as u32,
+    }
+}

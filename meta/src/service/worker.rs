@@ -1,0 +1,215 @@
+//! `WorkerService`: registration, task leases, heartbeats and reports. Acquire and
+//! heartbeat need the leader's soft state, so a follower answers `OB_NOT_MASTER`
+//! with the leader's address; reports are plain writes and may go anywhere.
+
+use std::sync::Arc;
+
+use backstop_common::Code;
+use backstop_common::task::{ArchiveProgress, TaskOutcome};
+use backstop_proto::LEADER_ADDR_KEY;
+use backstop_proto::worker::worker_service_server::WorkerService;
+use backstop_proto::worker::*;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::codec::{decode, encode};
+use crate::command::{Command, Reply, WorkCommand};
+use crate::error::MetaError;
+use crate::node::MetaNode;
+use crate::scheduler::LeaseCheck;
+use crate::state::{JobKind, RoundStatus, TaskStatus};
+
+/// Serves workers.
+pub struct WorkerSvc {
+    node: Arc<MetaNode>,
+}
+
+impl WorkerSvc {
+    pub(crate) fn new(node: Arc<MetaNode>) -> Self {
+        Self { node }
+    }
+
+    async fn require_leader(&self) -> Result<(), Status> {
+        if self.node.raft().current_leader().await == Some(self.node.id()) {
+            return Ok(());
+        }
+        let status = self.node.status().await;
+        let mut s =
+            MetaError::no_leader(format!("node {} is not the leader", self.node.id())).to_status();
+        if let Ok(v) = MetadataValue::try_from(status.leader_addr.as_str()) {
+            s.metadata_mut().insert(LEADER_ADDR_KEY, v);
+        }
+        Err(s)
+    }
+}
+
+fn bad_payload(what: &str, e: impl std::fmt::Display) -> Status {
+    MetaError::invalid(format!("decode {what}: {e}")).to_status()
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerSvc {
+    async fn register_worker(
+        &self,
+        request: Request<RegisterWorkerRequest>,
+    ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        let req = request.into_inner();
+        if req.worker_id == 0 || req.slots == 0 {
+            return Err(MetaError::invalid("worker_id and slots must be greater than 0").into());
+        }
+        self.node
+            .write(Command::Work(WorkCommand::RegisterWorker {
+                worker_id: req.worker_id,
+                addr: req.addr,
+                slots: req.slots.min(256),
+                tenants: req.tenants,
+            }))
+            .await?;
+        let lease = self.node.task_lease();
+        Ok(Response::new(RegisterWorkerResponse {
+            lease_ms: lease.as_millis() as u64,
+            heartbeat_ms: (lease.as_millis() as u64 / 5).max(50),
+        }))
+    }
+
+    async fn acquire_task(
+        &self,
+        request: Request<AcquireTaskRequest>,
+    ) -> Result<Response<AcquireTaskResponse>, Status> {
+        self.require_leader().await?;
+        let req = request.into_inner();
+        let (candidates, registered) = self
+            .node
+            .read_local(|s| {
+                (
+                    s.assignable_tasks(req.worker_id),
+                    s.work.workers.contains_key(&req.worker_id),
+                )
+            })
+            .await;
+        if !registered {
+            return Err(MetaError::new(
+                Code::EntryNotExist,
+                format!("worker {} is not registered", req.worker_id),
+            )
+            .into());
+        }
+        let mut assignments = Vec::new();
+        for task_id in candidates.into_iter().take(req.free_slots as usize) {
+            let cmd = Command::Work(WorkCommand::AssignTask {
+                task_id,
+                worker_id: req.worker_id,
+            });
+            match self.node.write(cmd).await {
+                Ok(Reply::Assigned(a)) => {
+                    self.node
+                        .leases()
+                        .grant(a.task_id, a.attempt, req.worker_id, self.node.task_lease())
+                        .await;
+                    assignments.push(encode(&*a).map_err(|e| MetaError::internal(e.to_string()))?);
+                }
+                Ok(_) => {}
+                Err(e) if e.code == Code::TaskStale => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Response::new(AcquireTaskResponse { assignments }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        self.require_leader().await?;
+        let req = request.into_inner();
+        let lease = self.node.task_lease();
+        let states: Vec<(bool, bool)> = self
+            .node
+            .read_local(|s| {
+                req.tasks
+                    .iter()
+                    .map(|p| {
+                        let Some(t) = s.work.tasks.get(&p.task_id) else {
+                            return (false, false);
+                        };
+                        let current = t.status == TaskStatus::Running
+                            && t.attempt == p.attempt
+                            && t.worker_id == Some(req.worker_id);
+                        let stopping = s.work.jobs.get(&t.job_id).is_some_and(|j| match j.kind {
+                            JobKind::Archive { round_id } => s
+                                .work
+                                .rounds
+                                .get(&(t.tenant_id, round_id))
+                                .is_some_and(|r| r.status == RoundStatus::Stopping),
+                            _ => false,
+                        });
+                        (current, stopping)
+                    })
+                    .collect()
+            })
+            .await;
+        let mut tasks = Vec::new();
+        for (p, (current, stopping)) in req.tasks.iter().zip(states) {
+            let check = self
+                .node
+                .leases()
+                .heartbeat(
+                    p.task_id,
+                    p.attempt,
+                    req.worker_id,
+                    current,
+                    (p.bytes_done, p.bytes_total),
+                    lease,
+                )
+                .await;
+            let (action, reason) = match check {
+                LeaseCheck::Lost => ("abort", "the lease of this attempt is gone"),
+                LeaseCheck::Held if stopping => ("stop", "NOARCHIVELOG"),
+                LeaseCheck::Held => ("continue", ""),
+            };
+            tasks.push(TaskControl {
+                task_id: p.task_id,
+                attempt: p.attempt,
+                action: action.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        Ok(Response::new(HeartbeatResponse { tasks }))
+    }
+
+    async fn report_archive(
+        &self,
+        request: Request<ReportArchiveRequest>,
+    ) -> Result<Response<ReportResponse>, Status> {
+        let req = request.into_inner();
+        let progress: ArchiveProgress =
+            decode(&req.progress).map_err(|e| bad_payload("archive progress", e))?;
+        self.node
+            .write(Command::Work(WorkCommand::ArchiveCheckpoint {
+                task_id: req.task_id,
+                attempt: req.attempt,
+                worker_id: req.worker_id,
+                progress,
+            }))
+            .await?;
+        Ok(Response::new(ReportResponse {}))
+    }
+
+    async fn report_task(
+        &self,
+        request: Request<ReportTaskRequest>,
+    ) -> Result<Response<ReportResponse>, Status> {
+        let req = request.into_inner();
+        let outcome: TaskOutcome =
+            decode(&req.outcome).map_err(|e| bad_payload("task outcome", e))?;
+        self.node
+            .write(Command::Work(WorkCommand::CompleteTask {
+                task_id: req.task_id,
+                attempt: req.attempt,
+                worker_id: req.worker_id,
+                outcome,
+            }))
+            .await?;
+        Ok(Response::new(ReportResponse {}))
+    }
+}

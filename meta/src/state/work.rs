@@ -1,0 +1,1375 @@
+//! Workers, jobs, tasks, archive rounds and pieces, backup sets: records and the
+//! deterministic rules that move them. Leases are the leader's soft state; what
+//! reaches this module is their outcome (`ExpireTask`), fenced by `(task_id, attempt)`.
+
+use std::collections::BTreeMap;
+
+use backstop_common::option::{DEFAULT_CHECKPOINT_INTERVAL, DestOption, OptionKind};
+use backstop_common::params::Param;
+use backstop_common::task::{
+    ArchiveProgress, Assignment, BackupType, FileEntry, PieceSpec, TaskOutcome, TaskSpec,
+    TenantDest,
+};
+use backstop_common::{Code, JobId, Scn, TenantId};
+use serde::{Deserialize, Serialize};
+
+use super::{MetaState, Outcome, Touched};
+use crate::command::{Reply, WorkCommand};
+
+/// Attempts a task gets before its job fails.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Target bytes per backup copy task.
+pub const PART_TARGET_BYTES: u64 = 256 * 1024 * 1024;
+/// Most parts one backup set is split into.
+pub const MAX_PARTS: usize = 16;
+
+/// A registered worker (an RMAN channel pool).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Id chosen by the worker and kept in its data dir.
+    pub worker_id: u64,
+    /// Where it runs (informational).
+    pub addr: String,
+    /// Concurrent task slots.
+    pub slots: u32,
+    /// Tenants whose sources it can read; empty = all.
+    pub tenants: Vec<String>,
+    /// When it (re)registered, ms.
+    pub register_time_ms: u64,
+}
+
+/// What a job does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobKind {
+    /// A log archive round (ARCHIVELOG until NOARCHIVELOG).
+    Archive {
+        /// Round id.
+        round_id: u64,
+    },
+    /// A data backup.
+    Backup {
+        /// Set written.
+        backup_set_id: u64,
+        /// Full or incremental.
+        backup_type: BackupType,
+    },
+    /// Validation of a set.
+    Validate {
+        /// Set checked.
+        backup_set_id: u64,
+    },
+}
+
+/// Job status, as the views show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Running.
+    Doing,
+    /// Ended well.
+    Finished,
+    /// Ended with an error (`result`, `comment`).
+    Failed,
+}
+
+impl JobStatus {
+    /// View spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Doing => "DOING",
+            JobStatus::Finished => "FINISH",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// A job: one statement's worth of work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Id, never reused.
+    pub job_id: JobId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// What.
+    pub kind: JobKind,
+    /// Status.
+    pub status: JobStatus,
+    /// Error name when failed.
+    pub result: Option<String>,
+    /// Why, for people.
+    pub comment: String,
+    /// ms.
+    pub start_time_ms: u64,
+    /// ms; 0 while running.
+    pub end_time_ms: u64,
+}
+
+/// Task status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// Waiting for a worker.
+    Pending,
+    /// Leased to a worker.
+    Running,
+    /// Done.
+    Done,
+    /// Gave up.
+    Failed,
+    /// Stopped because its job ended.
+    Canceled,
+}
+
+impl TaskStatus {
+    /// View spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Running => "DOING",
+            TaskStatus::Done => "FINISH",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::Canceled => "CANCEL",
+        }
+    }
+}
+
+/// One unit of work on one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Id.
+    pub task_id: u64,
+    /// Job.
+    pub job_id: JobId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// What to do.
+    pub spec: TaskSpec,
+    /// Status.
+    pub status: TaskStatus,
+    /// Current attempt (the fencing token); 0 before the first assignment.
+    pub attempt: u32,
+    /// Worker of the current attempt.
+    pub worker_id: Option<u64>,
+    /// Bytes done / total of the current attempt (batched from heartbeats).
+    pub bytes_done: u64,
+    /// Bytes to do, when known.
+    pub bytes_total: u64,
+    /// Last failure, for people.
+    pub last_error: String,
+    /// ms.
+    pub start_time_ms: u64,
+    /// ms of the last state change.
+    pub update_time_ms: u64,
+}
+
+/// Archive round status (OceanBase `ObLogArchiveStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoundStatus {
+    /// Started; first checkpoint not yet committed.
+    Beginning,
+    /// Archiving.
+    Doing,
+    /// NOARCHIVELOG issued; the worker is finishing.
+    Stopping,
+    /// Ended.
+    Stop,
+    /// The source lost log before it was archived.
+    Interrupted,
+}
+
+impl RoundStatus {
+    /// View spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundStatus::Beginning => "BEGINNING",
+            RoundStatus::Doing => "DOING",
+            RoundStatus::Stopping => "STOPPING",
+            RoundStatus::Stop => "STOP",
+            RoundStatus::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
+/// A tenant's archive round (OceanBase `__all_backup_log_archive_status_v2`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Round id, per tenant from 1.
+    pub round_id: u64,
+    /// Status.
+    pub status: RoundStatus,
+    /// Archive job.
+    pub job_id: JobId,
+    /// First archived SCN (set by the first checkpoint).
+    pub start_scn: Scn,
+    /// Everything below is archived.
+    pub checkpoint_scn: Scn,
+    /// ms.
+    pub start_time_ms: u64,
+    /// ms of the last checkpoint.
+    pub checkpoint_time_ms: u64,
+    /// Destination (with secrets).
+    pub dest: TenantDest,
+    /// Piece switch interval, ms (0 = one piece).
+    pub piece_switch_interval_ms: u64,
+    /// Checkpoint interval, ms.
+    pub checkpoint_interval_ms: u64,
+    /// Source log bytes archived.
+    pub input_bytes: u64,
+    /// Bytes stored.
+    pub output_bytes: u64,
+    /// Lag of the last checkpoint, ms.
+    pub lag_ms: u64,
+    /// Why it was interrupted, if it was.
+    pub comment: String,
+}
+
+/// Piece status (OceanBase `__all_backup_piece_files.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PieceStatus {
+    /// Being written.
+    Active,
+    /// Switched away from; manifest and marker being written.
+    Freezing,
+    /// Complete.
+    Frozen,
+}
+
+impl PieceStatus {
+    /// View spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PieceStatus::Active => "ACTIVE",
+            PieceStatus::Freezing => "FREEZING",
+            PieceStatus::Frozen => "FROZEN",
+        }
+    }
+}
+
+/// A backup piece, one row per copy (copy 0 = `backup_dest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceRecord {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Round.
+    pub round_id: u64,
+    /// Piece.
+    pub piece_id: u64,
+    /// Copy (0 = original).
+    pub copy_id: u64,
+    /// First SCN.
+    pub start_scn: Scn,
+    /// Archived up to (exclusive).
+    pub checkpoint_scn: Scn,
+    /// Last SCN once frozen.
+    pub max_scn: Option<Scn>,
+    /// Status.
+    pub status: PieceStatus,
+    /// `AVAILABLE`, `COPYING`, `INCOMPLETE`.
+    pub file_status: String,
+    /// ms.
+    pub create_time_ms: u64,
+    /// ms.
+    pub checkpoint_time_ms: u64,
+    /// Destination root path (no secrets).
+    pub backup_dest: String,
+}
+
+/// Backup set status (OceanBase `__all_backup_set_files.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetStatus {
+    /// Being written.
+    Doing,
+    /// Complete.
+    Success,
+    /// Gave up.
+    Failed,
+}
+
+impl SetStatus {
+    /// View spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetStatus::Doing => "DOING",
+            SetStatus::Success => "SUCCESS",
+            SetStatus::Failed => "FAILED",
+        }
+    }
+}
+
+/// A backup set, one row per copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSetRecord {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Set id (cluster-wide, increasing).
+    pub backup_set_id: u64,
+    /// Copy (0 = original).
+    pub copy_id: u64,
+    /// Full or incremental.
+    pub backup_type: BackupType,
+    /// Base of an incremental.
+    pub base_set_id: Option<u64>,
+    /// Job that wrote it.
+    pub job_id: JobId,
+    /// Status.
+    pub status: SetStatus,
+    /// `COPYING`, `AVAILABLE`, `INCOMPLETE`.
+    pub file_status: String,
+    /// Log end before the datafile copy.
+    pub start_replay_scn: Scn,
+    /// Log end after it: the earliest SCN this set restores to.
+    pub min_restore_scn: Scn,
+    /// Source bytes.
+    pub input_bytes: u64,
+    /// Stored bytes.
+    pub output_bytes: u64,
+    /// Datafiles.
+    pub file_count: u64,
+    /// Parts.
+    pub parts: u32,
+    /// ms.
+    pub start_time_ms: u64,
+    /// ms.
+    pub end_time_ms: u64,
+    /// Destination (with secrets).
+    pub dest: TenantDest,
+    /// Set manifest checksum.
+    pub manifest_checksum: String,
+    /// Why it failed.
+    pub comment: String,
+}
+
+/// The work tables of the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkState {
+    /// Registered workers.
+    pub workers: BTreeMap<u64, WorkerRecord>,
+    /// Jobs (live and finished).
+    pub jobs: BTreeMap<JobId, JobRecord>,
+    /// Tasks.
+    pub tasks: BTreeMap<u64, TaskRecord>,
+    /// Archive rounds by (tenant, round).
+    pub rounds: BTreeMap<(TenantId, u64), RoundRecord>,
+    /// Pieces by (tenant, round, piece, copy).
+    pub pieces: BTreeMap<(TenantId, u64, u64, u64), PieceRecord>,
+    /// Backup sets by (tenant, set, copy).
+    pub sets: BTreeMap<(TenantId, u64, u64), BackupSetRecord>,
+    /// Next job id.
+    pub next_job_id: u64,
+    /// Next task id.
+    pub next_task_id: u64,
+}
+
+fn refuse(code: Code, message: impl Into<String>) -> (Code, String) {
+    (code, message.into())
+}
+
+fn stale(task_id: u64, attempt: u32) -> (Code, String) {
+    refuse(
+        Code::TaskStale,
+        format!("task {task_id} attempt {attempt} is no longer current"),
+    )
+}
+
+impl MetaState {
+    /// The current (latest) round of a tenant.
+    pub fn current_round(&self, tenant: TenantId) -> Option<&RoundRecord> {
+        self.work
+            .rounds
+            .range((tenant, 0)..=(tenant, u64::MAX))
+            .next_back()
+            .map(|(_, r)| r)
+    }
+
+    /// Tasks a worker may take now, oldest first.
+    pub fn assignable_tasks(&self, worker_id: u64) -> Vec<u64> {
+        let Some(worker) = self.work.workers.get(&worker_id) else {
+            return Vec::new();
+        };
+        self.work
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Pending)
+            .filter(|t| {
+                worker.tenants.is_empty()
+                    || self.tenants.get(&t.tenant_id).is_some_and(|ten| {
+                        worker
+                            .tenants
+                            .iter()
+                            .any(|n| n.eq_ignore_ascii_case(&ten.name))
+                    })
+            })
+            .map(|t| t.task_id)
+            .collect()
+    }
+
+    fn tenant_dest(&self, tenant: TenantId) -> Result<(TenantDest, DestOption), (Code, String)> {
+        let uri = self.param(Param::BackupDest, Some(tenant));
+        if uri.is_empty() {
+            return Err(refuse(
+                Code::BackupDestNotSet,
+                "backup_dest is not set (ALTER SYSTEM SET backup_dest = '…' or ctl param set backup_dest …)",
+            ));
+        }
+        let option = DestOption::parse(
+            self.param(Param::BackupDestOption, Some(tenant)),
+            OptionKind::BackupDest,
+        )
+        .map_err(|e| refuse(Code::InvalidArgument, format!("backup_dest_option: {e}")))?;
+        let cluster = self
+            .cluster
+            .as_ref()
+            .ok_or_else(|| refuse(Code::NotMaster, "cluster identity not initialized yet"))?;
+        let t = self.tenants.get(&tenant).ok_or_else(|| {
+            refuse(
+                Code::EntryNotExist,
+                format!("tenant {tenant} does not exist"),
+            )
+        })?;
+        Ok((
+            TenantDest {
+                uri: uri.to_string(),
+                cluster_name: cluster.cluster_name.clone(),
+                cluster_id: cluster.cluster_id,
+                incarnation: t.incarnation,
+                tenant_id: tenant,
+                tenant_name: t.name.clone(),
+            },
+            option,
+        ))
+    }
+
+    fn new_job(&mut self, tenant_id: TenantId, kind: JobKind, now: u64) -> JobId {
+        self.work.next_job_id += 1;
+        let job_id = JobId(self.work.next_job_id);
+        self.work.jobs.insert(
+            job_id,
+            JobRecord {
+                job_id,
+                tenant_id,
+                kind,
+                status: JobStatus::Doing,
+                result: None,
+                comment: String::new(),
+                start_time_ms: now,
+                end_time_ms: 0,
+            },
+        );
+        job_id
+    }
+
+    fn new_task(
+        &mut self,
+        job_id: JobId,
+        tenant_id: TenantId,
+        spec: TaskSpec,
+        bytes_total: u64,
+        now: u64,
+    ) -> u64 {
+        self.work.next_task_id += 1;
+        let task_id = self.work.next_task_id;
+        self.work.tasks.insert(
+            task_id,
+            TaskRecord {
+                task_id,
+                job_id,
+                tenant_id,
+                spec,
+                status: TaskStatus::Pending,
+                attempt: 0,
+                worker_id: None,
+                bytes_done: 0,
+                bytes_total,
+                last_error: String::new(),
+                start_time_ms: now,
+                update_time_ms: now,
+            },
+        );
+        task_id
+    }
+
+    /// Applies one work command.
+    pub(crate) fn apply_work(&mut self, cmd: &WorkCommand, now: u64) -> Outcome {
+        match cmd {
+            WorkCommand::RegisterWorker {
+                worker_id,
+                addr,
+                slots,
+                tenants,
+            } => {
+                let record = WorkerRecord {
+                    worker_id: *worker_id,
+                    addr: addr.clone(),
+                    slots: *slots,
+                    tenants: tenants.clone(),
+                    register_time_ms: now,
+                };
+                self.work.workers.insert(*worker_id, record);
+                Ok((Reply::Done, vec![Touched::Worker(*worker_id)]))
+            }
+            WorkCommand::AssignTask { task_id, worker_id } => {
+                self.assign(*task_id, *worker_id, now)
+            }
+            WorkCommand::ExpireTask {
+                task_id,
+                attempt,
+                reason,
+            } => {
+                let touched = self.task_failed(*task_id, *attempt, reason, true, now)?;
+                Ok((Reply::Done, touched))
+            }
+            WorkCommand::UpdateProgress { entries } => {
+                let mut touched = Vec::new();
+                for (task_id, attempt, done, total) in entries {
+                    if let Some(t) = self.work.tasks.get_mut(task_id)
+                        && t.attempt == *attempt
+                        && t.status == TaskStatus::Running
+                    {
+                        t.bytes_done = *done;
+                        if *total > 0 {
+                            t.bytes_total = *total;
+                        }
+                        touched.push(Touched::Task(*task_id));
+                    }
+                }
+                Ok((Reply::Done, touched))
+            }
+            WorkCommand::StartArchive { tenant } => self.start_archive(tenant, now),
+            WorkCommand::StopArchive { tenant } => self.stop_archive(tenant, now),
+            WorkCommand::ArchiveCheckpoint {
+                task_id,
+                attempt,
+                worker_id,
+                progress,
+            } => self.archive_checkpoint(*task_id, *attempt, *worker_id, progress, now),
+            WorkCommand::StartBackup {
+                tenant,
+                incremental,
+            } => self.start_backup(tenant, *incremental, now),
+            WorkCommand::StartValidate {
+                tenant,
+                backup_set_id,
+            } => self.start_validate(tenant, *backup_set_id, now),
+            WorkCommand::CompleteTask {
+                task_id,
+                attempt,
+                worker_id,
+                outcome,
+            } => self.complete_task(*task_id, *attempt, *worker_id, outcome, now),
+        }
+    }
+
+    fn assign(&mut self, task_id: u64, worker_id: u64, now: u64) -> Outcome {
+        if !self.work.workers.contains_key(&worker_id) {
+            return Err(refuse(
+                Code::EntryNotExist,
+                format!("worker {worker_id} is not registered"),
+            ));
+        }
+        let Some(task) = self.work.tasks.get_mut(&task_id) else {
+            return Err(refuse(
+                Code::EntryNotExist,
+                format!("task {task_id} does not exist"),
+            ));
+        };
+        if task.status != TaskStatus::Pending {
+            return Err(refuse(
+                Code::TaskStale,
+                format!("task {task_id} is not pending"),
+            ));
+        }
+        task.status = TaskStatus::Running;
+        task.attempt += 1;
+        task.worker_id = Some(worker_id);
+        task.bytes_done = 0;
+        task.update_time_ms = now;
+        // An archive task resumes from the round's latest committed state.
+        if let TaskSpec::Archive {
+            checkpoint_scn,
+            piece,
+            freezing,
+            fresh,
+            ..
+        } = &mut task.spec
+        {
+            let round = self.work.rounds.values().find(|r| r.job_id == task.job_id);
+            if let Some(round) = round {
+                *checkpoint_scn = round.checkpoint_scn;
+                *fresh = round.status == RoundStatus::Beginning;
+                let pieces: Vec<&PieceRecord> = self
+                    .work
+                    .pieces
+                    .range(
+                        (round.tenant_id, round.round_id, 0, 0)
+                            ..=(round.tenant_id, round.round_id, u64::MAX, u64::MAX),
+                    )
+                    .map(|(_, p)| p)
+                    .filter(|p| p.copy_id == 0)
+                    .collect();
+                if let Some(active) = pieces.iter().find(|p| p.status == PieceStatus::Active) {
+                    *piece = PieceSpec {
+                        piece_id: active.piece_id,
+                        start_scn: active.start_scn,
+                        create_time_ms: active.create_time_ms,
+                    };
+                }
+                *freezing = pieces
+                    .iter()
+                    .find(|p| p.status == PieceStatus::Freezing)
+                    .map(|p| {
+                        (
+                            PieceSpec {
+                                piece_id: p.piece_id,
+                                start_scn: p.start_scn,
+                                create_time_ms: p.create_time_ms,
+                            },
+                            p.max_scn.unwrap_or(p.checkpoint_scn),
+                        )
+                    });
+            }
+        }
+        let assignment = Assignment {
+            task_id,
+            attempt: task.attempt,
+            job_id: task.job_id,
+            tenant_id: task.tenant_id,
+            spec: task.spec.clone(),
+        };
+        Ok((
+            Reply::Assigned(Box::new(assignment)),
+            vec![Touched::Task(task_id)],
+        ))
+    }
+
+    /// Checks the fencing token of a report.
+    fn current_task(
+        &self,
+        task_id: u64,
+        attempt: u32,
+        worker_id: u64,
+    ) -> Result<&TaskRecord, (Code, String)> {
+        let task = self.work.tasks.get(&task_id).ok_or_else(|| {
+            refuse(
+                Code::EntryNotExist,
+                format!("task {task_id} does not exist"),
+            )
+        })?;
+        if task.status != TaskStatus::Running
+            || task.attempt != attempt
+            || task.worker_id != Some(worker_id)
+        {
+            return Err(stale(task_id, attempt));
+        }
+        Ok(task)
+    }
+
+    fn task_failed(
+        &mut self,
+        task_id: u64,
+        attempt: u32,
+        reason: &str,
+        retryable: bool,
+        now: u64,
+    ) -> Result<Vec<Touched>, (Code, String)> {
+        let Some(task) = self.work.tasks.get_mut(&task_id) else {
+            return Err(refuse(
+                Code::EntryNotExist,
+                format!("task {task_id} does not exist"),
+            ));
+        };
+        if task.status != TaskStatus::Running || task.attempt != attempt {
+            return Err(stale(task_id, attempt));
+        }
+        task.last_error = reason.to_string();
+        task.worker_id = None;
+        task.update_time_ms = now;
+        let is_archive = matches!(task.spec, TaskSpec::Archive { .. });
+        // The archive task of a live round is retried indefinitely: the round shows
+        // the error and keeps trying, as an archive must.
+        if retryable && (task.attempt < MAX_ATTEMPTS || is_archive) {
+            task.status = TaskStatus::Pending;
+            return Ok(vec![Touched::Task(task_id)]);
+        }
+        task.status = TaskStatus::Failed;
+        let job_id = task.job_id;
+        let mut touched = vec![Touched::Task(task_id)];
+        touched.extend(self.fail_job(job_id, "OB_BACKUP_FAILED", reason, now));
+        Ok(touched)
+    }
+
+    fn fail_job(&mut self, job_id: JobId, result: &str, reason: &str, now: u64) -> Vec<Touched> {
+        let mut touched = vec![Touched::Job(job_id)];
+        let Some(job) = self.work.jobs.get_mut(&job_id) else {
+            return touched;
+        };
+        job.status = JobStatus::Failed;
+        job.result = Some(result.to_string());
+        job.comment = reason.to_string();
+        job.end_time_ms = now;
+        let kind = job.kind.clone();
+        let tenant = job.tenant_id;
+        for t in self.work.tasks.values_mut().filter(|t| t.job_id == job_id) {
+            if matches!(t.status, TaskStatus::Pending | TaskStatus::Running) {
+                t.status = TaskStatus::Canceled;
+                t.update_time_ms = now;
+                touched.push(Touched::Task(t.task_id));
+            }
+        }
+        match kind {
+            JobKind::Backup { backup_set_id, .. } => {
+                if let Some(set) = self.work.sets.get_mut(&(tenant, backup_set_id, 0)) {
+                    set.status = SetStatus::Failed;
+                    set.file_status = "INCOMPLETE".to_string();
+                    set.comment = reason.to_string();
+                    set.end_time_ms = now;
+                    touched.push(Touched::Set(tenant, backup_set_id, 0));
+                }
+            }
+            JobKind::Archive { round_id } => {
+                if let Some(round) = self.work.rounds.get_mut(&(tenant, round_id)) {
+                    round.status = RoundStatus::Interrupted;
+                    round.comment = reason.to_string();
+                    touched.push(Touched::Round(tenant, round_id));
+                }
+            }
+            JobKind::Validate { .. } => {}
+        }
+        touched
+    }
+
+    fn finish_job(&mut self, job_id: JobId, now: u64) -> Touched {
+        if let Some(job) = self.work.jobs.get_mut(&job_id) {
+            job.status = JobStatus::Finished;
+            job.end_time_ms = now;
+        }
+        Touched::Job(job_id)
+    }
+
+    fn start_archive(&mut self, tenant: &str, now: u64) -> Outcome {
+        let tenant_id = self.tenant_id(tenant)?;
+        if tenant_id == TenantId::SYS {
+            return Err(refuse(
+                Code::NotSupported,
+                "archiving the sys tenant (it has no source)",
+            ));
+        }
+        if let Some(r) = self.current_round(tenant_id)
+            && matches!(
+                r.status,
+                RoundStatus::Beginning | RoundStatus::Doing | RoundStatus::Stopping
+            )
+        {
+            return Err(refuse(
+                Code::BackupInProgress,
+                format!(
+                    "log archive of tenant '{tenant}' is already {}",
+                    r.status.as_str()
+                ),
+            ));
+        }
+        let (dest, option) = self.tenant_dest(tenant_id)?;
+        let source = self
+            .tenants
+            .get(&tenant_id)
+            .map(|t| t.source.clone())
+            .unwrap_or_default();
+        let round_id = self.current_round(tenant_id).map_or(1, |r| r.round_id + 1);
+        let job_id = self.new_job(tenant_id, JobKind::Archive { round_id }, now);
+        let switch_ms = option.log_archive_piece_switch_interval.as_millis() as u64;
+        let checkpoint_ms = option
+            .log_archive_checkpoint_interval
+            .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL)
+            .as_millis() as u64;
+        let piece_id = if switch_ms == 0 { 0 } else { 1 };
+        let piece = PieceSpec {
+            piece_id,
+            start_scn: Scn(0),
+            create_time_ms: now,
+        };
+        let spec = TaskSpec::Archive {
+            source,
+            dest: dest.clone(),
+            round_id,
+            checkpoint_scn: Scn(0),
+            fresh: true,
+            piece: piece.clone(),
+            freezing: None,
+            piece_switch_interval_ms: switch_ms,
+            checkpoint_interval_ms: checkpoint_ms,
+        };
+        let task_id = self.new_task(job_id, tenant_id, spec, 0, now);
+        let root = backstop_common::BackupDest::parse(&dest.uri)
+            .map(|d| d.root_path())
+            .unwrap_or_default();
+        self.work.rounds.insert(
+            (tenant_id, round_id),
+            RoundRecord {
+                tenant_id,
+                round_id,
+                status: RoundStatus::Beginning,
+                job_id,
+                start_scn: Scn(0),
+                checkpoint_scn: Scn(0),
+                start_time_ms: now,
+                checkpoint_time_ms: 0,
+                dest,
+                piece_switch_interval_ms: switch_ms,
+                checkpoint_interval_ms: checkpoint_ms,
+                input_bytes: 0,
+                output_bytes: 0,
+                lag_ms: 0,
+                comment: String::new(),
+            },
+        );
+        self.work.pieces.insert(
+            (tenant_id, round_id, piece_id, 0),
+            PieceRecord {
+                tenant_id,
+                round_id,
+                piece_id,
+                copy_id: 0,
+                start_scn: Scn(0),
+                checkpoint_scn: Scn(0),
+                max_scn: None,
+                status: PieceStatus::Active,
+                file_status: "AVAILABLE".to_string(),
+                create_time_ms: now,
+                checkpoint_time_ms: 0,
+                backup_dest: root,
+            },
+        );
+        Ok((
+            Reply::Job(job_id),
+            vec![
+                Touched::Job(job_id),
+                Touched::Task(task_id),
+                Touched::Round(tenant_id, round_id),
+                Touched::Piece(tenant_id, round_id, piece_id, 0),
+            ],
+        ))
+    }
+
+    fn stop_archive(&mut self, tenant: &str, now: u64) -> Outcome {
+        let tenant_id = self.tenant_id(tenant)?;
+        let Some(round) = self.current_round(tenant_id).cloned() else {
+            return Err(refuse(
+                Code::NotSupported,
+                format!("tenant '{tenant}' has never archived"),
+            ));
+        };
+        match round.status {
+            RoundStatus::Stop => return Ok((Reply::Done, vec![])),
+            RoundStatus::Stopping => return Ok((Reply::Job(round.job_id), vec![])),
+            RoundStatus::Interrupted => {
+                // Nothing runs; close the round.
+                let mut touched = vec![self.finish_job(round.job_id, now)];
+                touched.extend(self.close_round(tenant_id, round.round_id, now));
+                return Ok((Reply::Job(round.job_id), touched));
+            }
+            RoundStatus::Beginning | RoundStatus::Doing => {}
+        }
+        let still_pending = self
+            .work
+            .tasks
+            .values()
+            .any(|t| t.job_id == round.job_id && t.status == TaskStatus::Pending);
+        let mut touched = vec![Touched::Round(tenant_id, round.round_id)];
+        if still_pending {
+            // No worker ever ran it (or none runs it now): stop at the last checkpoint.
+            for t in self
+                .work
+                .tasks
+                .values_mut()
+                .filter(|t| t.job_id == round.job_id && t.status == TaskStatus::Pending)
+            {
+                t.status = TaskStatus::Canceled;
+                touched.push(Touched::Task(t.task_id));
+            }
+            touched.push(self.finish_job(round.job_id, now));
+            touched.extend(self.close_round(tenant_id, round.round_id, now));
+        } else if let Some(r) = self.work.rounds.get_mut(&(tenant_id, round.round_id)) {
+            r.status = RoundStatus::Stopping;
+        }
+        Ok((Reply::Job(round.job_id), touched))
+    }
+
+    /// Round to STOP; its pieces that are still active become FROZEN at the checkpoint
+    /// (their manifest was rewritten at that checkpoint).
+    fn close_round(&mut self, tenant_id: TenantId, round_id: u64, _now: u64) -> Vec<Touched> {
+        let mut touched = vec![Touched::Round(tenant_id, round_id)];
+        if let Some(r) = self.work.rounds.get_mut(&(tenant_id, round_id))
+            && r.status != RoundStatus::Interrupted
+        {
+            r.status = RoundStatus::Stop;
+        }
+        for p in self
+            .work
+            .pieces
+            .range_mut((tenant_id, round_id, 0, 0)..=(tenant_id, round_id, u64::MAX, u64::MAX))
+            .map(|(_, p)| p)
+            .filter(|p| p.copy_id == 0 && p.status != PieceStatus::Frozen)
+        {
+            p.status = PieceStatus::Frozen;
+            p.max_scn = Some(p.checkpoint_scn);
+            touched.push(Touched::Piece(tenant_id, round_id, p.piece_id, 0));
+        }
+        touched
+    }
+
+    fn archive_checkpoint(
+        &mut self,
+        task_id: u64,
+        attempt: u32,
+        worker_id: u64,
+        p: &ArchiveProgress,
+        now: u64,
+    ) -> Outcome {
+        let task = self.current_task(task_id, attempt, worker_id)?;
+        let tenant_id = task.tenant_id;
+        let Some(round) = self.work.rounds.get_mut(&(tenant_id, p.round_id)) else {
+            return Err(refuse(
+                Code::EntryNotExist,
+                format!("round {} does not exist", p.round_id),
+            ));
+        };
+        if p.checkpoint_scn < round.checkpoint_scn && round.status != RoundStatus::Beginning {
+            return Err(refuse(
+                Code::InvalidArgument,
+                format!(
+                    "checkpoint {} is behind the committed {}",
+                    p.checkpoint_scn, round.checkpoint_scn
+                ),
+            ));
+        }
+        let mut touched = vec![Touched::Round(tenant_id, p.round_id)];
+        if round.status == RoundStatus::Beginning {
+            round.status = RoundStatus::Doing;
+            round.start_scn = p.checkpoint_scn;
+        }
+        round.checkpoint_scn = p.checkpoint_scn;
+        round.checkpoint_time_ms = now;
+        round.input_bytes += p.input_bytes;
+        round.output_bytes += p.output_bytes;
+        round.lag_ms = p.lag_ms;
+        let round_start = round.start_scn;
+        let round_id = p.round_id;
+        let pkey = (tenant_id, round_id, p.piece_id, 0);
+        if let Some(piece) = self.work.pieces.get_mut(&pkey) {
+            if piece.status == PieceStatus::Active
+                && piece.checkpoint_scn == Scn(0)
+                && piece.start_scn == Scn(0)
+            {
+                piece.start_scn = round_start.min(p.checkpoint_scn);
+            }
+            piece.checkpoint_scn = p.checkpoint_scn;
+            piece.checkpoint_time_ms = now;
+            touched.push(Touched::Piece(tenant_id, round_id, p.piece_id, 0));
+        }
+        if let Some(next) = &p.switch_to {
+            if let Some(piece) = self.work.pieces.get_mut(&pkey) {
+                piece.status = PieceStatus::Freezing;
+                piece.max_scn = Some(p.checkpoint_scn);
+            }
+            let root = self
+                .work
+                .pieces
+                .get(&pkey)
+                .map(|x| x.backup_dest.clone())
+                .unwrap_or_default();
+            self.work.pieces.insert(
+                (tenant_id, round_id, next.piece_id, 0),
+                PieceRecord {
+                    tenant_id,
+                    round_id,
+                    piece_id: next.piece_id,
+                    copy_id: 0,
+                    start_scn: p.checkpoint_scn,
+                    checkpoint_scn: p.checkpoint_scn,
+                    max_scn: None,
+                    status: PieceStatus::Active,
+                    file_status: "AVAILABLE".to_string(),
+                    create_time_ms: now,
+                    checkpoint_time_ms: now,
+                    backup_dest: root,
+                },
+            );
+            touched.push(Touched::Piece(tenant_id, round_id, next.piece_id, 0));
+        }
+        if let Some(frozen) = p.frozen_piece
+            && let Some(piece) = self.work.pieces.get_mut(&(tenant_id, round_id, frozen, 0))
+            && piece.status == PieceStatus::Freezing
+        {
+            piece.status = PieceStatus::Frozen;
+            touched.push(Touched::Piece(tenant_id, round_id, frozen, 0));
+        }
+        if let Some(t) = self.work.tasks.get_mut(&task_id) {
+            t.bytes_done += p.input_bytes;
+            t.update_time_ms = now;
+            touched.push(Touched::Task(task_id));
+        }
+        Ok((Reply::Done, touched))
+    }
+
+    fn start_backup(&mut self, tenant: &str, incremental: bool, now: u64) -> Outcome {
+        let tenant_id = self.tenant_id(tenant)?;
+        let status = self.current_round(tenant_id).map(|r| r.status);
+        if status != Some(RoundStatus::Doing) {
+            return Err(refuse(
+                Code::BackupCanNotStart,
+                format!(
+                    "log archive is not doing. log archive status : {}.",
+                    status.map_or("STOP", |s| s.as_str())
+                ),
+            ));
+        }
+        let running = self.work.jobs.values().any(|j| {
+            j.tenant_id == tenant_id
+                && j.status == JobStatus::Doing
+                && matches!(j.kind, JobKind::Backup { .. })
+        });
+        if running {
+            return Err(refuse(
+                Code::BackupInProgress,
+                format!("a data backup is already running for tenant {tenant}"),
+            ));
+        }
+        let (dest, _) = self.tenant_dest(tenant_id)?;
+        let root = backstop_common::BackupDest::parse(&dest.uri)
+            .map(|d| d.root_path())
+            .unwrap_or_default();
+        let base = self
+            .work
+            .sets
+            .values()
+            .filter(|s| {
+                s.tenant_id == tenant_id && s.copy_id == 0 && s.status == SetStatus::Success
+            })
+            .filter(|s| {
+                backstop_common::BackupDest::parse(&s.dest.uri)
+                    .map(|d| d.root_path())
+                    .unwrap_or_default()
+                    == root
+            })
+            .max_by_key(|s| s.backup_set_id)
+            .map(|s| s.backup_set_id);
+        let (backup_type, base_set_id) = match (incremental, base) {
+            (false, _) => (BackupType::Full, None),
+            (true, Some(b)) => (BackupType::Incremental, Some(b)),
+            (true, None) => {
+                return Err(refuse(
+                    Code::BackupCanNotStart,
+                    format!(
+                        "tenant '{tenant}' has no successful backup at this backup_dest to base an incremental on; take a full backup first"
+                    ),
+                ));
+            }
+        };
+        let backup_set_id = self
+            .work
+            .sets
+            .keys()
+            .map(|(_, id, _)| *id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let job_id = self.new_job(
+            tenant_id,
+            JobKind::Backup {
+                backup_set_id,
+                backup_type,
+            },
+            now,
+        );
+        let t = self.tenants.get(&tenant_id).cloned();
+        let source = t.as_ref().map(|t| t.source.clone()).unwrap_or_default();
+        let begin_hook = t.as_ref().and_then(|t| t.begin_backup_hook.clone());
+        let task_id = self.new_task(
+            job_id,
+            tenant_id,
+            TaskSpec::BackupPrepare { source, begin_hook },
+            0,
+            now,
+        );
+        self.work.sets.insert(
+            (tenant_id, backup_set_id, 0),
+            BackupSetRecord {
+                tenant_id,
+                backup_set_id,
+                copy_id: 0,
+                backup_type,
+                base_set_id,
+                job_id,
+                status: SetStatus::Doing,
+                file_status: "COPYING".to_string(),
+                start_replay_scn: Scn(0),
+                min_restore_scn: Scn(0),
+                input_bytes: 0,
+                output_bytes: 0,
+                file_count: 0,
+                parts: 0,
+                start_time_ms: now,
+                end_time_ms: 0,
+                dest,
+                manifest_checksum: String::new(),
+                comment: String::new(),
+            },
+        );
+        Ok((
+            Reply::Job(job_id),
+            vec![
+                Touched::Job(job_id),
+                Touched::Task(task_id),
+                Touched::Set(tenant_id, backup_set_id, 0),
+            ],
+        ))
+    }
+
+    fn start_validate(&mut self, tenant: &str, backup_set_id: u64, now: u64) -> Outcome {
+        let tenant_id = self.tenant_id(tenant)?;
+        let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, 0)) else {
+            return Err(refuse(
+                Code::EntryNotExist,
+                format!("backup set {backup_set_id} of tenant '{tenant}' does not exist"),
+            ));
+        };
+        if set.status != SetStatus::Success {
+            return Err(refuse(
+                Code::NotSupported,
+                format!(
+                    "validating backup set {backup_set_id} in status {}",
+                    set.status.as_str()
+                ),
+            ));
+        }
+        let dest = set.dest.clone();
+        let job_id = self.new_job(tenant_id, JobKind::Validate { backup_set_id }, now);
+        let task_id = self.new_task(
+            job_id,
+            tenant_id,
+            TaskSpec::ValidateSet {
+                dest,
+                backup_set_id,
+            },
+            0,
+            now,
+        );
+        Ok((
+            Reply::Job(job_id),
+            vec![Touched::Job(job_id), Touched::Task(task_id)],
+        ))
+    }
+
+    fn complete_task(
+        &mut self,
+        task_id: u64,
+        attempt: u32,
+        worker_id: u64,
+        outcome: &TaskOutcome,
+        now: u64,
+    ) -> Outcome {
+        let task = self.current_task(task_id, attempt, worker_id)?.clone();
+        let mut touched = vec![Touched::Task(task_id)];
+        let tenant_id = task.tenant_id;
+        let done = |s: &mut MetaState| {
+            if let Some(t) = s.work.tasks.get_mut(&task_id) {
+                t.status = TaskStatus::Done;
+                t.update_time_ms = now;
+                t.bytes_done = t.bytes_done.max(t.bytes_total);
+            }
+        };
+        match (outcome, &task.spec) {
+            (TaskOutcome::Failed { reason, retryable }, _) => {
+                touched = self.task_failed(task_id, attempt, reason, *retryable, now)?;
+            }
+            (TaskOutcome::Interrupted { reason }, _) => {
+                done(self);
+                if let Some(t) = self.work.tasks.get_mut(&task_id) {
+                    t.status = TaskStatus::Failed;
+                    t.last_error = reason.clone();
+                }
+                touched.extend(self.fail_job(
+                    task.job_id,
+                    "OB_LOG_ARCHIVE_INTERRUPTED",
+                    reason,
+                    now,
+                ));
+            }
+            (
+                TaskOutcome::ArchiveStopped { checkpoint_scn },
+                TaskSpec::Archive { round_id, .. },
+            ) => {
+                done(self);
+                if let Some(r) = self.work.rounds.get_mut(&(tenant_id, *round_id)) {
+                    r.checkpoint_scn = (*checkpoint_scn).max(r.checkpoint_scn);
+                }
+                touched.push(self.finish_job(task.job_id, now));
+                touched.extend(self.close_round(tenant_id, *round_id, now));
+            }
+            (
+                TaskOutcome::Prepared {
+                    start_replay_scn,
+                    files,
+                },
+                TaskSpec::BackupPrepare { source, .. },
+            ) => {
+                done(self);
+                touched.extend(self.plan_copy(&task, source, *start_replay_scn, files, now));
+            }
+            (
+                TaskOutcome::Copied {
+                    input_bytes,
+                    output_bytes,
+                },
+                TaskSpec::BackupCopy { backup_set_id, .. },
+            ) => {
+                done(self);
+                if let Some(set) = self.work.sets.get_mut(&(tenant_id, *backup_set_id, 0)) {
+                    set.input_bytes += input_bytes;
+                    set.output_bytes += output_bytes;
+                    touched.push(Touched::Set(tenant_id, *backup_set_id, 0));
+                }
+                touched.extend(self.maybe_finalize(&task, *backup_set_id, now));
+            }
+            (
+                TaskOutcome::Finalized {
+                    min_restore_scn,
+                    input_bytes,
+                    output_bytes,
+                    file_count,
+                    manifest_checksum,
+                },
+                TaskSpec::BackupFinalize { backup_set_id, .. },
+            ) => {
+                done(self);
+                if let Some(set) = self.work.sets.get_mut(&(tenant_id, *backup_set_id, 0)) {
+                    set.status = SetStatus::Success;
+                    set.file_status = "AVAILABLE".to_string();
+                    set.min_restore_scn = *min_restore_scn;
+                    set.input_bytes = *input_bytes;
+                    set.output_bytes = *output_bytes;
+                    set.file_count = *file_count;
+                    set.manifest_checksum = manifest_checksum.clone();
+                    set.end_time_ms = now;
+                    touched.push(Touched::Set(tenant_id, *backup_set_id, 0));
+                }
+                touched.push(self.finish_job(task.job_id, now));
+            }
+            (TaskOutcome::Validated { bad, .. }, TaskSpec::ValidateSet { .. }) => {
+                done(self);
+                if bad.is_empty() {
+                    touched.push(self.finish_job(task.job_id, now));
+                } else {
+                    let reason = format!("{} bad object(s): {}", bad.len(), bad.join("; "));
+                    touched.extend(self.fail_job(task.job_id, "OB_CHECKSUM_ERROR", &reason, now));
+                }
+            }
+            (other, spec) => {
+                return Err(refuse(
+                    Code::InvalidArgument,
+                    format!("outcome {other:?} does not fit a {} task", spec.kind()),
+                ));
+            }
+        }
+        Ok((Reply::Done, touched))
+    }
+
+    /// After prepare: split the files into parts, one copy task each.
+    fn plan_copy(
+        &mut self,
+        prepare: &TaskRecord,
+        source: &str,
+        start_replay_scn: Scn,
+        files: &[FileEntry],
+        now: u64,
+    ) -> Vec<Touched> {
+        let mut touched = Vec::new();
+        let Some(JobKind::Backup {
+            backup_set_id,
+            backup_type,
+        }) = self.work.jobs.get(&prepare.job_id).map(|j| j.kind.clone())
+        else {
+            return touched;
+        };
+        let tenant_id = prepare.tenant_id;
+        let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, 0)).cloned() else {
+            return touched;
+        };
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        let parts = ((total / PART_TARGET_BYTES) as usize + 1)
+            .clamp(1, MAX_PARTS)
+            .min(files.len().max(1));
+        // Greedy: largest file to the lightest part.
+        let mut sorted: Vec<&FileEntry> = files.iter().collect();
+        sorted.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+        let mut buckets: Vec<(u64, Vec<FileEntry>)> = vec![(0, Vec::new()); parts];
+        for f in sorted {
+            if let Some(b) = buckets.iter_mut().min_by_key(|b| b.0) {
+                b.0 += f.size;
+                b.1.push(f.clone());
+            }
+        }
+        for (part, (bytes, mut part_files)) in buckets.into_iter().enumerate() {
+            part_files.sort_by(|a, b| a.path.cmp(&b.path));
+            let spec = TaskSpec::BackupCopy {
+                source: source.to_string(),
+                dest: set.dest.clone(),
+                backup_set_id,
+                backup_type,
+                base_set_id: set.base_set_id,
+                part: part as u32,
+                files: part_files,
+                compression_level: 1,
+            };
+            let id = self.new_task(prepare.job_id, tenant_id, spec, bytes, now);
+            touched.push(Touched::Task(id));
+        }
+        if let Some(s) = self.work.sets.get_mut(&(tenant_id, backup_set_id, 0)) {
+            s.start_replay_scn = start_replay_scn;
+            s.parts = parts as u32;
+            s.file_count = files.len() as u64;
+            touched.push(Touched::Set(tenant_id, backup_set_id, 0));
+        }
+        touched
+    }
+
+    /// After the last copy part: the finalize task.
+    fn maybe_finalize(&mut self, copy: &TaskRecord, backup_set_id: u64, now: u64) -> Vec<Touched> {
+        let all_done = self
+            .work
+            .tasks
+            .values()
+            .filter(|t| t.job_id == copy.job_id && matches!(t.spec, TaskSpec::BackupCopy { .. }))
+            .all(|t| t.status == TaskStatus::Done);
+        if !all_done {
+            return Vec::new();
+        }
+        let tenant_id = copy.tenant_id;
+        let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, 0)).cloned() else {
+            return Vec::new();
+        };
+        let t = self.tenants.get(&tenant_id).cloned();
+        let mut parts: Vec<(u32, u32)> = self
+            .work
+            .tasks
+            .values()
+            .filter(|t| t.job_id == copy.job_id)
+            .filter_map(|t| match t.spec {
+                TaskSpec::BackupCopy { part, .. } => Some((part, t.attempt)),
+                _ => None,
+            })
+            .collect();
+        parts.sort();
+        let spec = TaskSpec::BackupFinalize {
+            source: t.as_ref().map(|t| t.source.clone()).unwrap_or_default(),
+            dest: set.dest.clone(),
+            backup_set_id,
+            backup_type: set.backup_type,
+            base_set_id: set.base_set_id,
+            parts,
+            start_replay_scn: set.start_replay_scn,
+            end_hook: t.and_then(|t| t.end_backup_hook),
+        };
+        let id = self.new_task(copy.job_id, tenant_id, spec, 0, now);
+        vec![Touched::Task(id)]
+    }
+}

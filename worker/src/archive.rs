@@ -1,0 +1,426 @@
+//! Log archive: follow a tenant's log and write it into pieces.
+//!
+//! Exactly-once per piece: a new attempt resumes at the last *committed* checkpoint,
+//! deletes any log object beyond it (written by an attempt that never committed),
+//! and rewrites the manifest from what remains, so a piece never has a gap or two
+//! objects covering the same bytes. Order at each checkpoint: log objects, then the
+//! piece manifest, then the fenced `ArchiveCheckpoint` commit.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use backstop_common::Scn;
+use backstop_common::layout;
+use backstop_common::task::{ArchiveProgress, PieceSpec, TaskOutcome, TenantDest};
+use bytes::Bytes;
+use tracing::{debug, info};
+
+use crate::ctx::TaskCtx;
+use crate::error::{Result, WorkerError};
+use crate::manifest::{self, FORMAT_VERSION, LogObject, PieceManifest};
+use crate::source::DirSource;
+use crate::storage::TenantStore;
+
+/// Largest log object, bytes.
+pub const LOG_OBJECT_MAX: usize = 8 * 1024 * 1024;
+/// How often an idle archive polls the source.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Arguments of an archive task (from `TaskSpec::Archive`).
+#[derive(Debug, Clone)]
+pub struct ArchiveArgs {
+    /// Source URI.
+    pub source: String,
+    /// Destination.
+    pub dest: TenantDest,
+    /// Round.
+    pub round_id: u64,
+    /// Committed checkpoint.
+    pub checkpoint_scn: Scn,
+    /// Start at the current log end.
+    pub fresh: bool,
+    /// Active piece.
+    pub piece: PieceSpec,
+    /// A piece left FREEZING, with its max SCN.
+    pub freezing: Option<(PieceSpec, Scn)>,
+    /// Piece switch interval, ms (0 = never).
+    pub piece_switch_interval_ms: u64,
+    /// Checkpoint interval, ms.
+    pub checkpoint_interval_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Piece {
+    spec: PieceSpec,
+    dir: String,
+    objects: Vec<LogObject>,
+    checkpoints: Vec<(u64, u64)>,
+}
+
+impl Piece {
+    fn new(spec: PieceSpec, round_id: u64) -> Piece {
+        let dir = layout::piece_dir(round_id, spec.piece_id);
+        Piece {
+            spec,
+            dir,
+            objects: Vec::new(),
+            checkpoints: Vec::new(),
+        }
+    }
+
+    fn manifest(&self, round_id: u64, checkpoint: u64, frozen: bool) -> PieceManifest {
+        PieceManifest {
+            format_version: FORMAT_VERSION,
+            round_id,
+            piece_id: self.spec.piece_id,
+            start_scn: self.spec.start_scn.0,
+            checkpoint_scn: checkpoint,
+            frozen,
+            objects: self.objects.clone(),
+            checkpoints: self.checkpoints.clone(),
+        }
+    }
+}
+
+struct Archiver<'a> {
+    ctx: &'a TaskCtx,
+    args: ArchiveArgs,
+    store: TenantStore,
+    src: DirSource,
+    piece: Piece,
+    /// Committed checkpoint.
+    ckpt: u64,
+    /// Everything below is in `buffer` or in objects.
+    read_end: u64,
+    buffer: Vec<u8>,
+    buffer_start: u64,
+    /// When the oldest byte not yet committed was first seen.
+    oldest_unarchived: Option<Instant>,
+    input_since_report: u64,
+    output_since_report: u64,
+    last_commit: Instant,
+}
+
+/// Runs an archive attempt until it is stopped, aborted, or the log is lost.
+pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome> {
+    let store = TenantStore::open(&args.dest)?;
+    crate::backup::write_tenant_info(&store, &args.dest, &ctx.abort).await?;
+    let src = DirSource::open(&args.source)?;
+    let piece = Piece::new(args.piece.clone(), args.round_id);
+    let ckpt = args.checkpoint_scn.0;
+    let mut a = Archiver {
+        ctx,
+        store,
+        src,
+        piece,
+        ckpt,
+        read_end: ckpt,
+        buffer: Vec::new(),
+        buffer_start: ckpt,
+        oldest_unarchived: None,
+        input_since_report: 0,
+        output_since_report: 0,
+        last_commit: Instant::now(),
+        args,
+    };
+    if let Some((spec, max)) = a.args.freezing.clone() {
+        a.finish_freezing(spec, max.0).await?;
+    }
+    if a.args.fresh {
+        let end = a.log_end().await?.0;
+        a.ckpt = end;
+        a.read_end = end;
+        a.buffer_start = end;
+        a.piece.spec.start_scn = Scn(end);
+        a.commit(None, None).await?;
+        info!(
+            round = a.args.round_id,
+            start_scn = end,
+            "archive round started"
+        );
+    } else {
+        a.recover_piece().await?;
+    }
+    a.run().await
+}
+
+impl Archiver<'_> {
+    async fn log_end(&self) -> Result<Scn> {
+        let src = self.src.clone();
+        tokio::task::spawn_blocking(move || src.log_end())
+            .await
+            .map_err(|e| WorkerError::Source(format!("read log end: {e}")))?
+    }
+
+    async fn read(&self, from: u64, max: usize) -> Result<Vec<u8>> {
+        let src = self.src.clone();
+        tokio::task::spawn_blocking(move || src.read_log(Scn(from), max))
+            .await
+            .map_err(|e| WorkerError::Source(format!("read log: {e}")))?
+    }
+
+    /// Keeps what the committed checkpoint covers; deletes the rest.
+    async fn recover_piece(&mut self) -> Result<()> {
+        let key = layout::piece_manifest(&self.piece.dir);
+        if self.store.exists(&key).await? {
+            let data = self.store.get(&key, &self.ctx.abort).await?;
+            let m: PieceManifest = manifest::from_json(&data, &key)?;
+            self.piece.objects = m
+                .objects
+                .into_iter()
+                .filter(|o| o.end <= self.ckpt)
+                .collect();
+            self.piece.checkpoints = m
+                .checkpoints
+                .into_iter()
+                .filter(|(s, _)| *s <= self.ckpt)
+                .collect();
+        }
+        for k in self.store.list(&self.piece.dir).await? {
+            if let Some((_, end)) = layout::parse_log_object(&k)
+                && end > self.ckpt
+            {
+                debug!(key = %k, checkpoint = self.ckpt, "removing uncommitted log object");
+                self.store.delete(&k).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self) -> Result<TaskOutcome> {
+        let interval = Duration::from_millis(self.args.checkpoint_interval_ms.max(100));
+        let mut stop_target: Option<u64> = None;
+        loop {
+            self.ctx.check()?;
+            if stop_target.is_none() && self.ctx.stop.is_cancelled() {
+                let end = self.log_end().await?.0;
+                info!(
+                    round = self.args.round_id,
+                    stop_at = end,
+                    "stopping archive"
+                );
+                stop_target = Some(end);
+            }
+            let data = match self
+                .read(
+                    self.read_end,
+                    LOG_OBJECT_MAX - self.buffer.len().min(LOG_OBJECT_MAX - 1),
+                )
+                .await
+            {
+                Ok(d) => d,
+                Err(WorkerError::LogLost(reason)) => {
+                    return Ok(TaskOutcome::Interrupted { reason });
+                }
+                Err(e) => return Err(e),
+            };
+            let got = data.len();
+            if got > 0 {
+                if self.oldest_unarchived.is_none() {
+                    self.oldest_unarchived = Some(Instant::now());
+                }
+                self.buffer.extend_from_slice(&data);
+                self.read_end += got as u64;
+                self.ctx.progress.add(got as u64);
+                self.input_since_report += got as u64;
+            }
+            if self.buffer.len() >= LOG_OBJECT_MAX {
+                self.flush().await?;
+            }
+            let due = self.last_commit.elapsed() >= interval;
+            let draining_done = stop_target.is_some_and(|t| self.read_end >= t);
+            if (due || draining_done) && self.read_end > self.ckpt {
+                self.flush().await?;
+                let switch = self.switch_due();
+                self.commit(switch.clone(), None).await?;
+                if let Some(next) = switch {
+                    self.switch_piece(next).await?;
+                }
+            }
+            if draining_done && self.read_end == self.ckpt {
+                self.freeze_current().await?;
+                return Ok(TaskOutcome::ArchiveStopped {
+                    checkpoint_scn: Scn(self.ckpt),
+                });
+            }
+            if got == 0 {
+                tokio::select! {
+                    _ = self.ctx.abort.cancelled() => return Err(WorkerError::Cancelled),
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+        }
+    }
+
+    fn switch_due(&self) -> Option<PieceSpec> {
+        let interval = self.args.piece_switch_interval_ms;
+        if interval == 0 || now_ms().saturating_sub(self.piece.spec.create_time_ms) < interval {
+            return None;
+        }
+        Some(PieceSpec {
+            piece_id: self.piece.spec.piece_id + 1,
+            start_scn: Scn(self.read_end),
+            create_time_ms: now_ms(),
+        })
+    }
+
+    /// Writes the buffered bytes as one log object.
+    async fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.buffer);
+        let start = self.buffer_start;
+        let end = start + raw.len() as u64;
+        let (stored, compressed) = tokio::task::spawn_blocking({
+            let raw = raw.clone();
+            move || manifest::compress(1, &raw)
+        })
+        .await
+        .map_err(|e| WorkerError::Invalid(e.to_string()))??;
+        let key = layout::log_object(&self.piece.dir, start, end);
+        let object = LogObject {
+            key: key.clone(),
+            start,
+            end,
+            stored_len: stored.len() as u64,
+            compressed,
+            checksum: manifest::checksum(&raw),
+            stored_checksum: manifest::checksum(&stored),
+        };
+        self.output_since_report += stored.len() as u64;
+        self.store
+            .put(&key, Bytes::from(stored), &self.ctx.abort)
+            .await?;
+        self.piece.objects.push(object);
+        self.buffer_start = end;
+        Ok(())
+    }
+
+    /// Manifest, then the fenced commit of `read_end` as the checkpoint.
+    async fn commit(
+        &mut self,
+        switch_to: Option<PieceSpec>,
+        frozen_piece: Option<u64>,
+    ) -> Result<()> {
+        let checkpoint = self.buffer_start;
+        let now = now_ms();
+        self.piece.checkpoints.push((checkpoint, now));
+        let m = self.piece.manifest(self.args.round_id, checkpoint, false);
+        self.store
+            .put(
+                &layout::piece_manifest(&self.piece.dir),
+                manifest::to_json(&m)?,
+                &self.ctx.abort,
+            )
+            .await?;
+        let lag_ms = self
+            .oldest_unarchived
+            .map_or(0, |t| t.elapsed().as_millis() as u64);
+        let progress = ArchiveProgress {
+            round_id: self.args.round_id,
+            piece_id: self.piece.spec.piece_id,
+            checkpoint_scn: Scn(checkpoint),
+            input_bytes: self.input_since_report,
+            output_bytes: self.output_since_report,
+            lag_ms,
+            switch_to,
+            frozen_piece,
+        };
+        self.ctx.report_archive(&progress).await?;
+        self.ckpt = checkpoint;
+        self.input_since_report = 0;
+        self.output_since_report = 0;
+        self.oldest_unarchived = None;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Writes the frozen manifest, marker and index entry of the current piece.
+    async fn seal(&self, piece: &Piece, max: u64) -> Result<()> {
+        let m = piece.manifest(self.args.round_id, max, true);
+        self.store
+            .put(
+                &layout::piece_manifest(&piece.dir),
+                manifest::to_json(&m)?,
+                &self.ctx.abort,
+            )
+            .await?;
+        self.store
+            .put(
+                &layout::piece_frozen(&piece.dir),
+                Bytes::from(max.to_string()),
+                &self.ctx.abort,
+            )
+            .await?;
+        let index = layout::piece_index(self.args.round_id, piece.spec.piece_id);
+        self.store
+            .put(&index, manifest::to_json(&m)?, &self.ctx.abort)
+            .await?;
+        Ok(())
+    }
+
+    async fn switch_piece(&mut self, next: PieceSpec) -> Result<()> {
+        let old = std::mem::replace(&mut self.piece, Piece::new(next, self.args.round_id));
+        self.seal(&old, self.ckpt).await?;
+        self.piece.checkpoints.push((self.ckpt, now_ms()));
+        let m = self.piece.manifest(self.args.round_id, self.ckpt, false);
+        self.store
+            .put(
+                &layout::piece_manifest(&self.piece.dir),
+                manifest::to_json(&m)?,
+                &self.ctx.abort,
+            )
+            .await?;
+        let progress = ArchiveProgress {
+            round_id: self.args.round_id,
+            piece_id: self.piece.spec.piece_id,
+            checkpoint_scn: Scn(self.ckpt),
+            input_bytes: 0,
+            output_bytes: 0,
+            lag_ms: 0,
+            switch_to: None,
+            frozen_piece: Some(old.spec.piece_id),
+        };
+        self.ctx.report_archive(&progress).await?;
+        info!(
+            round = self.args.round_id,
+            frozen = old.spec.piece_id,
+            active = self.piece.spec.piece_id,
+            "piece switched"
+        );
+        Ok(())
+    }
+
+    async fn freeze_current(&self) -> Result<()> {
+        self.seal(&self.piece, self.ckpt).await
+    }
+
+    /// Completes a piece an earlier attempt left FREEZING.
+    async fn finish_freezing(&mut self, spec: PieceSpec, max: u64) -> Result<()> {
+        let mut piece = Piece::new(spec, self.args.round_id);
+        let key = layout::piece_manifest(&piece.dir);
+        if self.store.exists(&key).await? {
+            let data = self.store.get(&key, &self.ctx.abort).await?;
+            let m: PieceManifest = manifest::from_json(&data, &key)?;
+            piece.objects = m.objects.into_iter().filter(|o| o.end <= max).collect();
+            piece.checkpoints = m.checkpoints;
+        }
+        self.seal(&piece, max).await?;
+        let progress = ArchiveProgress {
+            round_id: self.args.round_id,
+            piece_id: self.piece.spec.piece_id,
+            checkpoint_scn: Scn(self.ckpt),
+            input_bytes: 0,
+            output_bytes: 0,
+            lag_ms: 0,
+            switch_to: None,
+            frozen_piece: Some(piece.spec.piece_id),
+        };
+        self.ctx.report_archive(&progress).await
+    }
+}

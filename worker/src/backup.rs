@@ -1,0 +1,408 @@
+//! Data backup, in three task kinds (user-managed hot backup, `DESIGN.md` §5):
+//! prepare (log end → `start_replay_scn`, `begin_backup` hook, list datafiles), copy
+//! (one part of the files: blocks checksummed, unchanged blocks of an incremental
+//! referenced in the base set, the rest compressed into objects), finalize
+//! (`end_backup` hook, log end → `min_restore_scn`, merge part manifests, remove
+//! objects no manifest references, write the set manifest, then `.complete`, then the
+//! index entry).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::time::Duration;
+
+use backstop_common::Scn;
+use backstop_common::layout;
+use backstop_common::task::{BackupType, FileEntry, TaskOutcome, TenantDest};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::ctx::TaskCtx;
+use crate::error::{Result, WorkerError};
+use crate::manifest::{
+    self, BLOCK_SIZE, BlockEntry, FORMAT_VERSION, FileManifest, Loc, OBJECT_TARGET, ObjectEntry,
+    PartManifest, SetIndex, SetManifest, TenantInfo,
+};
+use crate::source::DirSource;
+use crate::storage::TenantStore;
+
+/// How long a hook may run.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Bytes read from a datafile per step (cancellation is checked between steps).
+const READ_STEP: usize = 4 * 1024 * 1024;
+
+/// Writes `info/tenant` once, so a destination names its tenants.
+pub async fn write_tenant_info(
+    store: &TenantStore,
+    dest: &TenantDest,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    if store.exists(layout::TENANT_INFO).await? {
+        return Ok(());
+    }
+    let info = TenantInfo {
+        tenant_id: dest.tenant_id.0,
+        tenant_name: dest.tenant_name.clone(),
+        cluster_name: dest.cluster_name.clone(),
+        cluster_id: dest.cluster_id,
+        incarnation: dest.incarnation,
+    };
+    store
+        .put(layout::TENANT_INFO, manifest::to_json(&info)?, cancel)
+        .await
+}
+
+/// Prepare: `start_replay_scn`, then the hook, then the file list.
+pub async fn prepare(ctx: &TaskCtx, source: &str, begin_hook: Option<&str>) -> Result<TaskOutcome> {
+    let src = DirSource::open(source)?;
+    let start_replay_scn = src.log_end()?;
+    if let Some(hook) = begin_hook {
+        src.run_hook("begin_backup", hook, HOOK_TIMEOUT).await?;
+    }
+    ctx.check()?;
+    let files = src.list_datafiles()?;
+    info!(
+        files = files.len(),
+        start_replay_scn = start_replay_scn.0,
+        "backup prepared"
+    );
+    Ok(TaskOutcome::Prepared {
+        start_replay_scn,
+        files,
+    })
+}
+
+/// Arguments of a copy task.
+#[derive(Debug, Clone)]
+pub struct CopyArgs {
+    /// Source URI.
+    pub source: String,
+    /// Destination.
+    pub dest: TenantDest,
+    /// Set.
+    pub backup_set_id: u64,
+    /// Full or incremental.
+    pub backup_type: BackupType,
+    /// Base set.
+    pub base_set_id: Option<u64>,
+    /// Part.
+    pub part: u32,
+    /// Files.
+    pub files: Vec<FileEntry>,
+    /// zstd level.
+    pub compression_level: i32,
+}
+
+/// Reads the set manifest of `set_id` (via its index entry).
+pub async fn read_set_manifest(
+    store: &TenantStore,
+    set_id: u64,
+    cancel: &CancellationToken,
+) -> Result<SetManifest> {
+    let index_key = layout::set_index(set_id);
+    let index: SetIndex = manifest::from_json(&store.get(&index_key, cancel).await?, &index_key)?;
+    let key = layout::set_manifest(&index.set_dir);
+    let data = store.get(&key, cancel).await?;
+    if manifest::checksum(&data) != index.manifest_checksum {
+        return Err(WorkerError::Corrupt(format!(
+            "{key}: checksum does not match {index_key}"
+        )));
+    }
+    let m: SetManifest = manifest::from_json(&data, &key)?;
+    manifest::check_version(m.format_version, &key)?;
+    Ok(m)
+}
+
+struct ObjectWriter<'a> {
+    store: &'a TenantStore,
+    set_dir: String,
+    part: u32,
+    attempt: u32,
+    seq: u64,
+    buf: Vec<u8>,
+    objects: Vec<ObjectEntry>,
+    output_bytes: u64,
+}
+
+impl ObjectWriter<'_> {
+    fn current_key(&self) -> String {
+        layout::data_object(&self.set_dir, self.part, self.attempt, self.seq)
+    }
+
+    fn append(&mut self, stored: &[u8], compressed: bool) -> Loc {
+        let loc = Loc {
+            object: self.current_key(),
+            offset: self.buf.len() as u64,
+            len: stored.len() as u64,
+            compressed,
+        };
+        self.buf.extend_from_slice(stored);
+        loc
+    }
+
+    async fn close(&mut self, cancel: &CancellationToken) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let key = self.current_key();
+        let data = std::mem::take(&mut self.buf);
+        self.objects.push(ObjectEntry {
+            key: key.clone(),
+            size: data.len() as u64,
+            checksum: manifest::checksum(&data),
+        });
+        self.output_bytes += data.len() as u64;
+        self.store.put(&key, Bytes::from(data), cancel).await?;
+        self.seq += 1;
+        Ok(())
+    }
+}
+
+/// Copy: one part of the files.
+pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
+    let store = TenantStore::open(&a.dest)?;
+    write_tenant_info(&store, &a.dest, &ctx.abort).await?;
+    let src = DirSource::open(&a.source)?;
+    let set_dir = layout::set_dir(a.backup_set_id, a.backup_type);
+    let base: HashMap<String, FileManifest> = match (a.backup_type, a.base_set_id) {
+        (BackupType::Incremental, Some(base_id)) => read_set_manifest(&store, base_id, &ctx.abort)
+            .await?
+            .files
+            .into_iter()
+            .map(|f| (f.path.clone(), f))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    ctx.progress.total.store(
+        a.files.iter().map(|f| f.size).sum(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let mut writer = ObjectWriter {
+        store: &store,
+        set_dir: set_dir.clone(),
+        part: a.part,
+        attempt: ctx.attempt,
+        seq: 0,
+        buf: Vec::new(),
+        objects: Vec::new(),
+        output_bytes: 0,
+    };
+    let mut files = Vec::new();
+    let mut input_bytes = 0u64;
+    for entry in &a.files {
+        let mut file = match src.open_datafile(&entry.path) {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(WorkerError::Invalid(format!(
+                    "datafile {} vanished or became unreadable during backup: {e}",
+                    entry.path
+                )));
+            }
+        };
+        let base_blocks = base
+            .get(&entry.path)
+            .map(|f| f.blocks.as_slice())
+            .unwrap_or(&[]);
+        let mut blocks = Vec::new();
+        let mut size = 0u64;
+        loop {
+            ctx.check()?;
+            let (f, chunk) = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; READ_STEP];
+                let mut got = 0;
+                while got < READ_STEP {
+                    match file.read(&mut buf[got..]) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return (file, Err(e)),
+                    }
+                }
+                buf.truncate(got);
+                (file, Ok(buf))
+            })
+            .await
+            .map_err(|e| WorkerError::Source(e.to_string()))?;
+            file = f;
+            let chunk =
+                chunk.map_err(|e| WorkerError::Source(format!("read {}: {e}", entry.path)))?;
+            if chunk.is_empty() {
+                break;
+            }
+            for raw in chunk.chunks(BLOCK_SIZE) {
+                let index = blocks.len();
+                let sum = manifest::checksum(raw);
+                if let Some(b) = base_blocks.get(index)
+                    && b.checksum == sum
+                    && b.raw_len as usize == raw.len()
+                {
+                    blocks.push(b.clone());
+                    continue;
+                }
+                let (stored, compressed) = manifest::compress(a.compression_level, raw)?;
+                let loc = writer.append(&stored, compressed);
+                blocks.push(BlockEntry {
+                    raw_len: raw.len() as u32,
+                    checksum: sum,
+                    loc,
+                });
+                if writer.buf.len() >= OBJECT_TARGET {
+                    writer.close(&ctx.abort).await?;
+                }
+            }
+            size += chunk.len() as u64;
+            input_bytes += chunk.len() as u64;
+            ctx.progress.add(chunk.len() as u64);
+            if chunk.len() < READ_STEP {
+                break;
+            }
+        }
+        files.push(FileManifest {
+            path: entry.path.clone(),
+            size,
+            blocks,
+        });
+    }
+    writer.close(&ctx.abort).await?;
+    let part = PartManifest {
+        format_version: FORMAT_VERSION,
+        backup_set_id: a.backup_set_id,
+        part: a.part,
+        attempt: ctx.attempt,
+        files,
+        objects: writer.objects,
+        input_bytes,
+        output_bytes: writer.output_bytes,
+    };
+    store
+        .put(
+            &layout::part_manifest(&set_dir, a.part, ctx.attempt),
+            manifest::to_json(&part)?,
+            &ctx.abort,
+        )
+        .await?;
+    debug!(
+        part = a.part,
+        input_bytes,
+        output_bytes = part.output_bytes,
+        "part copied"
+    );
+    Ok(TaskOutcome::Copied {
+        input_bytes,
+        output_bytes: part.output_bytes,
+    })
+}
+
+/// Arguments of a finalize task.
+#[derive(Debug, Clone)]
+pub struct FinalizeArgs {
+    /// Source URI.
+    pub source: String,
+    /// Destination.
+    pub dest: TenantDest,
+    /// Set.
+    pub backup_set_id: u64,
+    /// Full or incremental.
+    pub backup_type: BackupType,
+    /// Base set.
+    pub base_set_id: Option<u64>,
+    /// (part, attempt) to merge.
+    pub parts: Vec<(u32, u32)>,
+    /// From prepare.
+    pub start_replay_scn: Scn,
+    /// Hook.
+    pub end_hook: Option<String>,
+}
+
+/// Finalize: hook, `min_restore_scn`, merge, clean, manifest, marker, index.
+pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
+    let src = DirSource::open(&a.source)?;
+    if let Some(hook) = &a.end_hook {
+        src.run_hook("end_backup", hook, HOOK_TIMEOUT).await?;
+    }
+    let min_restore_scn = src.log_end()?;
+    let store = TenantStore::open(&a.dest)?;
+    let set_dir = layout::set_dir(a.backup_set_id, a.backup_type);
+    let mut files = BTreeMap::new();
+    let mut objects = Vec::new();
+    let (mut input_bytes, mut output_bytes) = (0, 0);
+    let mut keep: HashSet<String> = HashSet::new();
+    for (part, attempt) in &a.parts {
+        let key = layout::part_manifest(&set_dir, *part, *attempt);
+        let m: PartManifest = manifest::from_json(&store.get(&key, &ctx.abort).await?, &key)?;
+        manifest::check_version(m.format_version, &key)?;
+        input_bytes += m.input_bytes;
+        output_bytes += m.output_bytes;
+        keep.insert(key);
+        for o in &m.objects {
+            keep.insert(o.key.clone());
+        }
+        objects.extend(m.objects);
+        for f in m.files {
+            files.insert(f.path.clone(), f);
+        }
+    }
+    // Objects of attempts that never reported (crashed, lease lost) are unreferenced.
+    for key in store.list(&set_dir).await? {
+        if !keep.contains(&key) {
+            debug!(%key, "removing unreferenced object");
+            store.delete(&key).await?;
+        }
+    }
+    let file_count = files.len() as u64;
+    let m = SetManifest {
+        format_version: FORMAT_VERSION,
+        tenant_id: a.dest.tenant_id.0,
+        backup_set_id: a.backup_set_id,
+        backup_type: a.backup_type,
+        base_set_id: a.base_set_id,
+        start_replay_scn: a.start_replay_scn.0,
+        min_restore_scn: min_restore_scn.0,
+        block_size: BLOCK_SIZE as u64,
+        files: files.into_values().collect(),
+        objects,
+        input_bytes,
+        output_bytes,
+    };
+    let data = manifest::to_json(&m)?;
+    let manifest_checksum = manifest::checksum(&data);
+    store
+        .put(&layout::set_manifest(&set_dir), data, &ctx.abort)
+        .await?;
+    store
+        .put(
+            &layout::set_complete(&set_dir),
+            Bytes::from(manifest_checksum.clone()),
+            &ctx.abort,
+        )
+        .await?;
+    let index = SetIndex {
+        backup_set_id: a.backup_set_id,
+        backup_type: a.backup_type,
+        base_set_id: a.base_set_id,
+        start_replay_scn: a.start_replay_scn.0,
+        min_restore_scn: min_restore_scn.0,
+        set_dir: set_dir.clone(),
+        manifest_checksum: manifest_checksum.clone(),
+    };
+    store
+        .put(
+            &layout::set_index(a.backup_set_id),
+            manifest::to_json(&index)?,
+            &ctx.abort,
+        )
+        .await?;
+    info!(
+        backup_set_id = a.backup_set_id,
+        min_restore_scn = min_restore_scn.0,
+        files = file_count,
+        "backup set complete"
+    );
+    Ok(TaskOutcome::Finalized {
+        min_restore_scn,
+        input_bytes,
+        output_bytes,
+        file_count,
+        manifest_checksum,
+    })
+}

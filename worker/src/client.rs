@@ -1,0 +1,117 @@
+//! The worker's client of the metadata service: finds the leader (through any
+//! member), follows `OB_NOT_MASTER` redirects, and retries while no leader answers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backstop_common::Code;
+use backstop_proto::meta::ClusterStatusRequest;
+use backstop_proto::meta::meta_service_client::MetaServiceClient;
+use backstop_proto::worker::worker_service_client::WorkerServiceClient;
+use backstop_proto::{ERROR_CODE_KEY, LEADER_ADDR_KEY};
+use tokio::sync::Mutex;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Result, WorkerError};
+
+/// A lazily connecting channel to `host:port`.
+pub fn channel(addr: &str) -> Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| WorkerError::Invalid(format!("bad meta address '{addr}': {e}")))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// Client of the meta group.
+pub struct MetaClient {
+    addrs: Vec<String>,
+    leader: Mutex<Option<String>>,
+    /// How long a call keeps trying while no leader answers.
+    pub patience: Duration,
+}
+
+impl MetaClient {
+    /// A client over the given member addresses.
+    pub fn new(addrs: Vec<String>) -> Arc<MetaClient> {
+        Arc::new(MetaClient {
+            addrs,
+            leader: Mutex::new(None),
+            patience: Duration::from_secs(10),
+        })
+    }
+
+    async fn discover(&self) -> Option<String> {
+        for addr in &self.addrs {
+            let Ok(ch) = channel(addr) else { continue };
+            let mut c = MetaServiceClient::new(ch);
+            let mut req = tonic::Request::new(ClusterStatusRequest {});
+            req.set_timeout(Duration::from_secs(2));
+            if let Ok(s) = c.get_cluster_status(req).await {
+                let s = s.into_inner();
+                if !s.leader_addr.is_empty() {
+                    return Some(s.leader_addr);
+                }
+            }
+        }
+        None
+    }
+
+    /// Calls the leader's `WorkerService`, following redirects.
+    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut(WorkerServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.patience;
+        let mut last = String::from("no meta address");
+        loop {
+            let leader = {
+                let mut guard = self.leader.lock().await;
+                if guard.is_none() {
+                    *guard = self.discover().await;
+                }
+                guard.clone()
+            };
+            if let Some(addr) = leader {
+                let client = WorkerServiceClient::new(channel(&addr)?);
+                match f(client).await {
+                    Ok(resp) => return Ok(resp.into_inner()),
+                    Err(status) => {
+                        let code = status
+                            .metadata()
+                            .get(ERROR_CODE_KEY)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(Code::from_name);
+                        match code {
+                            Some(Code::TaskStale) => {
+                                return Err(WorkerError::Stale(status.message().to_string()));
+                            }
+                            Some(Code::NotMaster) | None => {
+                                let hint = status
+                                    .metadata()
+                                    .get(LEADER_ADDR_KEY)
+                                    .and_then(|v| v.to_str().ok())
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_string);
+                                *self.leader.lock().await = hint;
+                                last = format!("{addr}: {}", status.message());
+                            }
+                            Some(code) if code.is_retryable() => {
+                                last = format!("{addr}: {}", status.message())
+                            }
+                            Some(_) => return Err(WorkerError::Meta(status.message().to_string())),
+                        }
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(WorkerError::Meta(format!(
+                    "no meta leader answered: {last}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The worker's error type. Every variant says whether another attempt may succeed.
+
+/// A worker-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The tenant source is unusable: missing, unreadable, a path leaving the tenant
+    /// root, a file that vanished mid-copy.
+    #[error("source: {0}")]
+    Source(String),
+    /// The source lost log that was not archived yet.
+    #[error("log lost before it was archived: {0}")]
+    LogLost(String),
+    /// Object storage refused or failed (permission, network, missing object).
+    #[error("storage: {0}")]
+    Storage(String),
+    /// A stored object does not match its recorded checksum or is malformed.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// A hook command failed or timed out.
+    #[error("hook: {0}")]
+    Hook(String),
+    /// The metadata service refused or could not be reached.
+    #[error("meta: {0}")]
+    Meta(String),
+    /// The metadata service says this attempt is no longer current (fencing).
+    #[error("stale attempt: {0}")]
+    Stale(String),
+    /// The task was cancelled (lease lost, job ended).
+    #[error("cancelled")]
+    Cancelled,
+    /// Bad input (arguments, unknown tenant, no such set).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl WorkerError {
+    /// Whether a later attempt (possibly on another worker) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            WorkerError::Storage(_) | WorkerError::Meta(_) | WorkerError::Source(_)
+        )
+    }
+}
+
+impl From<object_store::Error> for WorkerError {
+    fn from(e: object_store::Error) -> Self {
+        WorkerError::Storage(e.to_string())
+    }
+}
+
+/// Result with [`WorkerError`].
+pub type Result<T, E = WorkerError> = std::result::Result<T, E>;

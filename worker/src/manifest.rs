@@ -1,0 +1,251 @@
+//! The storage format: manifests and index entries, JSON so an operator can read
+//! them. Every stored object has an xxh3-64 checksum of its stored bytes; every data
+//! block and log object also has one of its raw bytes. `FORMAT_VERSION` is written
+//! into each manifest; a reader refuses versions it does not know.
+
+use backstop_common::task::BackupType;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::{Result, WorkerError};
+
+/// Version of every manifest written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+/// Datafiles are cut into blocks of this size (bytes) for checksums and incrementals.
+pub const BLOCK_SIZE: usize = 32 * 1024;
+/// Data objects are closed when they reach this size (bytes).
+pub const OBJECT_TARGET: usize = 16 * 1024 * 1024;
+
+/// Hex xxh3-64.
+pub fn checksum(data: &[u8]) -> String {
+    format!("{:016x}", xxh3_64(data))
+}
+
+/// Compresses with zstd at `level` (0 = store raw). Returns the stored bytes and
+/// whether they are compressed.
+pub fn compress(level: i32, raw: &[u8]) -> Result<(Vec<u8>, bool)> {
+    if level == 0 {
+        return Ok((raw.to_vec(), false));
+    }
+    let out =
+        zstd::bulk::compress(raw, level).map_err(|e| WorkerError::Invalid(format!("zstd: {e}")))?;
+    if out.len() >= raw.len() {
+        return Ok((raw.to_vec(), false));
+    }
+    Ok((out, true))
+}
+
+/// Reverses [`compress`], checking the raw size and checksum.
+pub fn decompress(
+    stored: &[u8],
+    compressed: bool,
+    raw_len: usize,
+    want: &str,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let raw = if compressed {
+        zstd::bulk::decompress(stored, raw_len)
+            .map_err(|e| WorkerError::Corrupt(format!("{what}: cannot decompress: {e}")))?
+    } else {
+        stored.to_vec()
+    };
+    if raw.len() != raw_len || checksum(&raw) != want {
+        return Err(WorkerError::Corrupt(format!("{what}: checksum mismatch")));
+    }
+    Ok(raw)
+}
+
+/// Serializes a manifest.
+pub fn to_json<T: Serialize>(v: &T) -> Result<Bytes> {
+    serde_json::to_vec_pretty(v)
+        .map(Bytes::from)
+        .map_err(|e| WorkerError::Invalid(format!("encode manifest: {e}")))
+}
+
+/// Parses a manifest, naming the object on failure.
+pub fn from_json<T: DeserializeOwned>(data: &[u8], key: &str) -> Result<T> {
+    serde_json::from_slice(data)
+        .map_err(|e| WorkerError::Corrupt(format!("{key}: not a valid manifest: {e}")))
+}
+
+/// Where stored bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loc {
+    /// Object key, relative to the tenant prefix (may be in a base set).
+    pub object: String,
+    /// Offset in the object.
+    pub offset: u64,
+    /// Stored length.
+    pub len: u64,
+    /// zstd-compressed.
+    pub compressed: bool,
+}
+
+/// One block of a datafile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEntry {
+    /// Raw length (the last block of a file may be short).
+    pub raw_len: u32,
+    /// xxh3-64 of the raw bytes.
+    pub checksum: String,
+    /// Where it is stored.
+    pub loc: Loc,
+}
+
+/// A datafile in a set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileManifest {
+    /// Path relative to `data/`.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// Blocks in order.
+    pub blocks: Vec<BlockEntry>,
+}
+
+/// A stored object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// Key relative to the tenant prefix.
+    pub key: String,
+    /// Stored bytes.
+    pub size: u64,
+    /// xxh3-64 of the stored bytes.
+    pub checksum: String,
+}
+
+/// What one part of a set wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartManifest {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Set.
+    pub backup_set_id: u64,
+    /// Part.
+    pub part: u32,
+    /// Attempt that wrote it.
+    pub attempt: u32,
+    /// Files of the part.
+    pub files: Vec<FileManifest>,
+    /// Objects the part wrote.
+    pub objects: Vec<ObjectEntry>,
+    /// Source bytes read.
+    pub input_bytes: u64,
+    /// Bytes stored.
+    pub output_bytes: u64,
+}
+
+/// A complete set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetManifest {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Tenant.
+    pub tenant_id: u64,
+    /// Set.
+    pub backup_set_id: u64,
+    /// Full or incremental.
+    pub backup_type: BackupType,
+    /// Base of an incremental.
+    pub base_set_id: Option<u64>,
+    /// Log end before the copy: replay starts here.
+    pub start_replay_scn: u64,
+    /// Log end after the copy: the earliest restorable SCN.
+    pub min_restore_scn: u64,
+    /// [`BLOCK_SIZE`] when written.
+    pub block_size: u64,
+    /// Every datafile.
+    pub files: Vec<FileManifest>,
+    /// Objects this set wrote (blocks may also point into base sets).
+    pub objects: Vec<ObjectEntry>,
+    /// Source bytes.
+    pub input_bytes: u64,
+    /// Bytes this set stored.
+    pub output_bytes: u64,
+}
+
+/// Index entry of a complete set, under `info/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetIndex {
+    /// Set.
+    pub backup_set_id: u64,
+    /// Full or incremental.
+    pub backup_type: BackupType,
+    /// Base set.
+    pub base_set_id: Option<u64>,
+    /// Replay start.
+    pub start_replay_scn: u64,
+    /// Earliest restorable SCN.
+    pub min_restore_scn: u64,
+    /// `data/backup_set_…`.
+    pub set_dir: String,
+    /// Checksum of the set manifest.
+    pub manifest_checksum: String,
+}
+
+/// One archived log object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogObject {
+    /// Key relative to the tenant prefix.
+    pub key: String,
+    /// First SCN.
+    pub start: u64,
+    /// End SCN (exclusive).
+    pub end: u64,
+    /// Stored bytes.
+    pub stored_len: u64,
+    /// zstd-compressed.
+    pub compressed: bool,
+    /// xxh3-64 of the raw log bytes.
+    pub checksum: String,
+    /// xxh3-64 of the stored bytes.
+    pub stored_checksum: String,
+}
+
+/// A piece's manifest, rewritten at every checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceManifest {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Round.
+    pub round_id: u64,
+    /// Piece.
+    pub piece_id: u64,
+    /// First SCN.
+    pub start_scn: u64,
+    /// Archived below this SCN.
+    pub checkpoint_scn: u64,
+    /// No more objects will be added.
+    pub frozen: bool,
+    /// Objects in SCN order, contiguous from `start_scn` to `checkpoint_scn`.
+    pub objects: Vec<LogObject>,
+    /// (checkpoint SCN, ms since the epoch) of each checkpoint, for `--until-time`.
+    pub checkpoints: Vec<(u64, u64)>,
+}
+
+/// Tenant identity at a destination (`info/tenant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    /// Tenant id.
+    pub tenant_id: u64,
+    /// Tenant name.
+    pub tenant_name: String,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Cluster id.
+    pub cluster_id: u64,
+    /// Incarnation.
+    pub incarnation: u64,
+}
+
+/// Checks a manifest's version.
+pub fn check_version(found: u32, key: &str) -> Result<()> {
+    if found > FORMAT_VERSION {
+        return Err(WorkerError::Corrupt(format!(
+            "{key} has format version {found}, newer than this build's {FORMAT_VERSION}: upgrade backstop"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! Restore from a destination alone (no metadata service): find the tenant, pick
+//! the newest complete set whose `min_restore_scn` ≤ the target, write its datafiles
+//! (following the incremental chain through block references), then write the
+//! archived log from `start_replay_scn` up to the target as one segment, verifying
+//! every checksum. A gap, a missing object or a bad checksum stops the restore with
+//! an error naming it; the target directory then still carries
+//! `.backstop_restore_in_progress` and no `backstop_restore.json`, so it never looks
+//! complete.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use backstop_common::TenantId;
+use backstop_common::layout;
+use backstop_common::task::TenantDest;
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjPath;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::backup::read_set_manifest;
+use crate::error::{Result, WorkerError};
+use crate::manifest::{self, LogObject, PieceManifest, SetIndex, TenantInfo};
+use crate::storage::{TenantStore, open_dest};
+
+/// Marker present while a restore is under way (and after one failed).
+pub const IN_PROGRESS: &str = ".backstop_restore_in_progress";
+/// Written last by a successful restore.
+pub const RESTORE_INFO: &str = "backstop_restore.json";
+
+/// What to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreArgs {
+    /// Destination URI (backup_dest or a backup_backup_dest copy).
+    pub dest: String,
+    /// Tenant name or id.
+    pub tenant: String,
+    /// Empty or missing directory to restore into.
+    pub to: PathBuf,
+    /// Restore up to this SCN (exclusive end of the log written).
+    pub until_scn: Option<u64>,
+    /// Or up to the last checkpoint at or before this time (ms since the epoch).
+    pub until_time_ms: Option<u64>,
+    /// Use this set.
+    pub backup_set: Option<u64>,
+}
+
+/// What a restore did; also written to `backstop_restore.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreInfo {
+    /// Tenant id.
+    pub tenant_id: u64,
+    /// Tenant name.
+    pub tenant_name: String,
+    /// Set used.
+    pub backup_set_id: u64,
+    /// First SCN of the restored log (the log segment is named after it).
+    pub start_replay_scn: u64,
+    /// The set's earliest restorable SCN.
+    pub min_restore_scn: u64,
+    /// The restored log ends here.
+    pub until_scn: u64,
+    /// Datafiles written.
+    pub files: u64,
+    /// Datafile bytes written.
+    pub data_bytes: u64,
+    /// Log bytes written.
+    pub log_bytes: u64,
+}
+
+async fn list_dirs(store: &dyn object_store::ObjectStore, prefix: &str) -> Result<Vec<String>> {
+    let p = if prefix.is_empty() {
+        None
+    } else {
+        Some(ObjPath::from(prefix))
+    };
+    let r = store
+        .list_with_delimiter(p.as_ref())
+        .await
+        .map_err(|e| WorkerError::Storage(format!("list {prefix}: {e}")))?;
+    Ok(r.common_prefixes
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect())
+}
+
+/// Finds a tenant (by name or id) at a destination from its `info/tenant` entries.
+pub async fn find_tenant(uri: &str, tenant: &str) -> Result<TenantDest> {
+    let parsed =
+        backstop_common::BackupDest::parse(uri).map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    let root = match &parsed {
+        backstop_common::BackupDest::S3 { prefix, .. } => prefix.clone(),
+        _ => String::new(),
+    };
+    let store = open_dest(uri)?;
+    let mut found: Vec<TenantDest> = Vec::new();
+    for cluster in list_dirs(store.as_ref(), &root).await? {
+        for id in list_dirs(store.as_ref(), &cluster).await? {
+            for inc in list_dirs(store.as_ref(), &id).await? {
+                for t in list_dirs(store.as_ref(), &inc).await? {
+                    let key = ObjPath::from(format!("{t}/{}", layout::TENANT_INFO));
+                    let Ok(obj) = store.get(&key).await else {
+                        continue;
+                    };
+                    let data = obj
+                        .bytes()
+                        .await
+                        .map_err(|e| WorkerError::Storage(e.to_string()))?;
+                    let info: TenantInfo = manifest::from_json(&data, key.as_ref())?;
+                    if info.tenant_name.eq_ignore_ascii_case(tenant)
+                        || info.tenant_id.to_string() == tenant
+                    {
+                        found.push(TenantDest {
+                            uri: uri.to_string(),
+                            cluster_name: info.cluster_name,
+                            cluster_id: info.cluster_id,
+                            incarnation: info.incarnation,
+                            tenant_id: TenantId(info.tenant_id),
+                            tenant_name: info.tenant_name,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    found.sort_by_key(|d| d.incarnation);
+    found.pop().ok_or_else(|| {
+        WorkerError::Invalid(format!("no tenant '{tenant}' at {}", parsed.root_path()))
+    })
+}
+
+/// Every piece manifest of the tenant.
+pub async fn piece_manifests(
+    store: &TenantStore,
+    cancel: &CancellationToken,
+) -> Result<Vec<PieceManifest>> {
+    let mut out = Vec::new();
+    for key in store.list("clog").await? {
+        if key.ends_with("/manifest") {
+            let m: PieceManifest = manifest::from_json(&store.get(&key, cancel).await?, &key)?;
+            manifest::check_version(m.format_version, &key)?;
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// Complete sets at the destination, by index entry, with their marker checked.
+pub async fn complete_sets(
+    store: &TenantStore,
+    cancel: &CancellationToken,
+) -> Result<Vec<SetIndex>> {
+    let mut out = Vec::new();
+    for key in store.list("info").await? {
+        if !key.starts_with(layout::SET_INDEX_PREFIX) {
+            continue;
+        }
+        let index: SetIndex = manifest::from_json(&store.get(&key, cancel).await?, &key)?;
+        let marker = layout::set_complete(&index.set_dir);
+        if store.exists(&marker).await? {
+            out.push(index);
+        }
+    }
+    Ok(out)
+}
+
+fn prepare_dir(to: &Path) -> Result<()> {
+    if to.exists() {
+        let mut entries = std::fs::read_dir(to)
+            .map_err(|e| WorkerError::Invalid(format!("{}: {e}", to.display())))?;
+        if entries.next().is_some() {
+            return Err(WorkerError::Invalid(format!(
+                "restore target {} is not empty; restore into an empty or new directory",
+                to.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(to.join("data"))
+        .map_err(|e| WorkerError::Invalid(format!("{}: {e}", to.display())))?;
+    std::fs::create_dir_all(to.join("log"))
+        .map_err(|e| WorkerError::Invalid(format!("{}: {e}", to.display())))?;
+    std::fs::write(to.join(IN_PROGRESS), b"restore under way or failed\n")
+        .map_err(|e| WorkerError::Invalid(format!("{}: {e}", to.display())))
+}
+
+/// A small cache of whole objects (restores read blocks mostly in object order).
+struct ObjectCache<'a> {
+    store: &'a TenantStore,
+    cached: VecDeque<(String, Bytes)>,
+}
+
+impl ObjectCache<'_> {
+    async fn get(&mut self, key: &str, cancel: &CancellationToken) -> Result<Bytes> {
+        if let Some((_, b)) = self.cached.iter().find(|(k, _)| k == key) {
+            return Ok(b.clone());
+        }
+        let b = self.store.get(key, cancel).await?;
+        if self.cached.len() >= 4 {
+            self.cached.pop_front();
+        }
+        self.cached.push_back((key.to_string(), b.clone()));
+        Ok(b)
+    }
+}
+
+/// Runs a restore.
+pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<RestoreInfo> {
+    let dest = find_tenant(&args.dest, &args.tenant).await?;
+    let store = TenantStore::open(&dest)?;
+    let pieces = piece_manifests(&store, cancel).await?;
+    let latest = pieces.iter().map(|p| p.checkpoint_scn).max().unwrap_or(0);
+    let target = match (args.until_scn, args.until_time_ms) {
+        (Some(scn), _) => scn,
+        (None, Some(t)) => pieces
+            .iter()
+            .flat_map(|p| p.checkpoints.iter())
+            .filter(|(_, time)| *time <= t)
+            .map(|(scn, _)| *scn)
+            .max()
+            .ok_or_else(|| {
+                WorkerError::Invalid(format!("no archived checkpoint at or before time {t}"))
+            })?,
+        (None, None) => latest,
+    };
+    let sets = complete_sets(&store, cancel).await?;
+    let set = sets
+        .iter()
+        .filter(|s| args.backup_set.is_none_or(|id| id == s.backup_set_id))
+        .filter(|s| s.min_restore_scn <= target)
+        .max_by_key(|s| (s.min_restore_scn, s.backup_set_id))
+        .ok_or_else(|| {
+            WorkerError::Invalid(format!(
+                "no complete backup set of tenant {} restores to SCN {target} (sets: {})",
+                dest.tenant_name,
+                sets.iter()
+                    .map(|s| format!("{}@{}", s.backup_set_id, s.min_restore_scn))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?
+        .clone();
+    if target > latest {
+        return Err(WorkerError::Invalid(format!(
+            "SCN {target} is beyond the archived log (archived up to {latest})"
+        )));
+    }
+    prepare_dir(&args.to)?;
+    let m = read_set_manifest(&store, set.backup_set_id, cancel).await?;
+    info!(tenant = %dest.tenant_name, backup_set_id = set.backup_set_id, target, "restoring");
+    let mut cache = ObjectCache {
+        store: &store,
+        cached: VecDeque::new(),
+    };
+    let mut data_bytes = 0u64;
+    for f in &m.files {
+        if f.path.split('/').any(|p| p == ".." || p.is_empty()) || f.path.starts_with('/') {
+            return Err(WorkerError::Corrupt(format!(
+                "manifest names an unsafe path '{}'",
+                f.path
+            )));
+        }
+        let path = args.to.join("data").join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| WorkerError::Invalid(format!("{}: {e}", parent.display())))?;
+        }
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(&path)
+                .map_err(|e| WorkerError::Invalid(format!("{}: {e}", path.display())))?,
+        );
+        for b in &f.blocks {
+            let obj = cache.get(&b.loc.object, cancel).await?;
+            let stored = obj
+                .get(b.loc.offset as usize..(b.loc.offset + b.loc.len) as usize)
+                .ok_or_else(|| {
+                    WorkerError::Corrupt(format!(
+                        "{}: shorter than the manifest says",
+                        b.loc.object
+                    ))
+                })?;
+            let raw = manifest::decompress(
+                stored,
+                b.loc.compressed,
+                b.raw_len as usize,
+                &b.checksum,
+                &b.loc.object,
+            )?;
+            out.write_all(&raw)
+                .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
+            data_bytes += raw.len() as u64;
+        }
+        out.flush()
+            .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
+    }
+    let log_bytes = write_log(
+        &store,
+        &pieces,
+        m.start_replay_scn,
+        target,
+        &args.to,
+        cancel,
+    )
+    .await?;
+    let info = RestoreInfo {
+        tenant_id: dest.tenant_id.0,
+        tenant_name: dest.tenant_name.clone(),
+        backup_set_id: set.backup_set_id,
+        start_replay_scn: m.start_replay_scn,
+        min_restore_scn: m.min_restore_scn,
+        until_scn: target,
+        files: m.files.len() as u64,
+        data_bytes,
+        log_bytes,
+    };
+    let json = serde_json::to_vec_pretty(&info).map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    std::fs::write(args.to.join(RESTORE_INFO), json)
+        .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    std::fs::remove_file(args.to.join(IN_PROGRESS))
+        .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    Ok(info)
+}
+
+/// Writes log `[from, to)` from the pieces into `DIR/log/<from>.log`.
+async fn write_log(
+    store: &TenantStore,
+    pieces: &[PieceManifest],
+    from: u64,
+    to: u64,
+    dir: &Path,
+    cancel: &CancellationToken,
+) -> Result<u64> {
+    let mut objects: HashMap<&str, &LogObject> = HashMap::new();
+    for p in pieces {
+        for o in p.objects.iter().filter(|o| o.end <= p.checkpoint_scn) {
+            objects.insert(o.key.as_str(), o);
+        }
+    }
+    let mut sorted: Vec<&LogObject> = objects.into_values().collect();
+    sorted.sort_by_key(|o| (o.start, o.end));
+    let path = dir.join("log").join(format!("{from:020}.log"));
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&path)
+            .map_err(|e| WorkerError::Invalid(format!("{}: {e}", path.display())))?,
+    );
+    let mut pos = from;
+    while pos < to {
+        let next = sorted
+            .iter()
+            .filter(|o| o.start <= pos && o.end > pos)
+            .max_by_key(|o| o.end)
+            .ok_or_else(|| {
+                let after = sorted.iter().find(|o| o.start > pos).map(|o| o.start);
+                WorkerError::Corrupt(format!(
+                    "archived log has a gap at SCN {pos}{}",
+                    after
+                        .map(|a| format!(" (next archived byte is at {a})"))
+                        .unwrap_or_default()
+                ))
+            })?;
+        let stored = store.get(&next.key, cancel).await?;
+        if manifest::checksum(&stored) != next.stored_checksum {
+            return Err(WorkerError::Corrupt(format!(
+                "{}: checksum mismatch",
+                next.key
+            )));
+        }
+        let raw = manifest::decompress(
+            &stored,
+            next.compressed,
+            (next.end - next.start) as usize,
+            &next.checksum,
+            &next.key,
+        )?;
+        let end = next.end.min(to);
+        let slice = &raw[(pos - next.start) as usize..(end - next.start) as usize];
+        out.write_all(slice)
+            .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
+        pos = end;
+    }
+    out.flush()
+        .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
+    Ok(to - from)
+}

@@ -1,0 +1,308 @@
+//! Tenant sources: what a worker reads for one tenant.
+//!
+//! `dir:///ABS/PATH` (`DESIGN.md` §5):
+//! - `PATH/data/**`: datafiles, copied fuzzily while the tenant writes;
+//! - `PATH/log/`: the log as segment files whose names are their start SCN (digits,
+//!   optionally followed by `.log`, e.g. `00000000000000000000.log`). The log is one
+//!   byte stream; an SCN is a byte offset in it; each segment must start where the
+//!   previous one ends. A segment is sealed once a later one exists; the last one is
+//!   active and grows.
+//!
+//! Paths that leave the tenant root (`..`, symlinks pointing outside), unreadable
+//! files and files that vanish mid-read are errors naming the file, never a crash.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backstop_common::Scn;
+use backstop_common::task::FileEntry;
+
+use crate::error::{Result, WorkerError};
+
+/// A log segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// File name.
+    pub name: String,
+    /// First SCN in it.
+    pub start: u64,
+    /// Current size in bytes.
+    pub len: u64,
+}
+
+/// A `dir://` tenant source.
+#[derive(Debug, Clone)]
+pub struct DirSource {
+    root: PathBuf,
+}
+
+impl DirSource {
+    /// Opens `dir:///abs/path`.
+    pub fn open(uri: &str) -> Result<DirSource> {
+        let path = uri
+            .strip_prefix("dir://")
+            .ok_or_else(|| WorkerError::Invalid(format!("unsupported tenant source '{uri}'")))?;
+        let root = std::fs::canonicalize(path)
+            .map_err(|e| WorkerError::Source(format!("tenant root {path}: {e}")))?;
+        Ok(DirSource { root })
+    }
+
+    /// The tenant root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
+    }
+
+    /// Every regular file under `data/`, sorted, with relative `/` paths. Symlinks
+    /// are followed only when they stay inside the tenant root.
+    pub fn list_datafiles(&self) -> Result<Vec<FileEntry>> {
+        let data = self.data_dir();
+        if !data.is_dir() {
+            return Err(WorkerError::Source(format!(
+                "{} is not a directory",
+                data.display()
+            )));
+        }
+        let mut files = Vec::new();
+        for entry in walkdir::WalkDir::new(&data)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
+            let entry =
+                entry.map_err(|e| WorkerError::Source(format!("walk {}: {e}", data.display())))?;
+            if entry.path_is_symlink() {
+                let target = std::fs::canonicalize(entry.path())
+                    .map_err(|e| WorkerError::Source(format!("{}: {e}", entry.path().display())))?;
+                if !target.starts_with(&self.root) {
+                    return Err(WorkerError::Source(format!(
+                        "{} is a symlink leaving the tenant root (to {})",
+                        entry.path().display(),
+                        target.display()
+                    )));
+                }
+            }
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(&data)
+                .map_err(|e| WorkerError::Source(e.to_string()))?;
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            let size = entry
+                .metadata()
+                .map_err(|e| WorkerError::Source(format!("{}: {e}", entry.path().display())))?
+                .len();
+            files.push(FileEntry { path: rel, size });
+        }
+        Ok(files)
+    }
+
+    /// Resolves a datafile path from a task, refusing anything outside `data/`.
+    pub fn datafile_path(&self, rel: &str) -> Result<PathBuf> {
+        if rel.is_empty()
+            || rel.starts_with('/')
+            || rel.split('/').any(|p| p == ".." || p.is_empty())
+        {
+            return Err(WorkerError::Source(format!(
+                "datafile path '{rel}' leaves the tenant root"
+            )));
+        }
+        Ok(self.data_dir().join(rel))
+    }
+
+    /// Opens a datafile for reading.
+    pub fn open_datafile(&self, rel: &str) -> Result<std::fs::File> {
+        let path = self.datafile_path(rel)?;
+        std::fs::File::open(&path)
+            .map_err(|e| WorkerError::Source(format!("open {}: {e}", path.display())))
+    }
+
+    /// The log segments, ordered, checked to be contiguous.
+    pub fn segments(&self) -> Result<Vec<Segment>> {
+        let dir = self.log_dir();
+        let read = std::fs::read_dir(&dir)
+            .map_err(|e| WorkerError::Source(format!("{}: {e}", dir.display())))?;
+        let mut segs = Vec::new();
+        for entry in read {
+            let entry =
+                entry.map_err(|e| WorkerError::Source(format!("{}: {e}", dir.display())))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let digits = name.strip_suffix(".log").unwrap_or(&name);
+            let Ok(start) = digits.parse::<u64>() else {
+                continue;
+            };
+            let len = match entry.metadata() {
+                Ok(m) if m.is_file() => m.len(),
+                Ok(_) => continue,
+                // Removed between listing and stat: treat as gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(WorkerError::Source(format!("{name}: {e}"))),
+            };
+            segs.push(Segment { name, start, len });
+        }
+        segs.sort_by_key(|s| s.start);
+        for pair in segs.windows(2) {
+            if pair[0].start + pair[0].len != pair[1].start {
+                return Err(WorkerError::Source(format!(
+                    "log segments {} and {} are not contiguous ({} + {} != {})",
+                    pair[0].name, pair[1].name, pair[0].start, pair[0].len, pair[1].start
+                )));
+            }
+        }
+        Ok(segs)
+    }
+
+    /// The current end of the log (the SCN the next byte will get).
+    pub fn log_end(&self) -> Result<Scn> {
+        Ok(Scn(self.segments()?.last().map_or(0, |s| s.start + s.len)))
+    }
+
+    /// Reads up to `max` bytes of log from `from`. Empty when `from` is the end.
+    /// Fails with [`WorkerError::LogLost`] when `from` is before the oldest segment.
+    pub fn read_log(&self, from: Scn, max: usize) -> Result<Vec<u8>> {
+        let segs = self.segments()?;
+        let Some(first) = segs.first() else {
+            return Ok(Vec::new());
+        };
+        if from.0 < first.start {
+            return Err(WorkerError::LogLost(format!(
+                "log from SCN {} is gone; the oldest segment {} starts at {}",
+                from.0, first.name, first.start
+            )));
+        }
+        let mut out = Vec::new();
+        for seg in segs
+            .iter()
+            .filter(|s| s.start + s.len > from.0 || (s.len == 0 && s.start >= from.0))
+        {
+            if out.len() >= max {
+                break;
+            }
+            let pos = from.0 + out.len() as u64;
+            if pos < seg.start || pos >= seg.start + seg.len {
+                continue;
+            }
+            let path = self.log_dir().join(&seg.name);
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(WorkerError::LogLost(format!(
+                        "segment {} vanished before it was archived",
+                        seg.name
+                    )));
+                }
+                Err(e) => return Err(WorkerError::Source(format!("open {}: {e}", path.display()))),
+            };
+            f.seek(SeekFrom::Start(pos - seg.start))
+                .map_err(|e| WorkerError::Source(format!("seek {}: {e}", path.display())))?;
+            let want = ((seg.start + seg.len - pos) as usize).min(max - out.len());
+            let mut buf = vec![0u8; want];
+            let mut got = 0;
+            while got < want {
+                let n = f
+                    .read(&mut buf[got..])
+                    .map_err(|e| WorkerError::Source(format!("read {}: {e}", path.display())))?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            buf.truncate(got);
+            out.extend_from_slice(&buf);
+            if got < want {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a hook with `sh -c`, with `BACKSTOP_TENANT_ROOT` set, killing it after
+    /// `timeout`.
+    pub async fn run_hook(&self, which: &str, command: &str, timeout: Duration) -> Result<()> {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .env("BACKSTOP_TENANT_ROOT", &self.root)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| WorkerError::Hook(format!("{which}: start '{command}': {e}")))?;
+        let status = tokio::time::timeout(timeout, child.wait())
+            .await
+            .map_err(|_| {
+                WorkerError::Hook(format!(
+                    "{which}: '{command}' did not finish within {}s",
+                    timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| WorkerError::Hook(format!("{which}: {e}")))?;
+        if !status.success() {
+            return Err(WorkerError::Hook(format!(
+                "{which}: '{command}' exited with {status}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_log_across_segments_and_detects_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("log")).unwrap();
+        std::fs::create_dir_all(dir.path().join("data/sub")).unwrap();
+        std::fs::write(dir.path().join("log/00000000000000000000.log"), b"hello ").unwrap();
+        std::fs::write(dir.path().join("log/00000000000000000006.log"), b"world").unwrap();
+        std::fs::write(dir.path().join("data/sub/f1"), b"x").unwrap();
+        let src = DirSource::open(&format!("dir://{}", dir.path().display())).unwrap();
+        assert_eq!(src.log_end().unwrap(), Scn(11));
+        assert_eq!(src.read_log(Scn(3), 100).unwrap(), b"lo world");
+        assert_eq!(src.read_log(Scn(3), 4).unwrap(), b"lo w");
+        assert_eq!(src.read_log(Scn(11), 4).unwrap(), b"");
+        std::fs::remove_file(dir.path().join("log/00000000000000000000.log")).unwrap();
+        assert!(matches!(
+            src.read_log(Scn(3), 4),
+            Err(WorkerError::LogLost(_))
+        ));
+        let files = src.list_datafiles().unwrap();
+        assert_eq!(
+            files,
+            vec![FileEntry {
+                path: "sub/f1".into(),
+                size: 1
+            }]
+        );
+        assert!(src.datafile_path("../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn symlinks_leaving_the_root_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("data/link"))
+            .unwrap();
+        let src = DirSource::open(&format!("dir://{}", dir.path().display())).unwrap();
+        let err = src.list_datafiles().unwrap_err();
+        assert!(err.to_string().contains("leaving the tenant root"), "{err}");
+    }
+}

@@ -1,0 +1,198 @@
+//! Object storage for one tenant at one destination, through `object_store`:
+//! `file://` (local filesystem) or `s3://` (any S3-compatible server, path style,
+//! plain http allowed for local servers). Keys are relative to the tenant prefix
+//! `CLUSTER_NAME/CLUSTER_ID/incarnation_N/TENANT_ID`. Every call can be cancelled;
+//! transient S3 errors are retried with backoff by object_store's retry layer; large
+//! objects go up in multipart uploads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backstop_common::BackupDest;
+use backstop_common::task::TenantDest;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Result, WorkerError};
+
+/// Objects at least this large are uploaded in parts.
+pub const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
+/// Part size of multipart uploads.
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// A tenant's area at a destination.
+#[derive(Clone)]
+pub struct TenantStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    shown: String,
+}
+
+impl std::fmt::Debug for TenantStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TenantStore({}/{})", self.shown, self.prefix)
+    }
+}
+
+/// Opens the object store of a destination URI (`file://` or `s3://`).
+pub fn open_dest(uri: &str) -> Result<Arc<dyn ObjectStore>> {
+    let dest = BackupDest::parse(uri).map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    match dest {
+        BackupDest::File { path } => {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| WorkerError::Storage(format!("create {path}: {e}")))?;
+            let fs = LocalFileSystem::new_with_prefix(&path)
+                .map_err(|e| WorkerError::Storage(format!("open {path}: {e}")))?;
+            Ok(Arc::new(fs))
+        }
+        BackupDest::S3 {
+            bucket,
+            host,
+            access_id,
+            access_key,
+            region,
+            ..
+        } => {
+            let mut b = AmazonS3Builder::new()
+                .with_bucket_name(&bucket)
+                .with_access_key_id(&access_id)
+                .with_secret_access_key(&access_key)
+                .with_region(region.as_deref().unwrap_or("us-east-1"))
+                .with_virtual_hosted_style_request(false)
+                .with_retry(RetryConfig {
+                    max_retries: 5,
+                    retry_timeout: Duration::from_secs(30),
+                    ..Default::default()
+                });
+            if let Some(host) = host {
+                b = b.with_endpoint(&host).with_allow_http(true);
+            }
+            Ok(Arc::new(b.build().map_err(|e| {
+                WorkerError::Storage(format!("open s3 bucket {bucket}: {e}"))
+            })?))
+        }
+    }
+}
+
+impl TenantStore {
+    /// Opens the tenant's area of `dest`.
+    pub fn open(dest: &TenantDest) -> Result<TenantStore> {
+        let parsed =
+            BackupDest::parse(&dest.uri).map_err(|e| WorkerError::Invalid(e.to_string()))?;
+        let s3_prefix = match &parsed {
+            BackupDest::S3 { prefix, .. } if !prefix.is_empty() => format!("{prefix}/"),
+            _ => String::new(),
+        };
+        Ok(TenantStore {
+            store: open_dest(&dest.uri)?,
+            prefix: format!("{s3_prefix}{}", dest.tenant_prefix()),
+            shown: parsed.root_path(),
+        })
+    }
+
+    fn path(&self, key: &str) -> Path {
+        Path::from(format!("{}/{key}", self.prefix))
+    }
+
+    /// Writes an object (multipart above [`MULTIPART_THRESHOLD`]).
+    pub async fn put(&self, key: &str, data: Bytes, cancel: &CancellationToken) -> Result<()> {
+        let path = self.path(key);
+        let fut = async {
+            if data.len() < MULTIPART_THRESHOLD {
+                self.store.put(&path, PutPayload::from_bytes(data)).await?;
+                return Ok::<(), WorkerError>(());
+            }
+            let upload = self.store.put_multipart(&path).await?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            for chunk in data.chunks(PART_SIZE) {
+                writer.wait_for_capacity(4).await?;
+                writer.write(chunk);
+            }
+            writer.finish().await?;
+            Ok(())
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => Err(WorkerError::Cancelled),
+            r = fut => r.map_err(|e| match e {
+                WorkerError::Storage(m) => WorkerError::Storage(format!("put {key}: {m}")),
+                other => other,
+            }),
+        }
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, key: &str, cancel: &CancellationToken) -> Result<Bytes> {
+        let path = self.path(key);
+        let fut = async { self.store.get(&path).await?.bytes().await };
+        tokio::select! {
+            _ = cancel.cancelled() => Err(WorkerError::Cancelled),
+            r = fut => r.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => WorkerError::Corrupt(format!("object {key} is missing")),
+                e => WorkerError::Storage(format!("get {key}: {e}")),
+            }),
+        }
+    }
+
+    /// Reads `len` bytes at `offset` of an object.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Bytes> {
+        let path = self.path(key);
+        let fut = self.store.get_range(&path, offset..offset + len);
+        tokio::select! {
+            _ = cancel.cancelled() => Err(WorkerError::Cancelled),
+            r = fut => r.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => WorkerError::Corrupt(format!("object {key} is missing")),
+                e => WorkerError::Storage(format!("get {key}: {e}")),
+            }),
+        }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.store.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(WorkerError::Storage(format!("head {key}: {e}"))),
+        }
+    }
+
+    /// Keys (relative to the tenant prefix) under `dir`.
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let base = format!("{}/", self.prefix);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&self.path(dir)))
+            .try_collect()
+            .await
+            .map_err(|e| WorkerError::Storage(format!("list {dir}: {e}")))?;
+        let mut keys: Vec<String> = metas
+            .into_iter()
+            .filter_map(|m| m.location.as_ref().strip_prefix(&base).map(str::to_string))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(WorkerError::Storage(format!("delete {key}: {e}"))),
+        }
+    }
+
+    /// The destination without secrets, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
