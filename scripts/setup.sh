@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing Backstop needs on a fresh Debian machine:
-# libclang (RocksDB's bindings), a C++ compiler, the MariaDB `mysql` client, and
-# cargo-nextest. Safe to run again: it installs only what is missing.
+# libclang (RocksDB's bindings), a C++ compiler, the MariaDB `mysql` client, curl,
+# flock (util-linux), an S3-compatible test server (moto) and cargo-nextest.
+# Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 need_apt=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in libclang1-14 libclang-common-14-dev g++ mariadb-client; do
+for pkg in libclang1-14 libclang-common-14-dev g++ mariadb-client curl util-linux; do
   have_pkg "$pkg" || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -16,6 +17,14 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# The S3-compatible server the tests start (moto), from PyPI.
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "setup: installing moto[server]"
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]'
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+fi
+command -v moto_server >/dev/null 2>&1 || { echo "setup: moto_server is not on PATH after install" >&2; exit 1; }
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"

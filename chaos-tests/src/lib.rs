@@ -3,3 +3,4 @@
 //! issue grow here.
 
 pub mod cluster;
+pub mod workload;

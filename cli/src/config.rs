@@ -12,6 +12,7 @@
 //! join = []                 # e.g. ["10.0.0.1:2882"]
 //! cluster_name = "backstop"
 //! root_password = ""        # or BACKSTOP_ROOT_PASSWORD
+//! task_lease_ms = 10000     # a worker silent this long loses its tasks
 //!
 //! [meta.raft]
 //! heartbeat_ms = 100
@@ -73,6 +74,8 @@ pub struct MetaSection {
     pub root_password: Option<String>,
     /// Raft tuning.
     pub raft: RaftTuning,
+    /// Task lease, ms (a worker silent this long loses its tasks).
+    pub task_lease_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -123,6 +126,9 @@ pub fn meta_config(args: &MetaArgs, file: &FileConfig) -> anyhow::Result<MetaCon
     }
     config.root_password = root_password(f);
     config.raft = f.raft.clone();
+    if let Some(ms) = f.task_lease_ms {
+        config.task_lease_ms = ms;
+    }
     Ok(config)
 }
 
@@ -144,5 +150,8 @@ pub fn standalone_config(args: &StandaloneArgs, file: &FileConfig) -> anyhow::Re
     }
     config.root_password = root_password(f);
     config.raft = f.raft.clone();
+    if let Some(ms) = f.task_lease_ms {
+        config.task_lease_ms = ms;
+    }
     Ok(config)
 }

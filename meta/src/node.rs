@@ -136,9 +136,17 @@ impl MetaNode {
         node.spawn_server(listener).await;
         node.bootstrap_or_join().await?;
         let identity = node.clone();
-        node.tasks.lock().await.push(tokio::spawn(async move {
+        let scheduler = tokio::spawn(crate::scheduler::run(
+            node.clone(),
+            node.leases.clone(),
+            node.task_lease(),
+        ));
+        let mut tasks = node.tasks.lock().await;
+        tasks.push(tokio::spawn(async move {
             identity.ensure_cluster_identity().await
         }));
+        tasks.push(scheduler);
+        drop(tasks);
         info!(node_id = node.id, addr = %node.addr, "meta node started");
         Ok(node)
     }

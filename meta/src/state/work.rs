@@ -688,7 +688,16 @@ impl MetaState {
         // the error and keeps trying, as an archive must.
         if retryable && (task.attempt < MAX_ATTEMPTS || is_archive) {
             task.status = TaskStatus::Pending;
-            return Ok(vec![Touched::Task(task_id)]);
+            let job_id = task.job_id;
+            let mut touched = vec![Touched::Task(task_id)];
+            if is_archive
+                && let Some(round) = self.work.rounds.values_mut().find(|r| r.job_id == job_id)
+            {
+                // The archive keeps retrying; the round says why it is not advancing.
+                round.comment = format!("retrying: {reason}");
+                touched.push(Touched::Round(round.tenant_id, round.round_id));
+            }
+            return Ok(touched);
         }
         task.status = TaskStatus::Failed;
         let job_id = task.job_id;
@@ -948,6 +957,7 @@ impl MetaState {
         }
         round.checkpoint_scn = p.checkpoint_scn;
         round.checkpoint_time_ms = now;
+        round.comment.clear();
         round.input_bytes += p.input_bytes;
         round.output_bytes += p.output_bytes;
         round.lag_ms = p.lag_ms;

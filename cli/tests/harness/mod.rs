@@ -1,0 +1,302 @@
+//! Real `backstop` processes for integration tests: a meta node, workers, `ctl`,
+//! `restore`, and an S3-compatible server (moto) when a test needs one. Every child
+//! is killed with SIGKILL when its guard drops, so a failing test leaves nothing.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_backstop");
+
+/// Kills the child (SIGKILL) on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn spawn(args: &[&str], log: &Path) -> Proc {
+    let log = std::fs::File::create(log).unwrap();
+    Proc(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("BACKSTOP_CONFIG")
+            .env("BACKSTOP_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn backstop"),
+    )
+}
+
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A one-node meta cluster plus workers, all real processes.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub meta: String,
+    pub meta_proc: Proc,
+    pub workers: Vec<Option<Proc>>,
+}
+
+impl Cluster {
+    pub fn start(dir: &Path, workers: usize, lease_ms: u64) -> Cluster {
+        let config = dir.join("backstop.toml");
+        std::fs::write(&config, format!("[meta]\ntask_lease_ms = {lease_ms}\n")).unwrap();
+        let meta = format!("127.0.0.1:{}", free_port());
+        let meta_dir = dir.join("meta");
+        let meta_proc = spawn(
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "meta",
+                "--node-id",
+                "1",
+                "--listen",
+                &meta,
+                "--data-dir",
+                meta_dir.to_str().unwrap(),
+            ],
+            &dir.join("meta.log"),
+        );
+        let mut c = Cluster {
+            dir: dir.to_path_buf(),
+            meta,
+            meta_proc,
+            workers: Vec::new(),
+        };
+        wait_for("meta leader", 30, || {
+            c.try_ctl(&["status"])
+                .filter(|s| s["leader_id"] == 1 && s["cluster_id"] != 0)
+        });
+        for _ in 0..workers {
+            c.add_worker();
+        }
+        let n = workers;
+        wait_for("workers registered", 30, || {
+            c.try_ctl(&["workers"])
+                .filter(|w| w.as_array().is_some_and(|a| a.len() == n))
+        });
+        c
+    }
+
+    pub fn add_worker(&mut self) -> usize {
+        let i = self.workers.len();
+        let wdir = self.dir.join(format!("worker{i}"));
+        let p = spawn(
+            &[
+                "worker",
+                "--meta",
+                &self.meta,
+                "--data-dir",
+                wdir.to_str().unwrap(),
+                "--slots",
+                "2",
+            ],
+            &self.dir.join(format!("worker{i}.log")),
+        );
+        self.workers.push(Some(p));
+        i
+    }
+
+    pub fn try_ctl(&self, args: &[&str]) -> Option<Value> {
+        let out = self.ctl_raw(args);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn ctl_raw(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(["ctl", "--meta", &self.meta, "--timeout", "5", "--json"])
+            .args(args)
+            .output()
+            .expect("run ctl")
+    }
+
+    /// Runs ctl and returns its JSON; panics with stderr on failure.
+    pub fn ctl(&self, args: &[&str]) -> Value {
+        let out = self.ctl_raw(args);
+        assert!(
+            out.status.success(),
+            "ctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Creates a tenant with a backup_dest and a fast archive.
+    pub fn setup_tenant(&self, name: &str, source: &Path, dest: &str, hooks: bool) {
+        self.ctl(&[
+            "tenant",
+            "create",
+            name,
+            "--source",
+            &format!("dir://{}", source.display()),
+        ]);
+        if hooks {
+            let hook = format!("flock {}/workload/write.lock true", source.display());
+            self.ctl(&["tenant", "hooks", name, "--begin", &hook]);
+        }
+        self.ctl(&["param", "set", "backup_dest", dest, "--tenant", name]);
+        self.ctl(&[
+            "param",
+            "set",
+            "backup_dest_option",
+            "log_archive_checkpoint_interval=1s&log_archive_piece_switch_interval=3s",
+            "--tenant",
+            name,
+        ]);
+    }
+
+    pub fn round(&self, tenant: &str) -> Value {
+        let rounds = self.ctl(&["archive", "--tenant", tenant]);
+        rounds
+            .as_array()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn start_archive(&self, tenant: &str) {
+        self.ctl(&["archivelog", "--tenant", tenant]);
+        wait_for("archive DOING", 30, || {
+            (self.round(tenant)["status"] == "DOING").then_some(())
+        });
+    }
+
+    /// Starts a backup and waits for its set to succeed; returns the set row.
+    pub fn backup(&self, tenant: &str, incremental: bool) -> Value {
+        let mut args = vec!["backup", "--tenant", tenant];
+        if incremental {
+            args.push("--incremental");
+        }
+        let jobs = self.ctl(&args);
+        let job = jobs["job_ids"][0].as_u64().unwrap();
+        self.wait_set_of_job(tenant, job)
+    }
+
+    pub fn wait_set_of_job(&self, tenant: &str, job: u64) -> Value {
+        wait_for("backup set", 120, || {
+            let sets = self.ctl(&["sets", "--tenant", tenant]);
+            let set = sets
+                .as_array()?
+                .iter()
+                .find(|s| s["job_id"] == job)?
+                .clone();
+            assert_ne!(set["status"], "FAILED", "backup failed: {set}");
+            (set["status"] == "SUCCESS").then_some(set)
+        })
+    }
+
+    /// Waits until the archive checkpoint reaches `scn`.
+    pub fn wait_archived(&self, tenant: &str, scn: u64) {
+        wait_for("archive to catch up", 60, || {
+            (self.round(tenant)["checkpoint_scn"].as_u64()? >= scn).then_some(())
+        });
+    }
+
+    pub fn kill_worker(&mut self, i: usize) {
+        self.workers[i].take();
+    }
+}
+
+/// Runs `backstop restore`; returns its JSON or the error text.
+pub fn restore(dest: &str, tenant: &str, to: &Path, extra: &[&str]) -> Result<Value, String> {
+    let out = Command::new(BIN)
+        .args([
+            "restore",
+            "--dest",
+            dest,
+            "--tenant",
+            tenant,
+            "--to",
+            to.to_str().unwrap(),
+            "--json",
+        ])
+        .args(extra)
+        .output()
+        .expect("run restore");
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// An S3-compatible server (moto) on a free port with one bucket.
+pub struct S3 {
+    pub proc: Option<Proc>,
+    pub port: u16,
+}
+
+impl S3 {
+    pub fn start(dir: &Path, bucket: &str) -> S3 {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("moto.log")).unwrap();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("moto_server must be installed (pip install 'moto[server]'; scripts/setup.sh does it)");
+        let s3 = S3 {
+            proc: Some(Proc(child)),
+            port,
+        };
+        wait_for("moto_server", 60, || {
+            let ok = Command::new("curl")
+                .args([
+                    "-sf",
+                    "-X",
+                    "PUT",
+                    &format!("http://127.0.0.1:{port}/{bucket}"),
+                ])
+                .output()
+                .ok()?
+                .status
+                .success();
+            ok.then_some(())
+        });
+        s3
+    }
+
+    pub fn uri(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "s3://{bucket}/{prefix}?host=http://127.0.0.1:{}&access_id=test&access_key=test&s3_region=us-east-1",
+            self.port
+        )
+    }
+
+    pub fn stop(&mut self) {
+        self.proc.take();
+    }
+}
