@@ -83,6 +83,24 @@ pub enum CtlCmd {
         #[arg(long)]
         backup_set: u64,
     },
+    /// Restore a tenant into a directory on a worker's host (records a RESTORE job).
+    Restore {
+        /// Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Absolute directory (empty or new) on the worker's host.
+        #[arg(long)]
+        to: String,
+        /// Destination (default: the tenant's backup_dest).
+        #[arg(long, default_value = "")]
+        dest: String,
+        /// Target SCN (default: everything archived).
+        #[arg(long)]
+        until_scn: Option<u64>,
+        /// Set to use.
+        #[arg(long)]
+        backup_set: Option<u64>,
+    },
     /// Archive rounds.
     Archive {
         /// Only this tenant.
@@ -690,6 +708,32 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 j,
                 json!({"job_ids": r.job_ids}),
                 format!("validation started: jobs {:?}", r.job_ids),
+            )
+        }
+        CtlCmd::Restore {
+            tenant,
+            to,
+            dest,
+            until_scn,
+            backup_set,
+        } => {
+            let req = RestoreTenantRequest {
+                tenant_name: tenant,
+                dest,
+                to,
+                until_scn,
+                backup_set_id: backup_set,
+            };
+            let r = c
+                .call(|mut m| {
+                    let r = req.clone();
+                    async move { m.restore_tenant(r).await }
+                })
+                .await?;
+            print(
+                j,
+                json!({"job_ids": r.job_ids}),
+                format!("restore started: jobs {:?}", r.job_ids),
             )
         }
         CtlCmd::Archive { tenant } => {

@@ -213,6 +213,28 @@ fn a_real_source_tree_backs_up_and_restores_byte_identical() {
         String::from_utf8_lossy(&diff.stdout)
     );
     assert!(!to.join(".backstop_restore_in_progress").exists());
+    // The same through the metadata service: a RESTORE job run by a worker.
+    let to2 = dir.path().join("restored_by_job");
+    let jobs = c.ctl(&["restore", "--tenant", "tree", "--to", to2.to_str().unwrap()]);
+    let job = jobs["job_ids"][0].clone();
+    let finished = wait_for("restore job", 60, || {
+        let all = c.ctl(&["jobs", "--all"]);
+        let j = all.as_array()?.iter().find(|j| j["job_id"] == job)?.clone();
+        assert_ne!(j["status"], "FAILED", "{j}");
+        (j["status"] == "FINISH").then_some(j)
+    });
+    assert_eq!(finished["job_type"], "RESTORE");
+    let diff = std::process::Command::new("diff")
+        .arg("-r")
+        .arg(src.join("data"))
+        .arg(to2.join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "diff -r: {}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
 }
 
 #[test]

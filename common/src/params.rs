@@ -25,15 +25,19 @@ pub enum Param {
     BackupDestOption,
     /// `backup_backup_dest_option`: `k=v&…` options of `backup_backup_dest`.
     BackupBackupDestOption,
+    /// `backup_compression` (Backstop): `zstd` (level 1, the default), `zstd:N` with
+    /// N in 1..=19, or `none`.
+    BackupCompression,
 }
 
 impl Param {
     /// Every parameter, in display order.
-    pub const ALL: [Param; 4] = [
+    pub const ALL: [Param; 5] = [
         Param::BackupDest,
         Param::BackupBackupDest,
         Param::BackupDestOption,
         Param::BackupBackupDestOption,
+        Param::BackupCompression,
     ];
 
     /// The OceanBase name, lower case.
@@ -43,6 +47,7 @@ impl Param {
             Param::BackupBackupDest => "backup_backup_dest",
             Param::BackupDestOption => "backup_dest_option",
             Param::BackupBackupDestOption => "backup_backup_dest_option",
+            Param::BackupCompression => "backup_compression",
         }
     }
 
@@ -58,6 +63,9 @@ impl Param {
             Param::BackupBackupDest => "destination of backup-of-backup copies (file:// or s3://)",
             Param::BackupDestOption => "options of backup_dest (k=v&k=v)",
             Param::BackupBackupDestOption => "options of backup_backup_dest (k=v&k=v)",
+            Param::BackupCompression => {
+                "compression of backup data: zstd (default), zstd:N (1-19) or none"
+            }
         }
     }
 
@@ -91,6 +99,14 @@ impl Param {
                 })?;
                 Ok(value.to_string())
             }
+            Param::BackupCompression => parse_compression(value)
+                .map(|_| value.to_ascii_lowercase())
+                .ok_or_else(|| ParamError {
+                    code: Code::InvalidArgument,
+                    message: format!(
+                        "backup_compression: '{value}' is not zstd, zstd:N (1-19) or none"
+                    ),
+                }),
         }
     }
 
@@ -101,6 +117,19 @@ impl Param {
         } else {
             value.to_string()
         }
+    }
+}
+
+/// The zstd level of a `backup_compression` value (0 = none); `None` if invalid.
+/// The empty string means the default, level 1.
+pub fn parse_compression(value: &str) -> Option<i32> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "zstd" => Some(1),
+        "none" => Some(0),
+        other => other
+            .strip_prefix("zstd:")
+            .and_then(|n| n.parse::<i32>().ok())
+            .filter(|n| (1..=19).contains(n)),
     }
 }
 
@@ -122,7 +151,7 @@ impl FromStr for Param {
             .ok_or_else(|| ParamError {
                 code: Code::InvalidArgument,
                 message: format!(
-                    "unknown parameter '{s}' (known: backup_dest, backup_backup_dest, backup_dest_option, backup_backup_dest_option)"
+                    "unknown parameter '{s}' (known: backup_dest, backup_backup_dest, backup_dest_option, backup_backup_dest_option, backup_compression)"
                 ),
             })
     }

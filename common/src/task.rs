@@ -154,6 +154,19 @@ pub enum TaskSpec {
         /// Optional `end_backup` hook.
         end_hook: Option<String>,
     },
+    /// Restore a tenant from a destination into a directory on the worker's host.
+    Restore {
+        /// Destination URI (with secrets).
+        dest_uri: String,
+        /// Tenant name or id at the destination.
+        tenant: String,
+        /// Empty or new directory.
+        to: String,
+        /// Target SCN (default: all archived log).
+        until_scn: Option<u64>,
+        /// Set to use (default: newest that reaches the target).
+        backup_set: Option<u64>,
+    },
     /// Re-read a backup set and check every checksum.
     ValidateSet {
         /// Destination.
@@ -172,6 +185,7 @@ impl TaskSpec {
             TaskSpec::BackupCopy { .. } => "BACKUP_COPY",
             TaskSpec::BackupFinalize { .. } => "BACKUP_FINALIZE",
             TaskSpec::ValidateSet { .. } => "VALIDATE",
+            TaskSpec::Restore { .. } => "RESTORE",
         }
     }
 }
@@ -225,6 +239,15 @@ pub enum TaskOutcome {
     ArchiveStopped {
         /// Final checkpoint.
         checkpoint_scn: Scn,
+    },
+    /// A restore finished.
+    Restored {
+        /// Set used.
+        backup_set_id: u64,
+        /// The restored log ends here.
+        until_scn: Scn,
+        /// Datafile bytes written.
+        data_bytes: u64,
     },
     /// Validation finished.
     Validated {

@@ -178,6 +178,19 @@ pub enum WorkCommand {
         /// Set.
         backup_set_id: u64,
     },
+    /// A restore job (`ctl restore`), run by a worker.
+    StartRestore {
+        /// Tenant name.
+        tenant: String,
+        /// Destination to restore from; `None`: the tenant's backup_dest.
+        dest: Option<String>,
+        /// Directory on the worker's host.
+        to: String,
+        /// Target SCN.
+        until_scn: Option<u64>,
+        /// Set to use.
+        backup_set: Option<u64>,
+    },
     /// A task ended (fenced).
     CompleteTask {
         /// Task.

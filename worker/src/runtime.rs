@@ -353,6 +353,28 @@ async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcome> {
             )
             .await
         }
+        TaskSpec::Restore {
+            dest_uri,
+            tenant,
+            to,
+            until_scn,
+            backup_set,
+        } => {
+            let args = crate::restore::RestoreArgs {
+                dest: dest_uri,
+                tenant,
+                to: to.into(),
+                until_scn,
+                until_time_ms: None,
+                backup_set,
+            };
+            let info = crate::restore::restore(&args, &ctx.abort).await?;
+            Ok(TaskOutcome::Restored {
+                backup_set_id: info.backup_set_id,
+                until_scn: backstop_common::Scn(info.until_scn),
+                data_bytes: info.data_bytes,
+            })
+        }
         TaskSpec::ValidateSet {
             dest,
             backup_set_id,

@@ -87,6 +87,7 @@ pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
         JobKind::Archive { round_id } => ("ARCHIVE", 0, *round_id),
         JobKind::Backup { backup_set_id, .. } => ("BACKUP", *backup_set_id, 0),
         JobKind::Validate { backup_set_id } => ("VALIDATE", *backup_set_id, 0),
+        JobKind::Restore { .. } => ("RESTORE", 0, 0),
     };
     pb::Job {
         job_id: j.job_id.0,

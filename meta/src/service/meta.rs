@@ -443,6 +443,33 @@ impl MetaService for MetaSvc {
         .await
     }
 
+    async fn restore_tenant(
+        &self,
+        request: Request<RestoreTenantRequest>,
+    ) -> Result<Response<JobsResponse>, Status> {
+        let req = request.into_inner();
+        if !req.to.trim().starts_with('/') {
+            return Err(MetaError::invalid("restore needs an absolute target directory").into());
+        }
+        let dest = Some(req.dest.trim().to_string()).filter(|d| !d.is_empty());
+        if let Some(d) = &dest {
+            backstop_common::BackupDest::parse(d)
+                .map_err(|e| MetaError::new(e.code(), e.to_string()))?;
+        }
+        let tenant = req.tenant_name.trim().to_string();
+        if tenant.is_empty() {
+            return Err(MetaError::invalid("restore needs a tenant").into());
+        }
+        let cmd = WorkCommand::StartRestore {
+            tenant: tenant.clone(),
+            dest,
+            to: req.to.trim().to_string(),
+            until_scn: req.until_scn,
+            backup_set: req.backup_set_id,
+        };
+        self.run_per_tenant(&tenant, move |_| cmd.clone()).await
+    }
+
     async fn list_archive(
         &self,
         request: Request<ListRequest>,

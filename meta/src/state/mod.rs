@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Reply, Request, Response};
 
 mod work;
+#[cfg(test)]
+mod work_tests;
 
 pub use work::*;
 
@@ -485,7 +487,7 @@ impl MetaState {
                     ));
                 }
             }
-            Param::BackupDestOption | Param::BackupBackupDestOption => {}
+            Param::BackupDestOption | Param::BackupBackupDestOption | Param::BackupCompression => {}
         }
         Ok(())
     }

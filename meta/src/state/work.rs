@@ -58,6 +58,11 @@ pub enum JobKind {
         /// Set checked.
         backup_set_id: u64,
     },
+    /// A restore into a directory.
+    Restore {
+        /// Target directory.
+        to: String,
+    },
 }
 
 /// Job status, as the views show it.
@@ -550,6 +555,37 @@ impl MetaState {
                 tenant,
                 backup_set_id,
             } => self.start_validate(tenant, *backup_set_id, now),
+            WorkCommand::StartRestore {
+                tenant,
+                dest,
+                to,
+                until_scn,
+                backup_set,
+            } => {
+                let tenant_id = self.tenant_id(tenant)?;
+                let dest_uri = match dest {
+                    Some(d) => d.clone(),
+                    None => self.tenant_dest(tenant_id)?.0.uri,
+                };
+                let name = self
+                    .tenants
+                    .get(&tenant_id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                let job_id = self.new_job(tenant_id, JobKind::Restore { to: to.clone() }, now);
+                let spec = TaskSpec::Restore {
+                    dest_uri,
+                    tenant: name,
+                    to: to.clone(),
+                    until_scn: *until_scn,
+                    backup_set: *backup_set,
+                };
+                let task_id = self.new_task(job_id, tenant_id, spec, 0, now);
+                Ok((
+                    Reply::Job(job_id),
+                    vec![Touched::Job(job_id), Touched::Task(task_id)],
+                ))
+            }
             WorkCommand::CompleteTask {
                 task_id,
                 attempt,
@@ -741,7 +777,7 @@ impl MetaState {
                     touched.push(Touched::Round(tenant, round_id));
                 }
             }
-            JobKind::Validate { .. } => {}
+            JobKind::Validate { .. } | JobKind::Restore { .. } => {}
         }
         touched
     }
@@ -1273,6 +1309,22 @@ impl MetaState {
                     touched.extend(self.fail_job(task.job_id, "OB_CHECKSUM_ERROR", &reason, now));
                 }
             }
+            (
+                TaskOutcome::Restored {
+                    backup_set_id,
+                    until_scn,
+                    data_bytes,
+                },
+                TaskSpec::Restore { to, .. },
+            ) => {
+                done(self);
+                touched.push(self.finish_job(task.job_id, now));
+                if let Some(job) = self.work.jobs.get_mut(&task.job_id) {
+                    job.comment = format!(
+                        "restored backup set {backup_set_id} and log up to SCN {until_scn} ({data_bytes} datafile bytes) into {to}"
+                    );
+                }
+            }
             (other, spec) => {
                 return Err(refuse(
                     Code::InvalidArgument,
@@ -1305,6 +1357,10 @@ impl MetaState {
             return touched;
         };
         let total: u64 = files.iter().map(|f| f.size).sum();
+        let compression_level = backstop_common::params::parse_compression(
+            self.param(Param::BackupCompression, Some(tenant_id)),
+        )
+        .unwrap_or(1);
         let parts = ((total / PART_TARGET_BYTES) as usize + 1)
             .clamp(1, MAX_PARTS)
             .min(files.len().max(1));
@@ -1328,7 +1384,7 @@ impl MetaState {
                 base_set_id: set.base_set_id,
                 part: part as u32,
                 files: part_files,
-                compression_level: 1,
+                compression_level,
             };
             let id = self.new_task(prepare.job_id, tenant_id, spec, bytes, now);
             touched.push(Touched::Task(id));
