@@ -205,6 +205,8 @@ pub struct RunLimits {
     pub duration: Duration,
     /// Roll segments at this size.
     pub segment_bytes: u64,
+    /// Stop after this many page writes (0 = no limit).
+    pub max_writes: u64,
 }
 
 /// What a run did.
@@ -272,7 +274,10 @@ pub fn run(dir: &Path, seed: u64, limits: RunLimits, stop: &AtomicBool) -> Resul
     let started = Instant::now();
     let mut stats = RunStats::default();
     let mut record = vec![0u8; RECORD];
-    while started.elapsed() < limits.duration && !stop.load(Ordering::Relaxed) {
+    while started.elapsed() < limits.duration
+        && !stop.load(Ordering::Relaxed)
+        && (limits.max_writes == 0 || stats.writes < limits.max_writes)
+    {
         if limits.rate > 0 {
             let allowed = (started.elapsed().as_secs_f64() * limits.rate as f64) as u64;
             if stats.writes * RECORD as u64 > allowed {
@@ -458,6 +463,7 @@ mod tests {
             rate: 0,
             duration: Duration::from_millis(200),
             segment_bytes: 100_000,
+            max_writes: 0,
         };
         let stats = run(&src, 7, limits, &stop).unwrap();
         assert!(stats.writes > 10);

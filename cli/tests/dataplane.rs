@@ -57,6 +57,7 @@ fn start_load(src: &Path, rate: u64) -> Load {
             rate,
             duration: Duration::from_secs(300),
             segment_bytes: 1 << 20,
+            max_writes: 0,
         };
         workload::run(&p, 42, limits, &s).expect("workload")
     });
@@ -153,6 +154,7 @@ fn full_and_incrementals_under_load_restore_exactly_on_s3_then_s3_goes_away() {
         rate: 1_000_000,
         duration: Duration::from_secs(1),
         segment_bytes: 1 << 20,
+        max_writes: 0,
     };
     workload::run(&src, 43, limits, &AtomicBool::new(false)).unwrap();
     let jobs = c.ctl(&["backup", "--tenant", "t1", "--incremental"]);

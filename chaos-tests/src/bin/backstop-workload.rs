@@ -50,6 +50,9 @@ enum Cmd {
         /// Roll log segments at this size.
         #[arg(long, default_value_t = 16 * 1024 * 1024)]
         segment_bytes: u64,
+        /// Stop after this many page writes (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        writes: u64,
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -84,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             rate,
             seconds,
             segment_bytes,
+            writes,
             seed,
         } => {
             let stop = AtomicBool::new(false);
@@ -91,6 +95,7 @@ fn main() -> anyhow::Result<()> {
                 rate,
                 duration: Duration::from_secs(seconds),
                 segment_bytes,
+                max_writes: writes,
             };
             let s = workload::run(&dir, seed, limits, &stop)?;
             println!("{} page writes, log end {}", s.writes, s.log_end);
