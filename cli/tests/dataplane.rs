@@ -454,3 +454,50 @@ fn a_destination_that_refuses_writes_is_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn log_lost_before_archiving_marks_the_round_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), 1, 2000);
+    let src = dir.path().join("t1");
+    workload::init(&src, Shape::of_size(1 << 20, 1), 5).unwrap();
+    let dest = format!("file://{}/dest", dir.path().display());
+    c.setup_tenant("t1", &src, &dest, false);
+    c.start_archive("t1");
+    // No worker runs while the tenant writes three segments and recycles the first.
+    c.kill_worker(0);
+    let limits = RunLimits {
+        rate: 0,
+        duration: Duration::from_secs(30),
+        segment_bytes: 100_000,
+        max_writes: 40,
+    };
+    workload::run(&src, 6, limits, &AtomicBool::new(false)).unwrap();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(src.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{segments:?}");
+    std::fs::remove_file(&segments[0]).unwrap();
+    c.add_worker();
+    let round = wait_for("INTERRUPTED", 60, || {
+        let r = c.round("t1");
+        (r["status"] == "INTERRUPTED").then_some(r)
+    });
+    assert!(
+        round["comment"].as_str().unwrap().contains("gone"),
+        "{round}"
+    );
+    // Backups refuse to start; NOARCHIVELOG closes the round; ARCHIVELOG starts a new one.
+    let out = c.ctl_raw(&["backup", "--tenant", "t1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INTERRUPTED"));
+    c.ctl(&["noarchivelog", "--tenant", "t1"]);
+    assert_eq!(
+        c.round("t1")["status"],
+        "INTERRUPTED",
+        "the gap stays recorded on the old round"
+    );
+    c.start_archive("t1");
+    assert_eq!(c.round("t1")["round_id"], 2);
+}
