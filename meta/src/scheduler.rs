@@ -23,6 +23,8 @@ struct Lease {
     bytes_done: u64,
     bytes_total: u64,
     dirty: bool,
+    /// The lease ran out and `ExpireTask` is being committed: heartbeats are refused.
+    expired: bool,
 }
 
 /// Leader-local lease table.
@@ -52,6 +54,7 @@ impl Leases {
                 bytes_done: 0,
                 bytes_total: 0,
                 dirty: false,
+                expired: false,
             },
         );
     }
@@ -71,15 +74,21 @@ impl Leases {
         if !current {
             return LeaseCheck::Lost;
         }
-        let entry = leases.entry(task_id).or_insert(Lease {
+        let fresh = Lease {
             attempt,
             worker_id,
             deadline: Instant::now() + lease,
             bytes_done: 0,
             bytes_total: 0,
             dirty: false,
-        });
-        if entry.attempt != attempt || entry.worker_id != worker_id {
+            expired: false,
+        };
+        let entry = leases.entry(task_id).or_insert(fresh.clone());
+        // The catalog says this attempt is current: an older entry is out of date.
+        if entry.attempt < attempt {
+            *entry = fresh;
+        }
+        if entry.expired || entry.attempt != attempt || entry.worker_id != worker_id {
             return LeaseCheck::Lost;
         }
         entry.deadline = Instant::now() + lease;
@@ -137,7 +146,9 @@ async fn tick(
     let mut progress = Vec::new();
     {
         let mut table = leases.inner.lock().await;
-        table.retain(|id, l| running.iter().any(|(t, a, _)| t == id && *a == l.attempt));
+        // Keep leases of running attempts, and of newer attempts granted after the
+        // snapshot was taken; never downgrade an entry to an older attempt.
+        table.retain(|id, l| running.iter().any(|(t, a, _)| t == id && *a <= l.attempt));
         for (task_id, attempt, worker) in &running {
             let entry = table.entry(*task_id).or_insert(Lease {
                 attempt: *attempt,
@@ -146,16 +157,18 @@ async fn tick(
                 bytes_done: 0,
                 bytes_total: 0,
                 dirty: false,
+                expired: false,
             });
+            if entry.attempt != *attempt || entry.expired {
+                continue;
+            }
             if entry.deadline <= now {
+                entry.expired = true;
                 expired.push((*task_id, *attempt, entry.worker_id));
             } else if entry.dirty && last_flush.elapsed() >= Duration::from_secs(1) {
                 entry.dirty = false;
                 progress.push((*task_id, *attempt, entry.bytes_done, entry.bytes_total));
             }
-        }
-        for (task_id, _, _) in &expired {
-            table.remove(task_id);
         }
     }
     for (task_id, attempt, worker_id) in expired {
@@ -172,7 +185,13 @@ async fn tick(
             ),
         });
         if let Err(e) = node.write(cmd).await {
-            debug!(task_id, error = %e, "expire task");
+            debug!(task_id, error = %e, "expire task; will try again");
+            // Try again on the next tick.
+            if let Some(entry) = leases.inner.lock().await.get_mut(&task_id)
+                && entry.attempt == attempt
+            {
+                entry.expired = false;
+            }
         }
     }
     if !progress.is_empty() {

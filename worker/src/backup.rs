@@ -314,15 +314,69 @@ pub struct FinalizeArgs {
     pub end_hook: Option<String>,
 }
 
+async fn already_complete(
+    store: &TenantStore,
+    set_id: u64,
+    set_dir: &str,
+    ctx: &TaskCtx,
+) -> Result<Option<TaskOutcome>> {
+    let marker = layout::set_complete(set_dir);
+    if !store.exists(&marker).await? {
+        return Ok(None);
+    }
+    let want = store.get(&marker, &ctx.abort).await?;
+    let key = layout::set_manifest(set_dir);
+    let data = store.get(&key, &ctx.abort).await?;
+    let checksum = manifest::checksum(&data);
+    if want.as_ref() != checksum.as_bytes() {
+        return Ok(None);
+    }
+    let m: SetManifest = manifest::from_json(&data, &key)?;
+    if m.backup_set_id != set_id {
+        return Ok(None);
+    }
+    // The index entry is written after the marker: make sure it is there.
+    let index = SetIndex {
+        backup_set_id: set_id,
+        backup_type: m.backup_type,
+        base_set_id: m.base_set_id,
+        start_replay_scn: m.start_replay_scn,
+        min_restore_scn: m.min_restore_scn,
+        set_dir: set_dir.to_string(),
+        manifest_checksum: checksum.clone(),
+    };
+    store
+        .put(
+            &layout::set_index(set_id),
+            manifest::to_json(&index)?,
+            &ctx.abort,
+        )
+        .await?;
+    info!(backup_set_id = set_id, "backup set was already complete");
+    Ok(Some(TaskOutcome::Finalized {
+        min_restore_scn: Scn(m.min_restore_scn),
+        input_bytes: m.input_bytes,
+        output_bytes: m.output_bytes,
+        file_count: m.files.len() as u64,
+        manifest_checksum: checksum,
+    }))
+}
+
 /// Finalize: hook, `min_restore_scn`, merge, clean, manifest, marker, index.
 pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
     let src = DirSource::open(&a.source)?;
     if let Some(hook) = &a.end_hook {
         src.run_hook("end_backup", hook, HOOK_TIMEOUT).await?;
     }
-    let min_restore_scn = src.log_end()?;
     let store = TenantStore::open(&a.dest)?;
     let set_dir = layout::set_dir(a.backup_set_id, a.backup_type);
+    // An earlier attempt may have finished the set before its report got through:
+    // a matching `.complete` means the set is done; answer what it recorded.
+    if let Some(done) = already_complete(&store, a.backup_set_id, &set_dir, ctx).await? {
+        return Ok(done);
+    }
+    ctx.check()?;
+    let min_restore_scn = src.log_end()?;
     let mut files = BTreeMap::new();
     let mut objects = Vec::new();
     let (mut input_bytes, mut output_bytes) = (0, 0);
@@ -343,12 +397,17 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         }
     }
     // Objects of attempts that never reported (crashed, lease lost) are unreferenced.
+    // Only part objects and part manifests are candidates: never the set's own
+    // manifest or marker.
+    let part_prefix = format!("{set_dir}/part_");
     for key in store.list(&set_dir).await? {
-        if !keep.contains(&key) {
+        if key.starts_with(&part_prefix) && !keep.contains(&key) {
+            ctx.check()?;
             debug!(%key, "removing unreferenced object");
             store.delete(&key).await?;
         }
     }
+    ctx.check()?;
     let file_count = files.len() as u64;
     let m = SetManifest {
         format_version: FORMAT_VERSION,

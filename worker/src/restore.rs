@@ -168,6 +168,11 @@ pub async fn complete_sets(
 }
 
 fn prepare_dir(to: &Path) -> Result<()> {
+    // A directory left by a failed restore (it still has the marker) is ours to redo.
+    if to.join(IN_PROGRESS).exists() {
+        std::fs::remove_dir_all(to)
+            .map_err(|e| WorkerError::Invalid(format!("clear {}: {e}", to.display())))?;
+    }
     if to.exists() {
         let mut entries = std::fs::read_dir(to)
             .map_err(|e| WorkerError::Invalid(format!("{}: {e}", to.display())))?;
@@ -349,7 +354,7 @@ async fn write_log(
     while pos < to {
         let next = sorted
             .iter()
-            .filter(|o| o.start <= pos && o.end > pos)
+            .filter(|o| o.start <= pos && o.end > pos && o.end - o.start <= 64 * 1024 * 1024)
             .max_by_key(|o| o.end)
             .ok_or_else(|| {
                 let after = sorted.iter().find(|o| o.start > pos).map(|o| o.start);

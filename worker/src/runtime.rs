@@ -104,13 +104,29 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
         "worker registered"
     );
     let mut running: HashMap<u64, Running> = HashMap::new();
-    let mut tasks: JoinSet<u64> = JoinSet::new();
-    let mut last_ok = Instant::now();
+    let mut tasks: JoinSet<(u64, u32)> = JoinSet::new();
+    let mut spawned: HashMap<tokio::task::Id, (u64, u32)> = HashMap::new();
+    // When the last successful heartbeat was *sent*: the leader's lease runs from
+    // when it *received* it, so fencing ourselves at 3/4 of the lease from the send
+    // stops this worker before the leader can hand its tasks to another one.
+    let mut last_ok_sent = Instant::now();
+    let fence_after = lease * 3 / 4;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(done) = tasks.join_next() => {
-                if let Ok(task_id) = done {
+            Some(done) = tasks.join_next_with_id() => {
+                let finished = match done {
+                    Ok((id, key)) => spawned.remove(&id).or(Some(key)),
+                    Err(e) => {
+                        warn!(error = %e, "a task ended abnormally; its lease will expire and it will be retried");
+                        spawned.remove(&e.id())
+                    }
+                };
+                // Only forget the attempt that ended: a newer attempt of the same task
+                // may already run here.
+                if let Some((task_id, attempt)) = finished
+                    && running.get(&task_id).is_some_and(|r| r.attempt == attempt)
+                {
                     running.remove(&task_id);
                 }
                 continue;
@@ -129,15 +145,18 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 })
                 .collect(),
         };
-        match client
-            .call(|mut c| {
-                let r = req.clone();
-                async move { c.heartbeat(r).await }
-            })
-            .await
-        {
+        let sent = Instant::now();
+        let call = client.call(|mut c| {
+            let r = req.clone();
+            async move { c.heartbeat(r).await }
+        });
+        let result = match tokio::time::timeout(lease / 4, call).await {
+            Ok(r) => r,
+            Err(_) => Err(WorkerError::Meta("heartbeat timed out".into())),
+        };
+        match result {
             Ok(resp) => {
-                last_ok = Instant::now();
+                last_ok_sent = sent;
                 for control in resp.tasks {
                     let Some(r) = running.get(&control.task_id) else {
                         continue;
@@ -153,8 +172,8 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 }
             }
             Err(e) => {
-                if last_ok.elapsed() > lease && !running.is_empty() {
-                    warn!(error = %e, "no heartbeat for a whole lease: aborting every running task");
+                if last_ok_sent.elapsed() > fence_after && !running.is_empty() {
+                    warn!(error = %e, "no heartbeat within the lease: aborting every running task");
                     for r in running.values() {
                         r.abort.cancel();
                     }
@@ -207,7 +226,9 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 },
             );
             let span = tracing::info_span!("task", task_id = a.task_id, attempt = a.attempt, tenant_id = %a.tenant_id, job_id = %a.job_id, kind = a.spec.kind());
-            tasks.spawn(execute(ctx, a).instrument(span));
+            let key = (a.task_id, a.attempt);
+            let handle = tasks.spawn(execute(ctx, a).instrument(span));
+            spawned.insert(handle.id(), key);
         }
     }
     for r in running.values() {
@@ -225,14 +246,14 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
     Ok(())
 }
 
-async fn execute(ctx: TaskCtx, a: Assignment) -> u64 {
+async fn execute(ctx: TaskCtx, a: Assignment) -> (u64, u32) {
     let is_archive = matches!(a.spec, TaskSpec::Archive { .. });
     info!("task started");
     let outcome = match run_spec(&ctx, a.spec).await {
         Ok(o) => o,
         Err(WorkerError::Cancelled) | Err(WorkerError::Stale(_)) => {
             info!("task stopped without reporting (cancelled or fenced)");
-            return a.task_id;
+            return (a.task_id, a.attempt);
         }
         Err(e) => {
             warn!(error = %e, "task failed");
@@ -251,7 +272,7 @@ async fn execute(ctx: TaskCtx, a: Assignment) -> u64 {
     } else {
         info!("task reported");
     }
-    a.task_id
+    (a.task_id, a.attempt)
 }
 
 async fn report(ctx: &TaskCtx, outcome: &TaskOutcome) -> Result<()> {

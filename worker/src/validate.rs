@@ -12,6 +12,9 @@ use crate::error::{Result, WorkerError};
 use crate::manifest::{self, PieceManifest};
 use crate::storage::TenantStore;
 
+/// Largest log object a manifest may describe (the archive writes at most 8 MiB).
+const MAX_LOG_OBJECT: u64 = 64 * 1024 * 1024;
+
 /// What a validation found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Validation {
@@ -104,8 +107,30 @@ pub async fn validate_piece(
 ) -> Result<Validation> {
     let key = layout::piece_manifest(&layout::piece_dir(round_id, piece_id));
     let m: PieceManifest = manifest::from_json(&store.get(&key, cancel).await?, &key)?;
+    manifest::check_version(m.format_version, &key)?;
     let mut out = Validation::default();
+    // Coverage: contiguous from the piece start to its checkpoint, nothing beyond.
+    let mut pos = m.start_scn;
     for o in &m.objects {
+        if o.end <= o.start || o.start != pos || o.end > m.checkpoint_scn {
+            out.bad.push(format!(
+                "{}: covers [{}, {}) but the piece continues at {pos} (checkpoint {})",
+                o.key, o.start, o.end, m.checkpoint_scn
+            ));
+        }
+        pos = o.end.max(pos);
+    }
+    if pos != m.checkpoint_scn {
+        out.bad.push(format!(
+            "{key}: objects end at {pos}, the checkpoint is {}",
+            m.checkpoint_scn
+        ));
+    }
+    for o in m
+        .objects
+        .iter()
+        .filter(|o| o.end > o.start && o.end - o.start <= MAX_LOG_OBJECT)
+    {
         out.objects += 1;
         match store.get(&o.key, cancel).await {
             Ok(data) => {

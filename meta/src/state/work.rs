@@ -631,7 +631,9 @@ impl MetaState {
             let round = self.work.rounds.values().find(|r| r.job_id == task.job_id);
             if let Some(round) = round {
                 *checkpoint_scn = round.checkpoint_scn;
-                *fresh = round.status == RoundStatus::Beginning;
+                // Nothing committed yet (even if NOARCHIVELOG came first): start at
+                // the log end, never at SCN 0.
+                *fresh = round.checkpoint_time_ms == 0;
                 let pieces: Vec<&PieceRecord> = self
                     .work
                     .pieces
@@ -971,13 +973,45 @@ impl MetaState {
     ) -> Outcome {
         let task = self.current_task(task_id, attempt, worker_id)?;
         let tenant_id = task.tenant_id;
+        if !matches!(task.spec, TaskSpec::Archive { round_id, .. } if round_id == p.round_id) {
+            return Err(refuse(
+                Code::InvalidArgument,
+                format!("task {task_id} does not archive round {}", p.round_id),
+            ));
+        }
+        let active = self
+            .work
+            .pieces
+            .get(&(tenant_id, p.round_id, p.piece_id, 0))
+            .map(|x| x.status);
+        if active != Some(PieceStatus::Active) {
+            return Err(refuse(
+                Code::InvalidArgument,
+                format!("piece {} of round {} is not active", p.piece_id, p.round_id),
+            ));
+        }
+        if let Some(next) = &p.switch_to
+            && self
+                .work
+                .pieces
+                .contains_key(&(tenant_id, p.round_id, next.piece_id, 0))
+        {
+            return Err(refuse(
+                Code::InvalidArgument,
+                format!(
+                    "piece {} of round {} already exists",
+                    next.piece_id, p.round_id
+                ),
+            ));
+        }
         let Some(round) = self.work.rounds.get_mut(&(tenant_id, p.round_id)) else {
             return Err(refuse(
                 Code::EntryNotExist,
                 format!("round {} does not exist", p.round_id),
             ));
         };
-        if p.checkpoint_scn < round.checkpoint_scn && round.status != RoundStatus::Beginning {
+        let first = round.checkpoint_time_ms == 0;
+        if p.checkpoint_scn < round.checkpoint_scn && !first {
             return Err(refuse(
                 Code::InvalidArgument,
                 format!(
@@ -987,9 +1021,11 @@ impl MetaState {
             ));
         }
         let mut touched = vec![Touched::Round(tenant_id, p.round_id)];
+        if first {
+            round.start_scn = p.checkpoint_scn;
+        }
         if round.status == RoundStatus::Beginning {
             round.status = RoundStatus::Doing;
-            round.start_scn = p.checkpoint_scn;
         }
         round.checkpoint_scn = p.checkpoint_scn;
         round.checkpoint_time_ms = now;
@@ -1001,11 +1037,8 @@ impl MetaState {
         let round_id = p.round_id;
         let pkey = (tenant_id, round_id, p.piece_id, 0);
         if let Some(piece) = self.work.pieces.get_mut(&pkey) {
-            if piece.status == PieceStatus::Active
-                && piece.checkpoint_scn == Scn(0)
-                && piece.start_scn == Scn(0)
-            {
-                piece.start_scn = round_start.min(p.checkpoint_scn);
+            if first {
+                piece.start_scn = round_start;
             }
             piece.checkpoint_scn = p.checkpoint_scn;
             piece.checkpoint_time_ms = now;
