@@ -189,6 +189,7 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
     };
     let mut files = Vec::new();
     let mut input_bytes = 0u64;
+    let mut compressor = manifest::BlockCompressor::new(a.compression_level)?;
     for entry in &a.files {
         let mut file = match src.open_datafile(&entry.path) {
             Ok(f) => f,
@@ -239,7 +240,7 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
                     blocks.push(b.clone());
                     continue;
                 }
-                let (stored, compressed) = manifest::compress(a.compression_level, raw)?;
+                let (stored, compressed) = compressor.compress(raw)?;
                 let loc = writer.append(&stored, compressed);
                 blocks.push(BlockEntry {
                     raw_len: raw.len() as u32,

@@ -37,6 +37,41 @@ pub fn compress(level: i32, raw: &[u8]) -> Result<(Vec<u8>, bool)> {
     Ok((out, true))
 }
 
+/// A reusable compressor: one zstd context for many blocks (creating a context per
+/// 32 KiB block costs more than compressing it).
+pub struct BlockCompressor {
+    inner: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl BlockCompressor {
+    /// zstd at `level`; 0 stores blocks raw.
+    pub fn new(level: i32) -> Result<BlockCompressor> {
+        let inner = if level == 0 {
+            None
+        } else {
+            Some(
+                zstd::bulk::Compressor::new(level)
+                    .map_err(|e| WorkerError::Invalid(format!("zstd: {e}")))?,
+            )
+        };
+        Ok(BlockCompressor { inner })
+    }
+
+    /// Like [`compress`], reusing the context.
+    pub fn compress(&mut self, raw: &[u8]) -> Result<(Vec<u8>, bool)> {
+        let Some(c) = self.inner.as_mut() else {
+            return Ok((raw.to_vec(), false));
+        };
+        let out = c
+            .compress(raw)
+            .map_err(|e| WorkerError::Invalid(format!("zstd: {e}")))?;
+        if out.len() >= raw.len() {
+            return Ok((raw.to_vec(), false));
+        }
+        Ok((out, true))
+    }
+}
+
 /// Reverses [`compress`], checking the raw size and checksum.
 pub fn decompress(
     stored: &[u8],

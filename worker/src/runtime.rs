@@ -60,6 +60,9 @@ pub fn worker_id(dir: &std::path::Path) -> Result<u64> {
     Ok(id)
 }
 
+/// How often an idle slot asks for work (heartbeats go out every `heartbeat_ms`).
+const POLL: Duration = Duration::from_millis(200);
+
 struct Running {
     attempt: u32,
     abort: CancellationToken,
@@ -111,6 +114,9 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
     // stops this worker before the leader can hand its tasks to another one.
     let mut last_ok_sent = Instant::now();
     let fence_after = lease * 3 / 4;
+    let mut last_beat_at = Instant::now()
+        .checked_sub(beat)
+        .unwrap_or_else(Instant::now);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -131,54 +137,57 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 }
                 continue;
             }
-            _ = tokio::time::sleep(beat) => {}
+            _ = tokio::time::sleep(POLL.min(beat)) => {}
         }
-        let req = HeartbeatRequest {
-            worker_id,
-            tasks: running
-                .iter()
-                .map(|(id, r)| TaskProgress {
-                    task_id: *id,
-                    attempt: r.attempt,
-                    bytes_done: r.progress.done.load(Ordering::Relaxed),
-                    bytes_total: r.progress.total.load(Ordering::Relaxed),
-                })
-                .collect(),
-        };
-        let sent = Instant::now();
-        let call = client.call(|mut c| {
-            let r = req.clone();
-            async move { c.heartbeat(r).await }
-        });
-        let result = match tokio::time::timeout(lease / 4, call).await {
-            Ok(r) => r,
-            Err(_) => Err(WorkerError::Meta("heartbeat timed out".into())),
-        };
-        match result {
-            Ok(resp) => {
-                last_ok_sent = sent;
-                for control in resp.tasks {
-                    let Some(r) = running.get(&control.task_id) else {
-                        continue;
-                    };
-                    match control.action.as_str() {
-                        "abort" => {
-                            warn!(task_id = control.task_id, reason = %control.reason, "aborting task");
+        if last_beat_at.elapsed() >= beat {
+            last_beat_at = Instant::now();
+            let req = HeartbeatRequest {
+                worker_id,
+                tasks: running
+                    .iter()
+                    .map(|(id, r)| TaskProgress {
+                        task_id: *id,
+                        attempt: r.attempt,
+                        bytes_done: r.progress.done.load(Ordering::Relaxed),
+                        bytes_total: r.progress.total.load(Ordering::Relaxed),
+                    })
+                    .collect(),
+            };
+            let sent = Instant::now();
+            let call = client.call(|mut c| {
+                let r = req.clone();
+                async move { c.heartbeat(r).await }
+            });
+            let result = match tokio::time::timeout(lease / 4, call).await {
+                Ok(r) => r,
+                Err(_) => Err(WorkerError::Meta("heartbeat timed out".into())),
+            };
+            match result {
+                Ok(resp) => {
+                    last_ok_sent = sent;
+                    for control in resp.tasks {
+                        let Some(r) = running.get(&control.task_id) else {
+                            continue;
+                        };
+                        match control.action.as_str() {
+                            "abort" => {
+                                warn!(task_id = control.task_id, reason = %control.reason, "aborting task");
+                                r.abort.cancel();
+                            }
+                            "stop" => r.stop.cancel(),
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    if last_ok_sent.elapsed() > fence_after && !running.is_empty() {
+                        warn!(error = %e, "no heartbeat within the lease: aborting every running task");
+                        for r in running.values() {
                             r.abort.cancel();
                         }
-                        "stop" => r.stop.cancel(),
-                        _ => {}
                     }
+                    continue;
                 }
-            }
-            Err(e) => {
-                if last_ok_sent.elapsed() > fence_after && !running.is_empty() {
-                    warn!(error = %e, "no heartbeat within the lease: aborting every running task");
-                    for r in running.values() {
-                        r.abort.cancel();
-                    }
-                }
-                continue;
             }
         }
         let free = (config.slots as usize).saturating_sub(running.len());
