@@ -121,13 +121,9 @@ pub fn meta_config(args: &MetaArgs, file: &FileConfig) -> anyhow::Result<MetaCon
         args.join.clone()
     };
     config.join.retain(|a| !a.trim().is_empty());
-    if let Some(name) = args.cluster_name.clone().or_else(|| f.cluster_name.clone()) {
+    apply_file(&mut config, f);
+    if let Some(name) = args.cluster_name.clone() {
         config.cluster_name = name;
-    }
-    config.root_password = root_password(f);
-    config.raft = f.raft.clone();
-    if let Some(ms) = f.task_lease_ms {
-        config.task_lease_ms = ms;
     }
     Ok(config)
 }
@@ -145,6 +141,12 @@ pub fn standalone_config(args: &StandaloneArgs, file: &FileConfig) -> anyhow::Re
         .or_else(|| f.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("backstop-data"));
     let mut config = MetaConfig::new(f.node_id.unwrap_or(1), listen, data_dir.join("meta"));
+    apply_file(&mut config, f);
+    Ok(config)
+}
+
+/// Settings `meta` and `standalone` share, from the file (and the root password's env).
+fn apply_file(config: &mut MetaConfig, f: &MetaSection) {
     if let Some(name) = f.cluster_name.clone() {
         config.cluster_name = name;
     }
@@ -153,5 +155,4 @@ pub fn standalone_config(args: &StandaloneArgs, file: &FileConfig) -> anyhow::Re
     if let Some(ms) = f.task_lease_ms {
         config.task_lease_ms = ms;
     }
-    Ok(config)
 }

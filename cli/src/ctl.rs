@@ -266,6 +266,19 @@ pub enum NodeCmd {
     },
 }
 
+/// Calls one `MetaService` method with `req` through [`Client::call`].
+macro_rules! rpc {
+    ($client:expr, $method:ident, $req:expr) => {{
+        let req = $req;
+        $client
+            .call(|mut m| {
+                let r = req.clone();
+                async move { m.$method(r).await }
+            })
+            .await?
+    }};
+}
+
 struct Client {
     addrs: Vec<String>,
     timeout: Duration,
@@ -469,12 +482,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 comment,
                 if_not_exists,
             };
-            let t = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.create_tenant(r).await }
-                })
-                .await?;
+            let t = rpc!(c, create_tenant, req);
             print(j, tenant_json(&t), tenants_text(std::slice::from_ref(&t)))
         }
         CtlCmd::Tenant(TenantCmd::Drop { name, if_exists }) => {
@@ -482,12 +490,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 tenant_name: name.clone(),
                 if_exists,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.drop_tenant(r).await }
-                })
-                .await?;
+            let r = rpc!(c, drop_tenant, req);
             let text = if r.dropped {
                 format!("dropped tenant {name}")
             } else {
@@ -515,24 +518,14 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 value,
                 tenant_name: tenant.unwrap_or_default(),
             };
-            let p = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.set_parameter(r).await }
-                })
-                .await?;
+            let p = rpc!(c, set_parameter, req);
             print(j, param_json(&p), params_text(std::slice::from_ref(&p)))
         }
         CtlCmd::Param(ParamCmd::Show { name }) => {
             let req = ShowParametersRequest {
                 name: name.unwrap_or_default(),
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.show_parameters(r).await }
-                })
-                .await?;
+            let r = rpc!(c, show_parameters, req);
             print(
                 j,
                 Value::Array(r.parameters.iter().map(param_json).collect()),
@@ -551,12 +544,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 password,
                 if_not_exists,
             };
-            let u = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.create_user(r).await }
-                })
-                .await?;
+            let u = rpc!(c, create_user, req);
             print(
                 j,
                 user_json(&u),
@@ -570,12 +558,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 tenant_name,
                 password,
             };
-            let u = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.alter_user(r).await }
-                })
-                .await?;
+            let u = rpc!(c, alter_user, req);
             print(
                 j,
                 user_json(&u),
@@ -589,12 +572,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 tenant_name,
                 if_exists,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.drop_user(r).await }
-                })
-                .await?;
+            let r = rpc!(c, drop_user, req);
             let text = if r.dropped {
                 format!("dropped user {user}")
             } else {
@@ -606,12 +584,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             let req = ListUsersRequest {
                 tenant_name: tenant.unwrap_or_default(),
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.list_users(r).await }
-                })
-                .await?;
+            let r = rpc!(c, list_users, req);
             let text = table(
                 &["USER", "TENANT"],
                 r.users
@@ -631,12 +604,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 begin_backup_hook: begin,
                 end_backup_hook: end,
             };
-            let t = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.set_tenant_hooks(r).await }
-                })
-                .await?;
+            let t = rpc!(c, set_tenant_hooks, req);
             print(j, tenant_json(&t), tenants_text(std::slice::from_ref(&t)))
         }
         CtlCmd::Archivelog { tenant } => {
@@ -644,12 +612,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 tenant_name: tenant.unwrap_or_default(),
                 enable: true,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.archivelog(r).await }
-                })
-                .await?;
+            let r = rpc!(c, archivelog, req);
             print(
                 j,
                 json!({"job_ids": r.job_ids}),
@@ -661,12 +624,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 tenant_name: tenant.unwrap_or_default(),
                 enable: false,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.archivelog(r).await }
-                })
-                .await?;
+            let r = rpc!(c, archivelog, req);
             print(
                 j,
                 json!({"job_ids": r.job_ids}),
@@ -681,12 +639,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 tenant_name: tenant.unwrap_or_default(),
                 incremental,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.backup_database(r).await }
-                })
-                .await?;
+            let r = rpc!(c, backup_database, req);
             print(
                 j,
                 json!({"job_ids": r.job_ids}),
@@ -698,12 +651,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 tenant_name: tenant,
                 backup_set_id: backup_set,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.validate_backup_set(r).await }
-                })
-                .await?;
+            let r = rpc!(c, validate_backup_set, req);
             print(
                 j,
                 json!({"job_ids": r.job_ids}),
@@ -724,12 +672,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 until_scn,
                 backup_set_id: backup_set,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.restore_tenant(r).await }
-                })
-                .await?;
+            let r = rpc!(c, restore_tenant, req);
             print(
                 j,
                 json!({"job_ids": r.job_ids}),
@@ -742,12 +685,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 job_id: 0,
                 all: true,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.list_archive(r).await }
-                })
-                .await?;
+            let r = rpc!(c, list_archive, req);
             let rows = r
                 .rounds
                 .iter()
@@ -793,12 +731,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 job_id: 0,
                 all: true,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.list_pieces(r).await }
-                })
-                .await?;
+            let r = rpc!(c, list_pieces, req);
             let rows = r
                 .pieces
                 .iter()
@@ -843,12 +776,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 job_id: 0,
                 all: true,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.list_backup_sets(r).await }
-                })
-                .await?;
+            let r = rpc!(c, list_backup_sets, req);
             let rows = r
                 .sets
                 .iter()
@@ -902,12 +830,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 job_id: 0,
                 all,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.list_jobs(r).await }
-                })
-                .await?;
+            let r = rpc!(c, list_jobs, req);
             let rows = r
                 .jobs
                 .iter()
@@ -948,12 +871,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 job_id: job,
                 all,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.list_tasks(r).await }
-                })
-                .await?;
+            let r = rpc!(c, list_tasks, req);
             let rows = r
                 .tasks
                 .iter()
@@ -998,12 +916,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 job_id: 0,
                 all: true,
             };
-            let r = c
-                .call(|mut m| {
-                    let r = req.clone();
-                    async move { m.list_workers(r).await }
-                })
-                .await?;
+            let r = rpc!(c, list_workers, req);
             let rows = r
                 .workers
                 .iter()
@@ -1037,11 +950,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                             addr,
                             learner_only: learner,
                         };
-                        c.call(|mut m| {
-                            let r = req.clone();
-                            async move { m.add_node(r).await }
-                        })
-                        .await?
+                        rpc!(c, add_node, req)
                     }
                     NodeCmd::Promote { id } => {
                         c.call(|mut m| async move {
