@@ -110,6 +110,12 @@ impl WorkerService for WorkerSvc {
                 }
                 Ok(_) => {}
                 Err(e) if e.code == Code::TaskStale => {}
+                // Assignments already committed must reach the worker: hand out what
+                // we have; a later acquire picks up the rest.
+                Err(e) if !assignments.is_empty() => {
+                    tracing::debug!(error = %e, "acquire stopped early");
+                    break;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
