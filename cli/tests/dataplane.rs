@@ -501,3 +501,67 @@ fn log_lost_before_archiving_marks_the_round_interrupted() {
     c.start_archive("t1");
     assert_eq!(c.round("t1")["round_id"], 2);
 }
+
+#[test]
+fn killing_the_meta_leader_mid_backup_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = harness::MetaCluster::start(dir.path(), 2, 2000);
+    let src = dir.path().join("t1");
+    workload::init(&src, Shape::of_size(16 << 20, 4), 13).unwrap();
+    let dest = format!("file://{}/dest", dir.path().display());
+    c.ctl(&[
+        "tenant",
+        "create",
+        "t1",
+        "--source",
+        &format!("dir://{}", src.display()),
+    ]);
+    let hook = format!("sleep 2; flock {}/workload/write.lock true", src.display());
+    c.ctl(&["tenant", "hooks", "t1", "--begin", &hook]);
+    c.ctl(&["param", "set", "backup_dest", &dest]);
+    c.ctl(&[
+        "param",
+        "set",
+        "backup_dest_option",
+        "log_archive_checkpoint_interval=1s&log_archive_piece_switch_interval=3s",
+    ]);
+    c.ctl(&["archivelog", "--tenant", "t1"]);
+    let round = |c: &harness::MetaCluster| {
+        c.ctl(&["archive", "--tenant", "t1"])
+            .as_array()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap()
+    };
+    wait_for("archive DOING", 30, || {
+        (round(&c)["status"] == "DOING").then_some(())
+    });
+    let load = start_load(&src, 1_000_000);
+    let jobs = c.ctl(&["backup", "--tenant", "t1"]);
+    let job = jobs["job_ids"][0].as_u64().unwrap();
+    // Kill the leader while the backup's prepare step runs (its hook sleeps 2 s).
+    std::thread::sleep(Duration::from_millis(500));
+    let leader = c.leader();
+    c.metas[leader].take();
+    let set = wait_for("the backup to finish under the new leader", 120, || {
+        let sets = c.try_ctl(&["sets", "--tenant", "t1"])?;
+        let set = sets
+            .as_array()?
+            .iter()
+            .find(|s| s["job_id"] == job)?
+            .clone();
+        assert_ne!(set["status"], "FAILED", "{set}");
+        (set["status"] == "SUCCESS").then_some(set)
+    });
+    c.restart_meta(leader);
+    let stats = load.finish();
+    wait_for("archive to catch up", 60, || {
+        (scn(&round(&c), "checkpoint_scn") >= stats.log_end).then_some(())
+    });
+    let to = dir.path().join("restored");
+    restore(&dest, "t1", &to, &[]).unwrap();
+    let v = workload::verify(&to, &src, None).unwrap();
+    assert_eq!(v.scn, stats.log_end);
+    assert!(scn(&set, "min_restore_scn") <= stats.log_end);
+}

@@ -300,3 +300,119 @@ impl S3 {
         self.proc.take();
     }
 }
+
+/// Three real meta processes (node 1 bootstraps, 2 and 3 join) plus workers.
+pub struct MetaCluster {
+    pub dir: PathBuf,
+    pub addrs: Vec<String>,
+    pub metas: Vec<Option<Proc>>,
+    pub workers: Vec<Proc>,
+    config: PathBuf,
+}
+
+impl MetaCluster {
+    pub fn start(dir: &Path, workers: usize, lease_ms: u64) -> MetaCluster {
+        let config = dir.join("backstop.toml");
+        std::fs::write(&config, format!("[meta]\ntask_lease_ms = {lease_ms}\n")).unwrap();
+        let addrs: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let mut c = MetaCluster {
+            dir: dir.to_path_buf(),
+            addrs,
+            metas: Vec::new(),
+            workers: Vec::new(),
+            config,
+        };
+        c.metas.push(Some(c.spawn_meta(0)));
+        wait_for("node 1 to lead", 30, || {
+            c.try_ctl(&["status"])
+                .filter(|s| s["leader_id"] == 1 && s["cluster_id"] != 0)
+        });
+        c.metas.push(Some(c.spawn_meta(1)));
+        c.metas.push(Some(c.spawn_meta(2)));
+        wait_for("three voters", 60, || {
+            c.try_ctl(&["status"]).filter(|s| {
+                s["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["role"] == "voter")
+                    .count()
+                    == 3
+            })
+        });
+        for i in 0..workers {
+            let wdir = dir.join(format!("worker{i}"));
+            c.workers.push(spawn(
+                &[
+                    "worker",
+                    "--meta",
+                    &c.addrs.join(","),
+                    "--data-dir",
+                    wdir.to_str().unwrap(),
+                    "--slots",
+                    "2",
+                ],
+                &dir.join(format!("worker{i}.log")),
+            ));
+        }
+        wait_for("workers registered", 30, || {
+            c.try_ctl(&["workers"])
+                .filter(|w| w.as_array().is_some_and(|a| a.len() == workers))
+        });
+        c
+    }
+
+    fn spawn_meta(&self, i: usize) -> Proc {
+        let id = (i + 1).to_string();
+        let data = self.dir.join(format!("meta{}", i + 1));
+        let mut args = vec![
+            "--config",
+            self.config.to_str().unwrap(),
+            "meta",
+            "--node-id",
+            &id,
+            "--listen",
+            &self.addrs[i],
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        if i > 0 {
+            args.extend(["--join", &self.addrs[0]]);
+        }
+        spawn(&args, &self.dir.join(format!("meta{}.log", i + 1)))
+    }
+
+    pub fn restart_meta(&mut self, i: usize) {
+        self.metas[i] = Some(self.spawn_meta(i));
+    }
+
+    pub fn try_ctl(&self, args: &[&str]) -> Option<Value> {
+        let out = Command::new(BIN)
+            .args([
+                "ctl",
+                "--meta",
+                &self.addrs.join(","),
+                "--timeout",
+                "5",
+                "--json",
+            ])
+            .args(args)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Value {
+        wait_for(&format!("ctl {args:?}"), 30, || self.try_ctl(args))
+    }
+
+    pub fn leader(&self) -> usize {
+        let s = self.ctl(&["status"]);
+        s["leader_id"].as_u64().unwrap() as usize - 1
+    }
+}
