@@ -44,12 +44,25 @@ pub enum Cmd {
     Meta(MetaArgs),
     /// Run a worker: archive, back up, validate for the meta cluster.
     Worker(WorkerArgs),
+    /// Run the SQL gateway (MySQL protocol) in front of a meta cluster.
+    Gateway(GatewayArgs),
     /// Operate a running cluster over gRPC.
     Ctl(crate::ctl::CtlArgs),
     /// Restore a tenant from a destination alone (no meta cluster needed).
     Restore(RestoreArgs),
     /// Check every checksum of a backup set or piece at a destination.
     Validate(ValidateArgs),
+}
+
+/// `backstop gateway`.
+#[derive(Debug, clap::Args)]
+pub struct GatewayArgs {
+    /// A meta node address (any member).
+    #[arg(long, env = "BACKSTOP_META", default_value = crate::config::DEFAULT_META_ADDR)]
+    pub meta: String,
+    /// MySQL listen address.
+    #[arg(long, env = "BACKSTOP_SQL_LISTEN", default_value = "127.0.0.1:2881")]
+    pub listen: SocketAddr,
 }
 
 /// `backstop worker`.
@@ -122,6 +135,9 @@ pub struct StandaloneArgs {
     /// gRPC listen address of the meta service [default: 127.0.0.1:2882].
     #[arg(long, env = "BACKSTOP_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// MySQL listen address of the SQL gateway.
+    #[arg(long, env = "BACKSTOP_SQL_LISTEN", default_value = "127.0.0.1:2881")]
+    pub sql_listen: SocketAddr,
 }
 
 /// `backstop meta`.

@@ -47,12 +47,13 @@ pub fn main_with(args: Args) -> ExitCode {
         match args.command {
             Cmd::Standalone(a) => {
                 let config = config::standalone_config(&a, &file)?;
-                serve(config, true).await
+                serve(config, Some(a.sql_listen)).await
             }
             Cmd::Meta(a) => {
                 let config = config::meta_config(&a, &file)?;
-                serve(config, false).await
+                serve(config, None).await
             }
+            Cmd::Gateway(a) => run_gateway(a).await,
             Cmd::Ctl(a) => ctl::run(a).await,
             Cmd::Worker(a) => run_worker(a).await,
             Cmd::Restore(a) => offline::restore(a).await,
@@ -96,12 +97,35 @@ fn init_logging(args: &Args, file: &FileConfig, is_ctl: bool) {
 
 /// Starts a meta node and runs until SIGINT or SIGTERM, then shuts down cleanly:
 /// stop accepting, let in-flight requests finish, stop Raft, flush RocksDB.
-async fn serve(config: MetaConfig, standalone: bool) -> anyhow::Result<()> {
+async fn serve(config: MetaConfig, sql_listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let standalone = sql_listen.is_some();
+    if let Some(sql) = sql_listen
+        && !sql.ip().is_loopback()
+        && config.root_password.is_empty()
+    {
+        anyhow::bail!(
+            "refusing to serve SQL on {sql} while root@sys has an empty password: set BACKSTOP_ROOT_PASSWORD (or meta.root_password) for a new cluster"
+        );
+    }
     let data_dir = config.data_dir.clone();
     let node: Arc<MetaNode> = MetaNode::start(config)
         .await
         .with_context(|| format!("start meta node (data dir {})", data_dir.display()))?;
     let stop_worker = CancellationToken::new();
+    let gateway = match sql_listen {
+        Some(listen) => {
+            let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
+                listen,
+                meta: node.addr().to_string(),
+            })
+            .await?;
+            if config_root_password_empty(&node).await {
+                warn!(%listen, "root@sys has an empty password (loopback only); set one with ALTER USER or BACKSTOP_ROOT_PASSWORD");
+            }
+            Some(tokio::spawn(gw.serve(stop_worker.clone())))
+        }
+        None => None,
+    };
     let worker = if standalone {
         let config = WorkerConfig {
             meta: vec![node.addr().to_string()],
@@ -129,6 +153,9 @@ async fn serve(config: MetaConfig, standalone: bool) -> anyhow::Result<()> {
     if let Some(w) = worker {
         let _ = w.await;
     }
+    if let Some(g) = gateway {
+        let _ = g.await;
+    }
     node.shutdown().await;
     Ok(())
 }
@@ -141,6 +168,31 @@ async fn run_worker_until(config: WorkerConfig, token: CancellationToken) {
 
 async fn run_worker_loop(config: WorkerConfig, token: CancellationToken) -> anyhow::Result<()> {
     backstop_worker::runtime::run_worker(config, token).await?;
+    Ok(())
+}
+
+/// Whether root@sys still logs in with an empty password.
+async fn config_root_password_empty(node: &MetaNode) -> bool {
+    node.read_local(|s| {
+        s.users
+            .get(&(backstop_common::TenantId::SYS, "root".to_string()))
+            .is_none_or(|u| u.password.mysql_native.is_empty())
+    })
+    .await
+}
+
+/// `backstop gateway`: runs until SIGINT/SIGTERM.
+async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
+    let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
+        listen: a.listen,
+        meta: a.meta,
+    })
+    .await?;
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(gw.serve(token.clone()));
+    wait_for_signal().await;
+    token.cancel();
+    handle.await?;
     Ok(())
 }
 

@@ -82,9 +82,18 @@ fn standalone_serves_ctl_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let addr = format!("127.0.0.1:{}", free_port());
+    let sql = format!("127.0.0.1:{}", free_port());
     let data_arg = data.to_str().unwrap();
     let mut p = spawn(
-        &["standalone", "--data-dir", data_arg, "--listen", &addr],
+        &[
+            "standalone",
+            "--data-dir",
+            data_arg,
+            "--listen",
+            &addr,
+            "--sql-listen",
+            &sql,
+        ],
         &dir.path().join("log1"),
     );
     let status = wait_for("a one-node cluster with a leader", 30, || {
@@ -122,7 +131,15 @@ fn standalone_serves_ctl_and_stops_cleanly_on_sigterm() {
     assert!(log.contains("meta node stopped"), "{log}");
 
     let _p = spawn(
-        &["standalone", "--data-dir", data_arg, "--listen", &addr],
+        &[
+            "standalone",
+            "--data-dir",
+            data_arg,
+            "--listen",
+            &addr,
+            "--sql-listen",
+            &sql,
+        ],
         &dir.path().join("log2"),
     );
     let names = wait_for("restarted standalone", 30, || {

@@ -61,6 +61,34 @@ impl PasswordHash {
     }
 }
 
+impl PasswordHash {
+    /// Checks a `mysql_native_password` reply: the client sends
+    /// `SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw)))`; XOR with `SHA1(salt + stage2)`
+    /// gives `SHA1(pw)`, whose SHA1 must equal the stored stage-2 hash.
+    pub fn verify_native(&self, salt: &[u8], reply: &[u8]) -> bool {
+        if self.mysql_native.is_empty() {
+            return reply.is_empty();
+        }
+        let Ok(stage2) = hex::decode(&self.mysql_native) else {
+            return false;
+        };
+        if reply.len() != 20 {
+            return false;
+        }
+        let mut h = Sha1::new();
+        h.update(salt);
+        h.update(&stage2);
+        let mask = h.finalize();
+        let stage1: Vec<u8> = reply.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect();
+        let check = Sha1::digest(&stage1);
+        check
+            .iter()
+            .zip(stage2.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
 fn salted(salt: &[u8], password: &str) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(salt);
@@ -82,5 +110,22 @@ mod tests {
         assert_eq!(a.mysql_native, b.mysql_native);
         assert_eq!(a.mysql_native.len(), 40);
         assert!(!format!("{a:?}").contains(&a.sha256));
+    }
+
+    #[test]
+    fn native_password_replies_verify() {
+        let h = PasswordHash::new("secret");
+        let salt = b"01234567890123456789";
+        let stage1 = Sha1::digest(b"secret");
+        let stage2 = Sha1::digest(stage1);
+        let mut m = Sha1::new();
+        m.update(salt);
+        m.update(stage2);
+        let mask = m.finalize();
+        let reply: Vec<u8> = stage1.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect();
+        assert!(h.verify_native(salt, &reply));
+        assert!(!h.verify_native(b"another salt 1234567", &reply));
+        assert!(!h.verify_native(salt, &[]));
+        assert!(PasswordHash::new("").verify_native(salt, &[]));
     }
 }

@@ -1,5 +1,20 @@
-//! Backstop's SQL gateway: the MySQL protocol, `ALTER SYSTEM` backup statements and
-//! the `oceanbase.CDB_OB_BACKUP_*` views.
+//! Backstop's SQL gateway: the MySQL protocol (opensrv-mysql), Backstop's statements
+//! (`ALTER SYSTEM …`, `CREATE/DROP TENANT`) and the `oceanbase.CDB_OB_BACKUP_*` views
+//! (SQLite evaluates `SELECT`s). DBAs log in as `user@tenant`.
 //!
-//! Not built yet: this crate is the home of the SQL gateway issue. It exists now so
-//! the workspace has its final shape and dependency versions are pinned once.
+//! - [`server`]: listener and connections.
+//! - [`shim`]: the protocol shim (auth through the metadata service).
+//! - [`session`]: what each statement does.
+//! - [`statement`]: the statement grammar.
+//! - [`views`]: one file per view.
+//! - [`errors`], [`errpacket`]: error numbers and how they reach the client.
+
+pub mod errors;
+pub mod errpacket;
+pub mod server;
+pub mod session;
+pub mod shim;
+pub mod statement;
+pub mod views;
+
+pub use server::{Gateway, GatewayConfig, GatewayError};

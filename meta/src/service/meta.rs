@@ -600,6 +600,34 @@ impl MetaService for MetaSvc {
         Ok(Response::new(ListWorkersResponse { workers }))
     }
 
+    async fn verify_native_password(
+        &self,
+        request: Request<VerifyNativePasswordRequest>,
+    ) -> Result<Response<User>, Status> {
+        let req = request.into_inner();
+        let denied = MetaError::new(
+            Code::AccessDenied,
+            format!(
+                "Access denied for user '{}@{}'",
+                req.user_name, req.tenant_name
+            ),
+        );
+        let user = self
+            .node
+            .read(|s| {
+                let tenant = s.tenant_by_name(req.tenant_name.trim())?;
+                let u = s
+                    .users
+                    .get(&(tenant.tenant_id, req.user_name.trim().to_string()))?;
+                u.password
+                    .verify_native(&req.salt, &req.auth_data)
+                    .then(|| user_msg(s, u))
+            })
+            .await?
+            .ok_or(denied)?;
+        Ok(Response::new(user))
+    }
+
     async fn add_node(
         &self,
         request: Request<AddNodeRequest>,

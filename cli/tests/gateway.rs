@@ -1,0 +1,218 @@
+//! The SQL gateway through the real `mysql` client (Debian's mariadb-client) against
+//! `backstop standalone`: statements, views that follow the archive and backups,
+//! OceanBase-style error numbers, and tenant isolation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::process::Command;
+
+use backstop_chaos::workload::{self, Shape};
+use harness::{BIN, free_port, spawn, wait_for};
+
+struct Mysql {
+    port: u16,
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Mysql {
+    fn run(&self, user: &str, password: Option<&str>, extra: &[&str], sql: &str) -> Out {
+        let mut cmd = Command::new("mysql");
+        cmd.args([
+            "-h127.0.0.1",
+            &format!("-P{}", self.port),
+            &format!("-u{user}"),
+            "--batch",
+            "--raw",
+            "--skip-ssl",
+        ]);
+        if let Some(pw) = password {
+            cmd.arg(format!("-p{pw}"));
+        }
+        let out = cmd
+            .args(extra)
+            .args(["-e", sql])
+            .output()
+            .expect("the mysql client (apt-get install mariadb-client)");
+        Out {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn root(&self, sql: &str) -> Out {
+        self.run("root@sys", None, &[], sql)
+    }
+
+    fn root_ok(&self, sql: &str) -> String {
+        let out = self.root(sql);
+        assert!(out.ok, "{sql}: {}", out.stderr);
+        out.stdout
+    }
+}
+
+#[test]
+fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = format!("127.0.0.1:{}", free_port());
+    let sql_port = free_port();
+    let data = dir.path().join("bs");
+    let _p = spawn(
+        &[
+            "standalone",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &meta,
+            "--sql-listen",
+            &format!("127.0.0.1:{sql_port}"),
+        ],
+        &dir.path().join("standalone.log"),
+    );
+    let m = Mysql { port: sql_port };
+    wait_for("the gateway", 30, || {
+        m.root("SELECT 1 FROM oceanbase.CDB_OB_BACKUP_SET_FILES LIMIT 0")
+            .ok
+            .then_some(())
+    });
+    let src = dir.path().join("t1");
+    workload::init(&src, Shape::of_size(2 << 20, 2), 1).unwrap();
+    let dest = dir.path().join("dest");
+    m.root_ok(&format!(
+        "CREATE TENANT t1 SOURCE = 'dir://{}' COMMENT 'demo';",
+        src.display()
+    ));
+    m.root_ok(&format!(
+        "ALTER SYSTEM SET backup_dest = 'file://{}';",
+        dest.display()
+    ));
+    m.root_ok("ALTER SYSTEM SET backup_dest_option = 'log_archive_checkpoint_interval=1s';");
+    assert!(m.root_ok("SHOW TENANTS").contains("1001\tt1\tNORMAL"));
+    m.root_ok("ALTER SYSTEM ARCHIVELOG TENANT = t1;");
+    wait_for("archive DOING in the view", 30, || {
+        m.root_ok("SELECT status FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE tenant_id=1001;")
+            .contains("DOING")
+            .then_some(())
+    });
+    // The cluster-level row on sys answers for the whole cluster.
+    assert!(
+        m.root_ok("SELECT status FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE tenant_id=1;")
+            .contains("DOING")
+    );
+    m.root_ok("ALTER SYSTEM BACKUP DATABASE;");
+    let row = wait_for("a completed set in CDB_OB_BACKUP_SET_FILES", 60, || {
+        let out = m.root_ok("SELECT BS_KEY, BACKUP_TYPE, STATUS, FILE_STATUS FROM oceanbase.CDB_OB_BACKUP_SET_FILES;");
+        out.lines()
+            .find(|l| l.contains("COMPLETED"))
+            .map(str::to_string)
+    });
+    assert_eq!(row, "1\tD\tCOMPLETED\tAVAILABLE");
+    // Exact OceanBase column order, Backstop's extras appended.
+    let header = m
+        .root_ok("SELECT * FROM oceanbase.CDB_OB_BACKUP_SET_FILES LIMIT 1")
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(header.starts_with("INCARNATION\tTENANT_ID\tBS_KEY\tCOPY_ID\tBACKUP_TYPE\tENCRYPTION_MODE\tSTATUS\tFILE_STATUS\tSTART_TIME\tCOMPLETION_TIME\tELAPSED_SECONDES\tKEEP\tKEEP_UNTIL\tCOMPRESSED\tOUTPUT_BYTES\tOUTPUT_RATE_BYTES\tCOMPRESSION_RATIO\tOUTPUT_BYTES_DISPLAY\tOUTPUT_RATE_BYTES_DISPLAY\tTIME_TAKEN_DISPLAY\tSTART_REPLAY_SCN"), "{header}");
+    // A real SQL engine: aggregates, joins, ORDER BY.
+    let agg = m.root_ok(
+        "SELECT p.TENANT_ID, COUNT(*) AS pieces FROM oceanbase.CDB_OB_BACKUP_PIECE_FILES p JOIN oceanbase.CDB_OB_BACKUP_ARCHIVELOG a ON a.TENANT_ID = p.TENANT_ID GROUP BY p.TENANT_ID ORDER BY 1",
+    );
+    assert!(agg.contains("1001\t1"), "{agg}");
+    // USE oceanbase (COM_INIT_DB) and the client's start-up queries.
+    let tables = m.run(
+        "root@sys",
+        None,
+        &["-D", "oceanbase"],
+        "SHOW TABLES; SELECT DATABASE();",
+    );
+    assert!(
+        tables.ok
+            && tables.stdout.contains("CDB_OB_BACKUP_PIECE_FILES")
+            && tables.stdout.contains("oceanbase"),
+        "{}",
+        tables.stderr
+    );
+    // Errors carry numbers.
+    let err = m.root("ALTER SYSTEM CANCEL BACKUP BACKUPSET;");
+    assert!(
+        err.stderr.contains("ERROR 9002") && err.stderr.contains("OB_NOT_SUPPORTED"),
+        "{}",
+        err.stderr
+    );
+    let err = m.root("ALTER SYSTEM BACKUP DATABSE;");
+    assert!(err.stderr.contains("ERROR 1064"), "{}", err.stderr);
+    let err = m.root("SELECT * FROM oceanbase.CDB_NOPE;");
+    assert!(err.stderr.contains("ERROR 1146"), "{}", err.stderr);
+    let err = m.root("ALTER SYSTEM SET backup_dest = 'file://relative';");
+    assert!(
+        err.stderr.contains("ERROR 9002") || err.stderr.contains("ERROR 9010"),
+        "{}",
+        err.stderr
+    );
+    // Tenant isolation: a tenant user sees only its rows and cannot act for others.
+    let other = dir.path().join("t2");
+    workload::init(&other, Shape::of_size(1 << 20, 1), 2).unwrap();
+    m.root_ok(&format!(
+        "CREATE TENANT t2 SOURCE 'dir://{}';",
+        other.display()
+    ));
+    m.root_ok("ALTER SYSTEM ARCHIVELOG TENANT = t2;");
+    let out = Command::new(BIN)
+        .args([
+            "ctl",
+            "--meta",
+            &meta,
+            "user",
+            "create",
+            "alice@t2",
+            "--password",
+            "s3cret",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mine = m.run(
+        "alice@t2",
+        Some("s3cret"),
+        &[],
+        "SELECT DISTINCT TENANT_ID FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG;",
+    );
+    assert!(mine.ok, "{}", mine.stderr);
+    assert!(
+        !mine.stdout.contains("1001") && mine.stdout.contains("1002"),
+        "{}",
+        mine.stdout
+    );
+    let denied = m.run(
+        "alice@t2",
+        Some("s3cret"),
+        &[],
+        "ALTER SYSTEM BACKUP DATABASE TENANT = t1;",
+    );
+    assert!(denied.stderr.contains("ERROR 1227"), "{}", denied.stderr);
+    let denied = m.run(
+        "alice@t2",
+        Some("s3cret"),
+        &[],
+        "CREATE TENANT t3 SOURCE 'dir:///x';",
+    );
+    assert!(denied.stderr.contains("ERROR 1227"), "{}", denied.stderr);
+    let wrong = m.run("alice@t2", Some("nope"), &[], "SELECT 1");
+    assert!(
+        !wrong.ok && wrong.stderr.contains("ERROR"),
+        "{}",
+        wrong.stderr
+    );
+}

@@ -1,0 +1,245 @@
+//! The opensrv-mysql shim: protocol only. It authenticates `user@tenant` through the
+//! metadata service (mysql_native_password, checked there) and forwards every
+//! statement to the [`Session`].
+
+use std::io;
+
+use async_trait::async_trait;
+use backstop_proto::meta::meta_service_client::MetaServiceClient;
+use backstop_proto::meta::{ListTenantsRequest, VerifyNativePasswordRequest};
+use opensrv_mysql::{
+    AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, InitWriter, OkResponse,
+    ParamParser, QueryResultWriter, StatementMetaWriter,
+};
+use tokio::io::AsyncWrite;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+use tracing::debug;
+
+use crate::errors::{self, SqlError};
+use crate::errpacket::tag;
+use crate::session::{Reply, Session};
+
+/// One connection's shim.
+pub struct Backend {
+    meta: MetaServiceClient<Channel>,
+    salt: [u8; 20],
+    conn_id: u32,
+    identity: Mutex<Option<(String, String, u64)>>,
+    session: Option<Session>,
+}
+
+/// Splits `user@tenant[#cluster]`; no tenant means `sys`.
+pub fn split_user(login: &str) -> (String, String) {
+    let login = login.split('#').next().unwrap_or(login);
+    match login.split_once('@') {
+        Some((u, t)) if !t.is_empty() => (u.to_string(), t.to_string()),
+        _ => (login.trim_end_matches('@').to_string(), "sys".to_string()),
+    }
+}
+
+impl Backend {
+    /// A shim for one connection.
+    pub fn new(meta: MetaServiceClient<Channel>, conn_id: u32) -> Backend {
+        let mut salt = [0u8; 20];
+        for b in &mut salt {
+            // Printable, never NUL or '$' (some clients stop at them).
+            *b = b'%' + (rand::random::<u8>() % 90);
+        }
+        Backend {
+            meta,
+            salt,
+            conn_id,
+            identity: Mutex::new(None),
+            session: None,
+        }
+    }
+
+    async fn session(&mut self) -> Result<&mut Session, SqlError> {
+        if self.session.is_none() {
+            let identity = self.identity.lock().await.clone();
+            let Some((user, tenant, tenant_id)) = identity else {
+                return Err(SqlError {
+                    errno: errors::ER_ACCESS_DENIED,
+                    message: "not authenticated".into(),
+                });
+            };
+            self.session = Some(Session::new(user, tenant, tenant_id, self.meta.clone()));
+        }
+        self.session.as_mut().ok_or_else(|| SqlError {
+            errno: errors::ER_ACCESS_DENIED,
+            message: "not authenticated".into(),
+        })
+    }
+}
+
+/// The opensrv error kind and message for an error: MySQL's own numbers directly,
+/// Backstop's 9000-range numbers through the packet rewriter.
+fn error_parts(e: &SqlError) -> (ErrorKind, String) {
+    let kind = match e.errno {
+        errors::ER_PARSE_ERROR => ErrorKind::ER_PARSE_ERROR,
+        errors::ER_NO_SUCH_TABLE => ErrorKind::ER_NO_SUCH_TABLE,
+        errors::ER_ACCESS_DENIED => ErrorKind::ER_ACCESS_DENIED_ERROR,
+        errors::ER_SPECIFIC_ACCESS_DENIED => ErrorKind::ER_SPECIFIC_ACCESS_DENIED_ERROR,
+        errors::ER_BAD_DB => ErrorKind::ER_BAD_DB_ERROR,
+        other => return (ErrorKind::ER_UNKNOWN_ERROR, tag(other, &e.message)),
+    };
+    (kind, e.message.clone())
+}
+
+#[async_trait]
+impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Backend {
+    type Error = io::Error;
+
+    fn version(&self) -> String {
+        "5.7.25-Backstop-0.1.0".to_string()
+    }
+
+    fn connect_id(&self) -> u32 {
+        self.conn_id
+    }
+
+    fn salt(&self) -> [u8; 20] {
+        self.salt
+    }
+
+    async fn authenticate(
+        &self,
+        _plugin: &str,
+        username: &[u8],
+        salt: &[u8],
+        auth_data: &[u8],
+    ) -> bool {
+        let (user, tenant) = split_user(&String::from_utf8_lossy(username));
+        let mut meta = self.meta.clone();
+        let req = VerifyNativePasswordRequest {
+            user_name: user.clone(),
+            tenant_name: tenant.clone(),
+            salt: salt.to_vec(),
+            auth_data: auth_data.to_vec(),
+        };
+        if let Err(status) = meta.verify_native_password(req).await {
+            debug!(%user, %tenant, error = %status.message(), "login refused");
+            return false;
+        }
+        let Ok(tenants) = meta.list_tenants(ListTenantsRequest {}).await else {
+            return false;
+        };
+        let Some(t) = tenants
+            .into_inner()
+            .tenants
+            .into_iter()
+            .find(|t| t.tenant_name.eq_ignore_ascii_case(&tenant))
+        else {
+            return false;
+        };
+        *self.identity.lock().await = Some((user, t.tenant_name, t.tenant_id));
+        true
+    }
+
+    async fn on_prepare<'a>(
+        &'a mut self,
+        _query: &'a str,
+        info: StatementMetaWriter<'a, W>,
+    ) -> io::Result<()> {
+        let e = SqlError::not_supported("prepared statements");
+        let (kind, msg) = error_parts(&e);
+        info.error(kind, msg.as_bytes()).await
+    }
+
+    async fn on_execute<'a>(
+        &'a mut self,
+        _id: u32,
+        _params: ParamParser<'a>,
+        results: QueryResultWriter<'a, W>,
+    ) -> io::Result<()> {
+        let e = SqlError::not_supported("prepared statements");
+        let (kind, msg) = error_parts(&e);
+        results.error(kind, msg.as_bytes()).await
+    }
+
+    async fn on_close<'a>(&'a mut self, _stmt: u32)
+    where
+        W: 'async_trait,
+    {
+    }
+
+    async fn on_init<'a>(
+        &'a mut self,
+        database: &'a str,
+        writer: InitWriter<'a, W>,
+    ) -> io::Result<()> {
+        let result = match self.session().await {
+            Ok(s) => s.use_database(database),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => writer.ok().await,
+            Err(e) => {
+                let (kind, msg) = error_parts(&e);
+                writer.error(kind, msg.as_bytes()).await
+            }
+        }
+    }
+
+    async fn on_query<'a>(
+        &'a mut self,
+        query: &'a str,
+        results: QueryResultWriter<'a, W>,
+    ) -> io::Result<()> {
+        let reply = match self.session().await {
+            Ok(s) => s.handle(query).await,
+            Err(e) => Err(e),
+        };
+        match reply {
+            Ok(Reply::Ok { affected, info }) => {
+                results
+                    .completed(OkResponse {
+                        affected_rows: affected,
+                        info,
+                        ..Default::default()
+                    })
+                    .await
+            }
+            Ok(Reply::Rows(rows)) => {
+                let columns: Vec<Column> = rows
+                    .columns
+                    .iter()
+                    .map(|c| Column {
+                        table: String::new(),
+                        column: c.clone(),
+                        coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
+                        colflags: ColumnFlags::empty(),
+                    })
+                    .collect();
+                let mut w = results.start(&columns).await?;
+                for row in rows.rows {
+                    for cell in row {
+                        w.write_col(cell.as_text())?;
+                    }
+                    w.end_row().await?;
+                }
+                w.finish().await
+            }
+            Err(e) => {
+                let (kind, msg) = error_parts(&e);
+                results.error(kind, msg.as_bytes()).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_name_user_and_tenant() {
+        assert_eq!(split_user("root@sys"), ("root".into(), "sys".into()));
+        assert_eq!(
+            split_user("alice@t1#cluster"),
+            ("alice".into(), "t1".into())
+        );
+        assert_eq!(split_user("root"), ("root".into(), "sys".into()));
+    }
+}

@@ -1,0 +1,396 @@
+//! The grammar of Backstop's statements (`spec/oceanbase-reference.md` §1 and
+//! `spec/decisions.md`), on tokens from sqlparser's MySQL tokenizer. Case-insensitive;
+//! `[=]` marks are optional; a trailing `;` and comments are ignored.
+
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::errors::SqlError;
+
+/// A parsed statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// `ALTER SYSTEM SET name = 'value' [TENANT [=] t]`.
+    SetParameter {
+        /// Parameter name.
+        name: String,
+        /// Value.
+        value: String,
+        /// Tenant clause.
+        tenant: Option<String>,
+    },
+    /// `ALTER SYSTEM ARCHIVELOG | NOARCHIVELOG [TENANT [=] t]`.
+    Archivelog {
+        /// true = ARCHIVELOG.
+        enable: bool,
+        /// Tenants (empty = every user tenant).
+        tenants: Vec<String>,
+    },
+    /// `ALTER SYSTEM BACKUP [INCREMENTAL] DATABASE [TENANT [=] t, …]`.
+    BackupDatabase {
+        /// Incremental.
+        incremental: bool,
+        /// Tenants (empty = every user tenant).
+        tenants: Vec<String>,
+    },
+    /// `ALTER SYSTEM VALIDATE BACKUPSET n`.
+    ValidateBackupset {
+        /// Set.
+        backup_set_id: u64,
+    },
+    /// `CREATE TENANT [IF NOT EXISTS] name SOURCE [=] 'uri' [COMMENT [=] 'text']`.
+    CreateTenant {
+        /// Name.
+        name: String,
+        /// Source URI.
+        source: String,
+        /// Comment.
+        comment: String,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+    },
+    /// `DROP TENANT [IF EXISTS] name`.
+    DropTenant {
+        /// Name.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// A recognised statement whose back end is not built yet.
+    NotYet(String),
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+impl Parser {
+    fn new(sql: &str) -> Result<Parser, SqlError> {
+        let tokens = Tokenizer::new(&MySqlDialect {}, sql)
+            .tokenize()
+            .map_err(|e| SqlError::syntax(format!("You have an error in your SQL syntax: {e}")))?
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect::<Vec<_>>();
+        let mut tokens = tokens;
+        while matches!(tokens.last(), Some(Token::SemiColon)) {
+            tokens.pop();
+        }
+        Ok(Parser { tokens, pos: 0 })
+    }
+
+    fn peek_word(&self) -> Option<String> {
+        match self.tokens.get(self.pos) {
+            Some(Token::Word(w)) => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        }
+    }
+
+    fn near(&self) -> String {
+        let rest: Vec<String> = self.tokens[self.pos.min(self.tokens.len())..]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        if rest.is_empty() {
+            "at the end of the statement".to_string()
+        } else {
+            format!("near '{}' (token {})", rest.join(" "), self.pos + 1)
+        }
+    }
+
+    fn error(&self, what: &str) -> SqlError {
+        SqlError::syntax(format!(
+            "You have an error in your SQL syntax; expected {what} {}",
+            self.near()
+        ))
+    }
+
+    fn keyword(&mut self, kw: &str) -> bool {
+        if self.peek_word().as_deref() == Some(kw) {
+            self.pos += 1;
+            return true;
+        }
+        false
+    }
+
+    fn expect(&mut self, kw: &str) -> Result<(), SqlError> {
+        if self.keyword(kw) {
+            Ok(())
+        } else {
+            Err(self.error(kw))
+        }
+    }
+
+    fn opt_eq(&mut self) {
+        if matches!(self.tokens.get(self.pos), Some(Token::Eq)) {
+            self.pos += 1;
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> Result<String, SqlError> {
+        match self.tokens.get(self.pos) {
+            Some(Token::Word(w)) => {
+                self.pos += 1;
+                Ok(w.value.clone())
+            }
+            Some(Token::SingleQuotedString(s)) | Some(Token::DoubleQuotedString(s)) => {
+                self.pos += 1;
+                Ok(s.clone())
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, SqlError> {
+        match self.tokens.get(self.pos) {
+            Some(Token::SingleQuotedString(s)) | Some(Token::DoubleQuotedString(s)) => {
+                self.pos += 1;
+                Ok(s.clone())
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> Result<u64, SqlError> {
+        match self.tokens.get(self.pos) {
+            Some(Token::Number(n, _)) => {
+                let v = n.parse().map_err(|_| self.error(what))?;
+                self.pos += 1;
+                Ok(v)
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
+    fn done(&self) -> Result<(), SqlError> {
+        if self.pos < self.tokens.len() {
+            return Err(SqlError::syntax(format!(
+                "You have an error in your SQL syntax; unexpected {}",
+                self.near()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `[TENANT [=] a[, b…]]`.
+    fn tenants(&mut self) -> Result<Vec<String>, SqlError> {
+        if !self.keyword("TENANT") {
+            return Ok(Vec::new());
+        }
+        self.opt_eq();
+        let mut out = vec![self.ident("a tenant name")?];
+        while matches!(self.tokens.get(self.pos), Some(Token::Comma)) {
+            self.pos += 1;
+            out.push(self.ident("a tenant name")?);
+        }
+        Ok(out)
+    }
+
+    fn rest_text(&self, from: usize) -> String {
+        self.tokens[from..]
+            .iter()
+            .map(|t| t.to_string().to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Parses one statement; `Ok(None)` if it is not one of ours (SELECT, SHOW, …).
+pub fn parse(sql: &str) -> Result<Option<Statement>, SqlError> {
+    let mut p = Parser::new(sql)?;
+    match p.peek_word().as_deref() {
+        Some("ALTER") => {
+            p.pos += 1;
+            if !p.keyword("SYSTEM") {
+                return Ok(Some(Statement::NotYet(format!("ALTER {}", p.rest_text(1)))));
+            }
+            alter_system(&mut p).map(Some)
+        }
+        Some("CREATE")
+            if p.tokens.get(1).is_some_and(
+                |t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case("TENANT")),
+            ) =>
+        {
+            p.pos += 2;
+            let if_not_exists = if p.keyword("IF") {
+                p.expect("NOT")?;
+                p.expect("EXISTS")?;
+                true
+            } else {
+                false
+            };
+            let name = p.ident("a tenant name")?;
+            p.expect("SOURCE")?;
+            p.opt_eq();
+            let source = p.string("a quoted source URI")?;
+            let comment = if p.keyword("COMMENT") {
+                p.opt_eq();
+                p.string("a quoted comment")?
+            } else {
+                String::new()
+            };
+            p.done()?;
+            Ok(Some(Statement::CreateTenant {
+                name,
+                source,
+                comment,
+                if_not_exists,
+            }))
+        }
+        Some("DROP")
+            if p.tokens.get(1).is_some_and(
+                |t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case("TENANT")),
+            ) =>
+        {
+            p.pos += 2;
+            let if_exists = if p.keyword("IF") {
+                p.expect("EXISTS")?;
+                true
+            } else {
+                false
+            };
+            let name = p.ident("a tenant name")?;
+            p.done()?;
+            Ok(Some(Statement::DropTenant { name, if_exists }))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
+    let start = p.pos;
+    match p.peek_word().as_deref() {
+        Some("SET") => {
+            p.pos += 1;
+            let name = p.ident("a parameter name")?;
+            p.opt_eq();
+            let value = p.string("a quoted value")?;
+            let tenant = p.tenants()?.into_iter().next();
+            p.done()?;
+            Ok(Statement::SetParameter {
+                name,
+                value,
+                tenant,
+            })
+        }
+        Some("ARCHIVELOG") | Some("NOARCHIVELOG") => {
+            let enable = p.peek_word().as_deref() == Some("ARCHIVELOG");
+            p.pos += 1;
+            let tenants = p.tenants()?;
+            p.done()?;
+            Ok(Statement::Archivelog { enable, tenants })
+        }
+        Some("BACKUP") => {
+            p.pos += 1;
+            let incremental = p.keyword("INCREMENTAL");
+            if p.keyword("DATABASE") {
+                let tenants = p.tenants()?;
+                p.done()?;
+                return Ok(Statement::BackupDatabase {
+                    incremental,
+                    tenants,
+                });
+            }
+            match p.peek_word().as_deref() {
+                Some("BACKUPSET") | Some("BACKUPPIECE") | Some("ARCHIVELOG") => {
+                    Ok(Statement::NotYet(p.rest_text(start)))
+                }
+                _ => Err(p.error("DATABASE, BACKUPSET or BACKUPPIECE")),
+            }
+        }
+        Some("VALIDATE") => {
+            p.pos += 1;
+            if p.keyword("BACKUPSET") {
+                let backup_set_id = p.number("a backup set id")?;
+                if p.keyword("COPY") {
+                    p.number("a copy id")?;
+                    return Ok(Statement::NotYet(p.rest_text(start)));
+                }
+                p.done()?;
+                return Ok(Statement::ValidateBackupset { backup_set_id });
+            }
+            if p.keyword("DATABASE") {
+                return Ok(Statement::NotYet(p.rest_text(start)));
+            }
+            Err(p.error("BACKUPSET or DATABASE"))
+        }
+        Some("CANCEL") | Some("SUSPEND") | Some("RESUME") | Some("START") | Some("STOP")
+        | Some("DELETE") => Ok(Statement::NotYet(p.rest_text(start))),
+        _ => Err(p.error(
+            "a backup statement (SET, ARCHIVELOG, NOARCHIVELOG, BACKUP, VALIDATE, CANCEL, …)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_statements_case_insensitively() {
+        assert_eq!(
+            parse("alter system set backup_dest = 'file:///x' tenant = t1;").unwrap(),
+            Some(Statement::SetParameter {
+                name: "backup_dest".into(),
+                value: "file:///x".into(),
+                tenant: Some("t1".into())
+            })
+        );
+        assert_eq!(
+            parse("ALTER SYSTEM SET backup_dest 'file:///x'").unwrap(),
+            Some(Statement::SetParameter {
+                name: "backup_dest".into(),
+                value: "file:///x".into(),
+                tenant: None
+            })
+        );
+        assert_eq!(
+            parse("Alter System Archivelog").unwrap(),
+            Some(Statement::Archivelog {
+                enable: true,
+                tenants: vec![]
+            })
+        );
+        assert_eq!(
+            parse("ALTER SYSTEM BACKUP INCREMENTAL DATABASE TENANT = a, b").unwrap(),
+            Some(Statement::BackupDatabase {
+                incremental: true,
+                tenants: vec!["a".into(), "b".into()]
+            })
+        );
+        assert_eq!(
+            parse("create tenant if not exists t1 source = 'dir:///d' comment 'c'").unwrap(),
+            Some(Statement::CreateTenant {
+                name: "t1".into(),
+                source: "dir:///d".into(),
+                comment: "c".into(),
+                if_not_exists: true
+            })
+        );
+        assert!(matches!(
+            parse("ALTER SYSTEM CANCEL BACKUP BACKUPSET").unwrap(),
+            Some(Statement::NotYet(_))
+        ));
+        assert_eq!(parse("select 1").unwrap(), None);
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let e = parse("ALTER SYSTEM BACKUP DATABSE").unwrap_err();
+        assert_eq!(e.errno, 1064);
+        assert!(e.message.contains("DATABSE"), "{}", e.message);
+        assert_eq!(
+            parse("ALTER SYSTEM SET backup_dest = 'x' extra")
+                .unwrap_err()
+                .errno,
+            1064
+        );
+        assert_eq!(
+            parse("ALTER SYSTEM SET x = 'unterminated")
+                .unwrap_err()
+                .errno,
+            1064
+        );
+    }
+}

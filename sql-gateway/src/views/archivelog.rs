@@ -1,0 +1,115 @@
+//! `CDB_OB_BACKUP_ARCHIVELOG`: the current archive round of each tenant, plus the
+//! cluster-level row on the `sys` tenant (`spec/decisions.md` §15): its status is the
+//! cluster-wide one and its checkpoint the minimum over the user tenants.
+
+use super::format::{bytes_display, ratio, time};
+use super::{Cell, Snapshot, View};
+
+/// The view.
+pub struct Archivelog;
+
+/// OceanBase's columns, then Backstop's (`START_SCN`, `CHECKPOINT_SCN`).
+pub const COLUMNS: &[&str] = &[
+    "INCARNATION",
+    "LOG_ARCHIVE_ROUND",
+    "TENANT_ID",
+    "STATUS",
+    "START_PIECE_ID",
+    "BACKUP_PIECE_ID",
+    "MIN_FIRST_TIME",
+    "MAX_NEXT_TIME",
+    "INPUT_BYTES",
+    "OUTPUT_BYTES",
+    "COMPRESSION_RATIO",
+    "INPUT_BYTES_DISPLAY",
+    "OUTPUT_BYTES_DISPLAY",
+    "START_SCN",
+    "CHECKPOINT_SCN",
+];
+
+impl View for Archivelog {
+    fn name(&self) -> &'static str {
+        "CDB_OB_BACKUP_ARCHIVELOG"
+    }
+
+    fn columns(&self) -> &'static [&'static str] {
+        COLUMNS
+    }
+
+    fn rows(&self, s: &Snapshot) -> Vec<Vec<Cell>> {
+        let mut current = std::collections::BTreeMap::new();
+        for r in &s.rounds {
+            let e = current.entry(r.tenant_id).or_insert(r);
+            if r.round_id > e.round_id {
+                *e = r;
+            }
+        }
+        let piece_ids = |tenant: u64, round: u64| {
+            let ids: Vec<u64> = s
+                .pieces
+                .iter()
+                .filter(|p| p.tenant_id == tenant && p.round_id == round && p.copy_id == 0)
+                .map(|p| p.backup_piece_id)
+                .collect();
+            (
+                ids.iter().min().copied().unwrap_or(0),
+                ids.iter().max().copied().unwrap_or(0),
+            )
+        };
+        let mut rows = Vec::new();
+        for r in current.values() {
+            let (start_piece, piece) = piece_ids(r.tenant_id, r.round_id);
+            rows.push(vec![
+                Cell::from(1u64),
+                Cell::from(r.round_id),
+                Cell::from(r.tenant_id),
+                Cell::from(r.status.as_str()),
+                Cell::from(start_piece),
+                Cell::from(piece),
+                time(r.start_time_ms),
+                time(r.checkpoint_time_ms),
+                Cell::from(r.input_bytes),
+                Cell::from(r.output_bytes),
+                ratio(r.output_bytes, r.input_bytes),
+                bytes_display(r.input_bytes),
+                bytes_display(r.output_bytes),
+                Cell::from(r.start_scn),
+                Cell::from(r.checkpoint_scn),
+            ]);
+        }
+        if !current.is_empty() {
+            let statuses: std::collections::BTreeSet<&str> =
+                current.values().map(|r| r.status.as_str()).collect();
+            let status = if statuses.len() == 1 {
+                statuses.into_iter().next().unwrap_or("MIXED")
+            } else {
+                "MIXED"
+            };
+            let min = |f: fn(&&backstop_proto::meta::ArchiveRound) -> u64| {
+                current.values().map(f).min().unwrap_or(0)
+            };
+            let sum = |f: fn(&&backstop_proto::meta::ArchiveRound) -> u64| {
+                current.values().map(f).sum::<u64>()
+            };
+            let (input, output) = (sum(|r| r.input_bytes), sum(|r| r.output_bytes));
+            rows.push(vec![
+                Cell::from(1u64),
+                Cell::from(current.values().map(|r| r.round_id).max().unwrap_or(0)),
+                Cell::from(1u64),
+                Cell::from(status),
+                Cell::from(0u64),
+                Cell::from(0u64),
+                time(min(|r| r.start_time_ms)),
+                time(min(|r| r.checkpoint_time_ms)),
+                Cell::from(input),
+                Cell::from(output),
+                ratio(output, input),
+                bytes_display(input),
+                bytes_display(output),
+                Cell::from(min(|r| r.start_scn)),
+                Cell::from(min(|r| r.checkpoint_scn)),
+            ]);
+        }
+        rows
+    }
+}

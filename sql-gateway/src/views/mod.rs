@@ -1,0 +1,205 @@
+//! `oceanbase.CDB_OB_BACKUP_*` views. Each view is one file implementing [`View`] with
+//! its columns as constants in OceanBase's order (Backstop's extra columns appended,
+//! `spec/decisions.md` §10). A `SELECT` runs on SQLite: the views it names are loaded
+//! into an in-memory database `oceanbase` from a snapshot of the catalog, restricted to
+//! the session's tenant unless the user is `root@sys`, and SQLite evaluates the query.
+
+mod archivelog;
+pub mod format;
+mod piece_files;
+mod set_files;
+
+use backstop_proto::meta::{ArchiveRound, BackupSet, Job, Piece, Tenant};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+
+use crate::errors::SqlError;
+
+/// A cell of a result row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// NULL.
+    Null,
+    /// Integer.
+    Int(i64),
+    /// Float.
+    Real(f64),
+    /// Text.
+    Text(String),
+}
+
+impl Cell {
+    /// The cell as text, as the mysql CLI prints it; `None` for NULL.
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            Cell::Null => None,
+            Cell::Int(i) => Some(i.to_string()),
+            Cell::Real(f) => Some(f.to_string()),
+            Cell::Text(s) => Some(s.clone()),
+        }
+    }
+}
+
+impl From<u64> for Cell {
+    fn from(v: u64) -> Self {
+        Cell::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<String> for Cell {
+    fn from(v: String) -> Self {
+        Cell::Text(v)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(v: &str) -> Self {
+        Cell::Text(v.to_string())
+    }
+}
+
+/// What views are built from: one read of the catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Tenants.
+    pub tenants: Vec<Tenant>,
+    /// Archive rounds.
+    pub rounds: Vec<ArchiveRound>,
+    /// Pieces (every copy).
+    pub pieces: Vec<Piece>,
+    /// Backup sets (every copy).
+    pub sets: Vec<BackupSet>,
+    /// Jobs.
+    pub jobs: Vec<Job>,
+}
+
+/// One view.
+pub trait View: Send + Sync {
+    /// Upper-case name.
+    fn name(&self) -> &'static str;
+    /// Column names in order.
+    fn columns(&self) -> &'static [&'static str];
+    /// Rows of every tenant.
+    fn rows(&self, s: &Snapshot) -> Vec<Vec<Cell>>;
+    /// Index of `TENANT_ID`, used to restrict rows to the session's tenant.
+    fn tenant_column(&self) -> usize {
+        self.columns()
+            .iter()
+            .position(|c| *c == "TENANT_ID")
+            .unwrap_or(0)
+    }
+}
+
+/// Every view.
+pub fn all() -> Vec<Box<dyn View>> {
+    vec![
+        Box::new(archivelog::Archivelog),
+        Box::new(piece_files::PieceFiles),
+        Box::new(set_files::SetFiles),
+    ]
+}
+
+/// The view called `name` (case-insensitive, optionally `oceanbase.`-qualified).
+pub fn find(name: &str) -> Option<Box<dyn View>> {
+    let n = name.trim().trim_matches('`').to_ascii_uppercase();
+    let n = n
+        .strip_prefix("OCEANBASE.")
+        .unwrap_or(&n)
+        .trim_matches('`')
+        .to_string();
+    all().into_iter().find(|v| v.name() == n)
+}
+
+/// A result set.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows.
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// Runs a `SELECT` over the views. `tenant` restricts rows (`None` = root@sys).
+pub fn query(sql: &str, snapshot: &Snapshot, tenant: Option<u64>) -> Result<Rows, SqlError> {
+    let conn = rusqlite::Connection::open_in_memory().map_err(internal)?;
+    conn.execute_batch("ATTACH DATABASE ':memory:' AS oceanbase")
+        .map_err(internal)?;
+    let upper = sql.to_ascii_uppercase();
+    for view in all().into_iter().filter(|v| upper.contains(v.name())) {
+        load(&conn, view.as_ref(), snapshot, tenant)?;
+    }
+    let mut stmt = conn.prepare(sql).map_err(|e| sqlite_error(&e))?;
+    let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+    let n = columns.len();
+    let mut out = Vec::new();
+    let mut rows = stmt.query([]).map_err(|e| sqlite_error(&e))?;
+    while let Some(row) = rows.next().map_err(|e| sqlite_error(&e))? {
+        let mut cells = Vec::with_capacity(n);
+        for i in 0..n {
+            cells.push(match row.get_ref(i).map_err(internal)? {
+                ValueRef::Null => Cell::Null,
+                ValueRef::Integer(v) => Cell::Int(v),
+                ValueRef::Real(v) => Cell::Real(v),
+                ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Cell::Text(String::from_utf8_lossy(b).into_owned()),
+            });
+        }
+        out.push(cells);
+    }
+    Ok(Rows { columns, rows: out })
+}
+
+fn load(
+    conn: &rusqlite::Connection,
+    view: &dyn View,
+    s: &Snapshot,
+    tenant: Option<u64>,
+) -> Result<(), SqlError> {
+    let cols = view.columns();
+    let ddl = format!(
+        "CREATE TABLE oceanbase.\"{}\" ({})",
+        view.name(),
+        cols.iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    conn.execute(&ddl, []).map_err(internal)?;
+    let insert = format!(
+        "INSERT INTO oceanbase.\"{}\" VALUES ({})",
+        view.name(),
+        vec!["?"; cols.len()].join(", ")
+    );
+    let mut stmt = conn.prepare(&insert).map_err(internal)?;
+    let tc = view.tenant_column();
+    for row in view.rows(s) {
+        if let Some(t) = tenant
+            && row.get(tc) != Some(&Cell::Int(t as i64))
+        {
+            continue;
+        }
+        let values: Vec<SqlValue> = row
+            .into_iter()
+            .map(|c| match c {
+                Cell::Null => SqlValue::Null,
+                Cell::Int(i) => SqlValue::Integer(i),
+                Cell::Real(f) => SqlValue::Real(f),
+                Cell::Text(t) => SqlValue::Text(t),
+            })
+            .collect();
+        stmt.execute(rusqlite::params_from_iter(values))
+            .map_err(internal)?;
+    }
+    Ok(())
+}
+
+fn internal(e: rusqlite::Error) -> SqlError {
+    SqlError::coded(backstop_common::Code::Internal, format!("view engine: {e}"))
+}
+
+fn sqlite_error(e: &rusqlite::Error) -> SqlError {
+    let msg = e.to_string();
+    if let Some(rest) = msg.strip_prefix("no such table: ") {
+        return SqlError::no_such_table(rest);
+    }
+    SqlError::syntax(format!("You have an error in your SQL syntax: {msg}"))
+}
