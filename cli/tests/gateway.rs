@@ -126,6 +126,17 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
         "SELECT p.TENANT_ID, COUNT(*) AS pieces FROM oceanbase.CDB_OB_BACKUP_PIECE_FILES p JOIN oceanbase.CDB_OB_BACKUP_ARCHIVELOG a ON a.TENANT_ID = p.TENANT_ID GROUP BY p.TENANT_ID ORDER BY 1",
     );
     assert!(agg.contains("1001\t1"), "{agg}");
+    // Progress, details, summary, and which worker runs what.
+    let progress =
+        m.root_ok("SELECT BS_KEY, STATUS, PERCENT FROM oceanbase.CDB_OB_BACKUP_PROGRESS;");
+    assert!(progress.contains("1\tCOMPLETED\t100"), "{progress}");
+    let details =
+        m.root_ok("SELECT BS_KEY, STATUS, DEVICE_TYPE FROM oceanbase.CDB_OB_BACKUP_SET_DETAILS;");
+    assert!(details.contains("1\tCOMPLETED\tfile"), "{details}");
+    let summary = m.root_ok("SELECT LOG_ARCHIVE_ROUND, TENANT_ID, STATUS FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG_SUMMARY;");
+    assert!(summary.contains("1\t1001\tDOING"), "{summary}");
+    let tasks = m.root_ok("SELECT TASK_TYPE, STATUS, WORKER_ADDR FROM oceanbase.CDB_OB_BACKUP_TASKS WHERE STATUS = 'DOING';");
+    assert!(tasks.contains("ARCHIVE\tDOING\tstandalone@"), "{tasks}");
     // USE oceanbase (COM_INIT_DB) and the client's start-up queries.
     let tables = m.run(
         "root@sys",

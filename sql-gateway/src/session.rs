@@ -273,11 +273,18 @@ impl Session {
                 .sets,
             jobs: self
                 .meta
-                .list_jobs(all)
+                .list_jobs(all.clone())
                 .await
                 .map_err(st)?
                 .into_inner()
                 .jobs,
+            tasks: self
+                .meta
+                .list_tasks(all)
+                .await
+                .map_err(st)?
+                .into_inner()
+                .tasks,
         })
     }
 

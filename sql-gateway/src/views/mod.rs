@@ -5,11 +5,16 @@
 //! the session's tenant unless the user is `root@sys`, and SQLite evaluates the query.
 
 mod archivelog;
+mod archivelog_summary;
 pub mod format;
 mod piece_files;
+mod progress;
+mod set_details;
 mod set_files;
+mod tasks;
+mod validation_job;
 
-use backstop_proto::meta::{ArchiveRound, BackupSet, Job, Piece, Tenant};
+use backstop_proto::meta::{ArchiveRound, BackupSet, Job, Piece, Task, Tenant};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 
 use crate::errors::SqlError;
@@ -70,6 +75,8 @@ pub struct Snapshot {
     pub sets: Vec<BackupSet>,
     /// Jobs.
     pub jobs: Vec<Job>,
+    /// Tasks.
+    pub tasks: Vec<Task>,
 }
 
 /// One view.
@@ -93,8 +100,14 @@ pub trait View: Send + Sync {
 pub fn all() -> Vec<Box<dyn View>> {
     vec![
         Box::new(archivelog::Archivelog),
+        Box::new(archivelog_summary::ArchivelogSummary),
         Box::new(piece_files::PieceFiles),
+        Box::new(progress::Progress),
+        Box::new(set_details::SetDetails),
         Box::new(set_files::SetFiles),
+        Box::new(tasks::Tasks),
+        Box::new(validation_job::ValidationJob),
+        Box::new(validation_job::ValidationJobHistory),
     ]
 }
 

@@ -57,7 +57,7 @@ impl View for SetFiles {
                 let rate = if x.end_time_ms == 0 || elapsed_ms == 0 {
                     0
                 } else {
-                    x.output_bytes * 1000 / elapsed_ms
+                    x.output_bytes.saturating_mul(1000) / elapsed_ms
                 };
                 vec![
                     Cell::from(1u64),
