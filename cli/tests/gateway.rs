@@ -176,6 +176,14 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
         other.display()
     ));
     m.root_ok("ALTER SYSTEM ARCHIVELOG TENANT = t2;");
+    // The tenant's root (empty password, as OceanBase) creates a user; ctl can too.
+    let created = m.run(
+        "root@t2",
+        None,
+        &[],
+        "CREATE USER 'alice'@'%' IDENTIFIED BY 's3cret';",
+    );
+    assert!(created.ok, "{}", created.stderr);
     let out = Command::new(BIN)
         .args([
             "ctl",
@@ -183,9 +191,9 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
             &meta,
             "user",
             "create",
-            "alice@t2",
+            "bob@t2",
             "--password",
-            "s3cret",
+            "pw",
         ])
         .output()
         .unwrap();
@@ -193,6 +201,24 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let denied = m.run("bob@t2", Some("pw"), &[], "DROP USER alice;");
+    assert!(denied.stderr.contains("ERROR 1227"), "{}", denied.stderr);
+    let changed = m.run(
+        "bob@t2",
+        Some("pw"),
+        &[],
+        "ALTER USER bob IDENTIFIED BY 'pw2';",
+    );
+    assert!(changed.ok, "{}", changed.stderr);
+    assert!(
+        m.run(
+            "bob@t2",
+            Some("pw2"),
+            &[],
+            "SELECT 1 FROM oceanbase.CDB_OB_BACKUP_TASKS LIMIT 0"
+        )
+        .ok
     );
     let mine = m.run(
         "alice@t2",

@@ -49,6 +49,8 @@ pub enum Command {
         comment: String,
         /// Answer the existing tenant instead of `OB_ENTRY_EXIST`.
         if_not_exists: bool,
+        /// Hash of the new tenant's `root` password (empty by default, as OceanBase).
+        root_password: PasswordHash,
     },
     /// `DROP TENANT [IF EXISTS] name`.
     DropTenant {

@@ -133,6 +133,7 @@ fn create(name: &str) -> Command {
         source: format!("dir:///data/{name}"),
         comment: String::new(),
         if_not_exists: false,
+        root_password: backstop_common::auth::PasswordHash::new(""),
     }
 }
 

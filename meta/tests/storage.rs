@@ -35,6 +35,7 @@ fn create_tenant(index: u64, name: &str) -> Entry<TypeConfig> {
                 source: "dir:///data/t".to_string(),
                 comment: String::new(),
                 if_not_exists: false,
+                root_password: backstop_common::auth::PasswordHash::new(""),
             },
         }),
     }

@@ -460,10 +460,64 @@ impl Session {
                     info: String::new(),
                 })
             }
+            Statement::CreateUser {
+                name,
+                password,
+                if_not_exists,
+            } => {
+                self.require_tenant_root("create users")?;
+                self.meta
+                    .create_user(CreateUserRequest {
+                        user_name: name,
+                        tenant_name: self.tenant.clone(),
+                        password,
+                        if_not_exists,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::AlterUser { name, password } => {
+                if name != self.user {
+                    self.require_tenant_root("change other users' passwords")?;
+                }
+                self.meta
+                    .alter_user(AlterUserRequest {
+                        user_name: name,
+                        tenant_name: self.tenant.clone(),
+                        password,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::DropUser { name, if_exists } => {
+                self.require_tenant_root("drop users")?;
+                self.meta
+                    .drop_user(DropUserRequest {
+                        user_name: name,
+                        tenant_name: self.tenant.clone(),
+                        if_exists,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
             Statement::NotYet(what) => {
                 Err(SqlError::not_supported(&format!("ALTER SYSTEM {what}")))
             }
         }
+    }
+
+    /// Users are managed by the `root` user of their tenant.
+    fn require_tenant_root(&self, what: &str) -> Result<(), SqlError> {
+        if self.user == "root" {
+            return Ok(());
+        }
+        Err(SqlError {
+            errno: crate::errors::ER_SPECIFIC_ACCESS_DENIED,
+            message: format!("Access denied; only root@{} may {what}", self.tenant),
+        })
     }
 
     /// Named tenants checked against the session; none named means "every user

@@ -56,6 +56,30 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// `CREATE USER [IF NOT EXISTS] 'name'[@'host'] IDENTIFIED BY 'pw'` (in the
+    /// session's tenant).
+    CreateUser {
+        /// User name.
+        name: String,
+        /// Password.
+        password: String,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+    },
+    /// `ALTER USER 'name'[@'host'] IDENTIFIED BY 'pw'`.
+    AlterUser {
+        /// User name.
+        name: String,
+        /// New password.
+        password: String,
+    },
+    /// `DROP USER [IF EXISTS] 'name'[@'host']`.
+    DropUser {
+        /// User name.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
     /// A recognised statement whose back end is not built yet.
     NotYet(String),
 }
@@ -187,6 +211,21 @@ impl Parser {
         Ok(out)
     }
 
+    /// `'name'[@'host']`: the host part is accepted and ignored (users are per
+    /// tenant, not per host).
+    fn user_name(&mut self) -> Result<String, SqlError> {
+        let name = self.ident("a user name")?;
+        if matches!(self.tokens.get(self.pos), Some(Token::AtSign)) {
+            self.pos += 1;
+            self.ident("a host")?;
+        } else if let Some(Token::Word(w)) = self.tokens.get(self.pos)
+            && w.value.starts_with('@')
+        {
+            self.pos += 1;
+        }
+        Ok(name)
+    }
+
     fn rest_text(&self, from: usize) -> String {
         self.tokens[from..]
             .iter()
@@ -200,6 +239,40 @@ impl Parser {
 pub fn parse(sql: &str) -> Result<Option<Statement>, SqlError> {
     let mut p = Parser::new(sql)?;
     match p.peek_word().as_deref() {
+        Some("CREATE") | Some("ALTER") | Some("DROP")
+            if p.tokens.get(1).is_some_and(
+                |t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case("USER")),
+            ) =>
+        {
+            let verb = p.peek_word().unwrap_or_default();
+            p.pos += 2;
+            let (if_exists, if_not_exists) = if p.keyword("IF") {
+                let not = p.keyword("NOT");
+                p.expect("EXISTS")?;
+                (!not, not)
+            } else {
+                (false, false)
+            };
+            let name = p.user_name()?;
+            let stmt = if verb == "DROP" {
+                Statement::DropUser { name, if_exists }
+            } else {
+                p.expect("IDENTIFIED")?;
+                p.expect("BY")?;
+                let password = p.string("a quoted password")?;
+                if verb == "CREATE" {
+                    Statement::CreateUser {
+                        name,
+                        password,
+                        if_not_exists,
+                    }
+                } else {
+                    Statement::AlterUser { name, password }
+                }
+            };
+            p.done()?;
+            Ok(Some(stmt))
+        }
         Some("ALTER") => {
             p.pos += 1;
             if !p.keyword("SYSTEM") {
@@ -373,6 +446,28 @@ mod tests {
             Some(Statement::NotYet(_))
         ));
         assert_eq!(parse("select 1").unwrap(), None);
+        assert_eq!(
+            parse("CREATE USER 'alice'@'%' IDENTIFIED BY 'pw'").unwrap(),
+            Some(Statement::CreateUser {
+                name: "alice".into(),
+                password: "pw".into(),
+                if_not_exists: false
+            })
+        );
+        assert_eq!(
+            parse("alter user bob identified by 'x';").unwrap(),
+            Some(Statement::AlterUser {
+                name: "bob".into(),
+                password: "x".into()
+            })
+        );
+        assert_eq!(
+            parse("DROP USER IF EXISTS 'bob'@'localhost'").unwrap(),
+            Some(Statement::DropUser {
+                name: "bob".into(),
+                if_exists: true
+            })
+        );
     }
 
     #[test]

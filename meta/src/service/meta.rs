@@ -160,6 +160,7 @@ impl MetaService for MetaSvc {
             source,
             comment: req.comment,
             if_not_exists: req.if_not_exists,
+            root_password: PasswordHash::new(""),
         };
         match self.node.write(cmd).await? {
             Reply::Tenant(t) => Ok(Response::new(tenant_msg(&t))),

@@ -238,6 +238,7 @@ impl MetaState {
                 source,
                 comment,
                 if_not_exists,
+                root_password,
             } => {
                 if let Some(existing) = self.tenant_by_name(name) {
                     if *if_not_exists {
@@ -262,7 +263,20 @@ impl MetaState {
                     end_backup_hook: None,
                 };
                 self.tenants.insert(id, record.clone());
-                Ok((Reply::Tenant(record), vec![Touched::Tenant(id)]))
+                let root = (id, "root".to_string());
+                self.users.insert(
+                    root.clone(),
+                    UserRecord {
+                        tenant_id: id,
+                        user: "root".to_string(),
+                        password: root_password.clone(),
+                        create_time_ms: now,
+                    },
+                );
+                Ok((
+                    Reply::Tenant(record),
+                    vec![Touched::Tenant(id), Touched::User(root)],
+                ))
             }
             Command::DropTenant { name, if_exists } => {
                 let Some(tenant) = self.tenant_by_name(name) else {
@@ -510,6 +524,7 @@ mod tests {
             source: "dir:///x".to_string(),
             comment: String::new(),
             if_not_exists: false,
+            root_password: backstop_common::auth::PasswordHash::new(""),
         })
     }
 

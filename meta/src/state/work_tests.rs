@@ -46,6 +46,7 @@ fn setup() -> MetaState {
         source: "dir:///src/t1".into(),
         comment: String::new(),
         if_not_exists: false,
+        root_password: backstop_common::auth::PasswordHash::new(""),
     }))
     .0);
     ok(s.apply(&req(Command::SetParameter {
