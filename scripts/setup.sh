@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Backstop needs on a fresh Debian machine:
 # libclang (RocksDB's bindings), a C++ compiler, the MariaDB `mysql` client, curl,
-# flock (util-linux), an S3-compatible test server (moto) and cargo-nextest.
+# flock (util-linux), an S3-compatible test server (moto), PyMySQL and cargo-nextest.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -19,9 +19,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 
 # The S3-compatible server the tests start (moto), from PyPI.
-if ! command -v moto_server >/dev/null 2>&1; then
-  echo "setup: installing moto[server]"
-  python3 -m pip install -q --disable-pip-version-check 'moto[server]'
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import pymysql' 2>/dev/null; then
+  echo "setup: installing moto[server] and PyMySQL"
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]' pymysql
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 fi
 command -v moto_server >/dev/null 2>&1 || { echo "setup: moto_server is not on PATH after install" >&2; exit 1; }

@@ -253,3 +253,58 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
         wrong.stderr
     );
 }
+
+#[test]
+fn pymysql_connects_runs_statements_and_reads_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = format!("127.0.0.1:{}", free_port());
+    let sql_port = free_port();
+    let data = dir.path().join("bs");
+    let _p = spawn(
+        &[
+            "standalone",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &meta,
+            "--sql-listen",
+            &format!("127.0.0.1:{sql_port}"),
+        ],
+        &dir.path().join("standalone.log"),
+    );
+    let m = Mysql { port: sql_port };
+    wait_for("the gateway", 30, || {
+        m.root("SELECT 1 FROM oceanbase.CDB_OB_BACKUP_SET_FILES LIMIT 0")
+            .ok
+            .then_some(())
+    });
+    let script = format!(
+        r#"
+import pymysql
+c = pymysql.connect(host="127.0.0.1", port={sql_port}, user="root@sys", password="", database="oceanbase")
+cur = c.cursor()
+cur.execute("CREATE TENANT IF NOT EXISTS t1 SOURCE 'dir:///tmp/nowhere'")
+cur.execute("SHOW TENANTS")
+assert [r[1] for r in cur.fetchall()] == ["sys", "t1"]
+cur.execute("SELECT * FROM oceanbase.CDB_OB_BACKUP_SET_FILES")
+assert [d[0] for d in cur.description][:3] == ["INCARNATION", "TENANT_ID", "BS_KEY"]
+try:
+    cur.execute("ALTER SYSTEM CANCEL BACKUP BACKUPSET")
+    raise SystemExit("expected an error")
+except pymysql.err.MySQLError as e:
+    assert e.args[0] == 9002 and e.args[1].startswith("OB_NOT_SUPPORTED"), e.args
+print("ok")
+"#
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 with PyMySQL (scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
