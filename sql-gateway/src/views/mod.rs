@@ -6,7 +6,9 @@
 
 mod archivelog;
 mod archivelog_summary;
+mod copies;
 pub mod format;
+mod job_details;
 mod piece_files;
 mod progress;
 mod set_details;
@@ -98,7 +100,7 @@ pub trait View: Send + Sync {
 
 /// Every view.
 pub fn all() -> Vec<Box<dyn View>> {
-    vec![
+    let mut views: Vec<Box<dyn View>> = vec![
         Box::new(archivelog::Archivelog),
         Box::new(archivelog_summary::ArchivelogSummary),
         Box::new(piece_files::PieceFiles),
@@ -108,7 +110,15 @@ pub fn all() -> Vec<Box<dyn View>> {
         Box::new(tasks::Tasks),
         Box::new(validation_job::ValidationJob),
         Box::new(validation_job::ValidationJobHistory),
-    ]
+        Box::new(job_details::JobDetails),
+    ];
+    views.extend(
+        copies::views()
+            .into_iter()
+            .map(|v| Box::new(v) as Box<dyn View>),
+    );
+    views.sort_by_key(|v| v.name());
+    views
 }
 
 /// The view called `name` (case-insensitive, optionally `oceanbase.`-qualified).
