@@ -57,13 +57,13 @@ impl Mysql {
     }
 }
 
-#[test]
-fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
+/// `backstop standalone` on free ports; returns once the gateway answers.
+fn start_standalone() -> (tempfile::TempDir, String, harness::Proc, Mysql) {
     let dir = tempfile::tempdir().unwrap();
     let meta = format!("127.0.0.1:{}", free_port());
-    let sql_port = free_port();
+    let port = free_port();
     let data = dir.path().join("bs");
-    let _p = spawn(
+    let p = spawn(
         &[
             "standalone",
             "--data-dir",
@@ -71,16 +71,22 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
             "--listen",
             &meta,
             "--sql-listen",
-            &format!("127.0.0.1:{sql_port}"),
+            &format!("127.0.0.1:{port}"),
         ],
         &dir.path().join("standalone.log"),
     );
-    let m = Mysql { port: sql_port };
+    let m = Mysql { port };
     wait_for("the gateway", 30, || {
         m.root("SELECT 1 FROM oceanbase.CDB_OB_BACKUP_SET_FILES LIMIT 0")
             .ok
             .then_some(())
     });
+    (dir, meta, p, m)
+}
+
+#[test]
+fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
+    let (dir, meta, _p, m) = start_standalone();
     let src = dir.path().join("t1");
     workload::init(&src, Shape::of_size(2 << 20, 2), 1).unwrap();
     let dest = dir.path().join("dest");
@@ -256,28 +262,8 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
 
 #[test]
 fn pymysql_connects_runs_statements_and_reads_views() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = format!("127.0.0.1:{}", free_port());
-    let sql_port = free_port();
-    let data = dir.path().join("bs");
-    let _p = spawn(
-        &[
-            "standalone",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            &meta,
-            "--sql-listen",
-            &format!("127.0.0.1:{sql_port}"),
-        ],
-        &dir.path().join("standalone.log"),
-    );
-    let m = Mysql { port: sql_port };
-    wait_for("the gateway", 30, || {
-        m.root("SELECT 1 FROM oceanbase.CDB_OB_BACKUP_SET_FILES LIMIT 0")
-            .ok
-            .then_some(())
-    });
+    let (_dir, _meta, _p, m) = start_standalone();
+    let sql_port = m.port;
     let script = format!(
         r#"
 import pymysql

@@ -2,8 +2,38 @@
 //! cluster-level row on the `sys` tenant (`spec/decisions.md` §15): its status is the
 //! cluster-wide one and its checkpoint the minimum over the user tenants.
 
+use backstop_proto::meta::ArchiveRound;
+
 use super::format::{bytes_display, ratio, time};
 use super::{Cell, Snapshot, View};
+
+/// The columns OceanBase's archive views share, for one round: everything up to
+/// `OUTPUT_BYTES_DISPLAY`, then `START_SCN`, `CHECKPOINT_SCN`.
+pub fn round_row(s: &Snapshot, r: &ArchiveRound) -> Vec<Cell> {
+    let ids: Vec<u64> = s
+        .pieces
+        .iter()
+        .filter(|p| p.tenant_id == r.tenant_id && p.round_id == r.round_id && p.copy_id == 0)
+        .map(|p| p.backup_piece_id)
+        .collect();
+    vec![
+        Cell::from(1u64),
+        Cell::from(r.round_id),
+        Cell::from(r.tenant_id),
+        Cell::from(r.status.as_str()),
+        Cell::from(ids.iter().min().copied().unwrap_or(0)),
+        Cell::from(ids.iter().max().copied().unwrap_or(0)),
+        time(r.start_time_ms),
+        time(r.checkpoint_time_ms),
+        Cell::from(r.input_bytes),
+        Cell::from(r.output_bytes),
+        ratio(r.output_bytes, r.input_bytes),
+        bytes_display(r.input_bytes),
+        bytes_display(r.output_bytes),
+        Cell::from(r.start_scn),
+        Cell::from(r.checkpoint_scn),
+    ]
+}
 
 /// The view.
 pub struct Archivelog;
@@ -44,39 +74,7 @@ impl View for Archivelog {
                 *e = r;
             }
         }
-        let piece_ids = |tenant: u64, round: u64| {
-            let ids: Vec<u64> = s
-                .pieces
-                .iter()
-                .filter(|p| p.tenant_id == tenant && p.round_id == round && p.copy_id == 0)
-                .map(|p| p.backup_piece_id)
-                .collect();
-            (
-                ids.iter().min().copied().unwrap_or(0),
-                ids.iter().max().copied().unwrap_or(0),
-            )
-        };
-        let mut rows = Vec::new();
-        for r in current.values() {
-            let (start_piece, piece) = piece_ids(r.tenant_id, r.round_id);
-            rows.push(vec![
-                Cell::from(1u64),
-                Cell::from(r.round_id),
-                Cell::from(r.tenant_id),
-                Cell::from(r.status.as_str()),
-                Cell::from(start_piece),
-                Cell::from(piece),
-                time(r.start_time_ms),
-                time(r.checkpoint_time_ms),
-                Cell::from(r.input_bytes),
-                Cell::from(r.output_bytes),
-                ratio(r.output_bytes, r.input_bytes),
-                bytes_display(r.input_bytes),
-                bytes_display(r.output_bytes),
-                Cell::from(r.start_scn),
-                Cell::from(r.checkpoint_scn),
-            ]);
-        }
+        let mut rows: Vec<Vec<Cell>> = current.values().map(|r| round_row(s, r)).collect();
         if !current.is_empty() {
             let statuses: std::collections::BTreeSet<&str> =
                 current.values().map(|r| r.status.as_str()).collect();

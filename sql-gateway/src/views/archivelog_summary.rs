@@ -1,7 +1,6 @@
 //! `CDB_OB_BACKUP_ARCHIVELOG_SUMMARY`: every round of every tenant; finished rounds
 //! show `STOP` (as OceanBase forces for history rows), an `INTERRUPTED` round keeps it.
 
-use super::format::{bytes_display, ratio, time};
 use super::{Cell, Snapshot, View};
 
 /// The view.
@@ -40,32 +39,9 @@ impl View for ArchivelogSummary {
         s.rounds
             .iter()
             .map(|r| {
-                let ids: Vec<u64> = s
-                    .pieces
-                    .iter()
-                    .filter(|p| {
-                        p.tenant_id == r.tenant_id && p.round_id == r.round_id && p.copy_id == 0
-                    })
-                    .map(|p| p.backup_piece_id)
-                    .collect();
-                vec![
-                    Cell::from(1u64),
-                    Cell::from(r.round_id),
-                    Cell::from(r.tenant_id),
-                    Cell::from(r.status.as_str()),
-                    Cell::from(ids.iter().min().copied().unwrap_or(0)),
-                    Cell::from(ids.iter().max().copied().unwrap_or(0)),
-                    time(r.start_time_ms),
-                    time(r.checkpoint_time_ms),
-                    Cell::from(r.input_bytes),
-                    Cell::from(r.output_bytes),
-                    ratio(r.output_bytes, r.input_bytes),
-                    bytes_display(r.input_bytes),
-                    bytes_display(r.output_bytes),
-                    Cell::from(r.start_scn),
-                    Cell::from(r.checkpoint_scn),
-                    Cell::from(r.comment.as_str()),
-                ]
+                let mut row = super::archivelog::round_row(s, r);
+                row.push(Cell::from(r.comment.as_str()));
+                row
             })
             .collect()
     }
