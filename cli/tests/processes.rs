@@ -20,12 +20,23 @@ impl Drop for Proc {
     }
 }
 
+/// A port nobody listens on, outside the ephemeral range.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Below the kernel's ephemeral range (32768+ here), so outgoing connections of
+    // other tests can never take the port between this check and the bind.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id() * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    loop {
+        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) * 104_729);
+        let port = 20_000 + (n % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn spawn(args: &[&str], log: &Path) -> Proc {
@@ -179,17 +190,27 @@ fn three_meta_processes_survive_sigkill_of_the_leader() {
     procs.push(Some(start(1, "n2.log")));
     procs.push(Some(start(2, "n3.log")));
     let all = addrs.join(",");
-    wait_for("three voters", 60, || {
-        ctl_json(&addrs[0], &["status"]).filter(|s| {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let voters = ctl_json(&addrs[0], &["status"]).map_or(0, |s| {
             s["members"]
                 .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["role"] == "voter")
-                .count()
-                == 3
-        })
-    });
+                .map_or(0, |m| m.iter().filter(|m| m["role"] == "voter").count())
+        });
+        if voters == 3 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
+            panic!(
+                "timed out waiting for three voters ({voters})\n--- n1\n{}\n--- n2\n{}\n--- n3\n{}",
+                log("n1.log"),
+                log("n2.log"),
+                log("n3.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let mut acked = Vec::new();
     for i in 0..10 {

@@ -288,9 +288,11 @@ async fn membership_add_learner_promote_and_remove() {
     let n1 = c.node(1).clone();
     // Node 2 starts with a join address where nothing listens, so it waits, serving
     // Raft, until an operator adds it by hand.
-    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = holder.local_addr().unwrap();
-    drop(holder);
+    // A port below the ephemeral range, so no outgoing connection can take it.
+    let addr: SocketAddr = (20_000..32_000)
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], p + (std::process::id() % 1000) as u16)))
+        .find(|a| std::net::TcpListener::bind(a).is_ok())
+        .unwrap();
     let mut config = MetaConfig::new(2, addr, c.path.join("n2"));
     config.raft = tuning();
     config.join = vec!["127.0.0.1:1".to_string()];
