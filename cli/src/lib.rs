@@ -183,6 +183,12 @@ async fn config_root_password_empty(node: &MetaNode) -> bool {
 
 /// `backstop gateway`: runs until SIGINT/SIGTERM.
 async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
+    if !a.listen.ip().is_loopback() && root_password_is_empty(&a.meta).await? {
+        anyhow::bail!(
+            "refusing to serve SQL on {} while root@sys has an empty password: set one first (ALTER USER root IDENTIFIED BY '…' as root@sys on a loopback gateway)",
+            a.listen
+        );
+    }
     let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
         listen: a.listen,
         meta: a.meta,
@@ -194,6 +200,27 @@ async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
     token.cancel();
     handle.await?;
     Ok(())
+}
+
+/// Asks the metadata service whether root@sys logs in with an empty password.
+async fn root_password_is_empty(meta: &str) -> anyhow::Result<bool> {
+    let mut client = backstop_proto::meta::meta_service_client::MetaServiceClient::new(
+        backstop_meta::network::channel(meta)?,
+    );
+    let req = backstop_proto::meta::VerifyNativePasswordRequest {
+        user_name: "root".to_string(),
+        tenant_name: "sys".to_string(),
+        salt: vec![b'x'; 20],
+        auth_data: Vec::new(),
+    };
+    match client.verify_native_password(req).await {
+        Ok(_) => Ok(true),
+        Err(s) if s.code() == tonic::Code::Unauthenticated => Ok(false),
+        Err(s) => anyhow::bail!(
+            "ask the metadata service at {meta} about root@sys: {}",
+            s.message()
+        ),
+    }
 }
 
 /// `backstop worker`: runs until SIGINT/SIGTERM.

@@ -294,3 +294,24 @@ print("ok")
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
+
+#[test]
+fn a_gateway_on_a_public_address_refuses_an_empty_root_password() {
+    let (_dir, meta, _p, _m) = start_standalone();
+    let out = Command::new(BIN)
+        .args([
+            "gateway",
+            "--meta",
+            &meta,
+            "--listen",
+            &format!("0.0.0.0:{}", free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to serve SQL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -363,6 +363,7 @@ impl Session {
                 Ok(ok())
             }
             Statement::Archivelog { enable, tenants } => {
+                let tenants = self.resolve_ids(tenants).await?;
                 for tenant in self.targets_or_all(tenants)? {
                     self.meta
                         .archivelog(ArchivelogRequest {
@@ -378,6 +379,7 @@ impl Session {
                 incremental,
                 tenants,
             } => {
+                let tenants = self.resolve_ids(tenants).await?;
                 for tenant in self.targets_or_all(tenants)? {
                     self.meta
                         .backup_database(BackupDatabaseRequest {
@@ -518,6 +520,36 @@ impl Session {
             errno: crate::errors::ER_SPECIFIC_ACCESS_DENIED,
             message: format!("Access denied; only root@{} may {what}", self.tenant),
         })
+    }
+
+    /// Replaces `#id` (from `TENANT_ID = n`) with the tenant's name.
+    async fn resolve_ids(&mut self, named: Vec<String>) -> Result<Vec<String>, SqlError> {
+        if !named.iter().any(|n| n.starts_with('#')) {
+            return Ok(named);
+        }
+        let tenants = self
+            .meta
+            .list_tenants(ListTenantsRequest {})
+            .await
+            .map_err(|s| SqlError::from_status(&s))?
+            .into_inner()
+            .tenants;
+        named
+            .into_iter()
+            .map(|n| match n.strip_prefix('#') {
+                None => Ok(n),
+                Some(id) => tenants
+                    .iter()
+                    .find(|t| t.tenant_id.to_string() == id)
+                    .map(|t| t.tenant_name.clone())
+                    .ok_or_else(|| {
+                        SqlError::coded(
+                            Code::EntryNotExist,
+                            format!("tenant id {id} does not exist"),
+                        )
+                    }),
+            })
+            .collect()
     }
 
     /// Named tenants checked against the session; none named means "every user

@@ -198,7 +198,13 @@ impl Parser {
     }
 
     /// `[TENANT [=] a[, b…]]`.
+    /// `[TENANT [=] a[, b…]]` or `[TENANT_ID [=] n]`; an id comes back as `#n`
+    /// (tenant names cannot start with `#`) for the session to resolve.
     fn tenants(&mut self) -> Result<Vec<String>, SqlError> {
+        if self.keyword("TENANT_ID") {
+            self.opt_eq();
+            return Ok(vec![format!("#{}", self.number("a tenant id")?)]);
+        }
         if !self.keyword("TENANT") {
             return Ok(Vec::new());
         }
@@ -445,6 +451,13 @@ mod tests {
             parse("ALTER SYSTEM CANCEL BACKUP BACKUPSET").unwrap(),
             Some(Statement::NotYet(_))
         ));
+        assert_eq!(
+            parse("ALTER SYSTEM ARCHIVELOG TENANT_ID = 1001").unwrap(),
+            Some(Statement::Archivelog {
+                enable: true,
+                tenants: vec!["#1001".into()]
+            })
+        );
         assert_eq!(parse("select 1").unwrap(), None);
         assert_eq!(
             parse("CREATE USER 'alice'@'%' IDENTIFIED BY 'pw'").unwrap(),

@@ -1,6 +1,7 @@
 -- Backup statements: what runs, what is refused, what is not built yet.
 ALTER SYSTEM BACKUP DATABASE;
 ALTER SYSTEM ARCHIVELOG TENANT = nope;
+ALTER SYSTEM ARCHIVELOG TENANT_ID = 4242;
 ALTER SYSTEM BACKUP INCREMENTAL DATABASE TENANT = nope;
 ALTER SYSTEM VALIDATE BACKUPSET 42;
 alter system cancel backup;
