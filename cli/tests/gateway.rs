@@ -271,7 +271,7 @@ c = pymysql.connect(host="127.0.0.1", port={sql_port}, user="root@sys", password
 cur = c.cursor()
 cur.execute("CREATE TENANT IF NOT EXISTS t1 SOURCE 'dir:///tmp/nowhere'")
 cur.execute("SHOW TENANTS")
-assert [r[1] for r in cur.fetchall()] == ["sys", "t1"]
+assert [(r[0], r[1]) for r in cur.fetchall()] == [(1, "sys"), (1001, "t1")], "ids are integers"
 cur.execute("SELECT * FROM oceanbase.CDB_OB_BACKUP_SET_FILES")
 assert [d[0] for d in cur.description][:3] == ["INCARNATION", "TENANT_ID", "BS_KEY"]
 try:

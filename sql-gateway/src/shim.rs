@@ -19,6 +19,7 @@ use tracing::debug;
 use crate::errors::{self, SqlError};
 use crate::errpacket::tag;
 use crate::session::{Reply, Session};
+use crate::views::Cell;
 
 /// One connection's shim.
 pub struct Backend {
@@ -85,6 +86,26 @@ fn error_parts(e: &SqlError) -> (ErrorKind, String) {
         other => return (ErrorKind::ER_UNKNOWN_ERROR, tag(other, &e.message)),
     };
     (kind, e.message.clone())
+}
+
+/// The MySQL type of column `i`: integers and floats when every value is one, text
+/// otherwise (values travel as text either way).
+fn column_type(rows: &[Vec<Cell>], i: usize) -> ColumnType {
+    let mut ty = None;
+    for cell in rows.iter().filter_map(|r| r.get(i)) {
+        let t = match cell {
+            Cell::Null => continue,
+            Cell::Int(_) => ColumnType::MYSQL_TYPE_LONGLONG,
+            Cell::Real(_) => ColumnType::MYSQL_TYPE_DOUBLE,
+            Cell::Text(_) => return ColumnType::MYSQL_TYPE_VAR_STRING,
+        };
+        ty = match (ty, t) {
+            (None, t) => Some(t),
+            (Some(a), b) if a == b => Some(a),
+            _ => Some(ColumnType::MYSQL_TYPE_DOUBLE),
+        };
+    }
+    ty.unwrap_or(ColumnType::MYSQL_TYPE_VAR_STRING)
 }
 
 #[async_trait]
@@ -205,10 +226,11 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Backend {
                 let columns: Vec<Column> = rows
                     .columns
                     .iter()
-                    .map(|c| Column {
+                    .enumerate()
+                    .map(|(i, c)| Column {
                         table: String::new(),
                         column: c.clone(),
-                        coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
+                        coltype: column_type(&rows.rows, i),
                         colflags: ColumnFlags::empty(),
                     })
                     .collect();
