@@ -77,6 +77,26 @@ impl MetaSvc {
         Ok(Response::new(JobsResponse { job_ids }))
     }
 
+    /// A linearizable read of rows belonging to the tenant named in a list request
+    /// (every tenant when the name is empty).
+    async fn read_rows<T, R>(
+        &self,
+        tenant: &str,
+        rows: impl FnOnce(&MetaState) -> Vec<(TenantId, T)>,
+        convert: impl Fn(&T) -> R,
+    ) -> Result<Vec<R>, MetaError> {
+        let only = self.tenant_filter(tenant).await?;
+        self.node
+            .read(|s| {
+                rows(s)
+                    .iter()
+                    .filter(|(t, _)| only.is_none_or(|o| o == *t))
+                    .map(|(_, x)| convert(x))
+                    .collect()
+            })
+            .await
+    }
+
     async fn tenant_filter(&self, name: &str) -> Result<Option<TenantId>, MetaError> {
         let name = name.trim().to_string();
         if name.is_empty() {
@@ -475,19 +495,19 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListArchiveResponse>, Status> {
-        let only = self
-            .tenant_filter(&request.into_inner().tenant_name)
-            .await?;
+        let tenant = request.into_inner().tenant_name;
         let rounds = self
-            .node
-            .read(|s| {
-                s.work
-                    .rounds
-                    .values()
-                    .filter(|r| only.is_none_or(|t| t == r.tenant_id))
-                    .map(convert::round)
-                    .collect()
-            })
+            .read_rows(
+                &tenant,
+                |s| {
+                    s.work
+                        .rounds
+                        .values()
+                        .map(|x| (x.tenant_id, x.clone()))
+                        .collect()
+                },
+                convert::round,
+            )
             .await?;
         Ok(Response::new(ListArchiveResponse { rounds }))
     }
@@ -496,19 +516,19 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListPiecesResponse>, Status> {
-        let only = self
-            .tenant_filter(&request.into_inner().tenant_name)
-            .await?;
+        let tenant = request.into_inner().tenant_name;
         let pieces = self
-            .node
-            .read(|s| {
-                s.work
-                    .pieces
-                    .values()
-                    .filter(|p| only.is_none_or(|t| t == p.tenant_id))
-                    .map(convert::piece)
-                    .collect()
-            })
+            .read_rows(
+                &tenant,
+                |s| {
+                    s.work
+                        .pieces
+                        .values()
+                        .map(|x| (x.tenant_id, x.clone()))
+                        .collect()
+                },
+                convert::piece,
+            )
             .await?;
         Ok(Response::new(ListPiecesResponse { pieces }))
     }
@@ -517,19 +537,19 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListBackupSetsResponse>, Status> {
-        let only = self
-            .tenant_filter(&request.into_inner().tenant_name)
-            .await?;
+        let tenant = request.into_inner().tenant_name;
         let sets = self
-            .node
-            .read(|s| {
-                s.work
-                    .sets
-                    .values()
-                    .filter(|x| only.is_none_or(|t| t == x.tenant_id))
-                    .map(convert::set)
-                    .collect()
-            })
+            .read_rows(
+                &tenant,
+                |s| {
+                    s.work
+                        .sets
+                        .values()
+                        .map(|x| (x.tenant_id, x.clone()))
+                        .collect()
+                },
+                convert::set,
+            )
             .await?;
         Ok(Response::new(ListBackupSetsResponse { sets }))
     }
