@@ -158,7 +158,7 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
         tables.stderr
     );
     // Errors carry numbers.
-    let err = m.root("ALTER SYSTEM CANCEL BACKUP BACKUPSET;");
+    let err = m.root("ALTER SYSTEM DELETE OBSOLETE BACKUP;");
     assert!(
         err.stderr.contains("ERROR 9002") && err.stderr.contains("OB_NOT_SUPPORTED"),
         "{}",
@@ -275,7 +275,7 @@ assert [(r[0], r[1]) for r in cur.fetchall()] == [(1, "sys"), (1001, "t1")], "id
 cur.execute("SELECT * FROM oceanbase.CDB_OB_BACKUP_SET_FILES")
 assert [d[0] for d in cur.description][:3] == ["INCARNATION", "TENANT_ID", "BS_KEY"]
 try:
-    cur.execute("ALTER SYSTEM CANCEL BACKUP BACKUPSET")
+    cur.execute("ALTER SYSTEM DELETE OBSOLETE BACKUP")
     raise SystemExit("expected an error")
 except pymysql.err.MySQLError as e:
     assert e.args[0] == 9002 and e.args[1].startswith("OB_NOT_SUPPORTED"), e.args

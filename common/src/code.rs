@@ -31,6 +31,18 @@ pub enum Code {
     BackupDestNotSet,
     /// A report came from a task attempt that is no longer current (fencing).
     TaskStale,
+    /// Only one job of this kind may run at a time; try again when it ends.
+    Eagain,
+    /// A backup-of-backup (set or piece copy) cannot start.
+    BackupBackupCanNotStart,
+    /// Every selected backup set already has its copy at the destination.
+    BackupBackupReachCopyLimit,
+    /// The backup set already has the maximum number of copies asked for.
+    BackupBackupReachMaxBackupTimes,
+    /// A job was cancelled by `CANCEL …`.
+    Canceled,
+    /// The backup set id names no usable backup set.
+    InvalidBackupSetId,
     /// The caller may not perform this operation.
     NoPrivilege,
     /// Authentication failed.
@@ -49,7 +61,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in table order (for docs and tests).
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 22] = [
         Code::InvalidArgument,
         Code::NotSupported,
         Code::EntryExist,
@@ -59,6 +71,12 @@ impl Code {
         Code::BackupCanNotStart,
         Code::BackupDestNotSet,
         Code::TaskStale,
+        Code::Eagain,
+        Code::BackupBackupCanNotStart,
+        Code::BackupBackupReachCopyLimit,
+        Code::BackupBackupReachMaxBackupTimes,
+        Code::Canceled,
+        Code::InvalidBackupSetId,
         Code::NoPrivilege,
         Code::AccessDenied,
         Code::NotMaster,
@@ -80,6 +98,12 @@ impl Code {
             Code::BackupCanNotStart => "OB_BACKUP_CAN_NOT_START",
             Code::BackupDestNotSet => "OB_BACKUP_DEST_NOT_SET",
             Code::TaskStale => "OB_TASK_STALE",
+            Code::Eagain => "OB_EAGAIN",
+            Code::BackupBackupCanNotStart => "OB_BACKUP_BACKUP_CAN_NOT_START",
+            Code::BackupBackupReachCopyLimit => "OB_BACKUP_BACKUP_REACH_COPY_LIMIT",
+            Code::BackupBackupReachMaxBackupTimes => "OB_BACKUP_BACKUP_REACH_MAX_BACKUP_TIMES",
+            Code::Canceled => "OB_CANCELED",
+            Code::InvalidBackupSetId => "OB_INVALID_BACKUP_SET_ID",
             Code::NoPrivilege => "OB_ERR_NO_PRIVILEGE",
             Code::AccessDenied => "OB_PASSWORD_WRONG",
             Code::NotMaster => "OB_NOT_MASTER",
@@ -102,6 +126,12 @@ impl Code {
             Code::BackupCanNotStart => 9012,
             Code::BackupDestNotSet => 9013,
             Code::TaskStale => 9014,
+            Code::Eagain => 9015,
+            Code::BackupBackupCanNotStart => 9016,
+            Code::BackupBackupReachCopyLimit => 9017,
+            Code::BackupBackupReachMaxBackupTimes => 9018,
+            Code::Canceled => 9019,
+            Code::InvalidBackupSetId => 9024,
             Code::NoPrivilege => 1227,
             Code::AccessDenied => 1045,
             Code::NotMaster => 9020,

@@ -174,6 +174,63 @@ pub enum TaskSpec {
         /// Set to check.
         backup_set_id: u64,
     },
+    /// Backup-of-backup of one set: copy the set's own objects from `src` to `dst`
+    /// at the same keys, checking each object's checksum while copying, then the
+    /// set manifest, the `.complete` marker and the index entry, last.
+    CopySet {
+        /// Where the set is (`backup_dest`, copy 0).
+        src: TenantDest,
+        /// The copy destination (same tenant prefix).
+        dst: TenantDest,
+        /// Set to copy.
+        backup_set_id: u64,
+        /// `copy_id` of the copy being made.
+        copy_id: u64,
+    },
+    /// Backup-of-backup of one piece: a frozen piece whole, an active one up to the
+    /// checkpoint its manifest holds when the copy starts (`WITH ACTIVE`).
+    CopyPiece {
+        /// Where the piece is.
+        src: TenantDest,
+        /// The copy destination.
+        dst: TenantDest,
+        /// Round.
+        round_id: u64,
+        /// Piece.
+        piece_id: u64,
+        /// `copy_id` of the copy being made.
+        copy_id: u64,
+    },
+    /// Continuous archive copy (`START BACKUP ARCHIVELOG`): follow the primary
+    /// archive's checkpoint and copy every piece to `dst` until stopped.
+    ArchiveCopy {
+        /// The tenant's primary archive destination.
+        src: TenantDest,
+        /// `backup_backup_dest`.
+        dst: TenantDest,
+        /// `copy_id` of the copy.
+        copy_id: u64,
+    },
+    /// Delete what a cancelled or failed job left at a destination.
+    Clean {
+        /// Destination.
+        dest: TenantDest,
+        /// What to delete.
+        items: Vec<CleanItem>,
+    },
+}
+
+/// One thing a clean task removes, relative to the tenant prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanItem {
+    /// Directory (`data/backup_set_…`, `clog/round_R/piece_P`).
+    pub dir: String,
+    /// Index entry that points into `dir`, deleted first so no index ever points at
+    /// a half-deleted directory.
+    pub index: Option<String>,
+    /// Keep the manifest, the marker and every object the manifest at `dir`
+    /// references (a piece copy that was AVAILABLE before this job); delete the rest.
+    pub keep_referenced: bool,
 }
 
 impl TaskSpec {
@@ -186,6 +243,10 @@ impl TaskSpec {
             TaskSpec::BackupFinalize { .. } => "BACKUP_FINALIZE",
             TaskSpec::ValidateSet { .. } => "VALIDATE",
             TaskSpec::Restore { .. } => "RESTORE",
+            TaskSpec::CopySet { .. } => "BACKUP_BACKUPSET",
+            TaskSpec::CopyPiece { .. } => "BACKUP_BACKUPPIECE",
+            TaskSpec::ArchiveCopy { .. } => "BACKUP_ARCHIVELOG",
+            TaskSpec::Clean { .. } => "CLEAN",
         }
     }
 }
@@ -268,6 +329,60 @@ pub enum TaskOutcome {
         /// What was lost.
         reason: String,
     },
+    /// A backup set copy is complete at the copy destination.
+    SetCopied {
+        /// Bytes read from the source destination.
+        input_bytes: u64,
+        /// Bytes written to the copy destination (objects already there and
+        /// re-verified are not counted).
+        output_bytes: u64,
+        /// Objects already at the copy destination whose checksum matched.
+        reused_objects: u64,
+    },
+    /// A piece copy is complete up to `checkpoint_scn`.
+    PieceCopied {
+        /// First SCN of the piece.
+        start_scn: Scn,
+        /// The copy covers `[start_scn, checkpoint_scn)`.
+        checkpoint_scn: Scn,
+        /// The piece was frozen (its `.frozen` marker and index entry are copied).
+        frozen: bool,
+        /// Bytes copied.
+        bytes: u64,
+    },
+    /// The continuous archive copy stopped at a consistent checkpoint
+    /// (`STOP BACKUP ARCHIVELOG`).
+    ArchiveCopyStopped,
+    /// The task stopped because its job was cancelled.
+    Canceled,
+    /// The task stopped because its job was suspended; it runs again on resume.
+    Suspended,
+    /// A clean task ended.
+    Cleaned {
+        /// Objects deleted.
+        deleted: u64,
+        /// Items that could not be removed (`dir: why`), kept for the cleaner.
+        failed: Vec<String>,
+    },
+}
+
+/// A checkpoint of the continuous archive copy: one piece copied up to a point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyProgress {
+    /// Round.
+    pub round_id: u64,
+    /// Piece.
+    pub piece_id: u64,
+    /// First SCN of the piece.
+    pub start_scn: Scn,
+    /// The copy's manifest covers `[start_scn, checkpoint_scn)`.
+    pub checkpoint_scn: Scn,
+    /// The source piece is frozen and the copy is complete (marker and index written).
+    pub frozen: bool,
+    /// Bytes copied since the last report.
+    pub bytes: u64,
+    /// ms between the primary committing `checkpoint_scn` and this copy of it.
+    pub lag_ms: u64,
 }
 
 /// An archive checkpoint a worker commits while it runs.

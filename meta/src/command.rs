@@ -12,9 +12,22 @@ use backstop_common::params::Param;
 use serde::{Deserialize, Serialize};
 
 use backstop_common::JobId;
-use backstop_common::task::{ArchiveProgress, Assignment, TaskOutcome};
+use backstop_common::task::{ArchiveProgress, Assignment, CopyProgress, TaskOutcome};
 
-use crate::state::{ParamRecord, TenantRecord, UserRecord};
+use crate::state::{CopySelection, ParamRecord, TenantRecord, UserRecord};
+
+/// What a `CANCEL …` statement ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancelTarget {
+    /// `CANCEL BACKUP`: data backups.
+    Backup,
+    /// `CANCEL BACKUP BACKUPSET`: every live backupset copy job.
+    SetCopy,
+    /// `CANCEL BACKUP BACKUPPIECE`: every live backuppiece copy job.
+    PieceCopy,
+    /// `CANCEL VALIDATE n`.
+    Validate(u64),
+}
 
 /// One entry of application data in the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +206,84 @@ pub enum WorkCommand {
         /// Set to use.
         backup_set: Option<u64>,
     },
+    /// `ALTER SYSTEM BACKUP BACKUPSET …`.
+    StartSetCopy {
+        /// Selection and destination.
+        selection: CopySelection,
+    },
+    /// `ALTER SYSTEM BACKUP BACKUPPIECE …`.
+    StartPieceCopy {
+        /// Selection and destination.
+        selection: CopySelection,
+        /// `WITH ACTIVE [PIECE]`.
+        with_active: bool,
+    },
+    /// `ALTER SYSTEM START | STOP BACKUP ARCHIVELOG`.
+    SetArchiveCopy {
+        /// START (true) or STOP.
+        enable: bool,
+        /// Tenants (empty = every user tenant).
+        tenants: Vec<String>,
+    },
+    /// A checkpoint of the continuous archive copy (fenced).
+    CopyCheckpoint {
+        /// Task.
+        task_id: u64,
+        /// Attempt.
+        attempt: u32,
+        /// Worker.
+        worker_id: u64,
+        /// What was copied.
+        progress: CopyProgress,
+    },
+    /// `CANCEL BACKUP`, `CANCEL BACKUP BACKUPSET`, `CANCEL BACKUP BACKUPPIECE`,
+    /// `CANCEL VALIDATE n`.
+    CancelJobs {
+        /// Which jobs.
+        target: CancelTarget,
+        /// Tenants (empty = every tenant).
+        tenants: Vec<String>,
+    },
+    /// `SUSPEND BACKUP` / `RESUME BACKUP`.
+    SuspendBackup {
+        /// SUSPEND (true) or RESUME.
+        suspend: bool,
+        /// Tenants (empty = every tenant).
+        tenants: Vec<String>,
+    },
+    /// `CANCEL ALL BACKUP FORCE`.
+    CancelAllForce {
+        /// Leftovers wait this long (ms) before the cleaner touches them: the task
+        /// lease, after which every fenced attempt has stopped writing.
+        clean_after_ms: u64,
+    },
+    /// `VALIDATE BACKUPSET n COPY k`.
+    StartValidateCopy {
+        /// Tenant name.
+        tenant: String,
+        /// Set.
+        backup_set_id: u64,
+        /// Copy (0 = the primary).
+        copy_id: u64,
+    },
+    /// The leader's scheduler: clean leftovers that are due.
+    StartCleaner,
+    /// `backstop ctl policy set`.
+    SetPolicy {
+        /// Tenant name; `None` = cluster.
+        tenant: Option<String>,
+        /// Full backup interval, ms (0 = none).
+        full_interval_ms: u64,
+        /// Incremental backup interval, ms (0 = none).
+        incremental_interval_ms: u64,
+        /// Secondary backup on.
+        secondary: bool,
+    },
+    /// `backstop ctl policy drop`.
+    DropPolicy {
+        /// Tenant name; `None` = cluster.
+        tenant: Option<String>,
+    },
     /// A task ended (fenced).
     CompleteTask {
         /// Task.
@@ -237,4 +328,6 @@ pub enum Reply {
     Assigned(Box<Assignment>),
     /// The job a statement created (or found running).
     Job(JobId),
+    /// The jobs a statement created or ended.
+    Jobs(Vec<JobId>),
 }

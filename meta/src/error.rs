@@ -65,7 +65,13 @@ impl MetaError {
             Code::BackupInProgress
             | Code::BackupCanNotStart
             | Code::BackupDestNotSet
-            | Code::TaskStale => tonic::Code::FailedPrecondition,
+            | Code::TaskStale
+            | Code::BackupBackupCanNotStart
+            | Code::BackupBackupReachCopyLimit
+            | Code::BackupBackupReachMaxBackupTimes
+            | Code::InvalidBackupSetId => tonic::Code::FailedPrecondition,
+            Code::Eagain => tonic::Code::ResourceExhausted,
+            Code::Canceled => tonic::Code::Cancelled,
             Code::NoPrivilege => tonic::Code::PermissionDenied,
             Code::AccessDenied => tonic::Code::Unauthenticated,
             Code::NotMaster | Code::RpcFailed => tonic::Code::Unavailable,

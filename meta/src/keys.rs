@@ -22,6 +22,9 @@
 //! | `sm`   | `r/` + tenant_id + round_id           | `RoundRecord`                           |
 //! | `sm`   | `q/` + tenant + round + piece + copy  | `PieceRecord`                           |
 //! | `sm`   | `s/` + tenant + set + copy            | `BackupSetRecord`                       |
+//! | `sm`   | `a/` + tenant + copy                  | `ArchiveCopyRecord`                     |
+//! | `sm`   | `l/` + leftover id                    | `LeftoverRecord`                        |
+//! | `sm`   | `y/` + tenant (1 = cluster)           | `PolicyRecord`                          |
 //!
 //! Numbers in keys are u64 big-endian, so keys sort numerically.
 //!
@@ -81,6 +84,12 @@ pub const ROUND_PREFIX: &[u8] = b"r/";
 pub const PIECE_PREFIX: &[u8] = b"q/";
 /// `sm` CF: prefix of backup set records.
 pub const SET_PREFIX: &[u8] = b"s/";
+/// `sm` CF: prefix of continuous archive copy records.
+pub const ARCHIVE_COPY_PREFIX: &[u8] = b"a/";
+/// `sm` CF: prefix of leftover records (what the cleaner must still delete).
+pub const LEFTOVER_PREFIX: &[u8] = b"l/";
+/// `sm` CF: prefix of backup policy records.
+pub const POLICY_PREFIX: &[u8] = b"y/";
 
 /// A key of `prefix` followed by big-endian numbers.
 pub fn numbered(prefix: &[u8], parts: &[u64]) -> Vec<u8> {

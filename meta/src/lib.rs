@@ -14,6 +14,7 @@ pub mod error;
 pub mod keys;
 pub mod network;
 pub mod node;
+pub mod policy;
 pub mod scheduler;
 pub mod service;
 pub mod state;

@@ -105,6 +105,7 @@ impl Leases {
 pub async fn run(node: Arc<MetaNode>, leases: Arc<Leases>, lease: Duration) {
     let mut was_leader = false;
     let mut last_flush = Instant::now();
+    let mut housekeeping = Housekeeping::default();
     loop {
         if node.is_shutting_down() {
             return;
@@ -121,7 +122,50 @@ pub async fn run(node: Arc<MetaNode>, leases: Arc<Leases>, lease: Duration) {
         if leader && let Err(e) = tick(&node, &leases, lease, &mut last_flush).await {
             debug!(error = %e, "scheduler tick");
         }
+        if leader {
+            housekeeping.run(&node).await;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The cleaner and the backup policies, at most once a second, with a back-off per
+/// kind of command after a refusal (a refused command still takes a log entry).
+#[derive(Default)]
+struct Housekeeping {
+    last: Option<Instant>,
+    backoff: std::collections::HashMap<String, Instant>,
+}
+
+impl Housekeeping {
+    async fn run(&mut self, node: &Arc<MetaNode>) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let due = node
+            .read_local(|s| crate::policy::due_commands(s, now_ms))
+            .await;
+        self.backoff.retain(|_, until| *until > Instant::now());
+        for (key, cmd) in due {
+            if self.backoff.contains_key(&key) {
+                continue;
+            }
+            match node.write(cmd).await {
+                Ok(_) => debug!(key, "housekeeping command applied"),
+                Err(e) => {
+                    info!(key, error = %e, "housekeeping command refused; backing off for 30 s");
+                    self.backoff
+                        .insert(key, Instant::now() + Duration::from_secs(30));
+                }
+            }
+        }
     }
 }
 

@@ -242,6 +242,12 @@ impl Session {
             all: true,
         };
         let st = |s: tonic::Status| SqlError::from_status(&s);
+        let archive = self
+            .meta
+            .list_archive(all.clone())
+            .await
+            .map_err(st)?
+            .into_inner();
         Ok(Snapshot {
             tenants: self
                 .meta
@@ -250,13 +256,8 @@ impl Session {
                 .map_err(st)?
                 .into_inner()
                 .tenants,
-            rounds: self
-                .meta
-                .list_archive(all.clone())
-                .await
-                .map_err(st)?
-                .into_inner()
-                .rounds,
+            rounds: archive.rounds,
+            copies: archive.copies,
             pieces: self
                 .meta
                 .list_pieces(all.clone())
@@ -393,22 +394,7 @@ impl Session {
             }
             Statement::ValidateBackupset { backup_set_id } => {
                 let tenant = if self.is_sys() {
-                    let sets = self.snapshot().await?.sets;
-                    let owner = sets
-                        .iter()
-                        .find(|s| s.backup_set_id == backup_set_id && s.copy_id == 0);
-                    let Some(owner) = owner else {
-                        return Err(SqlError::coded(
-                            Code::EntryNotExist,
-                            format!("backup set {backup_set_id} does not exist"),
-                        ));
-                    };
-                    let tenants = self.snapshot().await?.tenants;
-                    tenants
-                        .into_iter()
-                        .find(|t| t.tenant_id == owner.tenant_id)
-                        .map(|t| t.tenant_name)
-                        .unwrap_or_default()
+                    self.set_owner(backup_set_id).await?
                 } else {
                     self.tenant.clone()
                 };
@@ -505,10 +491,65 @@ impl Session {
                     .map_err(st)?;
                 Ok(ok())
             }
+            Statement::BackupManage {
+                action,
+                tenants,
+                id,
+                max_backup_times,
+                with_active,
+                dest,
+                copy_id,
+            } => {
+                if action == "cancel_all_backup_force" && !self.is_sys() {
+                    return Err(SqlError::no_privilege("run CANCEL ALL BACKUP FORCE"));
+                }
+                let tenants = self.resolve_ids(tenants).await?;
+                let mut tenants = self.targets(tenants)?;
+                if action == "validate_copy" && tenants.is_empty() {
+                    tenants = vec![self.set_owner(id).await?];
+                }
+                self.meta
+                    .backup_manage(BackupManageRequest {
+                        action: action.to_string(),
+                        tenants,
+                        id,
+                        max_backup_times,
+                        with_active,
+                        dest,
+                        copy_id,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
             Statement::NotYet(what) => {
                 Err(SqlError::not_supported(&format!("ALTER SYSTEM {what}")))
             }
         }
+    }
+
+    /// The tenant a backup set belongs to (set ids are cluster-wide).
+    async fn set_owner(&mut self, backup_set_id: u64) -> Result<String, SqlError> {
+        if !self.is_sys() {
+            return Ok(self.tenant.clone());
+        }
+        let snap = self.snapshot().await?;
+        let owner = snap
+            .sets
+            .iter()
+            .find(|s| s.backup_set_id == backup_set_id && s.copy_id == 0)
+            .ok_or_else(|| {
+                SqlError::coded(
+                    Code::EntryNotExist,
+                    format!("backup set {backup_set_id} does not exist"),
+                )
+            })?;
+        Ok(snap
+            .tenants
+            .iter()
+            .find(|t| t.tenant_id == owner.tenant_id)
+            .map(|t| t.tenant_name.clone())
+            .unwrap_or_default())
     }
 
     /// Users are managed by the `root` user of their tenant.

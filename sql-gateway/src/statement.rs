@@ -80,8 +80,42 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// Backup-of-backup and job control (OceanBase `ObBackupManageArg` and friends):
+    /// `BACKUP BACKUPSET …`, `BACKUP BACKUPPIECE …`, `START|STOP BACKUP ARCHIVELOG`,
+    /// `CANCEL BACKUP [BACKUPSET|BACKUPPIECE]`, `SUSPEND|RESUME BACKUP`,
+    /// `CANCEL ALL BACKUP FORCE`, `CANCEL VALIDATE n`, `VALIDATE BACKUPSET n COPY k`.
+    BackupManage {
+        /// Action name of the `BackupManage` RPC (`backup_backupset`, …).
+        action: &'static str,
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+        /// Set, piece or job id (0 = `ALL`).
+        id: u64,
+        /// `NOT BACKED UP n TIMES`.
+        max_backup_times: Option<u64>,
+        /// `WITH ACTIVE [PIECE]`.
+        with_active: bool,
+        /// `BACKUP_BACKUP_DEST [=] '…'`.
+        dest: String,
+        /// `COPY k`.
+        copy_id: u64,
+    },
     /// A recognised statement whose back end is not built yet.
     NotYet(String),
+}
+
+impl Statement {
+    fn manage(action: &'static str, tenants: Vec<String>) -> Statement {
+        Statement::BackupManage {
+            action,
+            tenants,
+            id: 0,
+            max_backup_times: None,
+            with_active: false,
+            dest: String::new(),
+            copy_id: 0,
+        }
+    }
 }
 
 struct Parser {
@@ -371,20 +405,78 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                     tenants,
                 });
             }
-            match p.peek_word().as_deref() {
-                Some("BACKUPSET") | Some("BACKUPPIECE") | Some("ARCHIVELOG") => {
-                    Ok(Statement::NotYet(p.rest_text(start)))
-                }
-                _ => Err(p.error("DATABASE, BACKUPSET or BACKUPPIECE")),
+            if incremental {
+                return Err(p.error("DATABASE"));
             }
+            let action = if p.keyword("BACKUPSET") {
+                "backup_backupset"
+            } else if p.keyword("BACKUPPIECE") {
+                "backup_backuppiece"
+            } else {
+                return Err(p.error("DATABASE, BACKUPSET or BACKUPPIECE"));
+            };
+            p.opt_eq();
+            let (id, max_backup_times) = if p.keyword("ALL") {
+                if p.keyword("NOT") {
+                    p.expect("BACKED")?;
+                    p.expect("UP")?;
+                    let n = p.number("a number of times")?;
+                    p.expect("TIMES")?;
+                    (0, Some(n))
+                } else {
+                    (0, None)
+                }
+            } else {
+                let what = if action == "backup_backupset" {
+                    "ALL or a backup set id"
+                } else {
+                    "ALL or a backup piece id"
+                };
+                (p.number(what)?, None)
+            };
+            let with_active = if action == "backup_backuppiece" && p.keyword("WITH") {
+                p.expect("ACTIVE")?;
+                p.keyword("PIECE");
+                true
+            } else {
+                false
+            };
+            let tenants = p.tenants()?;
+            let dest = if p.keyword("BACKUP_BACKUP_DEST") {
+                p.opt_eq();
+                p.string("a quoted destination URI")?
+            } else {
+                String::new()
+            };
+            p.done()?;
+            Ok(Statement::BackupManage {
+                action,
+                tenants,
+                id,
+                max_backup_times,
+                with_active,
+                dest,
+                copy_id: 0,
+            })
         }
         Some("VALIDATE") => {
             p.pos += 1;
             if p.keyword("BACKUPSET") {
                 let backup_set_id = p.number("a backup set id")?;
                 if p.keyword("COPY") {
-                    p.number("a copy id")?;
-                    return Ok(Statement::NotYet(p.rest_text(start)));
+                    let copy_id = p.number("a copy id")?;
+                    p.done()?;
+                    if copy_id > 0 {
+                        return Ok(Statement::BackupManage {
+                            action: "validate_copy",
+                            tenants: vec![],
+                            id: backup_set_id,
+                            max_backup_times: None,
+                            with_active: false,
+                            dest: String::new(),
+                            copy_id,
+                        });
+                    }
                 }
                 p.done()?;
                 return Ok(Statement::ValidateBackupset { backup_set_id });
@@ -394,8 +486,77 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             }
             Err(p.error("BACKUPSET or DATABASE"))
         }
-        Some("CANCEL") | Some("SUSPEND") | Some("RESUME") | Some("START") | Some("STOP")
-        | Some("DELETE") => Ok(Statement::NotYet(p.rest_text(start))),
+        Some("START") | Some("STOP") => {
+            let enable = p.peek_word().as_deref() == Some("START");
+            p.pos += 1;
+            p.expect("BACKUP")?;
+            p.expect("ARCHIVELOG")?;
+            let tenants = p.tenants()?;
+            p.done()?;
+            Ok(Statement::manage(
+                if enable {
+                    "start_backup_archivelog"
+                } else {
+                    "stop_backup_archivelog"
+                },
+                tenants,
+            ))
+        }
+        Some("SUSPEND") | Some("RESUME") => {
+            let suspend = p.peek_word().as_deref() == Some("SUSPEND");
+            p.pos += 1;
+            p.expect("BACKUP")?;
+            let tenants = p.tenants()?;
+            p.done()?;
+            Ok(Statement::manage(
+                if suspend {
+                    "suspend_backup"
+                } else {
+                    "resume_backup"
+                },
+                tenants,
+            ))
+        }
+        Some("CANCEL") => {
+            p.pos += 1;
+            if p.keyword("ALL") {
+                p.expect("BACKUP")?;
+                p.expect("FORCE")?;
+                p.done()?;
+                return Ok(Statement::manage("cancel_all_backup_force", vec![]));
+            }
+            if p.keyword("VALIDATE") {
+                let id = p.number("a validation job id")?;
+                if p.keyword("COPY") {
+                    p.number("a copy id")?;
+                }
+                p.done()?;
+                return Ok(Statement::BackupManage {
+                    action: "cancel_validate",
+                    tenants: vec![],
+                    id,
+                    max_backup_times: None,
+                    with_active: false,
+                    dest: String::new(),
+                    copy_id: 0,
+                });
+            }
+            if p.keyword("DELETE") {
+                return Ok(Statement::NotYet(p.rest_text(start)));
+            }
+            p.expect("BACKUP")?;
+            let action = if p.keyword("BACKUPSET") {
+                "cancel_backup_backupset"
+            } else if p.keyword("BACKUPPIECE") {
+                "cancel_backup_backuppiece"
+            } else {
+                "cancel_backup"
+            };
+            let tenants = p.tenants()?;
+            p.done()?;
+            Ok(Statement::manage(action, tenants))
+        }
+        Some("DELETE") => Ok(Statement::NotYet(p.rest_text(start))),
         _ => Err(p.error(
             "a backup statement (SET, ARCHIVELOG, NOARCHIVELOG, BACKUP, VALIDATE, CANCEL, …)",
         )),
@@ -448,9 +609,65 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse("ALTER SYSTEM CANCEL BACKUP BACKUPSET").unwrap(),
+            parse("ALTER SYSTEM DELETE OBSOLETE BACKUP").unwrap(),
             Some(Statement::NotYet(_))
         ));
+        let manage = |sql: &str| match parse(sql) {
+            Ok(Some(Statement::BackupManage {
+                action,
+                tenants,
+                id,
+                max_backup_times,
+                with_active,
+                dest,
+                copy_id,
+            })) => (
+                action,
+                tenants,
+                id,
+                max_backup_times,
+                with_active,
+                dest,
+                copy_id,
+            ),
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(
+            manage("alter system cancel backup backupset;").0,
+            "cancel_backup_backupset"
+        );
+        assert_eq!(
+            manage("ALTER SYSTEM CANCEL BACKUP BACKUPPIECE").0,
+            "cancel_backup_backuppiece"
+        );
+        assert_eq!(
+            manage("ALTER SYSTEM CANCEL BACKUP TENANT = t1").1,
+            vec!["t1".to_string()]
+        );
+        assert_eq!(
+            manage("ALTER SYSTEM CANCEL ALL BACKUP FORCE").0,
+            "cancel_all_backup_force"
+        );
+        assert_eq!(
+            manage("ALTER SYSTEM STOP BACKUP ARCHIVELOG").0,
+            "stop_backup_archivelog"
+        );
+        assert_eq!(manage("ALTER SYSTEM SUSPEND BACKUP").0, "suspend_backup");
+        let all = manage(
+            "ALTER SYSTEM BACKUP BACKUPSET ALL NOT BACKED UP 2 TIMES TENANT t1 BACKUP_BACKUP_DEST = 'file:///c'",
+        );
+        assert_eq!(
+            (all.0, all.2, all.3, all.5.as_str()),
+            ("backup_backupset", 0, Some(2), "file:///c")
+        );
+        assert_eq!(manage("ALTER SYSTEM BACKUP BACKUPSET = 7").2, 7);
+        let piece = manage("ALTER SYSTEM BACKUP BACKUPPIECE ALL WITH ACTIVE PIECE");
+        assert_eq!((piece.0, piece.4), ("backup_backuppiece", true));
+        assert!(manage("ALTER SYSTEM BACKUP BACKUPPIECE ALL WITH ACTIVE").4);
+        let v = manage("ALTER SYSTEM VALIDATE BACKUPSET 3 COPY 1");
+        assert_eq!((v.0, v.2, v.6), ("validate_copy", 3, 1));
+        assert!(parse("ALTER SYSTEM BACKUP BACKUPSET ALL NOT BACKED 2 TIMES").is_err());
+        assert!(parse("ALTER SYSTEM START BACKUP").is_err());
         assert_eq!(
             parse("ALTER SYSTEM ARCHIVELOG TENANT_ID = 1001").unwrap(),
             Some(Statement::Archivelog {

@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod backup;
 pub mod client;
+pub mod copy;
 pub mod ctx;
 pub mod error;
 pub mod manifest;

@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backstop_common::codec::{decode, encode};
@@ -17,6 +17,7 @@ use backstop_common::task::{Assignment, TaskOutcome, TaskSpec};
 use backstop_proto::worker::{
     AcquireTaskRequest, HeartbeatRequest, RegisterWorkerRequest, ReportTaskRequest, TaskProgress,
 };
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
@@ -24,6 +25,7 @@ use tracing::{Instrument, info, warn};
 use crate::archive::{ArchiveArgs, run_archive};
 use crate::backup::{self, CopyArgs, FinalizeArgs};
 use crate::client::MetaClient;
+use crate::copy;
 use crate::ctx::{Progress, TaskCtx};
 use crate::error::{Result, WorkerError};
 use crate::storage::TenantStore;
@@ -63,11 +65,26 @@ pub fn worker_id(dir: &std::path::Path) -> Result<u64> {
 /// How often an idle slot asks for work (heartbeats go out every `heartbeat_ms`).
 const POLL: Duration = Duration::from_millis(200);
 
+/// Why an attempt was stopped by its job (heartbeat actions `cancel`, `suspend`).
+const ENDED_BY_NONE: u8 = 0;
+const ENDED_BY_CANCEL: u8 = 1;
+const ENDED_BY_SUSPEND: u8 = 2;
+
 struct Running {
     attempt: u32,
     abort: CancellationToken,
     stop: CancellationToken,
+    ended_by: Arc<AtomicU8>,
     progress: Arc<Progress>,
+}
+
+type RunningMap = Arc<Mutex<HashMap<u64, Running>>>;
+
+fn lock(running: &RunningMap) -> std::sync::MutexGuard<'_, HashMap<u64, Running>> {
+    // A panic while holding this lock cannot leave the map inconsistent (every
+    // critical section is a single insert, remove or read), so a poisoned lock is
+    // still usable.
+    running.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs a worker until `shutdown` fires.
@@ -106,17 +123,19 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
         lease_ms = reg.lease_ms,
         "worker registered"
     );
-    let mut running: HashMap<u64, Running> = HashMap::new();
+    let running: RunningMap = Arc::new(Mutex::new(HashMap::new()));
+    let changed = Arc::new(Notify::new());
+    let beats = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        worker_id,
+        running.clone(),
+        changed.clone(),
+        lease,
+        beat,
+        shutdown.clone(),
+    ));
     let mut tasks: JoinSet<(u64, u32)> = JoinSet::new();
     let mut spawned: HashMap<tokio::task::Id, (u64, u32)> = HashMap::new();
-    // When the last successful heartbeat was *sent*: the leader's lease runs from
-    // when it *received* it, so fencing ourselves at 3/4 of the lease from the send
-    // stops this worker before the leader can hand its tasks to another one.
-    let mut last_ok_sent = Instant::now();
-    let fence_after = lease * 3 / 4;
-    let mut last_beat_at = Instant::now()
-        .checked_sub(beat)
-        .unwrap_or_else(Instant::now);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -130,67 +149,18 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 };
                 // Only forget the attempt that ended: a newer attempt of the same task
                 // may already run here.
-                if let Some((task_id, attempt)) = finished
-                    && running.get(&task_id).is_some_and(|r| r.attempt == attempt)
-                {
-                    running.remove(&task_id);
+                if let Some((task_id, attempt)) = finished {
+                    let mut map = lock(&running);
+                    if map.get(&task_id).is_some_and(|r| r.attempt == attempt) {
+                        map.remove(&task_id);
+                    }
                 }
+                changed.notify_one();
                 continue;
             }
-            _ = tokio::time::sleep(POLL.min(beat)) => {}
+            _ = tokio::time::sleep(POLL) => {}
         }
-        if last_beat_at.elapsed() >= beat {
-            last_beat_at = Instant::now();
-            let req = HeartbeatRequest {
-                worker_id,
-                tasks: running
-                    .iter()
-                    .map(|(id, r)| TaskProgress {
-                        task_id: *id,
-                        attempt: r.attempt,
-                        bytes_done: r.progress.done.load(Ordering::Relaxed),
-                        bytes_total: r.progress.total.load(Ordering::Relaxed),
-                    })
-                    .collect(),
-            };
-            let sent = Instant::now();
-            let call = client.call(|mut c| {
-                let r = req.clone();
-                async move { c.heartbeat(r).await }
-            });
-            let result = match tokio::time::timeout(lease / 4, call).await {
-                Ok(r) => r,
-                Err(_) => Err(WorkerError::Meta("heartbeat timed out".into())),
-            };
-            match result {
-                Ok(resp) => {
-                    last_ok_sent = sent;
-                    for control in resp.tasks {
-                        let Some(r) = running.get(&control.task_id) else {
-                            continue;
-                        };
-                        match control.action.as_str() {
-                            "abort" => {
-                                warn!(task_id = control.task_id, reason = %control.reason, "aborting task");
-                                r.abort.cancel();
-                            }
-                            "stop" => r.stop.cancel(),
-                            _ => {}
-                        }
-                    }
-                }
-                Err(e) => {
-                    if last_ok_sent.elapsed() > fence_after && !running.is_empty() {
-                        warn!(error = %e, "no heartbeat within the lease: aborting every running task");
-                        for r in running.values() {
-                            r.abort.cancel();
-                        }
-                    }
-                    continue;
-                }
-            }
-        }
-        let free = (config.slots as usize).saturating_sub(running.len());
+        let free = (config.slots as usize).saturating_sub(lock(&running).len());
         if free == 0 {
             continue;
         }
@@ -225,22 +195,25 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 stop: CancellationToken::new(),
                 progress: Arc::new(Progress::default()),
             };
-            running.insert(
+            let ended_by = Arc::new(AtomicU8::new(ENDED_BY_NONE));
+            lock(&running).insert(
                 a.task_id,
                 Running {
                     attempt: a.attempt,
                     abort: ctx.abort.clone(),
                     stop: ctx.stop.clone(),
+                    ended_by: ended_by.clone(),
                     progress: ctx.progress.clone(),
                 },
             );
             let span = tracing::info_span!("task", task_id = a.task_id, attempt = a.attempt, tenant_id = %a.tenant_id, job_id = %a.job_id, kind = a.spec.kind());
             let key = (a.task_id, a.attempt);
-            let handle = tasks.spawn(execute(ctx, a).instrument(span));
+            let handle = tasks.spawn(execute(ctx, a, ended_by).instrument(span));
             spawned.insert(handle.id(), key);
         }
+        changed.notify_one();
     }
-    for r in running.values() {
+    for r in lock(&running).values() {
         r.abort.cancel();
     }
     let deadline = tokio::time::sleep(Duration::from_secs(5));
@@ -251,23 +224,148 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
             _ = tasks.join_next() => {}
         }
     }
+    beats.abort();
     info!(worker_id, "worker stopped");
     Ok(())
 }
 
-async fn execute(ctx: TaskCtx, a: Assignment) -> (u64, u32) {
-    let is_archive = matches!(a.spec, TaskSpec::Archive { .. });
+/// Heartbeats the running attempts: each call renews their leases and is a long poll
+/// (up to one heartbeat interval) that answers at once when a job asks one of them
+/// to stop, so a cancel reaches the attempt within milliseconds. A call is re-issued
+/// when the set of running attempts changes.
+///
+/// Self-fencing: if no heartbeat succeeds for 3/4 of a lease (counted from when the
+/// last successful one was *sent*; the leader counts from when it received it),
+/// every running attempt is aborted before the leader can hand its task to another
+/// worker.
+async fn heartbeat_loop(
+    client: Arc<MetaClient>,
+    worker_id: u64,
+    running: RunningMap,
+    changed: Arc<Notify>,
+    lease: Duration,
+    beat: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut last_ok_sent = Instant::now();
+    let fence_after = lease * 3 / 4;
+    loop {
+        let tasks: Vec<TaskProgress> = lock(&running)
+            .iter()
+            .map(|(id, r)| TaskProgress {
+                task_id: *id,
+                attempt: r.attempt,
+                bytes_done: r.progress.done.load(Ordering::Relaxed),
+                bytes_total: r.progress.total.load(Ordering::Relaxed),
+            })
+            .collect();
+        if tasks.is_empty() {
+            last_ok_sent = Instant::now();
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep(beat) => {}
+            }
+            continue;
+        }
+        let req = HeartbeatRequest {
+            worker_id,
+            tasks,
+            wait_ms: beat.as_millis() as u64,
+        };
+        let sent = Instant::now();
+        let call = client.call(|mut c| {
+            let r = req.clone();
+            async move { c.heartbeat(r).await }
+        });
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            // New or ended attempts: ask again with the new set (the leases of the
+            // others were renewed when this call was sent).
+            _ = changed.notified() => continue,
+            r = tokio::time::timeout(beat + lease / 4, call) => match r {
+                Ok(r) => r,
+                Err(_) => Err(WorkerError::Meta("heartbeat timed out".into())),
+            },
+        };
+        match result {
+            Ok(resp) => {
+                last_ok_sent = sent;
+                let map = lock(&running);
+                for control in resp.tasks {
+                    let Some(r) = map.get(&control.task_id) else {
+                        continue;
+                    };
+                    if r.attempt != control.attempt {
+                        continue;
+                    }
+                    match control.action.as_str() {
+                        "abort" => {
+                            warn!(task_id = control.task_id, reason = %control.reason, "aborting task");
+                            r.abort.cancel();
+                        }
+                        "cancel" => {
+                            info!(
+                                task_id = control.task_id,
+                                "job cancelled: stopping the task"
+                            );
+                            r.ended_by.store(ENDED_BY_CANCEL, Ordering::SeqCst);
+                            r.abort.cancel();
+                        }
+                        "suspend" => {
+                            info!(
+                                task_id = control.task_id,
+                                "job suspended: stopping the task"
+                            );
+                            r.ended_by.store(ENDED_BY_SUSPEND, Ordering::SeqCst);
+                            r.abort.cancel();
+                        }
+                        "stop" => r.stop.cancel(),
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                if last_ok_sent.elapsed() > fence_after {
+                    let map = lock(&running);
+                    if !map.is_empty() {
+                        warn!(error = %e, "no heartbeat within the lease: aborting every running task");
+                        for r in map.values() {
+                            r.abort.cancel();
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<AtomicU8>) -> (u64, u32) {
+    let is_follower = matches!(
+        a.spec,
+        TaskSpec::Archive { .. } | TaskSpec::ArchiveCopy { .. }
+    );
     info!("task started");
     let outcome = match run_spec(&ctx, a.spec).await {
         Ok(o) => o,
         Err(WorkerError::Cancelled) | Err(WorkerError::Stale(_)) => {
-            info!("task stopped without reporting (cancelled or fenced)");
-            return (a.task_id, a.attempt);
+            match ended_by.load(Ordering::SeqCst) {
+                ENDED_BY_CANCEL => TaskOutcome::Canceled,
+                ENDED_BY_SUSPEND => TaskOutcome::Suspended,
+                _ => {
+                    info!("task stopped without reporting (cancelled or fenced)");
+                    return (a.task_id, a.attempt);
+                }
+            }
         }
         Err(e) => {
             warn!(error = %e, "task failed");
-            if is_archive && e.is_retryable() {
-                // Do not spin: the archive task comes straight back to a worker.
+            if is_follower && e.is_retryable() {
+                // Do not spin: the follower task comes straight back to a worker.
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             TaskOutcome::Failed {
@@ -416,5 +514,20 @@ async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcome> {
                 bad: v.bad,
             })
         }
+        TaskSpec::CopySet {
+            src,
+            dst,
+            backup_set_id,
+            ..
+        } => copy::copy_set(ctx, &src, &dst, backup_set_id).await,
+        TaskSpec::CopyPiece {
+            src,
+            dst,
+            round_id,
+            piece_id,
+            ..
+        } => copy::copy_piece(ctx, &src, &dst, round_id, piece_id).await,
+        TaskSpec::ArchiveCopy { src, dst, .. } => copy::archive_copy(ctx, &src, &dst).await,
+        TaskSpec::Clean { dest, items } => copy::clean(ctx, &dest, &items).await,
     }
 }

@@ -88,8 +88,49 @@ pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
         JobKind::Backup { backup_set_id, .. } => ("BACKUP", *backup_set_id, 0),
         JobKind::Validate { backup_set_id } => ("VALIDATE", *backup_set_id, 0),
         JobKind::Restore { .. } => ("RESTORE", 0, 0),
+        JobKind::SetCopy { backup_set_id, .. } => ("BACKUP_BACKUPSET", *backup_set_id, 0),
+        JobKind::PieceCopy { .. } => ("BACKUP_BACKUPPIECE", 0, 0),
+        JobKind::ArchiveCopy { .. } => ("BACKUP_ARCHIVELOG", 0, 0),
+        JobKind::Cleaner => ("CLEAN", 0, 0),
+    };
+    let times = |t: &Option<u64>| t.map_or(-1, |n| n as i64);
+    let (copy_id, backup_dest, max_backup_times, copy_type, backup_piece_id) = match &j.kind {
+        JobKind::SetCopy {
+            copy_id,
+            dest,
+            max_backup_times,
+            all,
+            ..
+        } => (
+            *copy_id,
+            shown_dest(dest),
+            times(max_backup_times),
+            if *all { "A" } else { "S" },
+            0,
+        ),
+        JobKind::PieceCopy {
+            copy_id,
+            dest,
+            max_backup_times,
+            with_active,
+            backup_piece_id,
+            ..
+        } => (
+            *copy_id,
+            shown_dest(dest),
+            times(max_backup_times),
+            if *with_active { "1" } else { "0" },
+            *backup_piece_id,
+        ),
+        JobKind::ArchiveCopy { copy_id } => (*copy_id, String::new(), -1, "", 0),
+        _ => (0, String::new(), -1, "", 0),
     };
     pb::Job {
+        copy_id,
+        backup_dest,
+        max_backup_times,
+        copy_type: copy_type.to_string(),
+        backup_piece_id,
         job_id: j.job_id.0,
         tenant_id: j.tenant_id.0,
         job_type: job_type.to_string(),
@@ -107,6 +148,40 @@ pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
 
 /// Task to message.
 pub fn task(state: &MetaState, t: &TaskRecord) -> pb::Task {
+    use backstop_common::task::TaskSpec;
+    let (backup_set_id, copy_id, round_id, backup_piece_id, backup_dest) = match &t.spec {
+        TaskSpec::CopySet {
+            backup_set_id,
+            copy_id,
+            dst,
+            ..
+        } => (*backup_set_id, *copy_id, 0, 0, shown_dest(&dst.uri)),
+        TaskSpec::CopyPiece {
+            round_id,
+            piece_id,
+            copy_id,
+            dst,
+            ..
+        } => (0, *copy_id, *round_id, *piece_id, shown_dest(&dst.uri)),
+        TaskSpec::ArchiveCopy { copy_id, dst, .. } => (0, *copy_id, 0, 0, shown_dest(&dst.uri)),
+        TaskSpec::BackupCopy {
+            backup_set_id,
+            dest,
+            ..
+        }
+        | TaskSpec::BackupFinalize {
+            backup_set_id,
+            dest,
+            ..
+        }
+        | TaskSpec::ValidateSet {
+            backup_set_id,
+            dest,
+        } => (*backup_set_id, 0, 0, 0, shown_dest(&dest.uri)),
+        TaskSpec::Archive { dest, round_id, .. } => (0, 0, *round_id, 0, shown_dest(&dest.uri)),
+        TaskSpec::Clean { dest, .. } => (0, 0, 0, 0, shown_dest(&dest.uri)),
+        _ => (0, 0, 0, 0, String::new()),
+    };
     pb::Task {
         task_id: t.task_id,
         job_id: t.job_id.0,
@@ -123,6 +198,64 @@ pub fn task(state: &MetaState, t: &TaskRecord) -> pb::Task {
         bytes_done: t.bytes_done,
         bytes_total: t.bytes_total,
         last_error: t.last_error.clone(),
+        backup_set_id,
+        copy_id,
+        round_id,
+        backup_piece_id,
+        backup_dest,
+        start_time_ms: t.start_time_ms,
+        update_time_ms: t.update_time_ms,
+    }
+}
+
+/// Continuous archive copy to message.
+pub fn archive_copy(c: &crate::state::ArchiveCopyRecord) -> pb::ArchiveCopy {
+    pb::ArchiveCopy {
+        tenant_id: c.tenant_id.0,
+        copy_id: c.copy_id,
+        status: c.status.as_str().to_string(),
+        round_id: c.round_id,
+        start_scn: c.start_scn.0,
+        checkpoint_scn: c.checkpoint_scn.0,
+        start_time_ms: c.start_time_ms,
+        checkpoint_time_ms: c.checkpoint_time_ms,
+        output_bytes: c.output_bytes,
+        lag_ms: c.lag_ms,
+        backup_dest: shown_dest(&c.dest.uri),
+        comment: c.comment.clone(),
+        job_id: c.job_id.0,
+    }
+}
+
+/// Leftover to message.
+pub fn leftover(l: &crate::state::LeftoverRecord) -> pb::Leftover {
+    pb::Leftover {
+        id: l.id,
+        backup_dest: shown_dest(&l.dest.uri),
+        tenant_id: l.dest.tenant_id.0,
+        dir: l.item.dir.clone(),
+        not_before_ms: l.not_before_ms,
+        reason: l.reason.clone(),
+    }
+}
+
+/// Policy to message.
+pub fn policy(state: &MetaState, p: &crate::state::PolicyRecord) -> pb::Policy {
+    pb::Policy {
+        tenant_name: if p.tenant_id == backstop_common::TenantId::SYS {
+            String::new()
+        } else {
+            state
+                .tenants
+                .get(&p.tenant_id)
+                .map(|t| t.name.clone())
+                .unwrap_or_default()
+        },
+        tenant_id: p.tenant_id.0,
+        full_interval_ms: p.full_interval_ms,
+        incremental_interval_ms: p.incremental_interval_ms,
+        secondary: p.secondary,
+        update_time_ms: p.update_time_ms,
     }
 }
 

@@ -11,11 +11,11 @@ use backstop_proto::meta::meta_service_server::MetaService;
 use backstop_proto::meta::*;
 use tonic::{Request, Response, Status};
 
-use crate::command::{Command, Reply, WorkCommand};
+use crate::command::{CancelTarget, Command, Reply, WorkCommand};
 use crate::error::MetaError;
 use crate::node::MetaNode;
 use crate::service::convert;
-use crate::state::{MetaState, ParamRecord, TenantRecord, UserRecord};
+use crate::state::{CopySelection, MetaState, ParamRecord, TenantRecord, UserRecord};
 use backstop_common::TenantId;
 
 /// Serves the metadata API for one node.
@@ -509,7 +509,187 @@ impl MetaService for MetaSvc {
                 convert::round,
             )
             .await?;
-        Ok(Response::new(ListArchiveResponse { rounds }))
+        let copies = self
+            .read_rows(
+                &tenant,
+                |s| {
+                    s.work
+                        .archive_copies
+                        .values()
+                        .map(|x| (x.tenant_id, x.clone()))
+                        .collect()
+                },
+                convert::archive_copy,
+            )
+            .await?;
+        let leftovers = self
+            .read_rows(
+                &tenant,
+                |s| {
+                    s.work
+                        .leftovers
+                        .values()
+                        .map(|x| (x.dest.tenant_id, x.clone()))
+                        .collect()
+                },
+                convert::leftover,
+            )
+            .await?;
+        Ok(Response::new(ListArchiveResponse {
+            rounds,
+            copies,
+            leftovers,
+        }))
+    }
+
+    async fn backup_manage(
+        &self,
+        request: Request<BackupManageRequest>,
+    ) -> Result<Response<JobsResponse>, Status> {
+        let req = request.into_inner();
+        for t in &req.tenants {
+            checked("tenant", t)?;
+        }
+        let selection = || CopySelection {
+            tenants: req.tenants.clone(),
+            id: (req.id != 0).then_some(req.id),
+            max_backup_times: req.max_backup_times,
+            dest: (!req.dest.trim().is_empty()).then(|| req.dest.trim().to_string()),
+        };
+        if let Some(d) = selection().dest {
+            backstop_common::BackupDest::parse(&d)
+                .map_err(|e| MetaError::new(Code::InvalidBackupDest, e.to_string()))?;
+        }
+        let tenants = req.tenants.clone();
+        let cmd = match req.action.as_str() {
+            "backup_backupset" => WorkCommand::StartSetCopy {
+                selection: selection(),
+            },
+            "backup_backuppiece" => WorkCommand::StartPieceCopy {
+                selection: selection(),
+                with_active: req.with_active,
+            },
+            "start_backup_archivelog" => WorkCommand::SetArchiveCopy {
+                enable: true,
+                tenants,
+            },
+            "stop_backup_archivelog" => WorkCommand::SetArchiveCopy {
+                enable: false,
+                tenants,
+            },
+            "cancel_backup" => WorkCommand::CancelJobs {
+                target: CancelTarget::Backup,
+                tenants,
+            },
+            "cancel_backup_backupset" => WorkCommand::CancelJobs {
+                target: CancelTarget::SetCopy,
+                tenants,
+            },
+            "cancel_backup_backuppiece" => WorkCommand::CancelJobs {
+                target: CancelTarget::PieceCopy,
+                tenants,
+            },
+            "cancel_validate" => WorkCommand::CancelJobs {
+                target: CancelTarget::Validate(req.id),
+                tenants,
+            },
+            "suspend_backup" | "resume_backup" => WorkCommand::SuspendBackup {
+                suspend: req.action == "suspend_backup",
+                tenants,
+            },
+            "cancel_all_backup_force" => WorkCommand::CancelAllForce {
+                clean_after_ms: self.node.task_lease().as_millis() as u64,
+            },
+            "validate_copy" => {
+                let Some(tenant) = req.tenants.first().cloned() else {
+                    return Err(MetaError::invalid("validate_copy names one tenant").into());
+                };
+                WorkCommand::StartValidateCopy {
+                    tenant,
+                    backup_set_id: req.id,
+                    copy_id: req.copy_id,
+                }
+            }
+            other => {
+                return Err(MetaError::invalid(format!("unknown backup action '{other}'")).into());
+            }
+        };
+        let job_ids = match self.node.write(Command::Work(cmd)).await? {
+            Reply::Job(id) => vec![id.0],
+            Reply::Jobs(ids) => ids.into_iter().map(|j| j.0).collect(),
+            Reply::Done => vec![],
+            other => return Err(unexpected(other)),
+        };
+        Ok(Response::new(JobsResponse { job_ids }))
+    }
+
+    async fn set_policy(
+        &self,
+        request: Request<SetPolicyRequest>,
+    ) -> Result<Response<Policy>, Status> {
+        let req = request.into_inner();
+        let tenant =
+            (!req.tenant_name.trim().is_empty()).then(|| req.tenant_name.trim().to_string());
+        self.node
+            .write(Command::Work(WorkCommand::SetPolicy {
+                tenant: tenant.clone(),
+                full_interval_ms: req.full_interval_ms,
+                incremental_interval_ms: req.incremental_interval_ms,
+                secondary: req.secondary,
+            }))
+            .await?;
+        let policy = self
+            .node
+            .read(move |s| {
+                let id = match &tenant {
+                    None => Some(TenantId::SYS),
+                    Some(n) => s.tenant_by_name(n).map(|t| t.tenant_id),
+                };
+                id.and_then(|id| s.work.policies.get(&id))
+                    .map(|p| convert::policy(s, p))
+            })
+            .await?
+            .ok_or_else(|| MetaError::internal("policy vanished after it was set"))?;
+        Ok(Response::new(policy))
+    }
+
+    async fn drop_policy(
+        &self,
+        request: Request<DropPolicyRequest>,
+    ) -> Result<Response<DropPolicyResponse>, Status> {
+        let req = request.into_inner();
+        let tenant =
+            (!req.tenant_name.trim().is_empty()).then(|| req.tenant_name.trim().to_string());
+        let dropped = match self
+            .node
+            .write(Command::Work(WorkCommand::DropPolicy { tenant }))
+            .await?
+        {
+            Reply::Dropped(d) => d,
+            other => return Err(unexpected(other)),
+        };
+        Ok(Response::new(DropPolicyResponse { dropped }))
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<ListRequest>,
+    ) -> Result<Response<ListPoliciesResponse>, Status> {
+        let tenant = request.into_inner().tenant_name;
+        let policies = self
+            .node
+            .read(|s| {
+                s.work
+                    .policies
+                    .values()
+                    .map(|p| convert::policy(s, p))
+                    .collect::<Vec<_>>()
+            })
+            .await?
+            .into_iter()
+            .filter(|p| tenant.is_empty() || p.tenant_name.eq_ignore_ascii_case(&tenant))
+            .collect();
+        Ok(Response::new(ListPoliciesResponse { policies }))
     }
 
     async fn list_pieces(
@@ -567,7 +747,7 @@ impl MetaService for MetaSvc {
                     .jobs
                     .values()
                     .filter(|j| only.is_none_or(|t| t == j.tenant_id))
-                    .filter(|j| req.all || j.status == crate::state::JobStatus::Doing)
+                    .filter(|j| req.all || j.status.is_live())
                     .map(|j| convert::job(s, j))
                     .collect()
             })

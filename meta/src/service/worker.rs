@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use backstop_common::Code;
-use backstop_common::task::{ArchiveProgress, TaskOutcome};
+use std::time::Duration;
+
+use backstop_common::task::{ArchiveProgress, CopyProgress, TaskOutcome};
 use backstop_proto::LEADER_ADDR_KEY;
 use backstop_proto::worker::worker_service_server::WorkerService;
 use backstop_proto::worker::*;
@@ -40,6 +42,25 @@ impl WorkerSvc {
             s.metadata_mut().insert(LEADER_ADDR_KEY, v);
         }
         Err(s)
+    }
+}
+
+fn control_msg(p: &TaskProgress, lost: bool, control: Option<&'static str>) -> TaskControl {
+    let (action, reason) = match (lost, control) {
+        (true, _) => ("abort", "the lease of this attempt is gone"),
+        (false, Some("cancel")) => ("cancel", "the job was cancelled"),
+        (false, Some("suspend")) => ("suspend", "the job was suspended"),
+        (false, Some(_)) => (
+            "stop",
+            "stop requested (NOARCHIVELOG or STOP BACKUP ARCHIVELOG)",
+        ),
+        (false, None) => ("continue", ""),
+    };
+    TaskControl {
+        task_id: p.task_id,
+        attempt: p.attempt,
+        action: action.to_string(),
+        reason: reason.to_string(),
     }
 }
 
@@ -129,33 +150,33 @@ impl WorkerService for WorkerSvc {
         self.require_leader().await?;
         let req = request.into_inner();
         let lease = self.node.task_lease();
-        let states: Vec<(bool, bool)> = self
-            .node
-            .read_local(|s| {
-                req.tasks
-                    .iter()
-                    .map(|p| {
-                        let Some(t) = s.work.tasks.get(&p.task_id) else {
-                            return (false, false);
-                        };
-                        let current = t.status == TaskStatus::Running
-                            && t.attempt == p.attempt
-                            && t.worker_id == Some(req.worker_id);
-                        let stopping = s.work.jobs.get(&t.job_id).is_some_and(|j| match j.kind {
-                            JobKind::Archive { round_id } => s
-                                .work
-                                .rounds
-                                .get(&(t.tenant_id, round_id))
-                                .is_some_and(|r| r.status == RoundStatus::Stopping),
-                            _ => false,
-                        });
-                        (current, stopping)
-                    })
-                    .collect()
-            })
-            .await;
+        let worker_id = req.worker_id;
+        let controls = |s: &crate::state::MetaState| -> Vec<(bool, Option<&'static str>)> {
+            req.tasks
+                .iter()
+                .map(|p| {
+                    let Some(t) = s.work.tasks.get(&p.task_id) else {
+                        return (false, None);
+                    };
+                    let current = t.status == TaskStatus::Running
+                        && t.attempt == p.attempt
+                        && t.worker_id == Some(worker_id);
+                    let stopping = s.work.jobs.get(&t.job_id).is_some_and(|j| match j.kind {
+                        JobKind::Archive { round_id } => s
+                            .work
+                            .rounds
+                            .get(&(t.tenant_id, round_id))
+                            .is_some_and(|r| r.status == RoundStatus::Stopping),
+                        _ => false,
+                    });
+                    let control = s.task_control(p.task_id).or(stopping.then_some("stop"));
+                    (current, control)
+                })
+                .collect()
+        };
+        let states = self.node.read_local(controls).await;
         let mut tasks = Vec::new();
-        for (p, (current, stopping)) in req.tasks.iter().zip(states) {
+        for (p, (current, control)) in req.tasks.iter().zip(&states) {
             let check = self
                 .node
                 .leases()
@@ -163,22 +184,42 @@ impl WorkerService for WorkerSvc {
                     p.task_id,
                     p.attempt,
                     req.worker_id,
-                    current,
+                    *current,
                     (p.bytes_done, p.bytes_total),
                     lease,
                 )
                 .await;
-            let (action, reason) = match check {
-                LeaseCheck::Lost => ("abort", "the lease of this attempt is gone"),
-                LeaseCheck::Held if stopping => ("stop", "NOARCHIVELOG"),
-                LeaseCheck::Held => ("continue", ""),
-            };
-            tasks.push(TaskControl {
-                task_id: p.task_id,
-                attempt: p.attempt,
-                action: action.to_string(),
-                reason: reason.to_string(),
-            });
+            tasks.push(control_msg(p, check == LeaseCheck::Lost, *control));
+        }
+        // Long poll: answer as soon as an applied command asks one of these tasks to
+        // stop, so a cancel reaches the worker in milliseconds, not at the next beat.
+        let wait = Duration::from_millis(req.wait_ms.min(lease.as_millis() as u64 / 2));
+        if !wait.is_zero() && tasks.iter().all(|t| t.action == "continue") && !tasks.is_empty() {
+            let mut metrics = self.node.raft().metrics();
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    changed = metrics.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                    }
+                }
+                let states = self.node.read_local(controls).await;
+                if states
+                    .iter()
+                    .any(|(current, control)| !current || control.is_some())
+                {
+                    tasks = req
+                        .tasks
+                        .iter()
+                        .zip(&states)
+                        .map(|(p, (current, control))| control_msg(p, !current, *control))
+                        .collect();
+                    break;
+                }
+            }
         }
         Ok(Response::new(HeartbeatResponse { tasks }))
     }
@@ -192,6 +233,24 @@ impl WorkerService for WorkerSvc {
             decode(&req.progress).map_err(|e| bad_payload("archive progress", e))?;
         self.node
             .write(Command::Work(WorkCommand::ArchiveCheckpoint {
+                task_id: req.task_id,
+                attempt: req.attempt,
+                worker_id: req.worker_id,
+                progress,
+            }))
+            .await?;
+        Ok(Response::new(ReportResponse {}))
+    }
+
+    async fn report_copy(
+        &self,
+        request: Request<ReportArchiveRequest>,
+    ) -> Result<Response<ReportResponse>, Status> {
+        let req = request.into_inner();
+        let progress: CopyProgress =
+            decode(&req.progress).map_err(|e| bad_payload("copy progress", e))?;
+        self.node
+            .write(Command::Work(WorkCommand::CopyCheckpoint {
                 task_id: req.task_id,
                 attempt: req.attempt,
                 worker_id: req.worker_id,

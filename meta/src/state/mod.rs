@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Reply, Request, Response};
 
+mod copy;
 mod work;
 #[cfg(test)]
 mod work_tests;
 
+pub use copy::*;
 pub use work::*;
 
 /// Cluster identity (OceanBase `cluster_name`, `cluster_id`).
@@ -121,6 +123,12 @@ pub enum Touched {
     Piece(TenantId, u64, u64, u64),
     /// One backup set (tenant, set, copy).
     Set(TenantId, u64, u64),
+    /// One continuous archive copy (tenant, copy_id).
+    ArchiveCopy(TenantId, u64),
+    /// One leftover.
+    Leftover(u64),
+    /// One policy (tenant; sys = cluster).
+    Policy(TenantId),
 }
 
 /// The whole catalog. Serialized as a whole for snapshots; persisted record by
@@ -296,7 +304,7 @@ impl MetaState {
                     .work
                     .jobs
                     .values()
-                    .find(|j| j.tenant_id == id && j.status == JobStatus::Doing)
+                    .find(|j| j.tenant_id == id && j.status.is_live())
                 {
                     return Err((
                         Code::BackupInProgress,

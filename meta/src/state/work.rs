@@ -63,6 +63,44 @@ pub enum JobKind {
         /// Target directory.
         to: String,
     },
+    /// `BACKUP BACKUPSET …`: copies of backup sets (OceanBase
+    /// `__all_backup_backupset_job`).
+    SetCopy {
+        /// Requested set (0 = `ALL`).
+        backup_set_id: u64,
+        /// `ALL` (type `A`) or one set (`S`).
+        all: bool,
+        /// `NOT BACKED UP n TIMES`.
+        max_backup_times: Option<u64>,
+        /// `copy_id` of the copies.
+        copy_id: u64,
+        /// Copy destination URI (with secrets).
+        dest: String,
+        /// Sets still to start, (tenant, set), ascending per tenant.
+        queue: Vec<(TenantId, u64)>,
+    },
+    /// `BACKUP BACKUPPIECE …` (OceanBase `__all_backup_backuppiece_job`).
+    PieceCopy {
+        /// Requested piece (0 = `ALL`).
+        backup_piece_id: u64,
+        /// `WITH ACTIVE`: type 1 (`WITH_ACTIVE_PIECE`), else 0 (`ONLY_FROZEN`).
+        with_active: bool,
+        /// `NOT BACKED UP n TIMES`.
+        max_backup_times: Option<u64>,
+        /// `copy_id` of the copies.
+        copy_id: u64,
+        /// Copy destination URI (with secrets).
+        dest: String,
+        /// Selected pieces (tenant, round, piece).
+        pieces: Vec<(TenantId, u64, u64)>,
+    },
+    /// One follower of the continuous archive copy (`START BACKUP ARCHIVELOG`).
+    ArchiveCopy {
+        /// `copy_id`.
+        copy_id: u64,
+    },
+    /// The cleaner: deletes leftovers of ended jobs.
+    Cleaner,
 }
 
 /// Job status, as the views show it.
@@ -74,6 +112,16 @@ pub enum JobStatus {
     Finished,
     /// Ended with an error (`result`, `comment`).
     Failed,
+    /// Queued behind another job of its kind (piece copies run one at a time).
+    Schedule,
+    /// Ending early (cancel or failure): running attempts are stopping.
+    Canceling,
+    /// Ending early: deleting what the job left at its destinations.
+    Cleaning,
+    /// `SUSPEND BACKUP`: nothing runs until `RESUME BACKUP`.
+    Suspended,
+    /// Ended by `CANCEL …` (result `OB_CANCELED`).
+    Canceled,
 }
 
 impl JobStatus {
@@ -83,7 +131,20 @@ impl JobStatus {
             JobStatus::Doing => "DOING",
             JobStatus::Finished => "FINISH",
             JobStatus::Failed => "FAILED",
+            JobStatus::Schedule => "SCHEDULE",
+            JobStatus::Canceling => "CANCEL",
+            JobStatus::Cleaning => "CLEAN",
+            JobStatus::Suspended => "SUSPEND",
+            JobStatus::Canceled => "CANCELED",
         }
+    }
+
+    /// Not yet ended (the job is in the live views, not in `_HISTORY`).
+    pub fn is_live(self) -> bool {
+        !matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
     }
 }
 
@@ -363,6 +424,14 @@ pub struct WorkState {
     pub next_job_id: u64,
     /// Next task id.
     pub next_task_id: u64,
+    /// Continuous archive copies by (tenant, copy_id).
+    pub archive_copies: BTreeMap<(TenantId, u64), super::ArchiveCopyRecord>,
+    /// What ended jobs could not delete, by id.
+    pub leftovers: BTreeMap<u64, super::LeftoverRecord>,
+    /// Last leftover id handed out.
+    pub next_leftover_id: u64,
+    /// Backup policies by tenant (sys = cluster).
+    pub policies: BTreeMap<TenantId, super::PolicyRecord>,
 }
 
 fn refuse(code: Code, message: impl Into<String>) -> (Code, String) {
@@ -395,6 +464,7 @@ impl MetaState {
             .tasks
             .values()
             .filter(|t| t.status == TaskStatus::Pending)
+            .filter(|t| self.task_runnable(t.task_id))
             .filter(|t| {
                 worker.tenants.is_empty()
                     || self.tenants.get(&t.tenant_id).is_some_and(|ten| {
@@ -444,7 +514,7 @@ impl MetaState {
         ))
     }
 
-    fn new_job(&mut self, tenant_id: TenantId, kind: JobKind, now: u64) -> JobId {
+    pub(super) fn new_job(&mut self, tenant_id: TenantId, kind: JobKind, now: u64) -> JobId {
         self.work.next_job_id += 1;
         let job_id = JobId(self.work.next_job_id);
         self.work.jobs.insert(
@@ -463,7 +533,7 @@ impl MetaState {
         job_id
     }
 
-    fn new_task(
+    pub(super) fn new_task(
         &mut self,
         job_id: JobId,
         tenant_id: TenantId,
@@ -592,6 +662,54 @@ impl MetaState {
                 worker_id,
                 outcome,
             } => self.complete_task(*task_id, *attempt, *worker_id, outcome, now),
+            WorkCommand::StartSetCopy { selection } => self.start_set_copy(selection, now),
+            WorkCommand::StartPieceCopy {
+                selection,
+                with_active,
+            } => self.start_piece_copy(selection, *with_active, now),
+            WorkCommand::SetArchiveCopy { enable, tenants } => {
+                if *enable {
+                    self.start_archive_copy(tenants, now)
+                } else {
+                    self.stop_archive_copy(tenants, now)
+                }
+            }
+            WorkCommand::CopyCheckpoint {
+                task_id,
+                attempt,
+                worker_id,
+                progress,
+            } => {
+                let task = self.current_task(*task_id, *attempt, *worker_id)?.clone();
+                let touched = self.copy_checkpoint(task.tenant_id, &task.spec, progress, now);
+                Ok((Reply::Done, touched))
+            }
+            WorkCommand::CancelJobs { target, tenants } => self.cancel_jobs(target, tenants, now),
+            WorkCommand::SuspendBackup { suspend, tenants } => {
+                self.suspend_backup(tenants, *suspend, now)
+            }
+            WorkCommand::CancelAllForce { clean_after_ms } => {
+                self.cancel_all_force(*clean_after_ms, now)
+            }
+            WorkCommand::StartValidateCopy {
+                tenant,
+                backup_set_id,
+                copy_id,
+            } => self.start_validate_copy(tenant, *backup_set_id, *copy_id, now),
+            WorkCommand::StartCleaner => self.start_cleaner(now),
+            WorkCommand::SetPolicy {
+                tenant,
+                full_interval_ms,
+                incremental_interval_ms,
+                secondary,
+            } => self.set_policy(
+                tenant.as_deref(),
+                *full_interval_ms,
+                *incremental_interval_ms,
+                *secondary,
+                now,
+            ),
+            WorkCommand::DropPolicy { tenant } => self.drop_policy(tenant.as_deref(), now),
         }
     }
 
@@ -721,7 +839,48 @@ impl MetaState {
         task.last_error = reason.to_string();
         task.worker_id = None;
         task.update_time_ms = now;
-        let is_archive = matches!(task.spec, TaskSpec::Archive { .. });
+        let job_id = task.job_id;
+        let job_status = self.work.jobs.get(&job_id).map(|j| j.status);
+        let task = match self.work.tasks.get_mut(&task_id) {
+            Some(t) => t,
+            None => return Ok(vec![]),
+        };
+        match job_status {
+            // The job is ending: the attempt is over, nothing is retried.
+            Some(JobStatus::Canceling) | None => {
+                task.status = TaskStatus::Canceled;
+                let mut touched = vec![Touched::Task(task_id)];
+                touched.extend(self.maybe_job_done(job_id, now));
+                return Ok(touched);
+            }
+            // Suspended: the task waits for RESUME.
+            Some(JobStatus::Suspended) => {
+                task.status = TaskStatus::Pending;
+                return Ok(vec![Touched::Task(task_id)]);
+            }
+            _ => {}
+        }
+        if let TaskSpec::Clean { .. } = task.spec
+            && (!retryable || task.attempt >= MAX_ATTEMPTS)
+        {
+            // The destination cannot be cleaned now: everything goes to the cleaner.
+            task.status = TaskStatus::Failed;
+            let spec = task.spec.clone();
+            let failed: Vec<String> = match &spec {
+                TaskSpec::Clean { items, .. } => items
+                    .iter()
+                    .map(|i| format!("{}: {reason}", i.dir))
+                    .collect(),
+                _ => vec![],
+            };
+            let mut touched = vec![Touched::Task(task_id)];
+            touched.extend(self.cleaned(job_id, &spec, &failed, now));
+            return Ok(touched);
+        }
+        let is_archive = matches!(
+            task.spec,
+            TaskSpec::Archive { .. } | TaskSpec::ArchiveCopy { .. }
+        );
         // The archive task of a live round is retried indefinitely: the round shows
         // the error and keeps trying, as an archive must.
         if retryable && (task.attempt < MAX_ATTEMPTS || is_archive) {
@@ -738,9 +897,18 @@ impl MetaState {
             return Ok(touched);
         }
         task.status = TaskStatus::Failed;
-        let job_id = task.job_id;
         let mut touched = vec![Touched::Task(task_id)];
-        touched.extend(self.fail_job(job_id, "OB_BACKUP_FAILED", reason, now));
+        let cleans_up = self.work.jobs.get(&job_id).is_some_and(|j| {
+            matches!(
+                j.kind,
+                JobKind::Backup { .. } | JobKind::SetCopy { .. } | JobKind::PieceCopy { .. }
+            )
+        });
+        if cleans_up {
+            touched.extend(self.end_job_early(job_id, "OB_BACKUP_FAILED", reason, now));
+        } else {
+            touched.extend(self.fail_job(job_id, "OB_BACKUP_FAILED", reason, now));
+        }
         Ok(touched)
     }
 
@@ -779,7 +947,7 @@ impl MetaState {
                     touched.push(Touched::Round(tenant, round_id));
                 }
             }
-            JobKind::Validate { .. } | JobKind::Restore { .. } => {}
+            _ => {}
         }
         touched
     }
@@ -1103,7 +1271,7 @@ impl MetaState {
         }
         let running = self.work.jobs.values().any(|j| {
             j.tenant_id == tenant_id
-                && j.status == JobStatus::Doing
+                && j.status.is_live()
                 && matches!(j.kind, JobKind::Backup { .. })
         });
         if running {
@@ -1204,11 +1372,26 @@ impl MetaState {
     }
 
     fn start_validate(&mut self, tenant: &str, backup_set_id: u64, now: u64) -> Outcome {
+        self.start_validate_copy(tenant, backup_set_id, 0, now)
+    }
+
+    fn start_validate_copy(
+        &mut self,
+        tenant: &str,
+        backup_set_id: u64,
+        copy_id: u64,
+        now: u64,
+    ) -> Outcome {
         let tenant_id = self.tenant_id(tenant)?;
-        let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, 0)) else {
+        let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, copy_id)) else {
+            let (code, what) = if copy_id == 0 {
+                (Code::EntryNotExist, String::new())
+            } else {
+                (Code::InvalidBackupSetId, format!(" copy {copy_id}"))
+            };
             return Err(refuse(
-                Code::EntryNotExist,
-                format!("backup set {backup_set_id} of tenant '{tenant}' does not exist"),
+                code,
+                format!("backup set {backup_set_id}{what} of tenant '{tenant}' does not exist"),
             ));
         };
         if set.status != SetStatus::Success {
@@ -1249,6 +1432,8 @@ impl MetaState {
         let task = self.current_task(task_id, attempt, worker_id)?.clone();
         let mut touched = vec![Touched::Task(task_id)];
         let tenant_id = task.tenant_id;
+        let job_status = self.work.jobs.get(&task.job_id).map(|j| j.status);
+        let ending = job_status == Some(JobStatus::Canceling);
         let done = |s: &mut MetaState| {
             if let Some(t) = s.work.tasks.get_mut(&task_id) {
                 t.status = TaskStatus::Done;
@@ -1292,7 +1477,9 @@ impl MetaState {
                 TaskSpec::BackupPrepare { source, .. },
             ) => {
                 done(self);
-                touched.extend(self.plan_copy(&task, source, *start_replay_scn, files, now));
+                if !ending {
+                    touched.extend(self.plan_copy(&task, source, *start_replay_scn, files, now));
+                }
             }
             (
                 TaskOutcome::Copied {
@@ -1307,7 +1494,9 @@ impl MetaState {
                     set.output_bytes += output_bytes;
                     touched.push(Touched::Set(tenant_id, *backup_set_id, 0));
                 }
-                touched.extend(self.maybe_finalize(&task, *backup_set_id, now));
+                if !ending {
+                    touched.extend(self.maybe_finalize(&task, *backup_set_id, now));
+                }
             }
             (
                 TaskOutcome::Finalized {
@@ -1331,7 +1520,9 @@ impl MetaState {
                     set.end_time_ms = now;
                     touched.push(Touched::Set(tenant_id, *backup_set_id, 0));
                 }
-                touched.push(self.finish_job(task.job_id, now));
+                if !ending {
+                    touched.push(self.finish_job(task.job_id, now));
+                }
             }
             (TaskOutcome::Validated { bad, .. }, TaskSpec::ValidateSet { .. }) => {
                 done(self);
@@ -1358,12 +1549,83 @@ impl MetaState {
                     );
                 }
             }
+            (
+                TaskOutcome::SetCopied { output_bytes, .. },
+                TaskSpec::CopySet {
+                    backup_set_id,
+                    copy_id,
+                    ..
+                },
+            ) => {
+                done(self);
+                touched.extend(self.set_copied(
+                    task.job_id,
+                    tenant_id,
+                    *backup_set_id,
+                    *copy_id,
+                    *output_bytes,
+                    now,
+                ));
+            }
+            (
+                TaskOutcome::PieceCopied {
+                    start_scn,
+                    checkpoint_scn,
+                    frozen,
+                    ..
+                },
+                spec @ TaskSpec::CopyPiece { .. },
+            ) => {
+                done(self);
+                touched.extend(self.piece_copied(
+                    tenant_id,
+                    spec,
+                    *start_scn,
+                    *checkpoint_scn,
+                    *frozen,
+                    now,
+                ));
+            }
+            (TaskOutcome::ArchiveCopyStopped, TaskSpec::ArchiveCopy { .. }) => {
+                done(self);
+                touched.extend(self.finalize_job(task.job_id, now));
+            }
+            (TaskOutcome::Canceled, _) => {
+                if let Some(t) = self.work.tasks.get_mut(&task_id) {
+                    t.status = TaskStatus::Canceled;
+                    t.update_time_ms = now;
+                }
+            }
+            (TaskOutcome::Suspended, _) => {
+                if let Some(t) = self.work.tasks.get_mut(&task_id) {
+                    t.status = if job_status == Some(JobStatus::Suspended) {
+                        TaskStatus::Pending
+                    } else {
+                        TaskStatus::Canceled
+                    };
+                    t.worker_id = None;
+                    t.update_time_ms = now;
+                }
+            }
+            (TaskOutcome::Cleaned { failed, .. }, spec @ TaskSpec::Clean { .. }) => {
+                done(self);
+                touched.extend(self.cleaned(task.job_id, spec, failed, now));
+            }
             (other, spec) => {
                 return Err(refuse(
                     Code::InvalidArgument,
                     format!("outcome {other:?} does not fit a {} task", spec.kind()),
                 ));
             }
+        }
+        if matches!(
+            self.work.jobs.get(&task.job_id).map(|j| j.status),
+            Some(JobStatus::Canceling | JobStatus::Cleaning)
+        ) || matches!(
+            task.spec,
+            TaskSpec::CopyPiece { .. } | TaskSpec::CopySet { .. }
+        ) {
+            touched.extend(self.maybe_job_done(task.job_id, now));
         }
         Ok((Reply::Done, touched))
     }

@@ -1,7 +1,7 @@
 //! The work rules as pure functions: fencing, leases, bounded retries, preconditions.
 
 use backstop_common::params::Param;
-use backstop_common::task::{ArchiveProgress, FileEntry, TaskOutcome};
+use backstop_common::task::{ArchiveProgress, FileEntry, TaskOutcome, TaskSpec};
 use backstop_common::{Code, Scn};
 
 use super::*;
@@ -316,6 +316,33 @@ fn a_task_that_keeps_failing_fails_its_job_after_bounded_attempts() {
             },
         ));
     }
+    // The job cleans what it left (one clean task), then fails.
+    let job = s
+        .work
+        .jobs
+        .values()
+        .find(|j| matches!(j.kind, JobKind::Backup { .. }))
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Cleaning);
+    let clean = s.assignable_tasks(1);
+    assert_eq!(clean.len(), 1);
+    assert!(matches!(
+        s.work.tasks[&clean[0]].spec,
+        TaskSpec::Clean { .. }
+    ));
+    let attempt = assign(&mut s, clean[0], 1);
+    ok(work(
+        &mut s,
+        WorkCommand::CompleteTask {
+            task_id: clean[0],
+            attempt,
+            worker_id: 1,
+            outcome: TaskOutcome::Cleaned {
+                deleted: 3,
+                failed: vec![],
+            },
+        },
+    ));
     assert!(s.assignable_tasks(1).is_empty());
     let job = s
         .work
@@ -377,4 +404,357 @@ fn noarchivelog_stops_through_the_worker_and_freezes_pieces() {
         },
     ));
     assert_eq!(s.current_round(TenantId(1001)).unwrap().round_id, 2);
+}
+
+/// Runs the next assignable task on worker 2 with `outcome`.
+fn run_next(s: &mut MetaState, outcome: TaskOutcome) -> u64 {
+    let task = s.assignable_tasks(2)[0];
+    let attempt = assign(s, task, 2);
+    ok(work(
+        s,
+        WorkCommand::CompleteTask {
+            task_id: task,
+            attempt,
+            worker_id: 2,
+            outcome,
+        },
+    ));
+    task
+}
+
+/// Archive running and one successful full backup (set 1).
+fn with_full_backup() -> MetaState {
+    let mut s = setup();
+    start_archive(&mut s);
+    ok(work(
+        &mut s,
+        WorkCommand::StartBackup {
+            tenant: "t1".into(),
+            incremental: false,
+        },
+    ));
+    run_next(
+        &mut s,
+        TaskOutcome::Prepared {
+            start_replay_scn: Scn(100),
+            files: vec![FileEntry {
+                path: "f".into(),
+                size: 10,
+            }],
+        },
+    );
+    run_next(
+        &mut s,
+        TaskOutcome::Copied {
+            input_bytes: 10,
+            output_bytes: 5,
+        },
+    );
+    run_next(
+        &mut s,
+        TaskOutcome::Finalized {
+            min_restore_scn: Scn(120),
+            input_bytes: 10,
+            output_bytes: 5,
+            file_count: 1,
+            manifest_checksum: "abc".into(),
+        },
+    );
+    ok(s.apply(&req(Command::SetParameter {
+        param: Param::BackupBackupDest,
+        tenant: None,
+        value: "file:///copy".into(),
+    }))
+    .0);
+    s
+}
+
+fn set_copy(s: &mut MetaState, id: Option<u64>, dest: Option<&str>, tenants: &[&str]) -> Response {
+    work(
+        s,
+        WorkCommand::StartSetCopy {
+            selection: CopySelection {
+                tenants: tenants.iter().map(|t| t.to_string()).collect(),
+                id,
+                max_backup_times: None,
+                dest: dest.map(str::to_string),
+            },
+        },
+    )
+}
+
+fn copy_job(s: &MetaState) -> &JobRecord {
+    s.work
+        .jobs
+        .values()
+        .rfind(|j| matches!(j.kind, JobKind::SetCopy { .. }))
+        .unwrap()
+}
+
+#[test]
+fn a_backupset_copy_runs_once_at_a_time_and_records_its_copy() {
+    let mut s = with_full_backup();
+    ok(set_copy(&mut s, None, None, &[]));
+    assert_eq!(
+        err(set_copy(&mut s, None, None, &[])),
+        Code::Eagain,
+        "one backupset copy job at a time"
+    );
+    let row = &s.work.sets[&(TenantId(1001), 1, 1)];
+    assert_eq!((row.file_status.as_str(), row.copy_id), ("COPYING", 1));
+    run_next(
+        &mut s,
+        TaskOutcome::SetCopied {
+            input_bytes: 5,
+            output_bytes: 5,
+            reused_objects: 0,
+        },
+    );
+    assert_eq!(copy_job(&s).status, JobStatus::Finished);
+    assert_eq!(
+        s.work.sets[&(TenantId(1001), 1, 1)].file_status,
+        "AVAILABLE"
+    );
+    // Nothing left to copy: the job ends at once with REACH_COPY_LIMIT.
+    ok(set_copy(&mut s, None, None, &[]));
+    assert_eq!(
+        copy_job(&s).result.as_deref(),
+        Some("OB_BACKUP_BACKUP_REACH_COPY_LIMIT")
+    );
+    assert_eq!(
+        err(set_copy(&mut s, Some(1), None, &[])),
+        Code::BackupBackupCanNotStart,
+        "set 1 already has this copy"
+    );
+    assert_eq!(
+        err(set_copy(&mut s, Some(9), None, &["t1"])),
+        Code::BackupBackupCanNotStart
+    );
+    // Copy id levels: an explicit destination, then a tenant-level job.
+    ok(set_copy(&mut s, None, Some("file:///other"), &[]));
+    assert!(s.work.sets.contains_key(&(TenantId(1001), 1, 10_001)));
+    run_next(
+        &mut s,
+        TaskOutcome::SetCopied {
+            input_bytes: 5,
+            output_bytes: 5,
+            reused_objects: 0,
+        },
+    );
+    ok(set_copy(&mut s, None, Some("file:///third"), &["t1"]));
+    assert!(s.work.sets.contains_key(&(TenantId(1001), 1, 30_001)));
+}
+
+#[test]
+fn cancel_stops_running_copies_cleans_and_moves_the_job_to_history() {
+    let mut s = with_full_backup();
+    ok(set_copy(&mut s, None, None, &[]));
+    let task = s.assignable_tasks(2)[0];
+    let attempt = assign(&mut s, task, 2);
+    let cancel = WorkCommand::CancelJobs {
+        target: crate::command::CancelTarget::SetCopy,
+        tenants: vec![],
+    };
+    ok(work(&mut s, cancel.clone()));
+    assert_eq!(copy_job(&s).status, JobStatus::Canceling);
+    assert_eq!(s.task_control(task), Some("cancel"));
+    // A second cancel while the first is under way changes nothing.
+    ok(work(&mut s, cancel.clone()));
+    ok(work(
+        &mut s,
+        WorkCommand::CompleteTask {
+            task_id: task,
+            attempt,
+            worker_id: 2,
+            outcome: TaskOutcome::Canceled,
+        },
+    ));
+    assert_eq!(copy_job(&s).status, JobStatus::Cleaning);
+    let clean = s.assignable_tasks(2)[0];
+    match &s.work.tasks[&clean].spec {
+        TaskSpec::Clean { dest, items } => {
+            assert_eq!(dest.uri, "file:///copy");
+            assert_eq!(items[0].dir, "data/backup_set_1_full");
+            assert_eq!(items[0].index.as_deref(), Some("info/backup_set_1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    run_next(
+        &mut s,
+        TaskOutcome::Cleaned {
+            deleted: 4,
+            failed: vec![],
+        },
+    );
+    let job = copy_job(&s);
+    assert_eq!(
+        (job.status, job.result.as_deref()),
+        (JobStatus::Canceled, Some("OB_CANCELED"))
+    );
+    assert_eq!(
+        s.work.sets[&(TenantId(1001), 1, 1)].file_status,
+        "INCOMPLETE"
+    );
+    // Nothing live: cancelling again is a no-op, and a new copy starts over.
+    assert_eq!(ok(work(&mut s, cancel)), Reply::Jobs(vec![]));
+    ok(set_copy(&mut s, None, None, &[]));
+    assert_eq!(s.work.sets[&(TenantId(1001), 1, 1)].file_status, "COPYING");
+}
+
+#[test]
+fn a_copy_that_completes_while_being_cancelled_stays_available() {
+    let mut s = with_full_backup();
+    ok(set_copy(&mut s, None, None, &[]));
+    let task = s.assignable_tasks(2)[0];
+    let attempt = assign(&mut s, task, 2);
+    ok(work(
+        &mut s,
+        WorkCommand::CancelJobs {
+            target: crate::command::CancelTarget::SetCopy,
+            tenants: vec![],
+        },
+    ));
+    ok(work(
+        &mut s,
+        WorkCommand::CompleteTask {
+            task_id: task,
+            attempt,
+            worker_id: 2,
+            outcome: TaskOutcome::SetCopied {
+                input_bytes: 5,
+                output_bytes: 5,
+                reused_objects: 0,
+            },
+        },
+    ));
+    assert_eq!(copy_job(&s).status, JobStatus::Canceled);
+    assert_eq!(
+        s.work.sets[&(TenantId(1001), 1, 1)].file_status,
+        "AVAILABLE"
+    );
+    assert!(s.assignable_tasks(2).is_empty(), "nothing to clean");
+}
+
+#[test]
+fn a_lost_worker_during_cancel_ends_the_job_through_its_lease() {
+    let mut s = with_full_backup();
+    ok(set_copy(&mut s, None, None, &[]));
+    let task = s.assignable_tasks(2)[0];
+    let attempt = assign(&mut s, task, 2);
+    ok(work(
+        &mut s,
+        WorkCommand::CancelJobs {
+            target: crate::command::CancelTarget::SetCopy,
+            tenants: vec![],
+        },
+    ));
+    ok(work(
+        &mut s,
+        WorkCommand::ExpireTask {
+            task_id: task,
+            attempt,
+            reason: "gone".into(),
+        },
+    ));
+    assert_eq!(copy_job(&s).status, JobStatus::Cleaning);
+}
+
+#[test]
+fn stop_backup_archivelog_pauses_and_start_resumes_one_follower_at_a_time() {
+    let mut s = with_full_backup();
+    let start = WorkCommand::SetArchiveCopy {
+        enable: true,
+        tenants: vec![],
+    };
+    ok(work(&mut s, start.clone()));
+    let c = &s.work.archive_copies[&(TenantId(1001), 1)];
+    assert_eq!(c.status, CopyArchiveStatus::Doing);
+    let task = s.assignable_tasks(2)[0];
+    let attempt = assign(&mut s, task, 2);
+    let progress = backstop_common::task::CopyProgress {
+        round_id: 1,
+        piece_id: 0,
+        start_scn: Scn(100),
+        checkpoint_scn: Scn(150),
+        frozen: false,
+        bytes: 50,
+        lag_ms: 7,
+    };
+    ok(work(
+        &mut s,
+        WorkCommand::CopyCheckpoint {
+            task_id: task,
+            attempt,
+            worker_id: 2,
+            progress,
+        },
+    ));
+    assert_eq!(
+        s.work.pieces[&(TenantId(1001), 1, 0, 1)].checkpoint_scn,
+        Scn(150)
+    );
+    ok(work(
+        &mut s,
+        WorkCommand::SetArchiveCopy {
+            enable: false,
+            tenants: vec![],
+        },
+    ));
+    assert_eq!(
+        s.work.archive_copies[&(TenantId(1001), 1)].status,
+        CopyArchiveStatus::Paused
+    );
+    assert_eq!(s.task_control(task), Some("stop"));
+    // START while the old follower is still finishing: the new one waits for it.
+    ok(work(&mut s, start));
+    assert!(s.assignable_tasks(2).is_empty());
+    ok(work(
+        &mut s,
+        WorkCommand::CompleteTask {
+            task_id: task,
+            attempt,
+            worker_id: 2,
+            outcome: TaskOutcome::ArchiveCopyStopped,
+        },
+    ));
+    assert_eq!(s.assignable_tasks(2).len(), 1);
+    // Piece copies and the continuous copy exclude each other.
+    assert_eq!(
+        err(work(
+            &mut s,
+            WorkCommand::StartPieceCopy {
+                selection: CopySelection {
+                    tenants: vec![],
+                    id: None,
+                    max_backup_times: None,
+                    dest: None,
+                },
+                with_active: false,
+            },
+        )),
+        Code::NotSupported
+    );
+}
+
+#[test]
+fn cancel_all_force_ends_everything_at_once_and_leaves_the_rest_to_the_cleaner() {
+    let mut s = with_full_backup();
+    ok(set_copy(&mut s, None, None, &[]));
+    let task = s.assignable_tasks(2)[0];
+    assign(&mut s, task, 2);
+    ok(work(
+        &mut s,
+        WorkCommand::CancelAllForce {
+            clean_after_ms: 10_000,
+        },
+    ));
+    assert_eq!(copy_job(&s).status, JobStatus::Canceled);
+    assert_eq!(s.work.tasks[&task].status, TaskStatus::Canceled);
+    assert_eq!(s.work.leftovers.len(), 1);
+    // Not due yet (the fenced attempt may hold its lease until then).
+    assert!(crate::policy::due_commands(&s, 1_000).is_empty());
+    assert_eq!(crate::policy::due_commands(&s, 11_000).len(), 1);
+    ok(work(&mut s, WorkCommand::StartCleaner));
+    // The leader clock in these tests is 1 000 ms: not due, no cleaner job.
+    assert!(s.assignable_tasks(2).is_empty());
 }

@@ -23,7 +23,7 @@ use crate::types::StorageError;
 
 /// Version of the on-disk layout described in `keys.rs`. Bump it when the layout
 /// changes and add a step to [`upgrade`].
-pub const DATA_VERSION: u32 = 1;
+pub const DATA_VERSION: u32 = 2;
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +120,14 @@ fn upgrade(db: &DB, path: &str) -> Result<(), OpenError> {
             found: version,
         });
     }
-    // Steps from older layouts go here: `if version == 1 { …; version = 2 }`.
+    // Layout 1 was written by pre-release builds only (before backup-of-backup added
+    // counters to `c/cluster`); it is not carried forward.
+    if version < DATA_VERSION {
+        return Err(corrupt(format!(
+            "layout {version} was written by a pre-release build; this build reads layout {DATA_VERSION}: remove this data dir and rejoin the node (or restore the cluster's catalog)"
+        )));
+    }
+    // Steps from older layouts go here: `if version == 2 { …; version = 3 }`.
     Ok(())
 }
 

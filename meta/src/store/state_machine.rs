@@ -39,6 +39,7 @@ struct ClusterMeta {
     last_time_ms: u64,
     next_job_id: u64,
     next_task_id: u64,
+    next_leftover_id: u64,
 }
 
 /// Snapshot payload: the layout version and the whole catalog.
@@ -98,6 +99,7 @@ fn load_applied(db: &DB) -> Result<Applied, StorageError> {
         state.last_time_ms = meta.last_time_ms;
         state.work.next_job_id = meta.next_job_id;
         state.work.next_task_id = meta.next_task_id;
+        state.work.next_leftover_id = meta.next_leftover_id;
     }
     for (key, value) in scan(db, sm, keys::TENANT_PREFIX)? {
         let _ = key;
@@ -144,6 +146,21 @@ fn load_applied(db: &DB) -> Result<Applied, StorageError> {
             .sets
             .insert((s.tenant_id, s.backup_set_id, s.copy_id), s);
     }
+    for (_, value) in scan(db, sm, keys::ARCHIVE_COPY_PREFIX)? {
+        let c: crate::state::ArchiveCopyRecord = decode(&value).map_err(read_err)?;
+        state
+            .work
+            .archive_copies
+            .insert((c.tenant_id, c.copy_id), c);
+    }
+    for (_, value) in scan(db, sm, keys::LEFTOVER_PREFIX)? {
+        let l: crate::state::LeftoverRecord = decode(&value).map_err(read_err)?;
+        state.work.leftovers.insert(l.id, l);
+    }
+    for (_, value) in scan(db, sm, keys::POLICY_PREFIX)? {
+        let p: crate::state::PolicyRecord = decode(&value).map_err(read_err)?;
+        state.work.policies.insert(p.tenant_id, p);
+    }
     let last_applied = match get(keys::LAST_APPLIED)? {
         Some(bytes) => decode(&bytes).map_err(read_err)?,
         None => None,
@@ -189,6 +206,7 @@ fn put_touched(
                     last_time_ms: state.last_time_ms,
                     next_job_id: state.work.next_job_id,
                     next_task_id: state.work.next_task_id,
+                    next_leftover_id: state.work.next_leftover_id,
                 };
                 batch.put_cf(cf, keys::CLUSTER, encode(&meta).map_err(write_err)?);
             }
@@ -233,6 +251,18 @@ fn put_touched(
                 let key = keys::numbered(keys::SET_PREFIX, &[t.0, *s, *c]);
                 put_opt(batch, cf, key, state.work.sets.get(&(*t, *s, *c)))?;
             }
+            Touched::ArchiveCopy(t, c) => {
+                let key = keys::numbered(keys::ARCHIVE_COPY_PREFIX, &[t.0, *c]);
+                put_opt(batch, cf, key, state.work.archive_copies.get(&(*t, *c)))?;
+            }
+            Touched::Leftover(id) => {
+                let key = keys::numbered(keys::LEFTOVER_PREFIX, &[*id]);
+                put_opt(batch, cf, key, state.work.leftovers.get(id))?;
+            }
+            Touched::Policy(t) => {
+                let key = keys::numbered(keys::POLICY_PREFIX, &[t.0]);
+                put_opt(batch, cf, key, state.work.policies.get(t))?;
+            }
         }
     }
     Ok(())
@@ -268,6 +298,13 @@ fn all_records(state: &MetaState) -> Vec<Touched> {
             .map(|(t, r, p, c)| Touched::Piece(*t, *r, *p, *c)),
     );
     all.extend(w.sets.keys().map(|(t, s, c)| Touched::Set(*t, *s, *c)));
+    all.extend(
+        w.archive_copies
+            .keys()
+            .map(|(t, c)| Touched::ArchiveCopy(*t, *c)),
+    );
+    all.extend(w.leftovers.keys().map(|k| Touched::Leftover(*k)));
+    all.extend(w.policies.keys().map(|k| Touched::Policy(*k)));
     all
 }
 

@@ -16,7 +16,7 @@ mod set_files;
 mod tasks;
 mod validation_job;
 
-use backstop_proto::meta::{ArchiveRound, BackupSet, Job, Piece, Task, Tenant};
+use backstop_proto::meta::{ArchiveCopy, ArchiveRound, BackupSet, Job, Piece, Task, Tenant};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 
 use crate::errors::SqlError;
@@ -79,6 +79,8 @@ pub struct Snapshot {
     pub jobs: Vec<Job>,
     /// Tasks.
     pub tasks: Vec<Task>,
+    /// Continuous archive copies.
+    pub copies: Vec<ArchiveCopy>,
 }
 
 /// One view.

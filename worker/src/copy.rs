@@ -1,0 +1,459 @@
+//! Backup-of-backup: copies of sets and pieces from `backup_dest` to a copy
+//! destination at the same keys, the continuous archive copy, and the clean task
+//! that removes what a cancelled or failed job left.
+//!
+//! Every object is read whole from the source, its xxh3 checksum recomputed and
+//! compared with the manifest before it is written, so a copy never propagates a
+//! corrupt object. Objects already at the destination are re-read and re-verified,
+//! never trusted by name (`decisions.md` 8). Manifests, markers and index entries are
+//! written last, in that order, so a copy is either complete or invisible to restore.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use backstop_common::Scn;
+use backstop_common::codec::encode;
+use backstop_common::layout;
+use backstop_common::task::{CleanItem, CopyProgress, TaskOutcome, TenantDest};
+use backstop_proto::worker::ReportArchiveRequest;
+use futures::StreamExt;
+use tracing::{debug, info};
+
+use crate::backup::write_tenant_info;
+use crate::ctx::TaskCtx;
+use crate::error::{Result, WorkerError};
+use crate::manifest::{self, LogObject, PieceManifest, SetIndex, SetManifest};
+use crate::storage::TenantStore;
+
+/// Objects copied at once by one task.
+const PARALLEL_OBJECTS: usize = 4;
+/// How often the continuous archive copy looks for new log.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Copies one object if the destination does not already hold a verified copy.
+/// Returns (bytes read, bytes written, reused).
+async fn copy_object(
+    ctx: &TaskCtx,
+    src: &TenantStore,
+    dst: &TenantStore,
+    key: &str,
+    want: &str,
+) -> Result<(u64, u64, bool)> {
+    if dst.exists(key).await? {
+        match dst.get(key, &ctx.abort).await {
+            Ok(have) if manifest::checksum(&have) == want => {
+                ctx.progress.add(have.len() as u64);
+                return Ok((0, 0, true));
+            }
+            Ok(_) | Err(WorkerError::Corrupt(_)) => {
+                debug!(
+                    key,
+                    "object at the copy destination fails its checksum; copying it again"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let data = src.get(key, &ctx.abort).await?;
+    if manifest::checksum(&data) != want {
+        return Err(WorkerError::Corrupt(format!(
+            "{key} at {}: checksum mismatch; the source object is corrupt, nothing was copied",
+            src.shown()
+        )));
+    }
+    let n = data.len() as u64;
+    dst.put(key, data, &ctx.abort).await?;
+    ctx.progress.add(n);
+    Ok((n, n, false))
+}
+
+/// Copies `(key, checksum)` objects, [`PARALLEL_OBJECTS`] at a time.
+async fn copy_all(
+    ctx: &TaskCtx,
+    src: &TenantStore,
+    dst: &TenantStore,
+    wanted: Vec<(String, String)>,
+) -> Vec<Result<(u64, u64, bool)>> {
+    futures::stream::iter(
+        wanted
+            .into_iter()
+            .map(|(key, sum)| async move { copy_object(ctx, src, dst, &key, &sum).await }),
+    )
+    .buffer_unordered(PARALLEL_OBJECTS)
+    .collect()
+    .await
+}
+
+/// `CopySet`: one backup set to the copy destination.
+pub async fn copy_set(
+    ctx: &TaskCtx,
+    src: &TenantDest,
+    dst: &TenantDest,
+    backup_set_id: u64,
+) -> Result<TaskOutcome> {
+    let src_store = TenantStore::open(src)?;
+    let dst_store = TenantStore::open(dst)?;
+    let index_key = layout::set_index(backup_set_id);
+    let index_bytes = src_store.get(&index_key, &ctx.abort).await?;
+    let index: SetIndex = manifest::from_json(&index_bytes, &index_key)?;
+    let manifest_key = layout::set_manifest(&index.set_dir);
+    let manifest_bytes = src_store.get(&manifest_key, &ctx.abort).await?;
+    if manifest::checksum(&manifest_bytes) != index.manifest_checksum {
+        return Err(WorkerError::Corrupt(format!(
+            "{manifest_key} at {}: checksum does not match {index_key}",
+            src_store.shown()
+        )));
+    }
+    let m: SetManifest = manifest::from_json(&manifest_bytes, &manifest_key)?;
+    manifest::check_version(m.format_version, &manifest_key)?;
+    let marker_key = layout::set_complete(&index.set_dir);
+    let marker = src_store.get(&marker_key, &ctx.abort).await?;
+    let total: u64 = m.objects.iter().map(|o| o.size).sum();
+    ctx.progress
+        .total
+        .store(total, std::sync::atomic::Ordering::Relaxed);
+    write_tenant_info(&dst_store, dst, &ctx.abort).await?;
+    let wanted: Vec<(String, String)> = m
+        .objects
+        .iter()
+        .map(|o| (o.key.clone(), o.checksum.clone()))
+        .collect();
+    let results = copy_all(ctx, &src_store, &dst_store, wanted).await;
+    let (mut input, mut output, mut reused) = (0, 0, 0);
+    for r in results {
+        let (i, o, re) = r?;
+        input += i;
+        output += o;
+        reused += u64::from(re);
+    }
+    ctx.check()?;
+    dst_store
+        .put(&manifest_key, manifest_bytes, &ctx.abort)
+        .await?;
+    dst_store.put(&marker_key, marker, &ctx.abort).await?;
+    dst_store.put(&index_key, index_bytes, &ctx.abort).await?;
+    info!(
+        backup_set_id,
+        objects = m.objects.len(),
+        reused,
+        bytes = output,
+        "backup set copied"
+    );
+    Ok(TaskOutcome::SetCopied {
+        input_bytes: input,
+        output_bytes: output,
+        reused_objects: reused,
+    })
+}
+
+/// `CopyPiece`: one piece, frozen whole or active up to its manifest's checkpoint.
+pub async fn copy_piece(
+    ctx: &TaskCtx,
+    src: &TenantDest,
+    dst: &TenantDest,
+    round_id: u64,
+    piece_id: u64,
+) -> Result<TaskOutcome> {
+    let src_store = TenantStore::open(src)?;
+    let dst_store = TenantStore::open(dst)?;
+    let dir = layout::piece_dir(round_id, piece_id);
+    let key = layout::piece_manifest(&dir);
+    let bytes = src_store.get(&key, &ctx.abort).await?;
+    let m: PieceManifest = manifest::from_json(&bytes, &key)?;
+    manifest::check_version(m.format_version, &key)?;
+    let total: u64 = m.objects.iter().map(|o| o.stored_len).sum();
+    ctx.progress
+        .total
+        .store(total, std::sync::atomic::Ordering::Relaxed);
+    write_tenant_info(&dst_store, dst, &ctx.abort).await?;
+    let wanted: Vec<(String, String)> = m
+        .objects
+        .iter()
+        .map(|o| (o.key.clone(), o.stored_checksum.clone()))
+        .collect();
+    let results = copy_all(ctx, &src_store, &dst_store, wanted).await;
+    let mut copied = 0;
+    for r in results {
+        copied += r?.1;
+    }
+    ctx.check()?;
+    dst_store.put(&key, bytes, &ctx.abort).await?;
+    if m.frozen {
+        let marker_key = layout::piece_frozen(&dir);
+        let marker = src_store.get(&marker_key, &ctx.abort).await?;
+        dst_store.put(&marker_key, marker, &ctx.abort).await?;
+        let index_key = layout::piece_index(round_id, piece_id);
+        let index = src_store.get(&index_key, &ctx.abort).await?;
+        dst_store.put(&index_key, index, &ctx.abort).await?;
+    }
+    info!(
+        round_id,
+        piece_id,
+        checkpoint = m.checkpoint_scn,
+        frozen = m.frozen,
+        "backup piece copied"
+    );
+    Ok(TaskOutcome::PieceCopied {
+        start_scn: Scn(m.start_scn),
+        checkpoint_scn: Scn(m.checkpoint_scn),
+        frozen: m.frozen,
+        bytes: copied,
+    })
+}
+
+/// What the continuous copy knows about one piece at the copy destination.
+#[derive(Debug, Default)]
+struct CopiedPiece {
+    /// Objects in the copy's manifest, in SCN order.
+    objects: Vec<LogObject>,
+    /// The copy is complete (frozen manifest, marker and index written).
+    done: bool,
+}
+
+/// `ArchiveCopy`: follows the primary archive until stopped (`STOP BACKUP
+/// ARCHIVELOG`), copying each piece's new objects in SCN order and then rewriting
+/// the copy's manifest to cover exactly what is copied. Stops between objects, so
+/// the copy always ends at a consistent checkpoint; resumes from the copy's own
+/// manifests, so there is no gap and no duplicate.
+pub async fn archive_copy(
+    ctx: &TaskCtx,
+    src: &TenantDest,
+    dst: &TenantDest,
+) -> Result<TaskOutcome> {
+    let src_store = TenantStore::open(src)?;
+    let dst_store = TenantStore::open(dst)?;
+    write_tenant_info(&dst_store, dst, &ctx.abort).await?;
+    let mut pieces: BTreeMap<(u64, u64), CopiedPiece> = BTreeMap::new();
+    loop {
+        ctx.check()?;
+        if ctx.stop.is_cancelled() {
+            info!("continuous archive copy paused");
+            return Ok(TaskOutcome::ArchiveCopyStopped);
+        }
+        let mut found: Vec<(u64, u64)> = Vec::new();
+        for key in src_store.list("clog").await? {
+            if let Some(dir) = key.strip_suffix("/manifest")
+                && let Some((round, piece)) = parse_piece_dir(dir)
+            {
+                found.push((round, piece));
+            }
+        }
+        found.sort_unstable();
+        for (round_id, piece_id) in found {
+            if ctx.stop.is_cancelled() {
+                break;
+            }
+            let state = match pieces.entry((round_id, piece_id)) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(load_copied(ctx, &dst_store, round_id, piece_id).await?)
+                }
+            };
+            if state.done {
+                continue;
+            }
+            follow_piece(ctx, &src_store, &dst_store, round_id, piece_id, state).await?;
+        }
+        tokio::select! {
+            _ = ctx.abort.cancelled() => return Err(WorkerError::Cancelled),
+            _ = ctx.stop.cancelled() => {}
+            _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+        }
+    }
+}
+
+fn parse_piece_dir(dir: &str) -> Option<(u64, u64)> {
+    let rest = dir.strip_prefix("clog/round_")?;
+    let (round, piece) = rest.split_once("/piece_")?;
+    Some((round.parse().ok()?, piece.parse().ok()?))
+}
+
+async fn load_copied(
+    ctx: &TaskCtx,
+    dst: &TenantStore,
+    round_id: u64,
+    piece_id: u64,
+) -> Result<CopiedPiece> {
+    let dir = layout::piece_dir(round_id, piece_id);
+    let key = layout::piece_manifest(&dir);
+    if !dst.exists(&key).await? {
+        return Ok(CopiedPiece::default());
+    }
+    let m: PieceManifest = manifest::from_json(&dst.get(&key, &ctx.abort).await?, &key)?;
+    let done = m.frozen && dst.exists(&layout::piece_index(round_id, piece_id)).await?;
+    Ok(CopiedPiece {
+        objects: m.objects,
+        done,
+    })
+}
+
+/// Copies what the primary has beyond the copy's manifest, then reports.
+async fn follow_piece(
+    ctx: &TaskCtx,
+    src: &TenantStore,
+    dst: &TenantStore,
+    round_id: u64,
+    piece_id: u64,
+    state: &mut CopiedPiece,
+) -> Result<()> {
+    let dir = layout::piece_dir(round_id, piece_id);
+    let key = layout::piece_manifest(&dir);
+    let bytes = src.get(&key, &ctx.abort).await?;
+    let m: PieceManifest = manifest::from_json(&bytes, &key)?;
+    manifest::check_version(m.format_version, &key)?;
+    let have: HashSet<&str> = state.objects.iter().map(|o| o.key.as_str()).collect();
+    let todo: Vec<LogObject> = m
+        .objects
+        .iter()
+        .filter(|o| !have.contains(o.key.as_str()))
+        .cloned()
+        .collect();
+    let complete_now = m.frozen && todo.is_empty();
+    if todo.is_empty() && !complete_now {
+        return Ok(());
+    }
+    let mut bytes_copied = 0;
+    for o in todo {
+        // Between objects only: the copy's manifest always ends at a whole object.
+        if ctx.stop.is_cancelled() {
+            break;
+        }
+        let (_, written, _) = copy_object(ctx, src, dst, &o.key, &o.stored_checksum).await?;
+        bytes_copied += written;
+        state.objects.push(o);
+    }
+    let checkpoint = state.objects.last().map_or(m.start_scn, |o| o.end);
+    let frozen = m.frozen && state.objects.len() == m.objects.len();
+    let copy = PieceManifest {
+        format_version: m.format_version,
+        round_id,
+        piece_id,
+        start_scn: m.start_scn,
+        checkpoint_scn: checkpoint,
+        frozen,
+        objects: state.objects.clone(),
+        checkpoints: m
+            .checkpoints
+            .iter()
+            .copied()
+            .filter(|(scn, _)| *scn <= checkpoint)
+            .collect(),
+    };
+    if frozen {
+        // The primary's own manifest, byte for byte, once everything is here.
+        dst.put(&key, bytes, &ctx.abort).await?;
+        let marker_key = layout::piece_frozen(&dir);
+        let marker = src.get(&marker_key, &ctx.abort).await?;
+        dst.put(&marker_key, marker, &ctx.abort).await?;
+        let index_key = layout::piece_index(round_id, piece_id);
+        let index = src.get(&index_key, &ctx.abort).await?;
+        dst.put(&index_key, index, &ctx.abort).await?;
+        state.done = true;
+    } else {
+        dst.put(&key, manifest::to_json(&copy)?, &ctx.abort).await?;
+    }
+    let primary_ms = m
+        .checkpoints
+        .iter()
+        .filter(|(scn, _)| *scn >= checkpoint)
+        .map(|(_, ms)| *ms)
+        .next()
+        .or_else(|| m.checkpoints.last().map(|(_, ms)| *ms))
+        .unwrap_or_else(now_ms);
+    let progress = CopyProgress {
+        round_id,
+        piece_id,
+        start_scn: Scn(m.start_scn),
+        checkpoint_scn: Scn(checkpoint),
+        frozen,
+        bytes: bytes_copied,
+        lag_ms: now_ms().saturating_sub(primary_ms),
+    };
+    report_copy(ctx, &progress).await?;
+    debug!(
+        round_id,
+        piece_id,
+        checkpoint,
+        frozen,
+        lag_ms = progress.lag_ms,
+        "archive copy checkpoint"
+    );
+    info!(
+        target: "backstop::copy_lag",
+        lag_ms = progress.lag_ms,
+        checkpoint,
+        "archive copy checkpoint"
+    );
+    Ok(())
+}
+
+async fn report_copy(ctx: &TaskCtx, progress: &CopyProgress) -> Result<()> {
+    let bytes = encode(progress).map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    let req = ReportArchiveRequest {
+        task_id: ctx.task_id,
+        attempt: ctx.attempt,
+        worker_id: ctx.worker_id,
+        progress: bytes,
+    };
+    ctx.client
+        .call(|mut c| {
+            let r = req.clone();
+            async move { c.report_copy(r).await }
+        })
+        .await
+        .map(|_| ())
+}
+
+/// `Clean`: deletes what a job left. The index entry goes first, so no index ever
+/// points into a half-deleted directory. Items that fail are reported, not fatal.
+pub async fn clean(ctx: &TaskCtx, dest: &TenantDest, items: &[CleanItem]) -> Result<TaskOutcome> {
+    let store = TenantStore::open(dest)?;
+    let mut deleted = 0;
+    let mut failed = Vec::new();
+    for item in items {
+        match clean_item(ctx, &store, item).await {
+            Ok(n) => deleted += n,
+            Err(WorkerError::Cancelled) => return Err(WorkerError::Cancelled),
+            Err(e) => failed.push(format!("{}: {e}", item.dir)),
+        }
+    }
+    info!(
+        deleted,
+        failed = failed.len(),
+        dest = store.shown(),
+        "clean done"
+    );
+    Ok(TaskOutcome::Cleaned { deleted, failed })
+}
+
+async fn clean_item(ctx: &TaskCtx, store: &TenantStore, item: &CleanItem) -> Result<u64> {
+    if let Some(index) = &item.index {
+        store.delete(index).await?;
+    }
+    let mut keep: HashSet<String> = HashSet::new();
+    if item.keep_referenced {
+        let key = layout::piece_manifest(&item.dir);
+        if store.exists(&key).await? {
+            let m: PieceManifest = manifest::from_json(&store.get(&key, &ctx.abort).await?, &key)?;
+            keep.extend(m.objects.into_iter().map(|o| o.key));
+            keep.insert(key);
+            keep.insert(layout::piece_frozen(&item.dir));
+        }
+    }
+    let mut n = 0;
+    for key in store.list(&item.dir).await? {
+        ctx.check()?;
+        if keep.contains(&key) {
+            continue;
+        }
+        store.delete(&key).await?;
+        n += 1;
+    }
+    Ok(n)
+}
