@@ -80,6 +80,10 @@ pub struct WorkerArgs {
     /// Only these tenants' sources can be read here (comma-separated); default all.
     #[arg(long, value_delimiter = ',')]
     pub tenants: Vec<String>,
+    /// Bandwidth of each backup-of-backup copy task, bytes per second (0 = unlimited),
+    /// so copies do not starve the primary's backups (OceanBase `backup_net_limit`).
+    #[arg(long, env = "BACKSTOP_COPY_RATE", default_value_t = 0)]
+    pub copy_rate: u64,
 }
 
 /// `backstop restore`.
@@ -138,6 +142,10 @@ pub struct StandaloneArgs {
     /// MySQL listen address of the SQL gateway.
     #[arg(long, env = "BACKSTOP_SQL_LISTEN", default_value = "127.0.0.1:2881")]
     pub sql_listen: SocketAddr,
+    /// Set up a demo: a tenant fed by the workload generator, archiving, a full
+    /// backup and its copy to a second destination (all under the data dir).
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// `backstop meta`.

@@ -139,6 +139,129 @@ pub enum CtlCmd {
     },
     /// Registered workers.
     Workers,
+    /// Backup-of-backup: copy sets, pieces, or the archive continuously
+    /// (ALTER SYSTEM BACKUP BACKUPSET / BACKUPPIECE, START|STOP BACKUP ARCHIVELOG).
+    #[command(subcommand)]
+    Copy(CopyCmd),
+    /// End jobs early (ALTER SYSTEM CANCEL …).
+    #[command(subcommand)]
+    Cancel(CancelCmd),
+    /// Suspend data backups (ALTER SYSTEM SUSPEND BACKUP); their finished parts are kept.
+    Suspend {
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Resume suspended data backups (ALTER SYSTEM RESUME BACKUP).
+    Resume {
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Continuous archive copies and what the cleaner still has to delete.
+    Copies {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Backup policies: schedules and secondary backup (the OCP way).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+/// Selection shared by `ctl copy set` and `ctl copy piece`.
+#[derive(Debug, clap::Args)]
+pub struct CopySel {
+    /// One set or piece id (default: ALL).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Only this tenant (a tenant-level copy; default: cluster level).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// ALL NOT BACKED UP n TIMES (needs --dest).
+    #[arg(long)]
+    pub not_backed_up_times: Option<u64>,
+    /// BACKUP_BACKUP_DEST (default: the backup_backup_dest parameter).
+    #[arg(long, default_value = "")]
+    pub dest: String,
+}
+
+/// `ctl copy …`.
+#[derive(Debug, Subcommand)]
+pub enum CopyCmd {
+    /// Copy backup sets (ALTER SYSTEM BACKUP BACKUPSET …).
+    Set(CopySel),
+    /// Copy backup pieces (ALTER SYSTEM BACKUP BACKUPPIECE …).
+    Piece {
+        #[command(flatten)]
+        sel: CopySel,
+        /// WITH ACTIVE: also the active piece, up to its checkpoint.
+        #[arg(long)]
+        with_active: bool,
+    },
+    /// Start the continuous archive copy (ALTER SYSTEM START BACKUP ARCHIVELOG).
+    Start {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Pause the continuous archive copy (ALTER SYSTEM STOP BACKUP ARCHIVELOG).
+    Stop {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+/// `ctl cancel …`.
+#[derive(Debug, Subcommand)]
+pub enum CancelCmd {
+    /// Data backups (ALTER SYSTEM CANCEL BACKUP).
+    Backup {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Every live backupset copy job (ALTER SYSTEM CANCEL BACKUP BACKUPSET).
+    Backupset,
+    /// Every live backuppiece copy job (ALTER SYSTEM CANCEL BACKUP BACKUPPIECE).
+    Backuppiece,
+    /// A validation job (ALTER SYSTEM CANCEL VALIDATE n).
+    Validate {
+        /// Job id.
+        job: u64,
+    },
+    /// Every backup-related job at once, even with a destination down
+    /// (ALTER SYSTEM CANCEL ALL BACKUP FORCE).
+    AllForce,
+}
+
+/// `ctl policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Create or replace a policy.
+    Set {
+        /// Tenant (default: the cluster policy, for every tenant without its own).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A full backup at least this often (e.g. 1d, 12h; default: none).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        full_every: Option<Duration>,
+        /// An incremental backup at least this often (e.g. 1h; default: none).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        incremental_every: Option<Duration>,
+        /// Secondary backup: copy completed sets and the archive to backup_backup_dest.
+        #[arg(long, value_parser = ["on", "off"], default_value = "off")]
+        secondary: String,
+    },
+    /// Delete a policy (its secondary backup work stops, as CANCEL/STOP would).
+    Drop {
+        /// Tenant (default: the cluster policy).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List policies.
+    List,
 }
 
 /// `ctl tenant …`.
@@ -439,6 +562,43 @@ fn user_json(u: &User) -> Value {
     json!({"user_name": u.user_name, "tenant_name": u.tenant_name, "create_time_ms": u.create_time_ms})
 }
 
+fn policy_json(p: &Policy) -> Value {
+    json!({
+        "tenant": if p.tenant_name.is_empty() { "(cluster)" } else { p.tenant_name.as_str() },
+        "tenant_id": p.tenant_id,
+        "full_interval_ms": p.full_interval_ms,
+        "incremental_interval_ms": p.incremental_interval_ms,
+        "secondary": p.secondary,
+    })
+}
+
+fn policies_text(ps: &[Policy]) -> String {
+    let every = |ms: u64| {
+        if ms == 0 {
+            "-".to_string()
+        } else {
+            humantime::format_duration(Duration::from_millis(ms)).to_string()
+        }
+    };
+    table(
+        &["TENANT", "FULL_EVERY", "INCREMENTAL_EVERY", "SECONDARY"],
+        ps.iter()
+            .map(|p| {
+                vec![
+                    if p.tenant_name.is_empty() {
+                        "(cluster)".to_string()
+                    } else {
+                        p.tenant_name.clone()
+                    },
+                    every(p.full_interval_ms),
+                    every(p.incremental_interval_ms),
+                    if p.secondary { "on" } else { "off" }.to_string(),
+                ]
+            })
+            .collect(),
+    )
+}
+
 fn print(json_mode: bool, value: Value, text: String) -> anyhow::Result<()> {
     if json_mode {
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -463,6 +623,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         bail!("--meta needs at least one address");
     }
     let j = args.json;
+    let suspend = matches!(args.command, CtlCmd::Suspend { .. });
     match args.command {
         CtlCmd::Status => {
             let s = c
@@ -679,6 +840,204 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 format!("restore started: jobs {:?}", r.job_ids),
             )
         }
+        CtlCmd::Copy(cmd) => {
+            let manage = |action: &str, sel: Option<CopySel>, tenant: Option<String>| {
+                let (id, tenants, times, dest) = match sel {
+                    Some(s) => (
+                        s.id.unwrap_or(0),
+                        s.tenant.into_iter().collect(),
+                        s.not_backed_up_times,
+                        s.dest,
+                    ),
+                    None => (0, tenant.into_iter().collect(), None, String::new()),
+                };
+                BackupManageRequest {
+                    action: action.to_string(),
+                    tenants,
+                    id,
+                    max_backup_times: times,
+                    with_active: false,
+                    dest,
+                    copy_id: 0,
+                }
+            };
+            let req = match cmd {
+                CopyCmd::Set(sel) => manage("backup_backupset", Some(sel), None),
+                CopyCmd::Piece { sel, with_active } => BackupManageRequest {
+                    with_active,
+                    ..manage("backup_backuppiece", Some(sel), None)
+                },
+                CopyCmd::Start { tenant } => manage("start_backup_archivelog", None, tenant),
+                CopyCmd::Stop { tenant } => manage("stop_backup_archivelog", None, tenant),
+            };
+            let action = req.action.clone();
+            let r = rpc!(c, backup_manage, req);
+            print(
+                j,
+                json!({"job_ids": r.job_ids}),
+                format!("{action}: jobs {:?}", r.job_ids),
+            )
+        }
+        CtlCmd::Cancel(cmd) => {
+            let (action, tenant, id) = match cmd {
+                CancelCmd::Backup { tenant } => ("cancel_backup", tenant, 0),
+                CancelCmd::Backupset => ("cancel_backup_backupset", None, 0),
+                CancelCmd::Backuppiece => ("cancel_backup_backuppiece", None, 0),
+                CancelCmd::Validate { job } => ("cancel_validate", None, job),
+                CancelCmd::AllForce => ("cancel_all_backup_force", None, 0),
+            };
+            let req = BackupManageRequest {
+                action: action.to_string(),
+                tenants: tenant.into_iter().collect(),
+                id,
+                max_backup_times: None,
+                with_active: false,
+                dest: String::new(),
+                copy_id: 0,
+            };
+            let r = rpc!(c, backup_manage, req);
+            print(
+                j,
+                json!({"job_ids": r.job_ids}),
+                format!("{action}: jobs {:?}", r.job_ids),
+            )
+        }
+        CtlCmd::Suspend { tenant: t1 } | CtlCmd::Resume { tenant: t1 } => {
+            let action = if suspend {
+                "suspend_backup"
+            } else {
+                "resume_backup"
+            };
+            let tenant = t1;
+            let req = BackupManageRequest {
+                action: action.to_string(),
+                tenants: tenant.into_iter().collect(),
+                id: 0,
+                max_backup_times: None,
+                with_active: false,
+                dest: String::new(),
+                copy_id: 0,
+            };
+            let r = rpc!(c, backup_manage, req);
+            print(
+                j,
+                json!({"job_ids": r.job_ids}),
+                format!("{action}: jobs {:?}", r.job_ids),
+            )
+        }
+        CtlCmd::Copies { tenant } => {
+            let req = ListRequest {
+                tenant_name: tenant.unwrap_or_default(),
+                job_id: 0,
+                all: true,
+            };
+            let r = rpc!(c, list_archive, req);
+            let rows = r
+                .copies
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.tenant_id.to_string(),
+                        x.copy_id.to_string(),
+                        x.status.clone(),
+                        x.round_id.to_string(),
+                        x.checkpoint_scn.to_string(),
+                        x.lag_ms.to_string(),
+                        x.output_bytes.to_string(),
+                        x.backup_dest.clone(),
+                    ]
+                })
+                .collect();
+            let mut text = table(
+                &[
+                    "TENANT_ID",
+                    "COPY_ID",
+                    "STATUS",
+                    "ROUND",
+                    "CHECKPOINT_SCN",
+                    "LAG_MS",
+                    "BYTES",
+                    "BACKUP_DEST",
+                ],
+                rows,
+            );
+            if !r.leftovers.is_empty() {
+                text.push_str("\nleft for the cleaner:\n");
+                text.push_str(&table(
+                    &["ID", "TENANT_ID", "DIR", "BACKUP_DEST", "REASON"],
+                    r.leftovers
+                        .iter()
+                        .map(|l| {
+                            vec![
+                                l.id.to_string(),
+                                l.tenant_id.to_string(),
+                                l.dir.clone(),
+                                l.backup_dest.clone(),
+                                l.reason.clone(),
+                            ]
+                        })
+                        .collect(),
+                ));
+            }
+            let v = json!({
+                "copies": r.copies.iter().map(|x| json!({
+                    "tenant_id": x.tenant_id, "copy_id": x.copy_id, "status": x.status,
+                    "round_id": x.round_id, "start_scn": x.start_scn, "checkpoint_scn": x.checkpoint_scn,
+                    "checkpoint_time_ms": x.checkpoint_time_ms, "lag_ms": x.lag_ms,
+                    "output_bytes": x.output_bytes, "backup_dest": x.backup_dest, "job_id": x.job_id,
+                })).collect::<Vec<_>>(),
+                "leftovers": r.leftovers.iter().map(|l| json!({
+                    "id": l.id, "tenant_id": l.tenant_id, "dir": l.dir, "backup_dest": l.backup_dest,
+                    "reason": l.reason, "not_before_ms": l.not_before_ms,
+                })).collect::<Vec<_>>(),
+            });
+            print(j, v, text)
+        }
+        CtlCmd::Policy(cmd) => match cmd {
+            PolicyCmd::Set {
+                tenant,
+                full_every,
+                incremental_every,
+                secondary,
+            } => {
+                let req = SetPolicyRequest {
+                    tenant_name: tenant.unwrap_or_default(),
+                    full_interval_ms: full_every.map_or(0, |d| d.as_millis() as u64),
+                    incremental_interval_ms: incremental_every.map_or(0, |d| d.as_millis() as u64),
+                    secondary: secondary == "on",
+                };
+                let p = rpc!(c, set_policy, req);
+                print(j, policy_json(&p), policies_text(std::slice::from_ref(&p)))
+            }
+            PolicyCmd::Drop { tenant } => {
+                let req = DropPolicyRequest {
+                    tenant_name: tenant.unwrap_or_default(),
+                };
+                let r = rpc!(c, drop_policy, req);
+                print(
+                    j,
+                    json!({"dropped": r.dropped}),
+                    if r.dropped {
+                        "policy dropped".to_string()
+                    } else {
+                        "no such policy".to_string()
+                    },
+                )
+            }
+            PolicyCmd::List => {
+                let req = ListRequest {
+                    tenant_name: String::new(),
+                    job_id: 0,
+                    all: true,
+                };
+                let r = rpc!(c, list_policies, req);
+                print(
+                    j,
+                    Value::Array(r.policies.iter().map(policy_json).collect()),
+                    policies_text(&r.policies),
+                )
+            }
+        },
         CtlCmd::Archive { tenant } => {
             let req = ListRequest {
                 tenant_name: tenant.unwrap_or_default(),

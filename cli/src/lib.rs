@@ -4,6 +4,7 @@
 pub mod args;
 pub mod config;
 pub mod ctl;
+pub mod demo;
 pub mod offline;
 
 use std::process::ExitCode;
@@ -47,11 +48,11 @@ pub fn main_with(args: Args) -> ExitCode {
         match args.command {
             Cmd::Standalone(a) => {
                 let config = config::standalone_config(&a, &file)?;
-                serve(config, Some(a.sql_listen)).await
+                serve(config, Some(a.sql_listen), a.demo).await
             }
             Cmd::Meta(a) => {
                 let config = config::meta_config(&a, &file)?;
-                serve(config, None).await
+                serve(config, None, false).await
             }
             Cmd::Gateway(a) => run_gateway(a).await,
             Cmd::Ctl(a) => ctl::run(a).await,
@@ -97,7 +98,11 @@ fn init_logging(args: &Args, file: &FileConfig, is_ctl: bool) {
 
 /// Starts a meta node and runs until SIGINT or SIGTERM, then shuts down cleanly:
 /// stop accepting, let in-flight requests finish, stop Raft, flush RocksDB.
-async fn serve(config: MetaConfig, sql_listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    config: MetaConfig,
+    sql_listen: Option<std::net::SocketAddr>,
+    demo: bool,
+) -> anyhow::Result<()> {
     let standalone = sql_listen.is_some();
     if let Some(sql) = sql_listen
         && !sql.ip().is_loopback()
@@ -133,6 +138,7 @@ async fn serve(config: MetaConfig, sql_listen: Option<std::net::SocketAddr>) -> 
             slots: 4,
             tenants: Vec::new(),
             addr: format!("standalone@{}", node.addr()),
+            copy_rate: 0,
         };
         let token = stop_worker.clone();
         info!(
@@ -147,6 +153,18 @@ async fn serve(config: MetaConfig, sql_listen: Option<std::net::SocketAddr>) -> 
     } else {
         None
     };
+    if demo && let Some(sql) = sql_listen {
+        let (addr, dir, token) = (
+            node.addr().to_string(),
+            data_dir.parent().unwrap_or(&data_dir).to_path_buf(),
+            stop_worker.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = demo::run(addr, dir, sql, token).await {
+                tracing::error!(error = %format!("{e:#}"), "demo setup failed");
+            }
+        });
+    }
     wait_for_signal().await;
     info!("shutting down");
     stop_worker.cancel();
@@ -238,6 +256,7 @@ async fn run_worker(a: args::WorkerArgs) -> anyhow::Result<()> {
         slots: a.slots.max(1),
         tenants: a.tenants,
         addr: format!("pid {}", std::process::id()),
+        copy_rate: a.copy_rate,
     };
     let token = CancellationToken::new();
     let t = token.clone();

@@ -125,11 +125,10 @@ pub fn due_commands(s: &MetaState, now_ms: u64) -> Vec<(String, Command)> {
             .archive_copies
             .values()
             .any(|c| c.tenant_id == t.tenant_id && c.status == CopyArchiveStatus::Doing);
-        let piece_jobs = s
-            .work
-            .jobs
-            .values()
-            .any(|j| j.status.is_live() && matches!(j.kind, JobKind::PieceCopy { .. }));
+        let piece_jobs = s.work.jobs.values().any(|j| {
+            j.status.is_live()
+                && matches!(&j.kind, JobKind::PieceCopy { dest, .. } if dest_root(dest) == copy_root)
+        });
         if archiving && !copying && !piece_jobs {
             out.push((
                 format!("archivecopy/{}", t.tenant_id),

@@ -73,6 +73,39 @@ async fn copy_object(
     Ok((n, n, false))
 }
 
+/// Paces a copy task to `ctx.copy_rate` bytes per second (cancellable).
+struct Pace {
+    start: std::time::Instant,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            start: std::time::Instant::now(),
+            bytes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    async fn after(&self, ctx: &TaskCtx, n: u64) -> Result<()> {
+        if ctx.copy_rate == 0 {
+            return Ok(());
+        }
+        let total = self
+            .bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed)
+            + n;
+        let due = Duration::from_secs_f64(total as f64 / ctx.copy_rate as f64);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            tokio::select! {
+                _ = ctx.abort.cancelled() => return Err(WorkerError::Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Copies `(key, checksum)` objects, [`PARALLEL_OBJECTS`] at a time.
 async fn copy_all(
     ctx: &TaskCtx,
@@ -80,11 +113,12 @@ async fn copy_all(
     dst: &TenantStore,
     wanted: Vec<(String, String)>,
 ) -> Vec<Result<(u64, u64, bool)>> {
-    futures::stream::iter(
-        wanted
-            .into_iter()
-            .map(|(key, sum)| async move { copy_object(ctx, src, dst, &key, &sum).await }),
-    )
+    let pace = &Pace::new();
+    futures::stream::iter(wanted.into_iter().map(|(key, sum)| async move {
+        let r = copy_object(ctx, src, dst, &key, &sum).await?;
+        pace.after(ctx, r.1).await?;
+        Ok(r)
+    }))
     .buffer_unordered(PARALLEL_OBJECTS)
     .collect()
     .await
@@ -325,6 +359,7 @@ async fn follow_piece(
             break;
         }
         let (_, written, _) = copy_object(ctx, src, dst, &o.key, &o.stored_checksum).await?;
+        Pace::new().after(ctx, written).await?;
         bytes_copied += written;
         state.objects.push(o);
     }

@@ -44,6 +44,8 @@ pub struct TaskCtx {
     pub stop: CancellationToken,
     /// Progress.
     pub progress: Arc<Progress>,
+    /// Bytes per second a copy task may move (0 = unlimited).
+    pub copy_rate: u64,
 }
 
 impl TaskCtx {

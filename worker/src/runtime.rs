@@ -44,6 +44,8 @@ pub struct WorkerConfig {
     pub tenants: Vec<String>,
     /// Shown in task views.
     pub addr: String,
+    /// Bytes per second of each copy task (0 = unlimited).
+    pub copy_rate: u64,
 }
 
 /// Reads the worker id from `DIR/worker_id`, creating a random one the first time.
@@ -194,6 +196,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 abort: shutdown.child_token(),
                 stop: CancellationToken::new(),
                 progress: Arc::new(Progress::default()),
+                copy_rate: config.copy_rate,
             };
             let ended_by = Arc::new(AtomicU8::new(ENDED_BY_NONE));
             lock(&running).insert(

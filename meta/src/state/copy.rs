@@ -1091,17 +1091,6 @@ impl MetaState {
         with_active: bool,
         now: u64,
     ) -> Outcome {
-        if self
-            .work
-            .archive_copies
-            .values()
-            .any(|c| c.status == CopyArchiveStatus::Doing)
-        {
-            return Err(refuse(
-                Code::NotSupported,
-                "backup backuppiece in auto mode is not supported (STOP BACKUP ARCHIVELOG first)",
-            ));
-        }
         if with_active && (sel.id.is_some() || sel.max_backup_times.is_some()) {
             return Err(refuse(
                 Code::NotSupported,
@@ -1111,6 +1100,19 @@ impl MetaState {
         let (uri, level) = self.copy_dest(sel)?;
         let root = dest_root(&uri);
         let copy_id = self.copy_id_for(level, &root)?;
+        // Round mode and piece mode exclude each other per destination (Backstop
+        // checks the destination; OceanBase refuses cluster-wide).
+        if self
+            .work
+            .archive_copies
+            .values()
+            .any(|c| dest_root(&c.dest.uri) == root && c.status == CopyArchiveStatus::Doing)
+        {
+            return Err(refuse(
+                Code::NotSupported,
+                "backup backuppiece in auto mode is not supported (STOP BACKUP ARCHIVELOG first, or give another BACKUP_BACKUP_DEST)",
+            ));
+        }
         if self
             .work
             .archive_copies
@@ -1392,18 +1394,16 @@ impl MetaState {
                 "handle backup archive log with empty backup dest is not supported (ALTER SYSTEM SET backup_backup_dest = '…' first)",
             ));
         }
-        if self
-            .work
-            .jobs
-            .values()
-            .any(|j| j.status.is_live() && matches!(j.kind, JobKind::PieceCopy { .. }))
-        {
+        let root = dest_root(&uri);
+        if self.work.jobs.values().any(|j| {
+            j.status.is_live()
+                && matches!(&j.kind, JobKind::PieceCopy { dest, .. } if dest_root(dest) == root)
+        }) {
             return Err(refuse(
                 Code::NotSupported,
-                "backup archive log if backup backuppiece job exist is not supported (wait for or cancel the piece copy)",
+                "backup archive log if backup backuppiece job exist is not supported (wait for or cancel the piece copy to this destination)",
             ));
         }
-        let root = dest_root(&uri);
         let copy_id = self.copy_id_for(CopyLevel::ClusterParam, &root)?;
         let piece_mode = self
             .work
