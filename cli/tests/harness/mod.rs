@@ -41,10 +41,15 @@ pub fn free_port() -> u16 {
 }
 
 pub fn spawn(args: &[&str], log: &Path) -> Proc {
+    spawn_env(args, log, &[])
+}
+
+pub fn spawn_env(args: &[&str], log: &Path, env: &[(String, String)]) -> Proc {
     let log = std::fs::File::create(log).unwrap();
     Proc(
         Command::new(BIN)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("BACKSTOP_CONFIG")
             .env("BACKSTOP_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
@@ -74,10 +79,21 @@ pub struct Cluster {
     pub meta: String,
     pub meta_proc: Proc,
     pub workers: Vec<Option<Proc>>,
+    pub worker_env: Vec<(String, String)>,
 }
 
 impl Cluster {
     pub fn start(dir: &Path, workers: usize, lease_ms: u64) -> Cluster {
+        Cluster::start_env(dir, workers, lease_ms, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra environment for the workers.
+    pub fn start_env(
+        dir: &Path,
+        workers: usize,
+        lease_ms: u64,
+        worker_env: &[(&str, &str)],
+    ) -> Cluster {
         let config = dir.join("backstop.toml");
         std::fs::write(&config, format!("[meta]\ntask_lease_ms = {lease_ms}\n")).unwrap();
         let meta = format!("127.0.0.1:{}", free_port());
@@ -101,6 +117,10 @@ impl Cluster {
             meta,
             meta_proc,
             workers: Vec::new(),
+            worker_env: worker_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         wait_for("meta leader", 30, || {
             c.try_ctl(&["status"])
@@ -120,7 +140,7 @@ impl Cluster {
     pub fn add_worker(&mut self) -> usize {
         let i = self.workers.len();
         let wdir = self.dir.join(format!("worker{i}"));
-        let p = spawn(
+        let p = spawn_env(
             &[
                 "worker",
                 "--meta",
@@ -131,6 +151,7 @@ impl Cluster {
                 "2",
             ],
             &self.dir.join(format!("worker{i}.log")),
+            &self.worker_env,
         );
         self.workers.push(Some(p));
         i
@@ -323,6 +344,20 @@ pub struct MetaCluster {
 
 impl MetaCluster {
     pub fn start(dir: &Path, workers: usize, lease_ms: u64) -> MetaCluster {
+        MetaCluster::start_env(dir, workers, lease_ms, &[])
+    }
+
+    /// Like [`MetaCluster::start`], with extra environment for the workers.
+    pub fn start_env(
+        dir: &Path,
+        workers: usize,
+        lease_ms: u64,
+        worker_env: &[(&str, &str)],
+    ) -> MetaCluster {
+        let worker_env: Vec<(String, String)> = worker_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let config = dir.join("backstop.toml");
         std::fs::write(&config, format!("[meta]\ntask_lease_ms = {lease_ms}\n")).unwrap();
         let addrs: Vec<String> = (0..3)
@@ -355,7 +390,7 @@ impl MetaCluster {
         });
         for i in 0..workers {
             let wdir = dir.join(format!("worker{i}"));
-            c.workers.push(spawn(
+            c.workers.push(spawn_env(
                 &[
                     "worker",
                     "--meta",
@@ -366,6 +401,7 @@ impl MetaCluster {
                     "2",
                 ],
                 &dir.join(format!("worker{i}.log")),
+                &worker_env,
             ));
         }
         wait_for("workers registered", 30, || {

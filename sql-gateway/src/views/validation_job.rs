@@ -24,7 +24,10 @@ pub const COLUMNS: &[&str] = &[
 fn rows(s: &Snapshot, finished: bool) -> Vec<Vec<Cell>> {
     s.jobs
         .iter()
-        .filter(|j| j.job_type == "VALIDATE" && (j.status != "DOING") == finished)
+        .filter(|j| {
+            j.job_type == "VALIDATE"
+                && matches!(j.status.as_str(), "FINISH" | "FAILED" | "CANCELED") == finished
+        })
         .map(|j| {
             let name = s
                 .tenants
@@ -48,8 +51,9 @@ fn rows(s: &Snapshot, finished: bool) -> Vec<Vec<Cell>> {
                 Cell::from(j.backup_set_id),
                 Cell::from(percent),
                 Cell::from(match j.status.as_str() {
-                    "DOING" => "DOING",
-                    _ => "FINISHED",
+                    "FINISH" | "FAILED" | "CANCELED" => "FINISHED",
+                    "CANCEL" | "CLEAN" => "CANCEL",
+                    _ => "DOING",
                 }),
                 Cell::from(j.result.as_str()),
                 Cell::from(j.comment.as_str()),
