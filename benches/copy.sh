@@ -45,7 +45,7 @@ moto_server -H 127.0.0.1 -p "$S3PORT" >/dev/null 2>"$DIR/moto.log" &
 MOTO=$!
 for _ in $(seq 100); do curl -sf -X PUT "http://127.0.0.1:$S3PORT/bench" >/dev/null 2>&1 && break; sleep 0.2; done
 S3="s3://bench/copy?host=http://127.0.0.1:$S3PORT&access_id=test&access_key=test&s3_region=us-east-1"
-RS3=":s3,provider=Other,endpoint=http://127.0.0.1:$S3PORT,access_key_id=test,secret_access_key=test,region=us-east-1:bench/rclone"
+RS3=":s3:bench/rclone"
 
 C tenant create t1 --source "dir://$DIR/t1" >/dev/null
 C param set backup_dest "file://$DIR/dest" >/dev/null
@@ -76,7 +76,8 @@ t0=$(now); rclone copy --checksum "$DIR/dest" "$DIR/rclone"; t1=$(now); rc_file=
 rm -rf "$DIR/cp" "$DIR/rclone"
 t0=$(now); J copy set --dest "$S3" >/dev/null; wait_row "x['copy_id']==10001" >/dev/null; t1=$(now)
 bs_s3=$(secs "$t0" "$t1")
-t0=$(now); rclone copy --checksum "$DIR/dest" "$RS3"; t1=$(now); rc_s3=$(secs "$t0" "$t1")
+# rclone refuses a custom CA bundle with a plain-http endpoint.
+t0=$(now); env -u AWS_CA_BUNDLE RCLONE_S3_PROVIDER=Other RCLONE_S3_ENDPOINT="http://127.0.0.1:$S3PORT" RCLONE_S3_ACCESS_KEY_ID=test RCLONE_S3_SECRET_ACCESS_KEY=test RCLONE_S3_REGION=us-east-1 rclone copy --checksum "$DIR/dest" "$RS3"; t1=$(now); rc_s3=$(secs "$t0" "$t1")
 dest_bytes=$(du -sb "$DIR/dest" | cut -f1)
 
 echo "cancel latency over $CANCELS cancels..." >&2

@@ -3,4 +3,6 @@
 //! issue grow here.
 
 pub mod cluster;
+pub mod procs;
+pub mod proxy;
 pub mod workload;

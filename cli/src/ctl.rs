@@ -627,7 +627,10 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     match args.command {
         CtlCmd::Status => {
             let s = c
-                .call(|mut m| async move { m.get_cluster_status(ClusterStatusRequest {}).await })
+                .call(|mut m| async move {
+                    m.get_cluster_status(ClusterStatusRequest { with_digest: false })
+                        .await
+                })
                 .await?;
             print(j, status_json(&s), status_text(&s))
         }

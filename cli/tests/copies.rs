@@ -556,3 +556,63 @@ fn copies_end_correctly_when_the_worker_or_the_meta_leader_is_killed() {
         eprintln!("staging files of killed writers (invisible to object_store): {staging:?}");
     }
 }
+
+#[test]
+fn a_policy_with_secondary_backup_backs_up_copies_and_stops_when_turned_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = Cluster::start(dir, 1, 3000);
+    let src = dir.join("t1");
+    workload::init(&src, Shape::of_size(8 << 20, 2), 8).unwrap();
+    let load = start_load(&src, 200_000);
+    c.ctl(&[
+        "tenant",
+        "create",
+        "t1",
+        "--source",
+        &format!("dir://{}", src.display()),
+    ]);
+    c.ctl(&["param", "set", "backup_dest", &file_uri(&dir.join("bk"))]);
+    c.ctl(&[
+        "param",
+        "set",
+        "backup_dest_option",
+        "log_archive_checkpoint_interval=1s&log_archive_piece_switch_interval=3s",
+    ]);
+    c.ctl(&[
+        "param",
+        "set",
+        "backup_backup_dest",
+        &file_uri(&dir.join("bk2")),
+    ]);
+    c.start_archive("t1");
+    c.ctl(&["policy", "set", "--full-every", "1h", "--secondary", "on"]);
+    assert_eq!(c.ctl(&["policy", "list"])[0]["secondary"], true);
+    // The policy takes a full backup (none exists), copies it, and starts the
+    // continuous archive copy.
+    wait_for("the policy's backup and its copy", 90, || {
+        let sets = c.try_ctl(&["sets"])?;
+        let sets = sets.as_array()?;
+        let copied = sets
+            .iter()
+            .any(|s| s["copy_id"] == 1 && s["file_status"] == "AVAILABLE");
+        let primary = sets
+            .iter()
+            .any(|s| s["copy_id"] == 0 && s["status"] == "SUCCESS");
+        (primary && copied).then_some(())
+    });
+    wait_for("the continuous copy", 30, || {
+        (c.try_ctl(&["copies"])?["copies"][0]["status"] == "DOING").then_some(())
+    });
+    // Secondary off: the backup-of-backup work stops as STOP BACKUP ARCHIVELOG would.
+    c.ctl(&["policy", "set", "--full-every", "1h", "--secondary", "off"]);
+    assert_eq!(c.ctl(&["copies"])["copies"][0]["status"], "PAUSED");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        c.ctl(&["copies"])["copies"][0]["status"],
+        "PAUSED",
+        "the policy does not restart what it stopped"
+    );
+    assert_eq!(c.ctl(&["policy", "drop"])["dropped"], true);
+    load.finish();
+}

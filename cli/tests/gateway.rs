@@ -315,3 +315,105 @@ fn a_gateway_on_a_public_address_refuses_an_empty_root_password() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn mysql_async_connects_runs_statements_and_reads_views() {
+    use mysql_async::prelude::Queryable;
+    let (dir, _meta, _p, m) = start_standalone();
+    let port = m.port;
+    let dest = dir.path().join("dest");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("root@sys"))
+            .db_name(Some("oceanbase"));
+        let mut conn = mysql_async::Conn::new(opts).await.expect("connect");
+        conn.query_drop("CREATE TENANT IF NOT EXISTS t1 SOURCE 'dir:///tmp/nowhere'")
+            .await
+            .unwrap();
+        conn.query_drop(format!(
+            "ALTER SYSTEM SET backup_dest = 'file://{}'",
+            dest.display()
+        ))
+        .await
+        .unwrap();
+        let tenants: Vec<mysql_async::Row> = conn.query("SHOW TENANTS").await.unwrap();
+        let tenants: Vec<(u64, String)> = tenants
+            .into_iter()
+            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+            .collect();
+        assert_eq!(tenants, vec![(1, "sys".into()), (1001, "t1".into())]);
+        let n: Vec<u64> = conn
+            .query("SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES")
+            .await
+            .unwrap();
+        assert_eq!(n, vec![0]);
+        let err = conn
+            .query_drop("ALTER SYSTEM DELETE OBSOLETE BACKUP")
+            .await
+            .unwrap_err();
+        match err {
+            mysql_async::Error::Server(e) => {
+                assert_eq!(e.code, 9002);
+                assert!(e.message.starts_with("OB_NOT_SUPPORTED"), "{}", e.message);
+            }
+            other => panic!("expected a server error, got {other}"),
+        }
+        let err = conn
+            .query_drop("SELECT * FROM oceanbase.CDB_NOPE")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, mysql_async::Error::Server(e) if e.code == 1146),
+            "{err}"
+        );
+        // The connection is still usable after errors.
+        let one: Vec<u64> = conn.query("SELECT 1").await.unwrap();
+        assert_eq!(one, vec![1]);
+        conn.disconnect().await.unwrap();
+    });
+}
+
+#[test]
+fn oversized_packets_deep_nesting_and_bad_text_get_errors_and_the_gateway_lives_on() {
+    let (dir, _meta, _p, m) = start_standalone();
+    let dir_of_test = || dir.path().to_path_buf();
+    // A 20 MiB query (the client allows it; the gateway's limit is 16 MiB).
+    let big = dir_of_test().join("big.sql");
+    std::fs::write(&big, format!("SELECT '{}';\n", "x".repeat(20 << 20))).unwrap();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "mysql -h127.0.0.1 -P{} -uroot@sys --skip-ssl --max-allowed-packet=64M < {} > /dev/null 2>&1",
+                m.port,
+                big.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an oversized packet must fail");
+    // Deeply nested expressions, unterminated strings, unknown statements.
+    let nested = format!("SELECT {}1{}", "abs(".repeat(5000), ")".repeat(5000));
+    let out = m.run("root@sys", None, &[], &nested);
+    assert!(!out.ok && out.stderr.contains("ERROR"), "{}", out.stderr);
+    // Parentheses alone: SQLite's parser copes or refuses; either way an answer.
+    let parens = format!("SELECT {}1{}", "(".repeat(30_000), ")".repeat(30_000));
+    let _ = m.run("root@sys", None, &[], &parens);
+    let out = m.run(
+        "root@sys",
+        None,
+        &[],
+        "ALTER SYSTEM SET backup_dest = 'unterminated",
+    );
+    assert!(out.stderr.contains("ERROR 1064"), "{}", out.stderr);
+    let out = m.run("root@sys", None, &[], "FROB THE WIDGETS");
+    assert!(!out.ok && out.stderr.contains("ERROR"), "{}", out.stderr);
+    // The gateway still answers.
+    assert!(m.root_ok("SELECT 1").contains('1'));
+}

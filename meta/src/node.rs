@@ -634,7 +634,25 @@ impl MetaNode {
             purged_index: m.purged.map(|l| l.index),
             members,
             data_version: store::DATA_VERSION,
+            state_digest: String::new(),
         }
+    }
+
+    /// [`MetaNode::status`] plus an xxh3-64 digest of the applied catalog, with
+    /// `applied_index` read under the same lock: two replicas at the same applied
+    /// index must report the same digest.
+    pub async fn status_with_digest(&self) -> (ClusterStatus, String) {
+        let (digest, applied) = {
+            let a = self.applied.read().await;
+            let bytes = crate::codec::encode(&a.state).unwrap_or_default();
+            (
+                format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+                a.last_applied.map(|l| l.index),
+            )
+        };
+        let mut s = self.status().await;
+        s.applied_index = applied;
+        (s, digest)
     }
 
     /// Stops accepting requests, lets in-flight ones finish (up to 5 s), stops Raft

@@ -154,3 +154,32 @@ pub fn due_commands(s: &MetaState, now_ms: u64) -> Vec<(String, Command)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::PolicyRecord;
+
+    #[test]
+    fn nothing_is_due_without_policies_or_leftovers() {
+        let s = MetaState::default();
+        assert!(due_commands(&s, 1_000_000).is_empty());
+    }
+
+    #[test]
+    fn a_cluster_policy_wants_a_full_backup_only_while_archiving() {
+        let mut s = MetaState::default();
+        s.work.policies.insert(
+            TenantId::SYS,
+            PolicyRecord {
+                tenant_id: TenantId::SYS,
+                full_interval_ms: 60_000,
+                incremental_interval_ms: 0,
+                secondary: false,
+                update_time_ms: 0,
+            },
+        );
+        // No user tenant, no archive: nothing to do.
+        assert!(due_commands(&s, 1_000_000).is_empty());
+    }
+}

@@ -8,9 +8,11 @@
 //! - [`statement`]: the statement grammar.
 //! - [`views`]: one file per view.
 //! - [`errors`], [`errpacket`]: error numbers and how they reach the client.
+//! - [`limit`]: the bound on a client's packet size.
 
 pub mod errors;
 pub mod errpacket;
+pub mod limit;
 pub mod server;
 pub mod session;
 pub mod shim;

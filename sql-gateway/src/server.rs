@@ -14,6 +14,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use crate::errpacket::ErrorRewriter;
+use crate::limit::PacketLimit;
 use crate::shim::Backend;
 
 /// Gateway settings.
@@ -93,7 +94,7 @@ impl Gateway {
                 let (r, w) = stream.into_split();
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    result = AsyncMysqlIntermediary::run_on(backend, r, ErrorRewriter::new(w)) => {
+                    result = AsyncMysqlIntermediary::run_on(backend, PacketLimit::new(r), ErrorRewriter::new(w)) => {
                         if let Err(e) = result {
                             debug!(%peer, error = %e, "connection ended");
                         }

@@ -56,7 +56,9 @@ fn variable(name: &str) -> Option<Cell> {
     let v = match name.to_ascii_lowercase().as_str() {
         "version_comment" => "Backstop: OceanBase-compatible backup service",
         "version" => "5.7.25-Backstop-0.1.0",
-        "max_allowed_packet" => return Some(Cell::Int(16 * 1024 * 1024)),
+        "max_allowed_packet" => {
+            return Some(Cell::Int(crate::limit::MAX_ALLOWED_PACKET as i64));
+        }
         "auto_increment_increment" | "autocommit" => return Some(Cell::Int(1)),
         "character_set_client"
         | "character_set_connection"

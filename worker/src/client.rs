@@ -42,20 +42,27 @@ impl MetaClient {
         })
     }
 
+    /// The leader, preferably through one of the configured addresses (the one that
+    /// answers as the leader), so a worker behind a proxy or NAT keeps using the
+    /// addresses it was given; otherwise the leader address a member names.
     async fn discover(&self) -> Option<String> {
+        let mut hint = None;
         for addr in &self.addrs {
             let Ok(ch) = channel(addr) else { continue };
             let mut c = MetaServiceClient::new(ch);
-            let mut req = tonic::Request::new(ClusterStatusRequest {});
+            let mut req = tonic::Request::new(ClusterStatusRequest { with_digest: false });
             req.set_timeout(Duration::from_secs(2));
             if let Ok(s) = c.get_cluster_status(req).await {
                 let s = s.into_inner();
-                if !s.leader_addr.is_empty() {
-                    return Some(s.leader_addr);
+                if s.leader_id == Some(s.node_id) {
+                    return Some(addr.clone());
+                }
+                if hint.is_none() && !s.leader_addr.is_empty() {
+                    hint = Some(s.leader_addr);
                 }
             }
         }
-        None
+        hint
     }
 
     /// Calls the leader's `WorkerService`, following redirects.
@@ -89,13 +96,17 @@ impl MetaClient {
                                 return Err(WorkerError::Stale(status.message().to_string()));
                             }
                             Some(Code::NotMaster) | None => {
+                                // A configured address may reach the leader where its
+                                // own address does not: look again through the list
+                                // first, then follow the hint.
                                 let hint = status
                                     .metadata()
                                     .get(LEADER_ADDR_KEY)
                                     .and_then(|v| v.to_str().ok())
                                     .filter(|s| !s.is_empty())
                                     .map(str::to_string);
-                                *self.leader.lock().await = hint;
+                                let listed = hint.as_ref().is_some_and(|h| self.addrs.contains(h));
+                                *self.leader.lock().await = if listed { hint } else { None };
                                 last = format!("{addr}: {}", status.message());
                             }
                             Some(code) if code.is_retryable() => {

@@ -74,6 +74,9 @@ const ENDED_BY_SUSPEND: u8 = 2;
 
 struct Running {
     attempt: u32,
+    /// A follower (archive, continuous archive copy): mostly idle and never ending on
+    /// its own, so it does not take one of the worker's slots.
+    follower: bool,
     abort: CancellationToken,
     stop: CancellationToken,
     ended_by: Arc<AtomicU8>,
@@ -162,7 +165,10 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
             }
             _ = tokio::time::sleep(POLL) => {}
         }
-        let free = (config.slots as usize).saturating_sub(lock(&running).len());
+        // Followers do not count: a worker with 2 slots archiving and copying the
+        // archive must still take backups.
+        let busy = lock(&running).values().filter(|r| !r.follower).count();
+        let free = (config.slots as usize).saturating_sub(busy);
         if free == 0 {
             continue;
         }
@@ -203,6 +209,10 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 a.task_id,
                 Running {
                     attempt: a.attempt,
+                    follower: matches!(
+                        a.spec,
+                        TaskSpec::Archive { .. } | TaskSpec::ArchiveCopy { .. }
+                    ),
                     abort: ctx.abort.clone(),
                     stop: ctx.stop.clone(),
                     ended_by: ended_by.clone(),

@@ -159,8 +159,13 @@ fn user_msg(state: &MetaState, u: &UserRecord) -> User {
 impl MetaService for MetaSvc {
     async fn get_cluster_status(
         &self,
-        _: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        if request.into_inner().with_digest {
+            let (mut status, digest) = self.node.status_with_digest().await;
+            status.state_digest = digest;
+            return Ok(Response::new(status));
+        }
         Ok(Response::new(self.node.status().await))
     }
 

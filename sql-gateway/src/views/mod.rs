@@ -5,16 +5,20 @@
 //! the session's tenant unless the user is `root@sys`, and SQLite evaluates the query.
 
 mod archivelog;
+mod archivelog_progress;
 mod archivelog_summary;
+mod clean_history;
 mod copies;
 pub mod format;
 mod job_details;
 mod piece_files;
 mod progress;
 mod set_details;
+mod set_expired;
 mod set_files;
 mod tasks;
 mod validation_job;
+mod validation_task;
 
 use backstop_proto::meta::{ArchiveCopy, ArchiveRound, BackupSet, Job, Piece, Task, Tenant};
 use rusqlite::types::{Value as SqlValue, ValueRef};
@@ -113,6 +117,13 @@ pub fn all() -> Vec<Box<dyn View>> {
         Box::new(validation_job::ValidationJob),
         Box::new(validation_job::ValidationJobHistory),
         Box::new(job_details::JobDetails),
+        Box::new(archivelog_progress::ArchivelogProgress),
+        Box::new(set_expired::SetExpired),
+        Box::new(set_expired::SetObsolete),
+        Box::new(clean_history::CleanHistory),
+        Box::new(clean_history::TaskCleanHistory),
+        Box::new(validation_task::ValidationTask),
+        Box::new(validation_task::ValidationTaskHistory),
     ];
     views.extend(
         copies::views()

@@ -1,0 +1,371 @@
+//! A cluster of real `backstop` processes for chaos runs: 3 or 5 meta nodes, workers
+//! that reach the meta group only through fault-injecting proxies (one per worker and
+//! meta node, so one worker can be partitioned alone), and a SQL gateway. Every child
+//! is killed when the cluster drops, so a run never leaves processes behind.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use backstop_proto::meta::ClusterStatusRequest;
+use backstop_proto::meta::meta_service_client::MetaServiceClient;
+
+use crate::proxy::{Mode, Proxy};
+
+/// The `backstop` binary: `BACKSTOP_BIN`, or next to this executable (also from
+/// `target/*/deps/` where tests run).
+pub fn backstop_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("BACKSTOP_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(3) {
+        let p = dir.join("backstop");
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "no backstop binary next to {}: build it (cargo build -p backstop) or set BACKSTOP_BIN",
+        exe.display()
+    )
+}
+
+/// A child process, SIGKILLed on drop.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, …) with `kill`.
+    pub fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .context("run kill")?
+            .success();
+        if !ok {
+            bail!("kill {sig} {} failed", self.pid());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on, below the ephemeral range.
+pub fn free_port(seed: u64) -> u16 {
+    let mut n = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    loop {
+        n = n
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let port = 20_000 + ((n >> 33) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The processes of one chaos run.
+pub struct ProcCluster {
+    /// Everything lives here.
+    pub dir: PathBuf,
+    bin: PathBuf,
+    /// Meta node addresses (node `i + 1` at index `i`).
+    pub meta_addrs: Vec<String>,
+    metas: Vec<Option<Proc>>,
+    /// Workers.
+    workers: Vec<Option<Proc>>,
+    /// `worker_proxies[w][m]`: worker `w`'s way to meta node `m`.
+    pub worker_proxies: Vec<Vec<Proxy>>,
+    /// The gateway and its MySQL port.
+    gateway: Option<Proc>,
+    /// MySQL port of the gateway.
+    pub sql_port: u16,
+    config: PathBuf,
+    seed: u64,
+}
+
+impl ProcCluster {
+    /// Starts `metas` meta nodes (node 1 bootstraps, the others join), `workers`
+    /// workers behind proxies and a gateway. `lease_ms` is the task lease.
+    pub async fn start(
+        dir: &Path,
+        metas: usize,
+        workers: usize,
+        lease_ms: u64,
+        seed: u64,
+    ) -> anyhow::Result<ProcCluster> {
+        let bin = backstop_bin()?;
+        let config = dir.join("backstop.toml");
+        std::fs::write(&config, format!("[meta]\ntask_lease_ms = {lease_ms}\n"))?;
+        let meta_addrs: Vec<String> = (0..metas)
+            .map(|i| format!("127.0.0.1:{}", free_port(seed + i as u64)))
+            .collect();
+        let mut c = ProcCluster {
+            dir: dir.to_path_buf(),
+            bin,
+            meta_addrs,
+            metas: Vec::new(),
+            workers: Vec::new(),
+            worker_proxies: Vec::new(),
+            gateway: None,
+            sql_port: 0,
+            config,
+            seed,
+        };
+        for i in 0..metas {
+            let p = c.spawn_meta(i)?;
+            c.metas.push(Some(p));
+            if i == 0 {
+                c.wait_leader(Duration::from_secs(30)).await?;
+            }
+        }
+        c.wait_voters(metas, Duration::from_secs(60)).await?;
+        for w in 0..workers {
+            let mut proxies = Vec::new();
+            for addr in &c.meta_addrs {
+                let target: SocketAddr = addr.parse()?;
+                proxies.push(Proxy::start(target).await?);
+            }
+            c.worker_proxies.push(proxies);
+            let p = c.spawn_worker(w)?;
+            c.workers.push(Some(p));
+        }
+        c.sql_port = free_port(seed + 100);
+        c.gateway = Some(c.spawn_gateway()?);
+        Ok(c)
+    }
+
+    fn spawn(&self, args: &[&str], log: &str) -> anyhow::Result<Proc> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(log))?;
+        let child = Command::new(&self.bin)
+            .args(args)
+            .env_remove("BACKSTOP_CONFIG")
+            .env("BACKSTOP_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {}", self.bin.display()))?;
+        Ok(Proc { child })
+    }
+
+    fn spawn_meta(&self, i: usize) -> anyhow::Result<Proc> {
+        let id = (i + 1).to_string();
+        let data = self.dir.join(format!("meta{}", i + 1));
+        let data = data.to_string_lossy().into_owned();
+        let config = self.config.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--config",
+            config.as_str(),
+            "meta",
+            "--node-id",
+            &id,
+            "--listen",
+            &self.meta_addrs[i],
+            "--data-dir",
+            &data,
+        ];
+        if i > 0 {
+            args.extend(["--join", &self.meta_addrs[0]]);
+        }
+        self.spawn(&args, &format!("meta{}.log", i + 1))
+    }
+
+    fn spawn_worker(&self, w: usize) -> anyhow::Result<Proc> {
+        let meta: Vec<String> = self.worker_proxies[w]
+            .iter()
+            .map(|p| p.listen.to_string())
+            .collect();
+        let meta = meta.join(",");
+        let data = self.dir.join(format!("worker{w}"));
+        let data = data.to_string_lossy().into_owned();
+        self.spawn(
+            &[
+                "worker",
+                "--meta",
+                &meta,
+                "--data-dir",
+                &data,
+                "--slots",
+                "2",
+            ],
+            &format!("worker{w}.log"),
+        )
+    }
+
+    fn spawn_gateway(&self) -> anyhow::Result<Proc> {
+        let listen = format!("127.0.0.1:{}", self.sql_port);
+        self.spawn(
+            &[
+                "gateway",
+                "--meta",
+                &self.meta_addrs.join(","),
+                "--listen",
+                &listen,
+            ],
+            "gateway.log",
+        )
+    }
+
+    /// A gRPC client of the first reachable meta node.
+    pub async fn client(&self) -> anyhow::Result<MetaServiceClient<tonic::transport::Channel>> {
+        for addr in &self.meta_addrs {
+            if let Ok(c) = MetaServiceClient::connect(format!("http://{addr}")).await {
+                return Ok(c);
+            }
+        }
+        bail!("no meta node reachable")
+    }
+
+    /// The leader's index (node id − 1).
+    pub async fn leader(&self) -> anyhow::Result<usize> {
+        for (i, addr) in self.meta_addrs.iter().enumerate() {
+            if self.metas[i].is_none() {
+                continue;
+            }
+            let Ok(mut c) = MetaServiceClient::connect(format!("http://{addr}")).await else {
+                continue;
+            };
+            if let Ok(s) = c
+                .get_cluster_status(ClusterStatusRequest { with_digest: false })
+                .await
+            {
+                let s = s.into_inner();
+                if let Some(l) = s.leader_id {
+                    return Ok(l as usize - 1);
+                }
+            }
+        }
+        bail!("no leader")
+    }
+
+    async fn wait_leader(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.leader().await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("no meta leader within {within:?}")
+    }
+
+    async fn wait_voters(&self, n: usize, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(mut c) = self.client().await
+                && let Ok(s) = c
+                    .get_cluster_status(ClusterStatusRequest { with_digest: false })
+                    .await
+            {
+                let s = s.into_inner();
+                if s.members.iter().filter(|m| m.role == "voter").count() == n && s.cluster_id != 0
+                {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("{n} voters did not form within {within:?}")
+    }
+
+    /// Number of meta nodes.
+    pub fn meta_count(&self) -> usize {
+        self.metas.len()
+    }
+
+    /// Number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// SIGKILLs meta node `i` (index).
+    pub fn kill_meta(&mut self, i: usize) {
+        self.metas[i].take();
+    }
+
+    /// Restarts meta node `i` from its data dir.
+    pub fn restart_meta(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.metas[i].is_none() {
+            self.metas[i] = Some(self.spawn_meta(i)?);
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs worker `w`.
+    pub fn kill_worker(&mut self, w: usize) {
+        self.workers[w].take();
+    }
+
+    /// Restarts worker `w` (same id, from its data dir).
+    pub fn restart_worker(&mut self, w: usize) -> anyhow::Result<()> {
+        if self.workers[w].is_none() {
+            self.workers[w] = Some(self.spawn_worker(w)?);
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT a worker.
+    pub fn pause_worker(&self, w: usize, stop: bool) -> anyhow::Result<()> {
+        match &self.workers[w] {
+            Some(p) => p.signal(if stop { "-STOP" } else { "-CONT" }),
+            None => Ok(()),
+        }
+    }
+
+    /// SIGKILLs and restarts the gateway.
+    pub fn restart_gateway(&mut self) -> anyhow::Result<()> {
+        self.gateway.take();
+        self.gateway = Some(self.spawn_gateway()?);
+        Ok(())
+    }
+
+    /// Partitions worker `w` from every meta node (or heals it).
+    pub fn partition_worker(&self, w: usize, cut: bool) {
+        for p in &self.worker_proxies[w] {
+            p.set(if cut { Mode::Drop } else { Mode::Pass });
+        }
+    }
+
+    /// Heals every fault this cluster controls: proxies pass, paused workers continue,
+    /// dead processes restart.
+    pub fn heal(&mut self) -> anyhow::Result<()> {
+        for w in 0..self.workers.len() {
+            self.partition_worker(w, false);
+            for p in &self.worker_proxies[w] {
+                p.delay(Duration::ZERO);
+            }
+            self.pause_worker(w, false)?;
+            self.restart_worker(w)?;
+        }
+        for i in 0..self.metas.len() {
+            self.restart_meta(i)?;
+        }
+        if self.gateway.is_none() {
+            self.gateway = Some(self.spawn_gateway()?);
+        }
+        Ok(())
+    }
+
+    /// The seed the cluster was started with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+}
