@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs what building and testing Backstop needs on a fresh Debian machine:
 # libclang (RocksDB's bindings), a C++ compiler, the MariaDB `mysql` client, curl,
-# flock (util-linux), an S3-compatible test server (moto), PyMySQL and cargo-nextest.
+# flock (util-linux), MariaDB Connector/J and a JDK (the JDBC test), an S3-compatible
+# test server (moto), PyMySQL and cargo-nextest.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 need_apt=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in libclang1-14 libclang-common-14-dev g++ mariadb-client curl util-linux; do
+for pkg in libclang1-14 libclang-common-14-dev g++ mariadb-client curl util-linux libmariadb-java; do
   have_pkg "$pkg" || need_apt+=("$pkg")
 done
+# A JDK for the JDBC test (java runs the single-file test program; it needs javac's module).
+command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   SUDO=""

@@ -97,6 +97,22 @@ pub struct ProcCluster {
     pub sql_port: u16,
     config: PathBuf,
     seed: u64,
+    /// The S3-compatible server (moto) and the proxy in front of it, when asked for.
+    s3: Option<(Proc, Proxy)>,
+    /// Size-limited file systems mounted for this run (unmounted on drop).
+    mounts: Vec<PathBuf>,
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        // Processes first (fields drop after this), so nothing holds the mounts open.
+        self.workers.clear();
+        self.metas.clear();
+        self.gateway.take();
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
 }
 
 impl ProcCluster {
@@ -126,6 +142,8 @@ impl ProcCluster {
             sql_port: 0,
             config,
             seed,
+            s3: None,
+            mounts: Vec::new(),
         };
         for i in 0..metas {
             let p = c.spawn_meta(i)?;
@@ -237,7 +255,7 @@ impl ProcCluster {
     /// The leader's index (node id − 1).
     pub async fn leader(&self) -> anyhow::Result<usize> {
         for (i, addr) in self.meta_addrs.iter().enumerate() {
-            if self.metas[i].is_none() {
+            if !self.metas.get(i).is_some_and(Option::is_some) {
                 continue;
             }
             let Ok(mut c) = MetaServiceClient::connect(format!("http://{addr}")).await else {
@@ -361,11 +379,94 @@ impl ProcCluster {
         if self.gateway.is_none() {
             self.gateway = Some(self.spawn_gateway()?);
         }
+        if let Some(p) = self.s3_proxy() {
+            p.set(Mode::Pass);
+            p.delay(Duration::ZERO);
+        }
         Ok(())
     }
 
     /// The seed the cluster was started with.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// Starts an S3-compatible server (moto, from `scripts/setup.sh`) with `bucket`,
+    /// behind a fault-injecting proxy; returns the `s3://` URI through the proxy.
+    pub async fn start_s3(&mut self, bucket: &str) -> anyhow::Result<String> {
+        let port = free_port(self.seed + 200);
+        let log = std::fs::File::create(self.dir.join("moto.log"))?;
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("start moto_server (pip install 'moto[server]'; scripts/setup.sh does it)")?;
+        let moto = Proc { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = Command::new("curl")
+                .args([
+                    "-sf",
+                    "-X",
+                    "PUT",
+                    &format!("http://127.0.0.1:{port}/{bucket}"),
+                ])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("moto_server did not answer on port {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let proxy = Proxy::start(format!("127.0.0.1:{port}").parse()?).await?;
+        let uri = format!(
+            "s3://{bucket}/copies?host=http://{}&access_id=test&access_key=test&s3_region=us-east-1",
+            proxy.listen
+        );
+        self.s3 = Some((moto, proxy));
+        Ok(uri)
+    }
+
+    /// Mounts a `bytes`-sized tmpfs at `path` (a `file://` destination that can fill
+    /// up). `Ok(false)` where mounting is not permitted (not root).
+    pub fn small_fs(&mut self, path: &Path, bytes: u64) -> anyhow::Result<bool> {
+        std::fs::create_dir_all(path)?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            self.mounts.push(path.to_path_buf());
+        }
+        Ok(ok)
+    }
+
+    /// Fills the file system holding `dir` until writes fail with ENOSPC; returns
+    /// the filler file to remove when the fault ends.
+    pub fn fill(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        use std::io::Write;
+        let filler = dir.join(".chaos-filler");
+        let mut f = std::fs::File::create(&filler)?;
+        let chunk = vec![0u8; 256 * 1024];
+        for _ in 0..4096 {
+            if f.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = f.sync_all();
+        Ok(filler)
+    }
+
+    /// The proxy in front of the S3 server, if there is one.
+    pub fn s3_proxy(&self) -> Option<&Proxy> {
+        self.s3.as_ref().map(|(_, p)| p)
     }
 }

@@ -57,7 +57,8 @@ pub enum Cmd {
 /// `backstop gateway`.
 #[derive(Debug, clap::Args)]
 pub struct GatewayArgs {
-    /// A meta node address (any member).
+    /// Meta node addresses (comma-separated host:port; any members: requests are
+    /// spread over the reachable ones).
     #[arg(long, env = "BACKSTOP_META", default_value = crate::config::DEFAULT_META_ADDR)]
     pub meta: String,
     /// MySQL listen address.

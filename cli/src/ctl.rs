@@ -562,6 +562,19 @@ fn user_json(u: &User) -> Value {
     json!({"user_name": u.user_name, "tenant_name": u.tenant_name, "create_time_ms": u.create_time_ms})
 }
 
+/// A `BackupManage` request with no selection (cancel, suspend, resume, start/stop).
+fn manage_req(action: &str, tenant: Option<String>, id: u64) -> BackupManageRequest {
+    BackupManageRequest {
+        action: action.to_string(),
+        tenants: tenant.into_iter().collect(),
+        id,
+        max_backup_times: None,
+        with_active: false,
+        dest: String::new(),
+        copy_id: 0,
+    }
+}
+
 fn policy_json(p: &Policy) -> Value {
     json!({
         "tenant": if p.tenant_name.is_empty() { "(cluster)" } else { p.tenant_name.as_str() },
@@ -855,13 +868,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                     None => (0, tenant.into_iter().collect(), None, String::new()),
                 };
                 BackupManageRequest {
-                    action: action.to_string(),
                     tenants,
                     id,
                     max_backup_times: times,
-                    with_active: false,
                     dest,
-                    copy_id: 0,
+                    ..manage_req(action, None, 0)
                 }
             };
             let req = match cmd {
@@ -889,15 +900,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 CancelCmd::Validate { job } => ("cancel_validate", None, job),
                 CancelCmd::AllForce => ("cancel_all_backup_force", None, 0),
             };
-            let req = BackupManageRequest {
-                action: action.to_string(),
-                tenants: tenant.into_iter().collect(),
-                id,
-                max_backup_times: None,
-                with_active: false,
-                dest: String::new(),
-                copy_id: 0,
-            };
+            let req = manage_req(action, tenant, id);
             let r = rpc!(c, backup_manage, req);
             print(
                 j,
@@ -912,15 +915,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 "resume_backup"
             };
             let tenant = t1;
-            let req = BackupManageRequest {
-                action: action.to_string(),
-                tenants: tenant.into_iter().collect(),
-                id: 0,
-                max_backup_times: None,
-                with_active: false,
-                dest: String::new(),
-                copy_id: 0,
-            };
+            let req = manage_req(action, tenant, 0);
             let r = rpc!(c, backup_manage, req);
             print(
                 j,

@@ -222,8 +222,13 @@ async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
 
 /// Asks the metadata service whether root@sys logs in with an empty password.
 async fn root_password_is_empty(meta: &str) -> anyhow::Result<bool> {
+    let first = meta
+        .split(',')
+        .map(str::trim)
+        .find(|a| !a.is_empty())
+        .unwrap_or(meta);
     let mut client = backstop_proto::meta::meta_service_client::MetaServiceClient::new(
-        backstop_meta::network::channel(meta)?,
+        backstop_meta::network::channel(first)?,
     );
     let req = backstop_proto::meta::VerifyNativePasswordRequest {
         user_name: "root".to_string(),

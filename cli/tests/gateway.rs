@@ -417,3 +417,54 @@ fn oversized_packets_deep_nesting_and_bad_text_get_errors_and_the_gateway_lives_
     // The gateway still answers.
     assert!(m.root_ok("SELECT 1").contains('1'));
 }
+
+#[test]
+fn a_jdbc_driver_connects_runs_statements_and_reads_views() {
+    let (dir, _meta, _p, m) = start_standalone();
+    let src = dir.path().join("Jdbc.java");
+    std::fs::write(
+        &src,
+        r#"import java.sql.*;
+public class Jdbc {
+  public static void main(String[] a) throws Exception {
+    try (Connection c = DriverManager.getConnection("jdbc:mariadb://127.0.0.1:" + a[0] + "/oceanbase?user=root@sys&password=")) {
+      Statement s = c.createStatement();
+      s.execute("CREATE TENANT IF NOT EXISTS t1 SOURCE 'dir:///tmp/nowhere'");
+      ResultSet r = s.executeQuery("SHOW TENANTS");
+      int n = 0;
+      while (r.next()) { n++; }
+      if (n != 2) throw new Exception("expected 2 tenants, got " + n);
+      r = s.executeQuery("SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES");
+      r.next();
+      if (r.getLong(1) != 0) throw new Exception("expected no sets");
+      try {
+        s.execute("ALTER SYSTEM DELETE OBSOLETE BACKUP");
+        throw new Exception("expected an error");
+      } catch (SQLException e) {
+        if (e.getErrorCode() != 9002) throw e;
+      }
+      r = s.executeQuery("SELECT 1");
+      r.next();
+      System.out.println("ok " + r.getInt(1));
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let out = Command::new("java")
+        .args([
+            "-cp",
+            "/usr/share/java/mariadb-java-client.jar",
+            src.to_str().unwrap(),
+            &m.port.to_string(),
+        ])
+        .output()
+        .expect("java (scripts/setup.sh installs a JDK and libmariadb-java)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok 1"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -22,7 +22,8 @@ use crate::shim::Backend;
 pub struct GatewayConfig {
     /// MySQL listen address (default `127.0.0.1:2881`).
     pub listen: SocketAddr,
-    /// A meta node (any member; writes are forwarded to the leader).
+    /// Meta node addresses, comma-separated (any members; writes are forwarded to the
+    /// leader).
     pub meta: String,
 }
 
@@ -49,11 +50,33 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Bind(config.listen, e))?;
-        let channel = Endpoint::from_shared(format!("http://{}", config.meta))
-            .map_err(|e| GatewayError::Meta(config.meta.clone(), e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        // `meta` may list several members (comma-separated): requests are spread over
+        // the reachable ones, so the gateway survives a member going down; any member
+        // forwards writes to the leader.
+        let mut endpoints = Vec::new();
+        for addr in config
+            .meta
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            endpoints.push(
+                Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| GatewayError::Meta(config.meta.clone(), e.to_string()))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true),
+            );
+        }
+        let channel = match endpoints.len() {
+            0 => {
+                return Err(GatewayError::Meta(
+                    config.meta.clone(),
+                    "no meta address".to_string(),
+                ));
+            }
+            1 => endpoints.remove(0).connect_lazy(),
+            _ => tonic::transport::Channel::balance_list(endpoints.into_iter()),
+        };
         Ok(Gateway {
             listener,
             meta: MetaServiceClient::new(channel),

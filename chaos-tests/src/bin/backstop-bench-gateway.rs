@@ -110,13 +110,18 @@ async fn main() -> anyhow::Result<()> {
     let node = cluster.nodes[0].clone();
     let addr = node.addr().to_string();
     let mut client = MetaServiceClient::connect(format!("http://{addr}")).await?;
-    client
-        .set_parameter(SetParameterRequest {
-            name: "backup_dest".into(),
-            value: "file:///tmp/backstop-bench-gateway".into(),
-            tenant_name: String::new(),
-        })
-        .await?;
+    for (name, value) in [
+        ("backup_dest", "file:///tmp/backstop-bench-gateway"),
+        ("backup_dest_option", "log_archive_piece_switch_interval=1d"),
+    ] {
+        client
+            .set_parameter(SetParameterRequest {
+                name: name.into(),
+                value: value.into(),
+                tenant_name: String::new(),
+            })
+            .await?;
+    }
     node.write(Command::Work(WorkCommand::RegisterWorker {
         worker_id: 1,
         addr: "bench".into(),

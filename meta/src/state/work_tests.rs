@@ -758,3 +758,79 @@ fn cancel_all_force_ends_everything_at_once_and_leaves_the_rest_to_the_cleaner()
     // The leader clock in these tests is 1 000 ms: not due, no cleaner job.
     assert!(s.assignable_tasks(2).is_empty());
 }
+
+#[test]
+fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept() {
+    let mut s = setup();
+    start_archive(&mut s);
+    ok(work(
+        &mut s,
+        WorkCommand::StartBackup {
+            tenant: "t1".into(),
+            incremental: false,
+        },
+    ));
+    let files: Vec<FileEntry> = (0..20)
+        .map(|i| FileEntry {
+            path: format!("f{i}"),
+            size: 30 << 20,
+        })
+        .collect();
+    run_next(
+        &mut s,
+        TaskOutcome::Prepared {
+            start_replay_scn: Scn(10),
+            files,
+        },
+    );
+    let parts = s.assignable_tasks(2);
+    assert!(parts.len() >= 2);
+    // One part done, one running when SUSPEND comes.
+    run_next(
+        &mut s,
+        TaskOutcome::Copied {
+            input_bytes: 1,
+            output_bytes: 1,
+        },
+    );
+    let running = s.assignable_tasks(2)[0];
+    let attempt = assign(&mut s, running, 2);
+    ok(work(
+        &mut s,
+        WorkCommand::SuspendBackup {
+            suspend: true,
+            tenants: vec![],
+        },
+    ));
+    assert_eq!(s.task_control(running), Some("suspend"));
+    assert!(
+        s.assignable_tasks(2).is_empty(),
+        "nothing runs while suspended"
+    );
+    ok(work(
+        &mut s,
+        WorkCommand::CompleteTask {
+            task_id: running,
+            attempt,
+            worker_id: 2,
+            outcome: TaskOutcome::Suspended,
+        },
+    ));
+    assert_eq!(s.work.tasks[&running].status, TaskStatus::Pending);
+    ok(work(
+        &mut s,
+        WorkCommand::SuspendBackup {
+            suspend: false,
+            tenants: vec![],
+        },
+    ));
+    let again = s.assignable_tasks(2);
+    assert!(again.contains(&running), "the stopped part runs again");
+    let done = s
+        .work
+        .tasks
+        .values()
+        .filter(|t| matches!(t.spec, TaskSpec::BackupCopy { .. }) && t.status == TaskStatus::Done)
+        .count();
+    assert_eq!(done, 1, "the finished part is kept");
+}

@@ -7,29 +7,9 @@
 use super::set_details;
 use super::{Cell, Snapshot, View};
 
-/// `CDB_OB_BACKUP_SET_EXPIRED` columns: `SET_DETAILS` without `STATUS` and Backstop's
-/// extra columns.
-pub const EXPIRED_COLUMNS: &[&str] = &[
-    "INCARNATION",
-    "TENANT_ID",
-    "BS_KEY",
-    "COPY_ID",
-    "BACKUP_TYPE",
-    "ENCRYPTION_MODE",
-    "START_TIME",
-    "COMPLETION_TIME",
-    "ELAPSED_SECONDES",
-    "KEEP",
-    "KEEP_UNTIL",
-    "DEVICE_TYPE",
-    "COMPRESSED",
-    "OUTPUT_BYTES",
-    "OUTPUT_RATE_BYTES",
-    "COMPRESSION_RATIO",
-    "OUTPUT_BYTES_DISPLAY",
-    "OUTPUT_RATE_BYTES_DISPLAY",
-    "TIME_TAKEN_DISPLAY",
-];
+/// `CDB_OB_BACKUP_SET_EXPIRED` columns: `SET_DETAILS`' up to `TIME_TAKEN_DISPLAY`
+/// (no `STATUS`, no extra columns).
+pub const EXPIRED_COLUMNS: &[&str] = set_details::COLUMNS.split_at(19).0;
 
 /// `CDB_OB_BACKUP_SET_EXPIRED`.
 pub struct SetExpired;

@@ -1,0 +1,70 @@
+//! The short deterministic chaos set CI runs: every scenario for 20 s of faults on a
+//! fixed seed, then every invariant. `backstop-chaos run --scenario NAME --seed S
+//! --duration 30m` is the soak form.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use backstop_chaos::procs::backstop_bin;
+use backstop_chaos::scenario::{run, scenarios};
+
+/// Makes sure the `backstop` binary exists (it does under `cargo nextest run
+/// --workspace`; `cargo test -p backstop-chaos` alone builds it here).
+fn ensure_binary() {
+    if backstop_bin().is_ok() {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let ok = std::process::Command::new(cargo)
+        .args(["build", "-p", "backstop", "--bin", "backstop"])
+        .status()
+        .expect("run cargo build -p backstop")
+        .success();
+    assert!(ok, "cargo build -p backstop failed");
+}
+
+fn scenario(name: &str, seed: u64) {
+    ensure_binary();
+    let s = scenarios().into_iter().find(|s| s.name == name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt
+        .block_on(run(&s, seed, Duration::from_secs(20), dir.path()))
+        .unwrap();
+    println!("{}", report.table());
+    assert!(
+        !report.faults.is_empty(),
+        "the schedule injected no fault: {}",
+        report.table()
+    );
+    assert!(report.passed(), "{}", report.table());
+}
+
+#[test]
+fn meta_failover() {
+    scenario("meta-failover", 1);
+}
+
+#[test]
+fn worker_faults() {
+    scenario("worker-faults", 7);
+}
+
+#[test]
+fn everything() {
+    scenario("everything", 3);
+}
+
+#[test]
+fn storage_faults() {
+    scenario("storage-faults", 5);
+}
+
+#[test]
+fn disk_full() {
+    scenario("disk-full", 11);
+}
