@@ -623,6 +623,9 @@ async fn exercise(
     let healed = Instant::now();
     let healed_ms = now_ms();
     r.sql("ALTER SYSTEM RESUME BACKUP").await;
+    // A random STOP (or CANCEL ALL … FORCE) may have paused the continuous copy:
+    // resume it so the copy destination catches up before it is restored from.
+    r.sql("ALTER SYSTEM START BACKUP ARCHIVELOG").await;
     let mut verdicts = Vec::new();
     verdicts.push(jobs_settle(r, Duration::from_secs(180)).await);
     let settle_s = healed.elapsed().as_secs_f64();
@@ -953,7 +956,8 @@ async fn catalog_equals_storage(r: &Run) -> Verdict {
     let result = async {
         // The cleaner retries leftovers; give it its turn.
         let m = r.meta().await?;
-        wait(Duration::from_secs(60), "leftovers to be cleaned", || {
+        // Scrubs of failed-over pieces and sets wait 30 s (`SCRUB_DELAY_MS`).
+        let cleaned = wait(Duration::from_secs(120), "leftovers to be cleaned", || {
             let mut m = m.clone();
             async move {
                 Ok(m.list_archive(list())
@@ -963,7 +967,22 @@ async fn catalog_equals_storage(r: &Run) -> Verdict {
                     .is_empty())
             }
         })
-        .await?;
+        .await;
+        if cleaned.is_err() {
+            let left = m.clone().list_archive(list()).await?.into_inner().leftovers;
+            let jobs = m.clone().list_jobs(list()).await?.into_inner().jobs;
+            let cleaners: Vec<String> = jobs
+                .iter()
+                .filter(|j| j.job_type == "CLEAN")
+                .map(|j| format!("{} {} {} {}", j.job_id, j.status, j.result, j.comment))
+                .collect();
+            bail!(
+                "leftovers not cleaned within 120 s: {:?}; cleaner jobs: {cleaners:?}",
+                left.iter()
+                    .map(|l| format!("{} {} ({})", l.backup_dest, l.dir, l.reason))
+                    .collect::<Vec<_>>()
+            );
+        }
         let mut objects = 0;
         let mut staging = 0;
         for dest in ["bk", "bk2", "pieces"] {
@@ -1050,8 +1069,42 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
             }
             validated += 1;
         }
+        // The continuous copy catches up with what the primary had archived when the
+        // check began.
+        let rounds = m.list_archive(list()).await?.into_inner().rounds;
+        let mut copy_end = std::collections::BTreeMap::new();
+        for t in tenants.iter().filter(|t| t.tenant_id != 1) {
+            let target = rounds
+                .iter()
+                .filter(|x| x.tenant_id == t.tenant_id)
+                .map(|x| x.checkpoint_scn)
+                .max()
+                .unwrap_or(0);
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let copies = m.list_archive(list()).await?.into_inner().copies;
+                let at = copies
+                    .iter()
+                    .filter(|c| c.tenant_id == t.tenant_id)
+                    .map(|c| c.checkpoint_scn)
+                    .max()
+                    .unwrap_or(0);
+                if at >= target {
+                    copy_end.insert(t.tenant_id, at);
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "the continuous copy of tenant {} stays at {at}, the archive reached {target}",
+                        t.tenant_name
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
         // Restore each tenant's newest set from the primary at its earliest restorable
-        // SCN, and from the copy destination at everything it archived.
+        // SCN, and from the copy destination (the newest copied set the copied archive
+        // reaches) at everything it archived.
         let mut restored = 0;
         for t in tenants.iter().filter(|t| t.tenant_id != 1) {
             let primary = format!("file://{}", r.dir.join("bk").display());
@@ -1062,6 +1115,9 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
                         s.tenant_id == t.tenant_id
                             && s.copy_id == copy
                             && s.file_status == "AVAILABLE"
+                            && (copy == 0
+                                || s.min_restore_scn
+                                    <= copy_end.get(&t.tenant_id).copied().unwrap_or(0))
                     })
                     .max_by_key(|s| s.backup_set_id)
                 else {
@@ -1084,13 +1140,12 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
                 }
                 let out = std::process::Command::new(&bin).args(&args).output()?;
                 if !out.status.success() {
-                    let err = String::from_utf8_lossy(&out.stderr);
-                    // A copy restores only as far as the archive copy reached; without
-                    // log past the set it cannot restore at all, which is not a loss.
-                    if copy > 0 && err.contains("log") {
-                        continue;
-                    }
-                    bail!("restore of {} from {dest}: {err}", t.tenant_name);
+                    bail!(
+                        "restore of {} set {} from {dest}: {}",
+                        t.tenant_name,
+                        set.backup_set_id,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
                 workload::verify(&to, &r.dir.join(&t.tenant_name), None)
                     .with_context(|| format!("verify {} restored from {dest}", t.tenant_name))?;

@@ -23,7 +23,12 @@ fn ensure_binary() {
     assert!(ok, "cargo build -p backstop failed");
 }
 
+/// One scenario at a time: each starts 3 meta nodes, 2 workers and a gateway, and
+/// `cargo test` would otherwise run them all at once on two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn scenario(name: &str, seed: u64) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     ensure_binary();
     let s = scenarios().into_iter().find(|s| s.name == name).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -23,10 +23,7 @@ pub fn due_commands(s: &MetaState, now_ms: u64) -> Vec<(String, Command)> {
         .jobs
         .values()
         .any(|j| j.status.is_live() && matches!(j.kind, JobKind::Cleaner))
-        && s.work
-            .leftovers
-            .values()
-            .any(|l| l.claimed_by.is_none() && l.not_before_ms <= now_ms)
+        && s.work.leftovers.values().any(|l| s.leftover_due(l, now_ms))
     {
         out.push((
             "cleaner".to_string(),

@@ -26,7 +26,7 @@ use crate::manifest::{self, LogObject, PieceManifest, SetIndex, SetManifest};
 use crate::storage::TenantStore;
 
 /// Objects copied at once by one task.
-const PARALLEL_OBJECTS: usize = 4;
+const PARALLEL_OBJECTS: usize = 8;
 /// How often the continuous archive copy looks for new log.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -473,13 +473,26 @@ async fn clean_item(ctx: &TaskCtx, store: &TenantStore, item: &CleanItem) -> Res
     }
     let mut keep: HashSet<String> = HashSet::new();
     if item.keep_referenced {
-        let key = layout::piece_manifest(&item.dir);
-        if store.exists(&key).await? {
-            let m: PieceManifest = manifest::from_json(&store.get(&key, &ctx.abort).await?, &key)?;
-            keep.extend(m.objects.into_iter().map(|o| o.key));
-            keep.insert(key);
-            keep.insert(layout::piece_frozen(&item.dir));
+        // A piece's or a set's manifest (both list `objects[].key`): keep it, its
+        // marker and what it references; without a manifest keep nothing but refuse
+        // to delete, since the directory may still be being written.
+        let key = format!("{}/manifest", item.dir);
+        if !store.exists(&key).await? {
+            return Err(WorkerError::Invalid(format!(
+                "{key} is missing: not scrubbing a directory without its manifest"
+            )));
         }
+        let m: serde_json::Value = manifest::from_json(&store.get(&key, &ctx.abort).await?, &key)?;
+        keep.extend(
+            m["objects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o["key"].as_str().map(str::to_string)),
+        );
+        keep.insert(key);
+        keep.insert(layout::piece_frozen(&item.dir));
+        keep.insert(layout::set_complete(&item.dir));
     }
     let mut n = 0;
     for key in store.list(&item.dir).await? {

@@ -32,6 +32,10 @@ use crate::command::{CancelTarget, Reply};
 /// Size of one `copy_id` level (OceanBase `ObBackupBackupCopyIdLevel`).
 const COPY_LEVEL_SIZE: u64 = 10_000;
 
+/// How long after a failed-over piece or set is finished its directory is scrubbed
+/// (ms): longer than any task lease, so every fenced attempt has stopped writing.
+pub const SCRUB_DELAY_MS: u64 = 30_000;
+
 /// Status of the continuous archive copy (OceanBase
 /// `__all_backup_backup_log_archive_status_v2.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -950,6 +954,23 @@ impl MetaState {
         Ok((Reply::Jobs(jobs), touched))
     }
 
+    /// Schedules a scrub of a finished directory (a frozen piece, a complete set) that
+    /// a failed-over attempt wrote into: a dead attempt — or a zombie that wakes up
+    /// after its lease — may have left objects there that no manifest references.
+    /// The cleaner deletes them once `SCRUB_DELAY_MS` has passed.
+    pub(crate) fn scrub_later(&mut self, dest: TenantDest, dir: String, now: u64) -> Vec<Touched> {
+        self.add_leftover(
+            dest,
+            CleanItem {
+                dir,
+                index: None,
+                keep_referenced: true,
+            },
+            now + SCRUB_DELAY_MS,
+            "scrub after a failover: objects of earlier attempts",
+        )
+    }
+
     fn add_leftover(
         &mut self,
         dest: TenantDest,
@@ -1037,6 +1058,31 @@ impl MetaState {
         touched
     }
 
+    /// Whether the cleaner may take a leftover now: unclaimed, past its time, and — for
+    /// a scrub of a piece — the piece frozen (an active piece is still being written).
+    pub fn leftover_due(&self, l: &LeftoverRecord, now: u64) -> bool {
+        if l.claimed_by.is_some() || l.not_before_ms > now {
+            return false;
+        }
+        if !l.item.keep_referenced {
+            return true;
+        }
+        let piece = l
+            .item
+            .dir
+            .strip_prefix("clog/round_")
+            .and_then(|r| r.split_once("/piece_"))
+            .and_then(|(r, p)| Some((r.parse::<u64>().ok()?, p.parse::<u64>().ok()?)));
+        match piece {
+            Some((round, piece)) => self
+                .work
+                .pieces
+                .get(&(l.dest.tenant_id, round, piece, 0))
+                .is_none_or(|p| p.status == PieceStatus::Frozen),
+            None => true,
+        }
+    }
+
     /// The cleaner: a job with one clean task per destination over the leftovers
     /// that are due. Proposed by the leader's scheduler; a no-op when nothing is due
     /// or a cleaner runs.
@@ -1053,7 +1099,7 @@ impl MetaState {
             .work
             .leftovers
             .values()
-            .filter(|l| l.claimed_by.is_none() && l.not_before_ms <= now)
+            .filter(|l| self.leftover_due(l, now))
             .map(|l| l.id)
             .collect();
         if due.is_empty() {

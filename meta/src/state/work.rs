@@ -784,6 +784,29 @@ impl MetaState {
                     });
             }
         }
+        // A later attempt of an archive task takes over pieces an earlier attempt (dead,
+        // or a zombie that may still finish a write) wrote into: scrub them of objects
+        // no manifest references once they are frozen.
+        let mut scrubs = Vec::new();
+        if task.attempt > 1
+            && let TaskSpec::Archive { dest, round_id, .. } = &task.spec
+        {
+            for p in self
+                .work
+                .pieces
+                .range(
+                    (task.tenant_id, *round_id, 0, 0)
+                        ..=(task.tenant_id, *round_id, u64::MAX, u64::MAX),
+                )
+                .map(|(_, p)| p)
+                .filter(|p| p.copy_id == 0 && p.status != PieceStatus::Frozen)
+            {
+                scrubs.push((
+                    dest.clone(),
+                    backstop_common::layout::piece_dir(*round_id, p.piece_id),
+                ));
+            }
+        }
         let assignment = Assignment {
             task_id,
             attempt: task.attempt,
@@ -791,10 +814,11 @@ impl MetaState {
             tenant_id: task.tenant_id,
             spec: task.spec.clone(),
         };
-        Ok((
-            Reply::Assigned(Box::new(assignment)),
-            vec![Touched::Task(task_id)],
-        ))
+        let mut touched = vec![Touched::Task(task_id)];
+        for (dest, dir) in scrubs {
+            touched.extend(self.scrub_later(dest, dir, now));
+        }
+        Ok((Reply::Assigned(Box::new(assignment)), touched))
     }
 
     /// Checks the fencing token of a report.
@@ -1117,6 +1141,8 @@ impl MetaState {
         {
             r.status = RoundStatus::Stop;
         }
+        // Pieces an earlier attempt wrote into were scheduled for a scrub when the later
+        // attempt was assigned (`assign`); freezing them here makes the scrub due.
         for p in self
             .work
             .pieces
@@ -1522,6 +1548,20 @@ impl MetaState {
                 }
                 if !ending {
                     touched.push(self.finish_job(task.job_id, now));
+                }
+                let failed_over = self
+                    .work
+                    .tasks
+                    .values()
+                    .any(|t| t.job_id == task.job_id && t.attempt > 1);
+                if failed_over
+                    && let Some(set) = self.work.sets.get(&(tenant_id, *backup_set_id, 0)).cloned()
+                {
+                    touched.extend(self.scrub_later(
+                        set.dest.clone(),
+                        backstop_common::layout::set_dir(set.backup_set_id, set.backup_type),
+                        now,
+                    ));
                 }
             }
             (TaskOutcome::Validated { bad, .. }, TaskSpec::ValidateSet { .. }) => {
