@@ -246,7 +246,7 @@ impl ProcCluster {
     pub async fn client(&self) -> anyhow::Result<MetaServiceClient<tonic::transport::Channel>> {
         for addr in &self.meta_addrs {
             if let Ok(c) = MetaServiceClient::connect(format!("http://{addr}")).await {
-                return Ok(c);
+                return Ok(c.max_decoding_message_size(backstop_proto::MAX_LIST_MESSAGE_BYTES));
             }
         }
         bail!("no meta node reachable")

@@ -417,7 +417,8 @@ impl Client {
         loop {
             let mut last = None;
             for addr in &self.addrs {
-                let client = MetaServiceClient::new(channel(addr)?);
+                let client = MetaServiceClient::new(channel(addr)?)
+                    .max_decoding_message_size(backstop_proto::MAX_LIST_MESSAGE_BYTES);
                 match f(client).await {
                     Ok(resp) => return Ok(resp.into_inner()),
                     Err(status) => {

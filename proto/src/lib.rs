@@ -28,3 +28,7 @@ pub const LEADER_ADDR_KEY: &str = "x-backstop-leader";
 pub const ERROR_CODE_KEY: &str = "x-backstop-code";
 /// gRPC metadata key carrying the MySQL error number of that code.
 pub const ERROR_ERRNO_KEY: &str = "x-backstop-errno";
+
+/// Largest gRPC message Backstop's clients and servers accept (bytes): catalog lists
+/// and Raft snapshots grow with the catalog, far past tonic's 4 MiB default.
+pub const MAX_LIST_MESSAGE_BYTES: usize = 256 * 1024 * 1024;

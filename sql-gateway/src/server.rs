@@ -79,7 +79,10 @@ impl Gateway {
         };
         Ok(Gateway {
             listener,
-            meta: MetaServiceClient::new(channel),
+            // Catalog lists grow with the catalog (100,000 pieces are ~9 MB): allow
+            // large answers instead of tonic's 4 MiB default.
+            meta: MetaServiceClient::new(channel)
+                .max_decoding_message_size(backstop_proto::MAX_LIST_MESSAGE_BYTES),
         })
     }
 
