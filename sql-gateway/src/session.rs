@@ -8,7 +8,7 @@ use tonic::transport::Channel;
 
 use crate::errors::SqlError;
 use crate::statement::{self, Statement};
-use crate::views::{self, Cell, Rows, Snapshot};
+use crate::views::{self, Cell, Rows, Snapshot, Source};
 
 /// What a statement answers.
 #[derive(Debug, Clone)]
@@ -237,62 +237,84 @@ impl Session {
         }))
     }
 
-    async fn snapshot(&mut self) -> Result<Snapshot, SqlError> {
-        let all = ListRequest {
-            tenant_name: String::new(),
+    /// Reads the catalog lists in `sources` (a tenant user's only for its tenant).
+    async fn snapshot(&mut self, sources: &[Source]) -> Result<Snapshot, SqlError> {
+        let req = ListRequest {
+            tenant_name: if self.is_sys() {
+                String::new()
+            } else {
+                self.tenant.clone()
+            },
             job_id: 0,
             all: true,
         };
         let st = |s: tonic::Status| SqlError::from_status(&s);
-        let archive = self
-            .meta
-            .list_archive(all.clone())
-            .await
-            .map_err(st)?
-            .into_inner();
-        Ok(Snapshot {
-            tenants: self
-                .meta
-                .list_tenants(ListTenantsRequest {})
-                .await
-                .map_err(st)?
-                .into_inner()
-                .tenants,
-            rounds: archive.rounds,
-            copies: archive.copies,
-            pieces: self
-                .meta
-                .list_pieces(all.clone())
-                .await
-                .map_err(st)?
-                .into_inner()
-                .pieces,
-            sets: self
-                .meta
-                .list_backup_sets(all.clone())
-                .await
-                .map_err(st)?
-                .into_inner()
-                .sets,
-            jobs: self
-                .meta
-                .list_jobs(all.clone())
-                .await
-                .map_err(st)?
-                .into_inner()
-                .jobs,
-            tasks: self
-                .meta
-                .list_tasks(all)
-                .await
-                .map_err(st)?
-                .into_inner()
-                .tasks,
-        })
+        let mut snap = Snapshot::default();
+        for source in sources {
+            match source {
+                Source::Tenants => {
+                    snap.tenants = self
+                        .meta
+                        .list_tenants(ListTenantsRequest {})
+                        .await
+                        .map_err(st)?
+                        .into_inner()
+                        .tenants
+                }
+                Source::Archive => {
+                    let archive = self
+                        .meta
+                        .list_archive(req.clone())
+                        .await
+                        .map_err(st)?
+                        .into_inner();
+                    snap.rounds = archive.rounds;
+                    snap.copies = archive.copies;
+                }
+                Source::Pieces => {
+                    snap.pieces = self
+                        .meta
+                        .list_pieces(req.clone())
+                        .await
+                        .map_err(st)?
+                        .into_inner()
+                        .pieces
+                }
+                Source::Sets => {
+                    snap.sets = self
+                        .meta
+                        .list_backup_sets(req.clone())
+                        .await
+                        .map_err(st)?
+                        .into_inner()
+                        .sets
+                }
+                Source::Jobs => {
+                    snap.jobs = self
+                        .meta
+                        .list_jobs(req.clone())
+                        .await
+                        .map_err(st)?
+                        .into_inner()
+                        .jobs
+                }
+                Source::Tasks => {
+                    snap.tasks = self
+                        .meta
+                        .list_tasks(req.clone())
+                        .await
+                        .map_err(st)?
+                        .into_inner()
+                        .tasks
+                }
+            }
+        }
+        Ok(snap)
     }
 
     async fn select(&mut self, text: &str) -> Result<Reply, SqlError> {
-        let snapshot = self.snapshot().await?;
+        let sources = views::sources_of(&views::referenced(text));
+        let snapshot = self.snapshot(&sources).await?;
         let tenant = if self.is_sys() {
             None
         } else {
@@ -535,7 +557,7 @@ impl Session {
         if !self.is_sys() {
             return Ok(self.tenant.clone());
         }
-        let snap = self.snapshot().await?;
+        let snap = self.snapshot(&[Source::Sets]).await?;
         let owner = snap
             .sets
             .iter()

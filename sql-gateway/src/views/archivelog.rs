@@ -5,7 +5,7 @@
 use backstop_proto::meta::ArchiveRound;
 
 use super::format::{bytes_display, ratio, time};
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// The columns OceanBase's archive views share, for one round: everything up to
 /// `OUTPUT_BYTES_DISPLAY`, then `START_SCN`, `CHECKPOINT_SCN`.
@@ -58,6 +58,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl View for Archivelog {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Archive]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_ARCHIVELOG"
     }

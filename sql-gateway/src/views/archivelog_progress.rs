@@ -4,7 +4,7 @@
 //! worker's address (`SVR_PORT` 0).
 
 use super::format::time;
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// The view.
 pub struct ArchivelogProgress;
@@ -27,6 +27,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl View for ArchivelogProgress {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Tasks]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_ARCHIVELOG_PROGRESS"
     }

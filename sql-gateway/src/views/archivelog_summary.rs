@@ -1,7 +1,7 @@
 //! `CDB_OB_BACKUP_ARCHIVELOG_SUMMARY`: every round of every tenant; finished rounds
 //! show `STOP` (as OceanBase forces for history rows), an `INTERRUPTED` round keeps it.
 
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// The view.
 pub struct ArchivelogSummary;
@@ -27,6 +27,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl View for ArchivelogSummary {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Archive]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_ARCHIVELOG_SUMMARY"
     }

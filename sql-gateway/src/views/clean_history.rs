@@ -4,7 +4,7 @@
 //! `CLEAN LEFTOVERS`). OceanBase's `DELETE BACKUPSET` cleans are not built yet.
 
 use super::format::time;
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// `CDB_OB_BACKUP_CLEAN_HISTORY` columns (`BS_KEY` is the job id, as OceanBase).
 pub const CLEAN_COLUMNS: &[&str] = &[
@@ -48,6 +48,9 @@ fn ended(status: &str) -> bool {
 pub struct CleanHistory;
 
 impl View for CleanHistory {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Jobs, Source::Tasks]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_CLEAN_HISTORY"
     }
@@ -100,6 +103,9 @@ impl View for CleanHistory {
 pub struct TaskCleanHistory;
 
 impl View for TaskCleanHistory {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Jobs, Source::Tasks]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_TASK_CLEAN_HISTORY"
     }

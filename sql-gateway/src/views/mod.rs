@@ -87,6 +87,36 @@ pub struct Snapshot {
     pub copies: Vec<ArchiveCopy>,
 }
 
+/// A catalog list a view is built from: a query fetches only the lists of the views it
+/// names (a `SELECT 1` fetches nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `ListTenants`.
+    Tenants,
+    /// `ListArchive` (rounds and continuous copies).
+    Archive,
+    /// `ListPieces`.
+    Pieces,
+    /// `ListBackupSets`.
+    Sets,
+    /// `ListJobs`.
+    Jobs,
+    /// `ListTasks`.
+    Tasks,
+}
+
+impl Source {
+    /// Every list.
+    pub const ALL: [Source; 6] = [
+        Source::Tenants,
+        Source::Archive,
+        Source::Pieces,
+        Source::Sets,
+        Source::Jobs,
+        Source::Tasks,
+    ];
+}
+
 /// One view.
 pub trait View: Send + Sync {
     /// Upper-case name.
@@ -95,6 +125,10 @@ pub trait View: Send + Sync {
     fn columns(&self) -> &'static [&'static str];
     /// Rows of every tenant.
     fn rows(&self, s: &Snapshot) -> Vec<Vec<Cell>>;
+    /// The catalog lists its rows come from (every list unless a view says less).
+    fn sources(&self) -> &'static [Source] {
+        &Source::ALL
+    }
     /// Index of `TENANT_ID`, used to restrict rows to the session's tenant.
     fn tenant_column(&self) -> usize {
         self.columns()
@@ -145,6 +179,24 @@ pub fn find(name: &str) -> Option<Box<dyn View>> {
     all().into_iter().find(|v| v.name() == n)
 }
 
+/// The views `sql` names (a substring match on the upper-cased text, so a view named in
+/// a string literal is loaded too: harmless).
+pub fn referenced(sql: &str) -> Vec<Box<dyn View>> {
+    let upper = sql.to_ascii_uppercase();
+    all()
+        .into_iter()
+        .filter(|v| upper.contains(v.name()))
+        .collect()
+}
+
+/// The lists `views` need, each once.
+pub fn sources_of(views: &[Box<dyn View>]) -> Vec<Source> {
+    Source::ALL
+        .into_iter()
+        .filter(|s| views.iter().any(|v| v.sources().contains(s)))
+        .collect()
+}
+
 /// A result set.
 #[derive(Debug, Clone, Default)]
 pub struct Rows {
@@ -159,10 +211,13 @@ pub fn query(sql: &str, snapshot: &Snapshot, tenant: Option<u64>) -> Result<Rows
     let conn = rusqlite::Connection::open_in_memory().map_err(internal)?;
     conn.execute_batch("ATTACH DATABASE ':memory:' AS oceanbase")
         .map_err(internal)?;
-    let upper = sql.to_ascii_uppercase();
-    for view in all().into_iter().filter(|v| upper.contains(v.name())) {
+    // One transaction for every insert: SQLite commits (even in memory) per statement
+    // otherwise.
+    conn.execute_batch("BEGIN").map_err(internal)?;
+    for view in referenced(sql) {
         load(&conn, view.as_ref(), snapshot, tenant)?;
     }
+    conn.execute_batch("COMMIT").map_err(internal)?;
     let mut stmt = conn.prepare(sql).map_err(|e| sqlite_error(&e))?;
     let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
     let n = columns.len();

@@ -1,7 +1,7 @@
 //! `CDB_OB_BACKUP_PIECE_FILES`: one row per piece and copy.
 
 use super::format::time;
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// The view.
 pub struct PieceFiles;
@@ -29,6 +29,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl View for PieceFiles {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Pieces]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_PIECE_FILES"
     }

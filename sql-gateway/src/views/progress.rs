@@ -2,7 +2,7 @@
 //! an ETA (Backstop's appended columns answer "how far along is it").
 
 use super::format::time;
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// The view.
 pub struct Progress;
@@ -32,6 +32,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl View for Progress {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Jobs, Source::Sets]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_PROGRESS"
     }

@@ -2,7 +2,7 @@
 //! (`spec/decisions.md` §11).
 
 use super::format::{bytes_display, ratio, time, time_taken};
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// The view.
 pub struct SetDetails;
@@ -34,6 +34,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl View for SetDetails {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Sets]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_SET_DETAILS"
     }

@@ -1,7 +1,7 @@
 //! `CDB_OB_BACKUP_SET_FILES`: one row per backup set and copy.
 
 use super::format::{bytes_display, ratio, time, time_taken};
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// The view.
 pub struct SetFiles;
@@ -36,6 +36,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl View for SetFiles {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Sets]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_SET_FILES"
     }

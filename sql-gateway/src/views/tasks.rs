@@ -1,7 +1,7 @@
 //! `CDB_OB_BACKUP_TASKS` (Backstop): which worker runs which task of which job, with
 //! bytes done — the answer to "which sessions belong to this backup".
 
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// The view.
 pub struct Tasks;
@@ -22,6 +22,9 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 impl View for Tasks {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Tasks]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_TASKS"
     }

@@ -1,7 +1,7 @@
 //! `CDB_OB_BACKUP_VALIDATION_JOB` (running validations) and
 //! `CDB_OB_BACKUP_VALIDATION_JOB_HISTORY` (finished ones).
 
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// Running validations.
 pub struct ValidationJob;
@@ -63,6 +63,9 @@ fn rows(s: &Snapshot, finished: bool) -> Vec<Vec<Cell>> {
 }
 
 impl View for ValidationJob {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Jobs]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_VALIDATION_JOB"
     }
@@ -77,6 +80,9 @@ impl View for ValidationJob {
 }
 
 impl View for ValidationJobHistory {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Jobs]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_VALIDATION_JOB_HISTORY"
     }

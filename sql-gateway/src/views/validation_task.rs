@@ -3,7 +3,7 @@
 //! one task per set; the PG/partition/macro-block counts are 1 or 0.
 
 use super::format::time;
-use super::{Cell, Snapshot, View};
+use super::{Cell, Snapshot, Source, View};
 
 /// OceanBase's columns.
 pub const COLUMNS: &[&str] = &[
@@ -63,6 +63,9 @@ fn rows(s: &Snapshot, history: bool) -> Vec<Vec<Cell>> {
 pub struct ValidationTask;
 
 impl View for ValidationTask {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Tasks]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_TENANT_BACKUP_VALIDATION_TASK"
     }
@@ -80,6 +83,9 @@ impl View for ValidationTask {
 pub struct ValidationTaskHistory;
 
 impl View for ValidationTaskHistory {
+    fn sources(&self) -> &'static [Source] {
+        &[Source::Tasks]
+    }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_VALIDATION_TASK_HISTORY"
     }
