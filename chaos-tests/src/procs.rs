@@ -44,6 +44,11 @@ impl Proc {
         self.child.id()
     }
 
+    /// Whether it has exited (crashed, aborted by a failpoint).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Sends a signal (`-STOP`, `-CONT`, …) with `kill`.
     pub fn signal(&self, sig: &str) -> anyhow::Result<()> {
         let ok = Command::new("kill")
@@ -91,6 +96,9 @@ pub struct ProcCluster {
     workers: Vec<Option<Proc>>,
     /// `worker_proxies[w][m]`: worker `w`'s way to meta node `m`.
     pub worker_proxies: Vec<Vec<Proxy>>,
+    /// `meta_links[i][j]`: meta node `i`'s way to meta node `j` (`None` for `i == j`),
+    /// given to node `i` as `--peer-addr`, so any link can be cut.
+    pub meta_links: Vec<Vec<Option<Proxy>>>,
     /// The gateway and its MySQL port.
     gateway: Option<Proc>,
     /// MySQL port of the gateway.
@@ -138,6 +146,7 @@ impl ProcCluster {
             metas: Vec::new(),
             workers: Vec::new(),
             worker_proxies: Vec::new(),
+            meta_links: Vec::new(),
             gateway: None,
             sql_port: 0,
             config,
@@ -145,6 +154,17 @@ impl ProcCluster {
             s3: None,
             mounts: Vec::new(),
         };
+        for i in 0..metas {
+            let mut links = Vec::new();
+            for j in 0..metas {
+                links.push(if i == j {
+                    None
+                } else {
+                    Some(Proxy::start(c.meta_addrs[j].parse()?).await?)
+                });
+            }
+            c.meta_links.push(links);
+        }
         for i in 0..metas {
             let p = c.spawn_meta(i)?;
             c.metas.push(Some(p));
@@ -168,13 +188,53 @@ impl ProcCluster {
         Ok(c)
     }
 
+    /// The failpoints file of process `name` (`worker0`, `meta1`): what it holds is
+    /// armed in the running process (failpoints builds only).
+    pub fn failpoints_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.failpoints"))
+    }
+
+    /// Arms `spec` (`point=actions;…`, empty disarms) in process `name`.
+    pub fn arm(&self, name: &str, spec: &str) -> anyhow::Result<()> {
+        std::fs::write(self.failpoints_file(name), spec)?;
+        Ok(())
+    }
+
+    /// How often each failpoint fired in any process of the run, from the logs.
+    pub fn failpoint_hits(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut hits = std::collections::BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return hits;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "log") {
+                continue;
+            }
+            let Ok(text) = std::fs::read(&path) else {
+                continue;
+            };
+            for line in String::from_utf8_lossy(&text).lines() {
+                if let Some(rest) = line.strip_prefix("failpoint ")
+                    && let Some((name, _)) = rest.split_once(" fired")
+                {
+                    *hits.entry(name.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        hits
+    }
+
     fn spawn(&self, args: &[&str], log: &str) -> anyhow::Result<Proc> {
+        let name = log.trim_end_matches(".log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join(log))?;
         let child = Command::new(&self.bin)
             .args(args)
+            .env("BACKSTOP_FAILPOINTS_FILE", self.failpoints_file(name))
+            .env_remove("FAILPOINTS")
             .env_remove("BACKSTOP_CONFIG")
             .env("BACKSTOP_LOG", "info,openraft=warn")
             .stdout(Stdio::null())
@@ -202,6 +262,14 @@ impl ProcCluster {
         ];
         if i > 0 {
             args.extend(["--join", &self.meta_addrs[0]]);
+        }
+        let routes: Vec<String> = self.meta_links[i]
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| Some(format!("{}={}", j + 1, p.as_ref()?.listen)))
+            .collect();
+        for route in &routes {
+            args.extend(["--peer-addr", route]);
         }
         self.spawn(&args, &format!("meta{}.log", i + 1))
     }
@@ -355,6 +423,34 @@ impl ProcCluster {
         Ok(())
     }
 
+    /// Cuts (or heals) the links between meta node `i` and every other meta node:
+    /// `Mode::Drop` both ways isolates it; `Mode::OneWay` on the links into it lets
+    /// it send but never hear back.
+    pub fn partition_meta(&self, i: usize, inbound: Mode, outbound: Mode) {
+        for (j, links) in self.meta_links.iter().enumerate() {
+            if j == i {
+                for p in links.iter().flatten() {
+                    p.set(outbound);
+                }
+            } else if let Some(p) = &links[i] {
+                p.set(inbound);
+            }
+        }
+    }
+
+    /// Restarts workers that exited (a `crash` failpoint); returns their indexes.
+    pub fn restart_exited_workers(&mut self) -> anyhow::Result<Vec<usize>> {
+        let mut restarted = Vec::new();
+        for w in 0..self.workers.len() {
+            if self.workers[w].as_mut().is_some_and(Proc::exited) {
+                self.workers[w] = None;
+                self.restart_worker(w)?;
+                restarted.push(w);
+            }
+        }
+        Ok(restarted)
+    }
+
     /// Partitions worker `w` from every meta node (or heals it).
     pub fn partition_worker(&self, w: usize, cut: bool) {
         for p in &self.worker_proxies[w] {
@@ -365,6 +461,19 @@ impl ProcCluster {
     /// Heals every fault this cluster controls: proxies pass, paused workers continue,
     /// dead processes restart.
     pub fn heal(&mut self) -> anyhow::Result<()> {
+        for links in &self.meta_links {
+            for p in links.iter().flatten() {
+                p.set(Mode::Pass);
+                p.delay(Duration::ZERO);
+            }
+        }
+        for w in 0..self.workers.len() {
+            self.arm(&format!("worker{w}"), "")?;
+        }
+        for i in 0..self.metas.len() {
+            self.arm(&format!("meta{}", i + 1), "")?;
+        }
+        self.restart_exited_workers()?;
         for w in 0..self.workers.len() {
             self.partition_worker(w, false);
             for p in &self.worker_proxies[w] {

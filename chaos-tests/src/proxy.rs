@@ -1,7 +1,9 @@
 //! A fault-injecting TCP proxy the harness places between processes (workers → meta,
 //! anything → the S3-compatible server) when network namespaces are not available:
 //! it forwards bytes both ways and, on command, drops new and existing connections
-//! (a partition), delays every chunk, or cuts one direction only.
+//! (a partition), delays every chunk, cuts one direction only, answers every HTTP
+//! request with an S3 `503 SlowDown` error, or truncates answers (a read that ends
+//! before its `Content-Length`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +23,19 @@ pub enum Mode {
     Drop,
     /// Forward client → server only; answers never arrive (one-way cut).
     OneWay,
+    /// Answer each new connection's first HTTP request with `503 SlowDown` (S3's
+    /// throttling error) and close it; live connections are closed.
+    HttpError,
+    /// Forward, but close each connection once [`TRUNCATE_AFTER`] answer bytes have
+    /// passed: bodies end early.
+    Truncate,
 }
+
+/// Answer bytes a connection gets in [`Mode::Truncate`] before it is cut: past the
+/// headers of a small answer, into the body of anything larger.
+pub const TRUNCATE_AFTER: usize = 1500;
+
+const SLOW_DOWN: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: 126\r\nConnection: close\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>\n";
 
 impl Mode {
     fn code(self) -> u8 {
@@ -29,6 +43,8 @@ impl Mode {
             Mode::Pass => 0,
             Mode::Drop => 1,
             Mode::OneWay => 2,
+            Mode::HttpError => 3,
+            Mode::Truncate => 4,
         }
     }
 
@@ -36,6 +52,8 @@ impl Mode {
         match code {
             1 => Mode::Drop,
             2 => Mode::OneWay,
+            3 => Mode::HttpError,
+            4 => Mode::Truncate,
             _ => Mode::Pass,
         }
     }
@@ -77,9 +95,16 @@ impl Proxy {
                 let Ok((client, _)) = accepted else {
                     continue;
                 };
-                if Mode::of(c.mode.load(Ordering::SeqCst)) == Mode::Drop {
-                    drop(client);
-                    continue;
+                match Mode::of(c.mode.load(Ordering::SeqCst)) {
+                    Mode::Drop => {
+                        drop(client);
+                        continue;
+                    }
+                    Mode::HttpError => {
+                        tokio::spawn(slow_down(client));
+                        continue;
+                    }
+                    _ => {}
                 }
                 let (c, s) = (c.clone(), s.clone());
                 tokio::spawn(async move {
@@ -132,6 +157,26 @@ async fn pipe(client: TcpStream, server: TcpStream, c: Arc<Control>, stop: Cance
     tokio::join!(up, down);
 }
 
+/// Reads one request head (bounded), answers `503 SlowDown`, closes.
+async fn slow_down(mut client: TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while head.len() < 64 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    if read == Ok(true) {
+        let _ = client.write_all(SLOW_DOWN).await;
+    }
+    let _ = client.shutdown().await;
+}
+
 async fn copy(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -140,6 +185,7 @@ async fn copy(
     answers: bool,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut answered = 0usize;
     loop {
         let n = tokio::select! {
             _ = stop.cancelled() => return,
@@ -148,16 +194,24 @@ async fn copy(
                 Ok(n) => n,
             },
         };
+        let mut n = n;
+        let mut cut = false;
         match Mode::of(c.mode.load(Ordering::SeqCst)) {
-            Mode::Drop => return,
+            Mode::Drop | Mode::HttpError => return,
             Mode::OneWay if answers => continue,
+            Mode::Truncate if answers => {
+                n = n.min(TRUNCATE_AFTER.saturating_sub(answered));
+                answered += n;
+                cut = answered >= TRUNCATE_AFTER;
+            }
             _ => {}
         }
         let delay = c.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        if to.write_all(&buf[..n]).await.is_err() || cut {
+            let _ = to.shutdown().await;
             return;
         }
     }

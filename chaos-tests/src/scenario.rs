@@ -20,6 +20,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use crate::procs::{ProcCluster, backstop_bin};
+use crate::proxy::Mode;
 use crate::workload::{self, RunLimits, Shape};
 
 /// A fault the harness can inject.
@@ -45,11 +46,30 @@ pub enum Nemesis {
     S3Slow,
     /// The piece-copy destination's file system full (ENOSPC), then space again.
     DiskFull,
+    /// The meta leader cut off from the other meta nodes (both ways), then healed.
+    PartitionMetaLeader,
+    /// A meta follower cut off from the other meta nodes (both ways), then healed.
+    PartitionMetaFollower,
+    /// A meta node that can send to its peers but hears nothing back from them
+    /// (every link into it dropped): it times out, calls elections, disrupts.
+    OneWayMeta,
+    /// The S3 server answers every request with `503 SlowDown`.
+    S3Errors,
+    /// Answers from the S3 server cut after 1,500 bytes: reads end before their
+    /// `Content-Length`.
+    S3TruncatedReads,
+    /// The meta leader's clock jumps 30–120 s back or forward (`meta::clock`
+    /// failpoint), then returns: leader-assigned times must stay monotonic.
+    ClockJump,
+    /// A worker failpoint armed on every worker (the points in turn; crash, error or
+    /// a 1.5 s stall, by the seed), with the statements that start work passing it;
+    /// crashed workers restart when it is disarmed.
+    Failpoint,
 }
 
 impl Nemesis {
     /// Every nemesis.
-    pub const ALL: [Nemesis; 10] = [
+    pub const ALL: [Nemesis; 17] = [
         Nemesis::KillMetaLeader,
         Nemesis::KillMetaFollower,
         Nemesis::KillWorker,
@@ -60,6 +80,13 @@ impl Nemesis {
         Nemesis::S3Outage,
         Nemesis::S3Slow,
         Nemesis::DiskFull,
+        Nemesis::PartitionMetaLeader,
+        Nemesis::PartitionMetaFollower,
+        Nemesis::OneWayMeta,
+        Nemesis::S3Errors,
+        Nemesis::S3TruncatedReads,
+        Nemesis::ClockJump,
+        Nemesis::Failpoint,
     ];
 
     /// Name in reports and on the command line.
@@ -75,12 +102,22 @@ impl Nemesis {
             Nemesis::S3Outage => "s3-outage",
             Nemesis::S3Slow => "s3-slow",
             Nemesis::DiskFull => "disk-full",
+            Nemesis::PartitionMetaLeader => "partition-meta-leader",
+            Nemesis::PartitionMetaFollower => "partition-meta-follower",
+            Nemesis::OneWayMeta => "one-way-meta",
+            Nemesis::S3Errors => "s3-errors",
+            Nemesis::S3TruncatedReads => "s3-truncated-reads",
+            Nemesis::ClockJump => "clock-jump",
+            Nemesis::Failpoint => "failpoint",
         }
     }
 
     /// Whether it needs the S3 server.
     pub fn needs_s3(self) -> bool {
-        matches!(self, Nemesis::S3Outage | Nemesis::S3Slow)
+        matches!(
+            self,
+            Nemesis::S3Outage | Nemesis::S3Slow | Nemesis::S3Errors | Nemesis::S3TruncatedReads
+        )
     }
 }
 
@@ -110,6 +147,25 @@ pub fn scenarios() -> Vec<Scenario> {
             workers: 2,
         },
         Scenario {
+            name: "meta-partitions",
+            about: "meta nodes cut off from each other (leader, follower, one-way) and the leader's clock jumping",
+            nemeses: vec![
+                Nemesis::PartitionMetaLeader,
+                Nemesis::PartitionMetaFollower,
+                Nemesis::OneWayMeta,
+                Nemesis::ClockJump,
+            ],
+            metas: 3,
+            workers: 2,
+        },
+        Scenario {
+            name: "failpoints",
+            about: "workers crash, fail or stall at exact steps of backup, archive, copy, commit and cleanup",
+            nemeses: vec![Nemesis::Failpoint],
+            metas: 3,
+            workers: 2,
+        },
+        Scenario {
             name: "worker-faults",
             about: "workers killed, paused past their lease (zombies), partitioned and slowed",
             nemeses: vec![
@@ -123,8 +179,14 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "storage-faults",
-            about: "backup_backup_dest on S3 (moto) behind a proxy that drops and slows it; a worker killed",
-            nemeses: vec![Nemesis::S3Outage, Nemesis::S3Slow, Nemesis::KillWorker],
+            about: "backup_backup_dest on S3 (moto) behind a proxy that drops, slows, fails (503) and truncates it; a worker killed",
+            nemeses: vec![
+                Nemesis::S3Outage,
+                Nemesis::S3Slow,
+                Nemesis::S3Errors,
+                Nemesis::S3TruncatedReads,
+                Nemesis::KillWorker,
+            ],
             metas: 3,
             workers: 2,
         },
@@ -182,6 +244,10 @@ pub struct Fault {
     pub target: usize,
     /// How long it lasted (s).
     pub held_s: f64,
+    /// What exactly (a failpoint and its action, a clock shift), if more than the
+    /// nemesis says.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// One operation of the workload.
@@ -225,6 +291,8 @@ pub struct Report {
     pub invariants: Vec<Verdict>,
     /// Seconds from healing to a quiet cluster.
     pub settle_s: f64,
+    /// Failpoints that fired, with counts (from the processes' logs).
+    pub failpoints_hit: std::collections::BTreeMap<String, u64>,
     /// Seconds of the whole run.
     pub total_s: f64,
 }
@@ -247,6 +315,14 @@ impl Report {
             self.settle_s,
             self.total_s
         );
+        if !self.failpoints_hit.is_empty() {
+            let hits: Vec<String> = self
+                .failpoints_hit
+                .iter()
+                .map(|(k, v)| format!("{k}×{v}"))
+                .collect();
+            s.push_str(&format!("  failpoints fired: {}\n", hits.join(", ")));
+        }
         for v in &self.invariants {
             s.push_str(&format!(
                 "  {:<28} {:<4} {}\n",
@@ -287,6 +363,8 @@ struct Run {
     faults: Vec<Fault>,
     ops: Vec<Operation>,
     dir: PathBuf,
+    /// Failpoint faults so far (they take the points in turn).
+    failpoints_armed: usize,
 }
 
 impl Run {
@@ -376,6 +454,7 @@ impl Run {
         let at = self.at();
         let workers = self.cluster.worker_count() as u64;
         let target;
+        let mut detail = String::new();
         match n {
             Nemesis::KillMetaLeader => {
                 target = self.cluster.leader().await.unwrap_or(0);
@@ -415,19 +494,105 @@ impl Run {
                 tokio::time::sleep(hold.max(lease + Duration::from_secs(1))).await;
                 self.cluster.partition_worker(target, false);
             }
-            Nemesis::S3Outage | Nemesis::S3Slow => {
+            Nemesis::S3Outage | Nemesis::S3Slow | Nemesis::S3Errors | Nemesis::S3TruncatedReads => {
                 target = 0;
                 if let Some(p) = self.cluster.s3_proxy() {
-                    if n == Nemesis::S3Outage {
-                        p.set(crate::proxy::Mode::Drop);
-                    } else {
-                        p.delay(Duration::from_millis(200));
+                    match n {
+                        Nemesis::S3Outage => p.set(Mode::Drop),
+                        Nemesis::S3Errors => p.set(Mode::HttpError),
+                        Nemesis::S3TruncatedReads => p.set(Mode::Truncate),
+                        _ => p.delay(Duration::from_millis(200)),
                     }
                 }
                 tokio::time::sleep(hold).await;
                 if let Some(p) = self.cluster.s3_proxy() {
-                    p.set(crate::proxy::Mode::Pass);
+                    p.set(Mode::Pass);
                     p.delay(Duration::ZERO);
+                }
+            }
+            Nemesis::PartitionMetaLeader | Nemesis::PartitionMetaFollower | Nemesis::OneWayMeta => {
+                let leader = self.cluster.leader().await.unwrap_or(0);
+                let metas = self.cluster.meta_count();
+                target = match n {
+                    Nemesis::PartitionMetaLeader => leader,
+                    Nemesis::PartitionMetaFollower => {
+                        (leader + 1 + self.rng.below(metas as u64 - 1) as usize) % metas
+                    }
+                    _ => self.rng.below(metas as u64) as usize,
+                };
+                if n == Nemesis::OneWayMeta {
+                    self.cluster.partition_meta(target, Mode::Drop, Mode::Pass);
+                } else {
+                    self.cluster.partition_meta(target, Mode::Drop, Mode::Drop);
+                }
+                // Longer than an election: the majority side elects a new leader.
+                tokio::time::sleep(hold.max(Duration::from_secs(3))).await;
+                self.cluster.partition_meta(target, Mode::Pass, Mode::Pass);
+            }
+            Nemesis::ClockJump => {
+                target = self.cluster.leader().await.unwrap_or(0);
+                let secs = 30 + self.rng.below(91) as i64;
+                let shift_ms = if self.rng.below(2) == 0 { -secs } else { secs } * 1000;
+                detail = format!("leader clock {shift_ms:+} ms");
+                let name = format!("meta{}", target + 1);
+                self.cluster.arm(
+                    &name,
+                    &format!(
+                        "{}=return({shift_ms})",
+                        backstop_common::failpoints::CLOCK_POINT
+                    ),
+                )?;
+                tokio::time::sleep(hold).await;
+                self.cluster.arm(&name, "")?;
+            }
+            Nemesis::Failpoint => {
+                use backstop_common::failpoints::WORKER_POINTS;
+                let point = WORKER_POINTS[self.failpoints_armed % WORKER_POINTS.len()];
+                self.failpoints_armed += 1;
+                target = self.failpoints_armed - 1;
+                // The action follows the turn (not the clock-dependent generator), so a
+                // seed arms the same point with the same action every time.
+                let action = match (self.cluster.seed() as usize + target) % 3 {
+                    0 => "1*return(crash)",
+                    1 => "return",
+                    _ => "return(stall)",
+                };
+                detail = format!("{point}={action}");
+                for w in 0..workers as usize {
+                    self.cluster.arm(&format!("worker{w}"), &detail)?;
+                }
+                // Start the work that passes the point (archiving always runs).
+                let t = TENANTS[self.rng.below(TENANTS.len() as u64) as usize];
+                let backup = format!("ALTER SYSTEM BACKUP DATABASE TENANT = {t}");
+                let statements: Vec<String> = match point.split("::").next() {
+                    Some("backup") | Some("task") => vec![backup],
+                    Some("copy") => vec![
+                        "ALTER SYSTEM BACKUP BACKUPSET ALL".to_string(),
+                        format!(
+                            "ALTER SYSTEM BACKUP BACKUPPIECE ALL BACKUP_BACKUP_DEST = 'file://{}'",
+                            self.dir.join("pieces").display()
+                        ),
+                    ],
+                    Some("clean") => vec![
+                        backup,
+                        "ALTER SYSTEM BACKUP BACKUPSET ALL".to_string(),
+                        format!("ALTER SYSTEM CANCEL BACKUP TENANT = {t}"),
+                        "ALTER SYSTEM CANCEL BACKUP BACKUPSET".to_string(),
+                    ],
+                    _ => Vec::new(),
+                };
+                for stmt in statements {
+                    self.sql(&stmt).await;
+                }
+                tokio::time::sleep(hold.min(Duration::from_secs(2))).await;
+                for w in 0..workers as usize {
+                    self.cluster.arm(&format!("worker{w}"), "")?;
+                }
+                // Give a crash that is under way a moment, then bring the dead back.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let restarted = self.cluster.restart_exited_workers()?;
+                if !restarted.is_empty() {
+                    detail.push_str(&format!("; restarted crashed workers {restarted:?}"));
                 }
             }
             Nemesis::DiskFull => {
@@ -459,6 +624,7 @@ impl Run {
             nemesis: n.name(),
             target,
             held_s: held,
+            detail,
         });
         Ok(())
     }
@@ -503,6 +669,8 @@ pub async fn run(
         faults: Vec::new(),
         ops: Vec::new(),
         dir: dir.to_path_buf(),
+        // The seed picks where the turn of failpoints starts.
+        failpoints_armed: (seed % backstop_common::failpoints::WORKER_POINTS.len() as u64) as usize,
     };
     // Tenants fed by the generator.
     let stop_load = Arc::new(AtomicBool::new(false));
@@ -614,7 +782,13 @@ async fn exercise(
             let n = scenario.nemeses[r.rng.below(scenario.nemeses.len() as u64) as usize];
             let hold = Duration::from_millis(1000 + r.rng.below(3000));
             r.fault(n, hold, lease).await?;
-            next_fault = Instant::now() + Duration::from_secs(2 + r.rng.below(4));
+            // Failpoints take their turns quickly: each one is armed only briefly.
+            let gap = if n == Nemesis::Failpoint {
+                1
+            } else {
+                2 + r.rng.below(4)
+            };
+            next_fault = Instant::now() + Duration::from_secs(gap);
         }
         tokio::time::sleep(Duration::from_millis(300 + r.rng.below(900))).await;
     }
@@ -632,6 +806,7 @@ async fn exercise(
     verdicts.push(replicas_agree(r).await);
     verdicts.push(acknowledged_work_kept(r).await);
     verdicts.push(cancels_within_bound(r, healed_ms).await);
+    verdicts.push(leader_times_monotonic(r).await);
     verdicts.push(archive_continuity(r).await);
     verdicts.push(catalog_equals_storage(r).await);
     verdicts.push(copies_validate_and_restore(r).await);
@@ -643,6 +818,7 @@ async fn exercise(
         operations: r.ops.clone(),
         invariants: verdicts,
         settle_s,
+        failpoints_hit: r.cluster.failpoint_hits(),
         total_s: 0.0,
     })
 }
@@ -1028,6 +1204,64 @@ async fn catalog_equals_storage(r: &Run) -> Verdict {
     verdict("catalog_equals_storage", result)
 }
 
+/// Leader-assigned times never go back, whatever the leaders' clocks did: jobs in id
+/// order start at non-decreasing times and end no earlier than they start; a round's
+/// pieces are created in piece-id order at non-decreasing times.
+async fn leader_times_monotonic(r: &Run) -> Verdict {
+    let result = async {
+        let mut m = r.meta().await?;
+        let mut jobs = m.list_jobs(list()).await?.into_inner().jobs;
+        jobs.sort_by_key(|j| j.job_id);
+        for w in jobs.windows(2) {
+            if w[1].start_time_ms < w[0].start_time_ms {
+                bail!(
+                    "job {} starts at {} ms, before job {} ({} ms)",
+                    w[1].job_id,
+                    w[1].start_time_ms,
+                    w[0].job_id,
+                    w[0].start_time_ms
+                );
+            }
+        }
+        if let Some(j) = jobs
+            .iter()
+            .find(|j| j.end_time_ms != 0 && j.end_time_ms < j.start_time_ms)
+        {
+            bail!(
+                "job {} ends at {} ms, before it starts ({} ms)",
+                j.job_id,
+                j.end_time_ms,
+                j.start_time_ms
+            );
+        }
+        let mut pieces = m.list_pieces(list()).await?.into_inner().pieces;
+        pieces.retain(|p| p.copy_id == 0);
+        pieces.sort_by_key(|p| (p.tenant_id, p.round_id, p.backup_piece_id));
+        for w in pieces.windows(2) {
+            if (w[0].tenant_id, w[0].round_id) == (w[1].tenant_id, w[1].round_id)
+                && w[1].create_time_ms < w[0].create_time_ms
+            {
+                bail!(
+                    "piece {} of tenant {} round {} created at {} ms, before piece {} ({} ms)",
+                    w[1].backup_piece_id,
+                    w[1].tenant_id,
+                    w[1].round_id,
+                    w[1].create_time_ms,
+                    w[0].backup_piece_id,
+                    w[0].create_time_ms
+                );
+            }
+        }
+        Ok(format!(
+            "{} jobs and {} pieces in order of their leader-assigned times",
+            jobs.len(),
+            pieces.len()
+        ))
+    }
+    .await;
+    verdict("leader_times_monotonic", result)
+}
+
 /// Every set marked AVAILABLE on any copy validates, and restores exactly (by the
 /// workload generator's digests) from the primary and from the copy destination.
 async fn copies_validate_and_restore(r: &Run) -> Verdict {
@@ -1102,55 +1336,83 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        // Restore each tenant's newest set from the primary at its earliest restorable
-        // SCN, and from the copy destination (the newest copied set the copied archive
-        // reaches) at everything it archived.
+        // Restores, each checked against the workload generator's digests:
+        // - from the primary: the newest 4 available sets at their earliest restorable
+        //   SCN, and the newest one also halfway to and at the archive's checkpoint;
+        // - from the copy destination: the newest copied set the copied archive
+        //   reaches, at its earliest restorable SCN and at everything copied.
         let mut restored = 0;
+        let mut points = Vec::new();
         for t in tenants.iter().filter(|t| t.tenant_id != 1) {
             let primary = format!("file://{}", r.dir.join("bk").display());
-            for (dest, uri, copy) in [("bk", primary, 0u64), ("bk2", r.copy_dest.clone(), 1)] {
-                let Some(set) = sets
-                    .iter()
-                    .filter(|s| {
-                        s.tenant_id == t.tenant_id
-                            && s.copy_id == copy
-                            && s.file_status == "AVAILABLE"
-                            && (copy == 0
-                                || s.min_restore_scn
-                                    <= copy_end.get(&t.tenant_id).copied().unwrap_or(0))
-                    })
-                    .max_by_key(|s| s.backup_set_id)
-                else {
-                    continue;
-                };
-                let to = r.dir.join(format!("restore-{}-{dest}", t.tenant_name));
-                let mut args = vec![
-                    "restore".to_string(),
-                    "--dest".into(),
-                    uri,
-                    "--tenant".into(),
-                    t.tenant_name.clone(),
-                    "--to".into(),
-                    to.display().to_string(),
-                    "--backup-set".into(),
-                    set.backup_set_id.to_string(),
-                ];
-                if copy == 0 {
-                    args.extend(["--until-scn".into(), set.min_restore_scn.to_string()]);
+            let archived = rounds
+                .iter()
+                .filter(|x| x.tenant_id == t.tenant_id)
+                .map(|x| x.checkpoint_scn)
+                .max()
+                .unwrap_or(0);
+            let mut newest: Vec<&BackupSet> = sets
+                .iter()
+                .filter(|s| {
+                    s.tenant_id == t.tenant_id && s.copy_id == 0 && s.file_status == "AVAILABLE"
+                })
+                .collect();
+            newest.sort_by_key(|s| std::cmp::Reverse(s.backup_set_id));
+            newest.truncate(4);
+            for (i, set) in newest.iter().enumerate() {
+                let min = set.min_restore_scn;
+                let mut scns = vec![Some(min)];
+                if i == 0 && archived > min {
+                    scns.extend([Some(min + (archived - min) / 2), Some(archived)]);
                 }
-                let out = std::process::Command::new(&bin).args(&args).output()?;
-                if !out.status.success() {
-                    bail!(
-                        "restore of {} set {} from {dest}: {}",
-                        t.tenant_name,
-                        set.backup_set_id,
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+                for scn in scns {
+                    points.push((t.tenant_name.clone(), primary.clone(), "bk", set.backup_set_id, scn));
                 }
-                workload::verify(&to, &r.dir.join(&t.tenant_name), None)
-                    .with_context(|| format!("verify {} restored from {dest}", t.tenant_name))?;
-                restored += 1;
             }
+            let end = copy_end.get(&t.tenant_id).copied().unwrap_or(0);
+            if let Some(set) = sets
+                .iter()
+                .filter(|s| {
+                    s.tenant_id == t.tenant_id
+                        && s.copy_id == 1
+                        && s.file_status == "AVAILABLE"
+                        && s.min_restore_scn <= end
+                })
+                .max_by_key(|s| s.backup_set_id)
+            {
+                for scn in [Some(set.min_restore_scn), None] {
+                    points.push((t.tenant_name.clone(), r.copy_dest.clone(), "bk2", set.backup_set_id, scn));
+                }
+            }
+        }
+        for (n, (tenant, uri, dest, set_id, scn)) in points.into_iter().enumerate() {
+            let to = r.dir.join(format!("restore-{n}-{tenant}-{dest}"));
+            let mut args = vec![
+                "restore".to_string(),
+                "--dest".into(),
+                uri,
+                "--tenant".into(),
+                tenant.clone(),
+                "--to".into(),
+                to.display().to_string(),
+                "--backup-set".into(),
+                set_id.to_string(),
+            ];
+            if let Some(scn) = scn {
+                args.extend(["--until-scn".into(), scn.to_string()]);
+            }
+            let at = scn.map_or("the end".to_string(), |s| format!("SCN {s}"));
+            let out = std::process::Command::new(&bin).args(&args).output()?;
+            if !out.status.success() {
+                bail!(
+                    "restore of {tenant} set {set_id} from {dest} at {at}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            workload::verify(&to, &r.dir.join(&tenant), scn)
+                .with_context(|| format!("verify {tenant} set {set_id} restored from {dest} at {at}"))?;
+            let _ = std::fs::remove_dir_all(&to);
+            restored += 1;
         }
         Ok(format!(
             "{validated} available sets validate; {restored} restores exact"

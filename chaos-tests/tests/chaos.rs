@@ -27,7 +27,11 @@ fn ensure_binary() {
 /// `cargo test` would otherwise run them all at once on two cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn scenario(name: &str, seed: u64) {
+fn scenario(name: &str, seed: u64) -> backstop_chaos::scenario::Report {
+    scenario_for(name, seed, Duration::from_secs(20))
+}
+
+fn scenario_for(name: &str, seed: u64, duration: Duration) -> backstop_chaos::scenario::Report {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     ensure_binary();
     let s = scenarios().into_iter().find(|s| s.name == name).unwrap();
@@ -37,9 +41,7 @@ fn scenario(name: &str, seed: u64) {
         .enable_all()
         .build()
         .unwrap();
-    let report = rt
-        .block_on(run(&s, seed, Duration::from_secs(20), dir.path()))
-        .unwrap();
+    let report = rt.block_on(run(&s, seed, duration, dir.path())).unwrap();
     println!("{}", report.table());
     assert!(
         !report.faults.is_empty(),
@@ -47,11 +49,40 @@ fn scenario(name: &str, seed: u64) {
         report.table()
     );
     assert!(report.passed(), "{}", report.table());
+    report
 }
 
 #[test]
 fn meta_failover() {
     scenario("meta-failover", 1);
+}
+
+#[test]
+fn meta_partitions() {
+    scenario("meta-partitions", 2);
+}
+
+/// Test builds have failpoints (the dev-dependency turns the feature on): the points
+/// must really fire in the worker processes, crashes included.
+fn failpoints(seed: u64) {
+    let report = scenario_for("failpoints", seed, Duration::from_secs(30));
+    assert!(
+        !report.failpoints_hit.is_empty(),
+        "no failpoint fired: is the backstop binary built without the failpoints feature? {}",
+        report.table()
+    );
+}
+
+/// The first half of the points in turn (the seed picks where the turn starts).
+#[test]
+fn failpoints_backup_and_archive() {
+    failpoints(0);
+}
+
+/// The second half: archive commit, copies, task commit, cleanup.
+#[test]
+fn failpoints_copy_commit_cleanup() {
+    failpoints(6);
 }
 
 #[test]

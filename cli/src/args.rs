@@ -171,4 +171,9 @@ pub struct MetaArgs {
     /// Name given to a new cluster [default: backstop].
     #[arg(long, env = "BACKSTOP_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
+    /// Reach peer node ID at HOST:PORT instead of the address it advertised
+    /// (`ID=HOST:PORT`, repeatable): NAT, tunnels, or the chaos harness's per-link
+    /// proxies.
+    #[arg(long = "peer-addr", value_name = "ID=HOST:PORT")]
+    pub peer_addrs: Vec<String>,
 }

@@ -125,6 +125,15 @@ pub fn meta_config(args: &MetaArgs, file: &FileConfig) -> anyhow::Result<MetaCon
     if let Some(name) = args.cluster_name.clone() {
         config.cluster_name = name;
     }
+    for route in &args.peer_addrs {
+        let parsed = route
+            .split_once('=')
+            .and_then(|(id, addr)| Some((id.trim().parse::<u64>().ok()?, addr.trim())));
+        let Some((id, addr)) = parsed.filter(|(_, a)| !a.is_empty()) else {
+            bail!("--peer-addr wants ID=HOST:PORT, got '{route}'");
+        };
+        config.peer_addrs.insert(id, addr.to_string());
+    }
     Ok(config)
 }
 

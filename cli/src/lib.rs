@@ -5,6 +5,7 @@ pub mod args;
 pub mod config;
 pub mod ctl;
 pub mod demo;
+mod failpoints;
 pub mod offline;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ pub fn main_with(args: Args) -> ExitCode {
         Cmd::Ctl(_) | Cmd::Restore(_) | Cmd::Validate(_)
     );
     init_logging(&args, &file, is_ctl);
+    failpoints::arm();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,5 +1,6 @@
 //! Configuration of one meta node.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +57,9 @@ pub struct MetaConfig {
     pub raft: RaftTuning,
     /// A task attempt without a heartbeat for this long is moved to another worker, ms.
     pub task_lease_ms: u64,
+    /// Addresses to reach peers by instead of the ones in the membership, by node id
+    /// (NAT, tunnels, the chaos harness's per-link proxies); empty by default.
+    pub peer_addrs: BTreeMap<u64, String>,
 }
 
 impl MetaConfig {
@@ -71,7 +75,14 @@ impl MetaConfig {
             root_password: String::new(),
             raft: RaftTuning::default(),
             task_lease_ms: 10_000,
+            peer_addrs: BTreeMap::new(),
         }
+    }
+
+    /// Where to reach node `id` that advertised `addr`.
+    pub(crate) fn route(&self, id: Option<u64>, addr: String) -> String {
+        id.and_then(|id| self.peer_addrs.get(&id).cloned())
+            .unwrap_or(addr)
     }
 
     pub(crate) fn openraft_config(&self) -> Result<openraft::Config, String> {

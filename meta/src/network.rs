@@ -65,16 +65,23 @@ pub fn raft_client(addr: &str) -> Result<RaftServiceClient<Channel>, MetaError> 
 
 /// Builds [`Network`] connections for openraft.
 #[derive(Clone, Default)]
-pub struct NetworkFactory;
+pub struct NetworkFactory {
+    /// `MetaConfig::peer_addrs`: node id → address overriding the membership's.
+    pub routes: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        let mut node = node.clone();
+        if let Some(addr) = self.routes.get(&target) {
+            node.addr = addr.clone();
+        }
         Network {
             target,
-            node: node.clone(),
             client: raft_client(&node.addr).ok(),
+            node,
         }
     }
 }

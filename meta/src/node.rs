@@ -73,10 +73,15 @@ pub struct MetaNode {
     leases: Arc<Leases>,
 }
 
+/// The leader's wall clock, ms since the epoch (shifted by the `meta::clock` failpoint
+/// in failpoints builds: a clock jump). Applied times never go back whatever it says:
+/// the state machine takes the max with the last applied time.
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    backstop_common::failpoints::clock_ms(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
 }
 
 fn fatal(e: impl std::fmt::Display) -> MetaError {
@@ -105,7 +110,9 @@ impl MetaNode {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            NetworkFactory,
+            NetworkFactory {
+                routes: Arc::new(config.peer_addrs.clone()),
+            },
             log.clone(),
             sm,
         )
@@ -497,7 +504,9 @@ impl MetaNode {
     ) -> Result<MetaError, Redirect> {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_node {
-                Some(node) if f.leader_id != Some(self.id) => Err(Redirect::To(node.addr)),
+                Some(node) if f.leader_id != Some(self.id) => {
+                    Err(Redirect::To(self.config.route(f.leader_id, node.addr)))
+                }
                 _ => Err(Redirect::Unknown),
             },
             RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Ok(MetaError::new(
@@ -517,7 +526,8 @@ impl MetaNode {
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                     match f.leader_node {
                         Some(node) if f.leader_id != Some(self.id) => {
-                            self.follower_read_index(&node.addr).await
+                            let addr = self.config.route(f.leader_id, node.addr);
+                            self.follower_read_index(&addr).await
                         }
                         _ => Err(MetaError::no_leader("no meta leader elected yet")),
                     }

@@ -387,9 +387,11 @@ impl Archiver<'_> {
             stored_checksum: manifest::checksum(&stored),
         };
         self.output_since_report += stored.len() as u64;
+        backstop_common::failpoint!("archive::before_upload", WorkerError::Storage);
         self.store
             .put(&key, Bytes::from(stored), &self.ctx.abort)
             .await?;
+        backstop_common::failpoint!("archive::after_upload", WorkerError::Storage);
         self.piece.objects.push(object);
         self.buffer_start = end;
         Ok(())
@@ -425,6 +427,7 @@ impl Archiver<'_> {
             switch_to,
             frozen_piece,
         };
+        backstop_common::failpoint!("archive::before_commit", WorkerError::Meta);
         self.ctx.report_archive(&progress).await?;
         self.ckpt = checkpoint;
         self.input_since_report = 0;
@@ -444,6 +447,7 @@ impl Archiver<'_> {
                 &self.ctx.abort,
             )
             .await?;
+        backstop_common::failpoint!("archive::before_marker", WorkerError::Storage);
         self.store
             .put(
                 &layout::piece_frozen(&piece.dir),

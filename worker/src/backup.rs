@@ -152,7 +152,9 @@ impl ObjectWriter<'_> {
             checksum: manifest::checksum(&data),
         });
         self.output_bytes += data.len() as u64;
+        backstop_common::failpoint!("backup::before_upload", WorkerError::Storage);
         self.store.put(&key, Bytes::from(data), cancel).await?;
+        backstop_common::failpoint!("backup::after_upload", WorkerError::Storage);
         self.seq += 1;
         Ok(())
     }
@@ -429,6 +431,7 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
     store
         .put(&layout::set_manifest(&set_dir), data, &ctx.abort)
         .await?;
+    backstop_common::failpoint!("backup::before_marker", WorkerError::Storage);
     store
         .put(
             &layout::set_complete(&set_dir),

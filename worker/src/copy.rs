@@ -68,7 +68,9 @@ async fn copy_object(
         )));
     }
     let n = data.len() as u64;
+    backstop_common::failpoint!("copy::before_upload", WorkerError::Storage);
     dst.put(key, data, &ctx.abort).await?;
+    backstop_common::failpoint!("copy::after_upload", WorkerError::Storage);
     ctx.progress.add(n);
     Ok((n, n, false))
 }
@@ -170,6 +172,7 @@ pub async fn copy_set(
     dst_store
         .put(&manifest_key, manifest_bytes, &ctx.abort)
         .await?;
+    backstop_common::failpoint!("copy::before_marker", WorkerError::Storage);
     dst_store.put(&marker_key, marker, &ctx.abort).await?;
     dst_store.put(&index_key, index_bytes, &ctx.abort).await?;
     info!(
@@ -221,6 +224,7 @@ pub async fn copy_piece(
     if m.frozen {
         let marker_key = layout::piece_frozen(&dir);
         let marker = src_store.get(&marker_key, &ctx.abort).await?;
+        backstop_common::failpoint!("copy::before_marker", WorkerError::Storage);
         dst_store.put(&marker_key, marker, &ctx.abort).await?;
         let index_key = layout::piece_index(round_id, piece_id);
         let index = src_store.get(&index_key, &ctx.abort).await?;
@@ -348,7 +352,14 @@ async fn follow_piece(
         .filter(|o| !have.contains(o.key.as_str()))
         .cloned()
         .collect();
-    let complete_now = m.frozen && todo.is_empty();
+    // A piece is sealed once its `.frozen` marker and index entry exist: the archiver
+    // writes the frozen manifest first, so a manifest that says frozen may be read
+    // before them (or the archiver died in between and its successor seals it). Until
+    // then, follow it like an open piece.
+    let marker_key = layout::piece_frozen(&dir);
+    let index_key = layout::piece_index(round_id, piece_id);
+    let sealed = m.frozen && src.exists(&marker_key).await? && src.exists(&index_key).await?;
+    let complete_now = sealed && todo.is_empty();
     if todo.is_empty() && !complete_now {
         return Ok(());
     }
@@ -364,7 +375,7 @@ async fn follow_piece(
         state.objects.push(o);
     }
     let checkpoint = state.objects.last().map_or(m.start_scn, |o| o.end);
-    let frozen = m.frozen && state.objects.len() == m.objects.len();
+    let frozen = sealed && state.objects.len() == m.objects.len();
     let copy = PieceManifest {
         format_version: m.format_version,
         round_id,
@@ -383,10 +394,9 @@ async fn follow_piece(
     if frozen {
         // The primary's own manifest, byte for byte, once everything is here.
         dst.put(&key, bytes, &ctx.abort).await?;
-        let marker_key = layout::piece_frozen(&dir);
         let marker = src.get(&marker_key, &ctx.abort).await?;
+        backstop_common::failpoint!("copy::before_marker", WorkerError::Storage);
         dst.put(&marker_key, marker, &ctx.abort).await?;
-        let index_key = layout::piece_index(round_id, piece_id);
         let index = src.get(&index_key, &ctx.abort).await?;
         dst.put(&index_key, index, &ctx.abort).await?;
         state.done = true;
@@ -471,6 +481,7 @@ async fn clean_item(ctx: &TaskCtx, store: &TenantStore, item: &CleanItem) -> Res
     if let Some(index) = &item.index {
         store.delete(index).await?;
     }
+    backstop_common::failpoint!("clean::during_cleanup", WorkerError::Storage);
     let mut keep: HashSet<String> = HashSet::new();
     if item.keep_referenced {
         // A piece's or a set's manifest (both list `objects[].key`): keep it, its

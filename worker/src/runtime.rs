@@ -396,6 +396,7 @@ async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<AtomicU8>) -> (u64, 
 }
 
 async fn report(ctx: &TaskCtx, outcome: &TaskOutcome) -> Result<()> {
+    backstop_common::failpoint!("task::before_commit", WorkerError::Meta);
     let bytes = encode(outcome).map_err(|e| WorkerError::Invalid(e.to_string()))?;
     let req = ReportTaskRequest {
         task_id: ctx.task_id,
