@@ -557,7 +557,7 @@ impl Session {
         if !self.is_sys() {
             return Ok(self.tenant.clone());
         }
-        let snap = self.snapshot(&[Source::Sets]).await?;
+        let snap = self.snapshot(&[Source::Tenants, Source::Sets]).await?;
         let owner = snap
             .sets
             .iter()
@@ -568,12 +568,19 @@ impl Session {
                     format!("backup set {backup_set_id} does not exist"),
                 )
             })?;
-        Ok(snap
-            .tenants
+        snap.tenants
             .iter()
             .find(|t| t.tenant_id == owner.tenant_id)
             .map(|t| t.tenant_name.clone())
-            .unwrap_or_default())
+            .ok_or_else(|| {
+                SqlError::coded(
+                    Code::EntryNotExist,
+                    format!(
+                        "backup set {backup_set_id} belongs to tenant {}, which no longer exists",
+                        owner.tenant_id
+                    ),
+                )
+            })
     }
 
     /// Users are managed by the `root` user of their tenant.

@@ -49,18 +49,23 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.command {
         Cmd::List => {
-            let all = Nemesis::ALL;
-            print!("{:<16}", "scenario");
-            for n in all {
-                print!(" {:>18}", n.name());
+            // Nemeses down, scenarios across: 17 rows fit a terminal, 17 columns don't.
+            let all = scenarios();
+            print!("{:<24}", "nemesis \\ scenario");
+            for s in &all {
+                print!(" {:>15}", s.name);
             }
             println!();
-            for s in scenarios() {
-                print!("{:<16}", s.name);
-                for n in all {
-                    print!(" {:>18}", if s.nemeses.contains(&n) { "x" } else { "" });
+            for n in Nemesis::ALL {
+                print!("{:<24}", n.name());
+                for s in &all {
+                    print!(" {:>15}", if s.nemeses.contains(&n) { "x" } else { "" });
                 }
-                println!("   {}", s.about);
+                println!();
+            }
+            println!();
+            for s in &all {
+                println!("{:<16} {}", s.name, s.about);
             }
             Ok(())
         }
