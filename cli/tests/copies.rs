@@ -616,3 +616,118 @@ fn a_policy_with_secondary_backup_backs_up_copies_and_stops_when_turned_off() {
     assert_eq!(c.ctl(&["policy", "drop"])["dropped"], true);
     load.finish();
 }
+
+/// `DELETE BACKUPSET n [COPY k]` through the mysql CLI: refused while an incremental
+/// depends on the set, then each set and a copy go DELETING → DELETED with nothing left
+/// at their destination; a deleted set neither restores nor serves as a base.
+#[test]
+fn delete_backupset_removes_sets_and_copies_in_dependency_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = Cluster::start(dir, 1, 3000);
+    let src = dir.join("t1");
+    workload::init(&src, Shape::of_size(4 << 20, 2), 9).unwrap();
+    let load = start_load(&src, 100_000);
+    let (_gw, m) = start_gateway(dir, &c.meta);
+    let (bk, bk2) = (dir.join("bk"), dir.join("bk2"));
+    m.exec(&format!(
+        "CREATE TENANT t1 SOURCE 'dir://{}';
+         ALTER SYSTEM SET backup_dest = '{}';
+         ALTER SYSTEM SET backup_dest_option = 'log_archive_checkpoint_interval=1s&log_archive_piece_switch_interval=3s';
+         ALTER SYSTEM SET backup_backup_dest = '{}';
+         ALTER SYSTEM ARCHIVELOG;",
+        src.display(),
+        file_uri(&bk),
+        file_uri(&bk2)
+    ));
+    wait_for("archive DOING", 30, || {
+        (m.rows("SELECT STATUS FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = 1001")
+            == vec![vec!["DOING".to_string()]])
+        .then_some(())
+    });
+    let available = |copy: u64| {
+        m.count(&format!(
+            "SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES WHERE COPY_ID = {copy} AND FILE_STATUS = 'AVAILABLE'"
+        ))
+    };
+    m.exec("ALTER SYSTEM BACKUP DATABASE;");
+    wait_for("the full backup", 60, || (available(0) == 1).then_some(()));
+    m.exec("ALTER SYSTEM BACKUP INCREMENTAL DATABASE;");
+    wait_for("the incremental", 60, || (available(0) == 2).then_some(()));
+    m.exec("ALTER SYSTEM BACKUP BACKUPSET ALL;");
+    wait_for("both sets copied", 60, || (available(1) == 2).then_some(()));
+    let status = |set: u64, copy: u64| {
+        m.rows(&format!(
+            "SELECT FILE_STATUS FROM oceanbase.CDB_OB_BACKUP_SET_FILES WHERE BS_KEY = {set} AND COPY_ID = {copy}"
+        ))
+    };
+    let wait_deleted = |set: u64, copy: u64| {
+        wait_for("DELETED", 30, || {
+            (status(set, copy) == vec![vec!["DELETED".to_string()]]).then_some(())
+        })
+    };
+    let t = tenant_root(&bk, 1001);
+    let t2 = tenant_root(&bk2, 1001);
+    let set_dirs = |root: &Path| {
+        files(root)
+            .into_iter()
+            .filter(|f| f.starts_with("data/") || f.starts_with("info/backup_set_"))
+            .map(|f| f.split('/').take(2).collect::<Vec<_>>().join("/"))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        set_dirs(&t),
+        BTreeSet::from([
+            "data/backup_set_1_full".to_string(),
+            "data/backup_set_2_inc".to_string(),
+            "info/backup_set_1".to_string(),
+            "info/backup_set_2".to_string(),
+        ])
+    );
+
+    // The full set is the incremental's base: refused, nothing changes.
+    let (ok, _, err) = m.run(&[], "ALTER SYSTEM DELETE BACKUPSET 1");
+    assert!(
+        !ok && err.contains("OB_NOT_SUPPORTED") && err.contains("set 2"),
+        "{err}"
+    );
+    assert_eq!(status(1, 0), vec![vec!["AVAILABLE".to_string()]]);
+    let (ok, _, err) = m.run(&[], "ALTER SYSTEM DELETE BACKUPSET 9");
+    assert!(!ok && err.contains("OB_INVALID_BACKUP_SET_ID"), "{err}");
+
+    // The incremental, then the full set; the copy at backup_backup_dest stays.
+    m.exec("ALTER SYSTEM DELETE BACKUPSET 2;");
+    wait_deleted(2, 0);
+    let (ok, _, err) = m.run(&[], "ALTER SYSTEM DELETE BACKUPSET 2");
+    assert!(!ok && err.contains("already DELETED"), "{err}");
+    m.exec("ALTER SYSTEM DELETE BACKUPSET 1;");
+    wait_deleted(1, 0);
+    assert!(set_dirs(&t).is_empty(), "{:?}", set_dirs(&t));
+    assert_eq!(available(1), 2, "the copies are untouched");
+    let (ok, err) = validate(&file_uri(&bk2), "t1", &["--backup-set", "2"]);
+    assert!(ok, "the copy still validates: {err}");
+
+    // No usable base left at backup_dest: an incremental is refused; a restore of a
+    // deleted set finds nothing.
+    let (ok, _, err) = m.run(&[], "ALTER SYSTEM BACKUP INCREMENTAL DATABASE");
+    assert!(!ok && err.contains("take a full backup first"), "{err}");
+    let restored = harness::restore(
+        &file_uri(&bk),
+        "t1",
+        &dir.join("restore"),
+        &["--backup-set", "1"],
+    );
+    assert!(restored.is_err(), "{restored:?}");
+
+    // A copy: COPY k deletes at backup_backup_dest only.
+    m.exec("ALTER SYSTEM DELETE BACKUPSET 2 COPY 1;");
+    wait_deleted(2, 1);
+    assert_eq!(
+        set_dirs(&t2),
+        BTreeSet::from([
+            "data/backup_set_1_full".to_string(),
+            "info/backup_set_1".to_string(),
+        ])
+    );
+    load.finish();
+}

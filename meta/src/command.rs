@@ -295,6 +295,16 @@ pub enum WorkCommand {
         /// How it ended.
         outcome: TaskOutcome,
     },
+    /// `ALTER SYSTEM DELETE BACKUPSET n [COPY k]`: mark the set `DELETING` and hand
+    /// its directory and index entry to the cleaner, which marks it `DELETED`.
+    DeleteBackupSet {
+        /// Tenants named by `TENANT …` (empty: whichever tenant owns the set).
+        tenants: Vec<String>,
+        /// Set id.
+        backup_set_id: u64,
+        /// Copy (0: the original at `backup_dest`).
+        copy_id: u64,
+    },
 }
 
 /// The state machine's answer to one log entry.

@@ -76,7 +76,7 @@ pub struct MetaNode {
 /// The leader's wall clock, ms since the epoch (shifted by the `meta::clock` failpoint
 /// in failpoints builds: a clock jump). Applied times never go back whatever it says:
 /// the state machine takes the max with the last applied time.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     backstop_common::failpoints::clock_ms(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -61,7 +61,7 @@ pub fn due_commands(s: &MetaState, now_ms: u64) -> Vec<(String, Command)> {
             .filter(|x| {
                 x.tenant_id == t.tenant_id
                     && x.copy_id == 0
-                    && x.status == SetStatus::Success
+                    && x.usable()
                     && dest_root(&x.dest.uri) == primary_root
             })
             .collect();

@@ -146,11 +146,7 @@ impl Housekeeping {
             return;
         }
         self.last = Some(Instant::now());
-        let now_ms = backstop_common::failpoints::clock_ms(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        );
+        let now_ms = crate::node::now_ms();
         let due = node
             .read_local(|s| crate::policy::due_commands(s, now_ms))
             .await;

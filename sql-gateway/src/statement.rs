@@ -556,7 +556,30 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             p.done()?;
             Ok(Statement::manage(action, tenants))
         }
-        Some("DELETE") => Ok(Statement::NotYet(p.rest_text(start))),
+        Some("DELETE") => {
+            p.pos += 1;
+            if !p.keyword("BACKUPSET") {
+                // DELETE BACKUPPIECE / BACKUPROUND / OBSOLETE BACKUP: not built.
+                return Ok(Statement::NotYet(p.rest_text(start)));
+            }
+            let id = p.number("a backup set id")?;
+            let copy_id = if p.keyword("COPY") {
+                p.number("a copy id")?
+            } else {
+                0
+            };
+            let tenants = p.tenants()?;
+            p.done()?;
+            Ok(Statement::BackupManage {
+                action: "delete_backupset",
+                tenants,
+                id,
+                max_backup_times: None,
+                with_active: false,
+                dest: String::new(),
+                copy_id,
+            })
+        }
         _ => Err(p.error(
             "a backup statement (SET, ARCHIVELOG, NOARCHIVELOG, BACKUP, VALIDATE, CANCEL, …)",
         )),
@@ -666,6 +689,13 @@ mod tests {
         assert!(manage("ALTER SYSTEM BACKUP BACKUPPIECE ALL WITH ACTIVE").4);
         let v = manage("ALTER SYSTEM VALIDATE BACKUPSET 3 COPY 1");
         assert_eq!((v.0, v.2, v.6), ("validate_copy", 3, 1));
+        let d = manage("alter system delete backupset 7 copy 2 tenant = t1;");
+        assert_eq!(
+            (d.0, d.1.as_slice(), d.2, d.6),
+            ("delete_backupset", &["t1".to_string()][..], 7, 2)
+        );
+        let d = manage("ALTER SYSTEM DELETE BACKUPSET 7");
+        assert_eq!((d.0, d.2, d.6), ("delete_backupset", 7, 0));
         assert!(parse("ALTER SYSTEM BACKUP BACKUPSET ALL NOT BACKED 2 TIMES").is_err());
         assert!(parse("ALTER SYSTEM START BACKUP").is_err());
         assert_eq!(

@@ -615,6 +615,11 @@ impl MetaService for MetaSvc {
                     copy_id: req.copy_id,
                 }
             }
+            "delete_backupset" => WorkCommand::DeleteBackupSet {
+                tenants,
+                backup_set_id: req.id,
+                copy_id: req.copy_id,
+            },
             other => {
                 return Err(MetaError::invalid(format!("unknown backup action '{other}'")).into());
             }

@@ -328,7 +328,7 @@ impl MetaState {
                 .work
                 .sets
                 .values()
-                .filter(|s| s.tenant_id == t && s.copy_id == 0 && s.status == SetStatus::Success)
+                .filter(|s| s.tenant_id == t && s.copy_id == 0 && s.usable())
                 .filter(|s| dest_root(&s.dest.uri) == primary_root)
                 .collect();
             any_source |= !source.is_empty();
@@ -336,6 +336,8 @@ impl MetaState {
                 self.work
                     .sets
                     .get(&(t, id, copy_id))
+                    // A copy deleted since counts too: `ALL` skips sets whose copy
+                    // was deleted before (§1.5).
                     .is_some_and(|c| c.status == SetStatus::Success)
             };
             let newest_copied = source
@@ -971,7 +973,7 @@ impl MetaState {
         )
     }
 
-    fn add_leftover(
+    pub(crate) fn add_leftover(
         &mut self,
         dest: TenantDest,
         item: CleanItem,
@@ -1039,8 +1041,8 @@ impl MetaState {
                         l.claimed_by = None;
                         l.not_before_ms = now + 30_000;
                     }
-                } else {
-                    self.work.leftovers.remove(&id);
+                } else if let Some(l) = self.work.leftovers.remove(&id) {
+                    touched.extend(self.set_deleted(&l.dest, &l.item.dir));
                 }
                 touched.push(Touched::Leftover(id));
             }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Reply, Request, Response};
 
 mod copy;
+mod delete;
 mod work;
 #[cfg(test)]
 mod work_tests;

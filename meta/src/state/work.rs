@@ -405,6 +405,21 @@ pub struct BackupSetRecord {
     pub comment: String,
 }
 
+impl BackupSetRecord {
+    /// A set restores, validates, copies and serves as a base: it succeeded and is
+    /// not being (or was not) deleted.
+    pub fn usable(&self) -> bool {
+        self.status == SetStatus::Success && self.file_status == FILE_AVAILABLE
+    }
+}
+
+/// `file_status` of a set or piece that is complete at its destination.
+pub const FILE_AVAILABLE: &str = "AVAILABLE";
+/// `file_status` of a set that `DELETE BACKUPSET` handed to the cleaner.
+pub const FILE_DELETING: &str = "DELETING";
+/// `file_status` of a set whose objects the cleaner deleted.
+pub const FILE_DELETED: &str = "DELETED";
+
 /// The work tables of the catalog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkState {
@@ -697,6 +712,11 @@ impl MetaState {
                 copy_id,
             } => self.start_validate_copy(tenant, *backup_set_id, *copy_id, now),
             WorkCommand::StartCleaner => self.start_cleaner(now),
+            WorkCommand::DeleteBackupSet {
+                tenants,
+                backup_set_id,
+                copy_id,
+            } => self.delete_backup_set(tenants, *backup_set_id, *copy_id, now),
             WorkCommand::SetPolicy {
                 tenant,
                 full_interval_ms,
@@ -1314,9 +1334,7 @@ impl MetaState {
             .work
             .sets
             .values()
-            .filter(|s| {
-                s.tenant_id == tenant_id && s.copy_id == 0 && s.status == SetStatus::Success
-            })
+            .filter(|s| s.tenant_id == tenant_id && s.copy_id == 0 && s.usable())
             .filter(|s| {
                 backstop_common::BackupDest::parse(&s.dest.uri)
                     .map(|d| d.root_path())
@@ -1426,6 +1444,15 @@ impl MetaState {
                 format!(
                     "validating backup set {backup_set_id} in status {}",
                     set.status.as_str()
+                ),
+            ));
+        }
+        if !set.usable() {
+            return Err(refuse(
+                Code::InvalidBackupSetId,
+                format!(
+                    "backup set {backup_set_id} copy {copy_id} is {}",
+                    set.file_status
                 ),
             ));
         }
