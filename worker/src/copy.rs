@@ -514,5 +514,8 @@ async fn clean_item(ctx: &TaskCtx, store: &TenantStore, item: &CleanItem) -> Res
         store.delete(&key).await?;
         n += 1;
     }
+    // Nothing writes here any more (a finished, cancelled or deleted directory):
+    // staging files of writers killed mid-upload go too.
+    n += store.remove_staging(&item.dir).await?;
     Ok(n)
 }

@@ -31,6 +31,8 @@ pub struct TenantStore {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     shown: String,
+    /// The tenant's area on disk, for `file://` destinations.
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for TenantStore {
@@ -88,11 +90,35 @@ impl TenantStore {
             BackupDest::S3 { prefix, .. } if !prefix.is_empty() => format!("{prefix}/"),
             _ => String::new(),
         };
+        let local = match &parsed {
+            BackupDest::File { path } => {
+                Some(std::path::Path::new(path).join(dest.tenant_prefix()))
+            }
+            BackupDest::S3 { .. } => None,
+        };
         Ok(TenantStore {
             store: open_dest(&dest.uri)?,
             prefix: format!("{s3_prefix}{}", dest.tenant_prefix()),
             shown: parsed.root_path(),
+            local,
         })
+    }
+
+    /// Removes what listing cannot see under `dir` at a `file://` destination: the
+    /// staging files (`name#N`) of writers killed mid-upload, then empty directories.
+    /// Call it only where no writer is live (a finished or deleted directory). Returns
+    /// the files removed; always 0 on S3, where unfinished multipart uploads are the
+    /// bucket's lifecycle rules' business.
+    ///
+    /// Errors: `Storage` if a file cannot be removed.
+    pub async fn remove_staging(&self, dir: &str) -> Result<u64> {
+        let Some(root) = &self.local else {
+            return Ok(0);
+        };
+        let dir = root.join(dir);
+        tokio::task::spawn_blocking(move || sweep(&dir))
+            .await
+            .map_err(|e| WorkerError::Storage(format!("sweep staging files: {e}")))?
     }
 
     fn path(&self, key: &str) -> Path {
@@ -194,5 +220,52 @@ impl TenantStore {
     /// The destination without secrets, for messages.
     pub fn shown(&self) -> &str {
         &self.shown
+    }
+}
+
+/// object_store's `LocalFileSystem` writes `name#N` and renames it into place.
+fn is_staging(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn sweep(dir: &std::path::Path) -> Result<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            removed += sweep(&path)?;
+        } else if is_staging(&entry.file_name().to_string_lossy()) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(WorkerError::Storage(format!(
+                        "remove {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    // Fails (and is left) unless empty.
+    let _ = std::fs::remove_dir(dir);
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_staging;
+
+    #[test]
+    fn staging_names_are_name_hash_number() {
+        assert!(is_staging("log_1_2#3"));
+        assert!(is_staging(".complete#12"));
+        assert!(!is_staging("log_1_2"));
+        assert!(!is_staging("a#b"));
+        assert!(!is_staging("a#"));
     }
 }

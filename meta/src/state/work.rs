@@ -1633,6 +1633,21 @@ impl MetaState {
                     *output_bytes,
                     now,
                 ));
+                // An earlier attempt died copying: its staging files (or a zombie's
+                // late writes) go when the cleaner scrubs the finished copy.
+                if task.attempt > 1
+                    && let Some(set) = self
+                        .work
+                        .sets
+                        .get(&(tenant_id, *backup_set_id, *copy_id))
+                        .cloned()
+                {
+                    touched.extend(self.scrub_later(
+                        set.dest.clone(),
+                        backstop_common::layout::set_dir(set.backup_set_id, set.backup_type),
+                        now,
+                    ));
+                }
             }
             (
                 TaskOutcome::PieceCopied {
@@ -1652,6 +1667,20 @@ impl MetaState {
                     *frozen,
                     now,
                 ));
+                if task.attempt > 1
+                    && let TaskSpec::CopyPiece {
+                        dst,
+                        round_id,
+                        piece_id,
+                        ..
+                    } = spec
+                {
+                    touched.extend(self.scrub_later(
+                        dst.clone(),
+                        backstop_common::layout::piece_dir(*round_id, *piece_id),
+                        now,
+                    ));
+                }
             }
             (TaskOutcome::ArchiveCopyStopped, TaskSpec::ArchiveCopy { .. }) => {
                 done(self);
