@@ -499,6 +499,19 @@ impl MetaState {
             return touched;
         };
         let dst = self.copy_tenant_dest(&src.dest, &dest);
+        let dir = layout::set_dir(set_id, src.backup_type);
+        if self
+            .work
+            .leftovers
+            .values()
+            .any(|l| l.claimed_by.is_some() && l.dest == dst && l.item.dir == dir)
+        {
+            // The cleaner is deleting what an earlier copy left in that directory right
+            // now: copying into it would race the deletion. Skip the set this time (the
+            // next BACKUP BACKUPSET takes it) and go on with the tenant's queue.
+            touched.extend(self.next_set_copy(job_id, tenant, now));
+            return touched;
+        }
         let spec = TaskSpec::CopySet {
             src: src.dest.clone(),
             dst: dst.clone(),
@@ -1085,6 +1098,37 @@ impl MetaState {
         }
     }
 
+    /// Whether a set at `dest` lives in `dir` with `file_status` one of `statuses`.
+    fn set_at(&self, dest: &TenantDest, dir: &str, statuses: &[&str]) -> bool {
+        self.work.sets.values().any(|s| {
+            &s.dest == dest
+                && statuses.contains(&s.file_status.as_str())
+                && layout::set_dir(s.backup_set_id, s.backup_type) == dir
+        })
+    }
+
+    /// Whether a piece of `dest`'s tenant lives in `dir` at `dest`'s root with
+    /// `file_status` one of `statuses`.
+    fn piece_at(&self, dest: &TenantDest, dir: &str, statuses: &[&str]) -> bool {
+        let root = dest_root(&dest.uri);
+        self.work.pieces.values().any(|p| {
+            p.tenant_id == dest.tenant_id
+                && statuses.contains(&p.file_status.as_str())
+                && layout::piece_dir(p.round_id, p.piece_id) == dir
+                && dest_root(&p.backup_dest) == root
+        })
+    }
+
+    /// A copy is being written into `dir` at `dest`: leftovers there wait.
+    fn copy_writing(&self, dest: &TenantDest, dir: &str) -> bool {
+        self.set_at(dest, dir, &["COPYING"]) || self.piece_at(dest, dir, &["COPYING"])
+    }
+
+    /// A complete copy lives in `dir` at `dest`.
+    fn copy_complete(&self, dest: &TenantDest, dir: &str) -> bool {
+        self.set_at(dest, dir, &["AVAILABLE"]) || self.piece_at(dest, dir, &["AVAILABLE"])
+    }
+
     /// The cleaner: a job with one clean task per destination over the leftovers
     /// that are due. Proposed by the leader's scheduler; a no-op when nothing is due
     /// or a cleaner runs.
@@ -1101,7 +1145,7 @@ impl MetaState {
             .work
             .leftovers
             .values()
-            .filter(|l| self.leftover_due(l, now))
+            .filter(|l| self.leftover_due(l, now) && !self.copy_writing(&l.dest, &l.item.dir))
             .map(|l| l.id)
             .collect();
         if due.is_empty() {
@@ -1119,9 +1163,16 @@ impl MetaState {
             };
             l.claimed_by = Some(job_id);
             touched.push(Touched::Leftover(id));
-            match by_dest.iter_mut().find(|(d, _)| *d == l.dest) {
-                Some((_, items)) => items.push(l.item.clone()),
-                None => by_dest.push((l.dest.clone(), vec![l.item.clone()])),
+            let (dest, mut item) = (l.dest.clone(), l.item.clone());
+            // What a cancelled copy left may have been copied again, completely, since:
+            // then only a scrub (keep what the manifest references), never a delete.
+            if !item.keep_referenced && self.copy_complete(&dest, &item.dir) {
+                item.keep_referenced = true;
+                item.index = None;
+            }
+            match by_dest.iter_mut().find(|(d, _)| *d == dest) {
+                Some((_, items)) => items.push(item),
+                None => by_dest.push((dest, vec![item])),
             }
         }
         for (dest, items) in by_dest {

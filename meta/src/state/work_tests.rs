@@ -834,3 +834,72 @@ fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept(
         .count();
     assert_eq!(done, 1, "the finished part is kept");
 }
+
+/// Found by the 30-minute chaos soak: a cancelled copy's clean failed (S3 503), its set
+/// directory became a leftover, the set was copied again completely, and then the
+/// cleaner deleted the new copy. A leftover where a complete copy lives now is only
+/// scrubbed (what the manifest references stays); while a copy writes there, it waits.
+#[test]
+fn a_leftover_of_a_cancelled_copy_never_deletes_a_later_complete_copy() {
+    let mut s = with_full_backup();
+    ok(set_copy(&mut s, None, None, &[]));
+    let task = s.assignable_tasks(2)[0];
+    let attempt = assign(&mut s, task, 2);
+    let cancel = WorkCommand::CancelJobs {
+        target: crate::command::CancelTarget::SetCopy,
+        tenants: vec![],
+    };
+    ok(work(&mut s, cancel));
+    ok(work(
+        &mut s,
+        WorkCommand::CompleteTask {
+            task_id: task,
+            attempt,
+            worker_id: 2,
+            outcome: TaskOutcome::Canceled,
+        },
+    ));
+    // The clean fails: the set directory at the copy destination is a leftover.
+    run_next(
+        &mut s,
+        TaskOutcome::Cleaned {
+            deleted: 0,
+            failed: vec!["data/backup_set_1_full/manifest".into()],
+        },
+    );
+    assert_eq!(s.work.leftovers.len(), 1);
+    // A new copy is writing there: the cleaner leaves the leftover alone.
+    ok(set_copy(&mut s, None, None, &[]));
+    assert_eq!(s.work.sets[&(TenantId(1001), 1, 1)].file_status, "COPYING");
+    ok(work(&mut s, WorkCommand::StartCleaner));
+    assert!(
+        !s.work
+            .jobs
+            .values()
+            .any(|j| matches!(j.kind, JobKind::Cleaner)),
+        "no cleaner while the copy writes"
+    );
+    // The copy completes; the cleaner now only scrubs the directory.
+    run_next(
+        &mut s,
+        TaskOutcome::SetCopied {
+            input_bytes: 5,
+            output_bytes: 5,
+            reused_objects: 0,
+        },
+    );
+    assert_eq!(
+        s.work.sets[&(TenantId(1001), 1, 1)].file_status,
+        "AVAILABLE"
+    );
+    ok(work(&mut s, WorkCommand::StartCleaner));
+    let clean = s.assignable_tasks(2)[0];
+    match &s.work.tasks[&clean].spec {
+        TaskSpec::Clean { items, .. } => {
+            assert_eq!(items[0].dir, "data/backup_set_1_full");
+            assert!(items[0].keep_referenced, "a scrub, not a delete");
+            assert_eq!(items[0].index, None, "the index entry stays");
+        }
+        other => panic!("{other:?}"),
+    }
+}
