@@ -545,23 +545,24 @@ fn a_backupset_copy_runs_once_at_a_time_and_records_its_copy() {
     assert!(s.work.sets.contains_key(&(TenantId(1001), 1, 30_001)));
 }
 
-#[test]
-fn cancel_stops_running_copies_cleans_and_moves_the_job_to_history() {
-    let mut s = with_full_backup();
-    ok(set_copy(&mut s, None, None, &[]));
+/// Starts a set copy, leases its task to worker 2 and cancels the copy job; returns the
+/// task, its attempt and the cancel command.
+fn copy_then_cancel(s: &mut MetaState) -> (u64, u32, WorkCommand) {
+    ok(set_copy(s, None, None, &[]));
     let task = s.assignable_tasks(2)[0];
-    let attempt = assign(&mut s, task, 2);
+    let attempt = assign(s, task, 2);
     let cancel = WorkCommand::CancelJobs {
         target: crate::command::CancelTarget::SetCopy,
         tenants: vec![],
     };
-    ok(work(&mut s, cancel.clone()));
-    assert_eq!(copy_job(&s).status, JobStatus::Canceling);
-    assert_eq!(s.task_control(task), Some("cancel"));
-    // A second cancel while the first is under way changes nothing.
-    ok(work(&mut s, cancel.clone()));
+    ok(work(s, cancel.clone()));
+    (task, attempt, cancel)
+}
+
+/// Worker 2 reports that the cancelled `task` stopped.
+fn report_canceled(s: &mut MetaState, task: u64, attempt: u32) {
     ok(work(
-        &mut s,
+        s,
         WorkCommand::CompleteTask {
             task_id: task,
             attempt,
@@ -569,6 +570,17 @@ fn cancel_stops_running_copies_cleans_and_moves_the_job_to_history() {
             outcome: TaskOutcome::Canceled,
         },
     ));
+}
+
+#[test]
+fn cancel_stops_running_copies_cleans_and_moves_the_job_to_history() {
+    let mut s = with_full_backup();
+    let (task, attempt, cancel) = copy_then_cancel(&mut s);
+    assert_eq!(copy_job(&s).status, JobStatus::Canceling);
+    assert_eq!(s.task_control(task), Some("cancel"));
+    // A second cancel while the first is under way changes nothing.
+    ok(work(&mut s, cancel.clone()));
+    report_canceled(&mut s, task, attempt);
     assert_eq!(copy_job(&s).status, JobStatus::Cleaning);
     let clean = s.assignable_tasks(2)[0];
     match &s.work.tasks[&clean].spec {
@@ -842,23 +854,8 @@ fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept(
 #[test]
 fn a_leftover_of_a_cancelled_copy_never_deletes_a_later_complete_copy() {
     let mut s = with_full_backup();
-    ok(set_copy(&mut s, None, None, &[]));
-    let task = s.assignable_tasks(2)[0];
-    let attempt = assign(&mut s, task, 2);
-    let cancel = WorkCommand::CancelJobs {
-        target: crate::command::CancelTarget::SetCopy,
-        tenants: vec![],
-    };
-    ok(work(&mut s, cancel));
-    ok(work(
-        &mut s,
-        WorkCommand::CompleteTask {
-            task_id: task,
-            attempt,
-            worker_id: 2,
-            outcome: TaskOutcome::Canceled,
-        },
-    ));
+    let (task, attempt, _) = copy_then_cancel(&mut s);
+    report_canceled(&mut s, task, attempt);
     // The clean fails: the set directory at the copy destination is a leftover.
     run_next(
         &mut s,
