@@ -311,6 +311,30 @@ impl MetaNode {
         Ok(f(&applied.state))
     }
 
+    /// Waits until the group has a leader and this node has applied the cluster
+    /// identity (and with it root@sys), so that logins can be checked and jobs can
+    /// name their destinations. Errors with `OB_NOT_MASTER` after `timeout`, or when
+    /// the node shuts down.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), MetaError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leader = self.raft.current_leader().await;
+            let identity = self.applied.read().await.state.cluster.is_some();
+            if leader.is_some() && identity {
+                return Ok(());
+            }
+            if Instant::now() >= deadline || self.shutdown.is_cancelled() {
+                return Err(MetaError::new(
+                    Code::NotMaster,
+                    format!(
+                        "the metadata service is not ready after {timeout:?} (leader: {leader:?}, cluster identity applied: {identity})"
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs `f` on this node's catalog without asking the leader (may be stale).
     pub async fn read_local<T>(&self, f: impl FnOnce(&MetaState) -> T) -> T {
         f(&self.applied.read().await.state)

@@ -12,7 +12,15 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 
 const UNKNOWN_ERROR: u16 = 1105;
+/// What opensrv answers to every failed login (`ER_ACCESS_DENIED_NO_PASSWORD_ERROR`).
+const LOGIN_FAILED: u16 = 1698;
 const MAX_PACKET: usize = 0xff_ffff;
+
+/// Set by the shim when a login could not be checked at all (the metadata service is
+/// unreachable or has no leader): the rewriter then replaces opensrv's fixed "access
+/// denied" packet with this error number and message, so a correct password is never
+/// reported as a wrong one.
+pub type LoginFailure = std::sync::Arc<std::sync::Mutex<Option<(u16, String)>>>;
 
 /// Puts `errno` into a message for opensrv's `ER_UNKNOWN_ERROR`.
 pub fn tag(errno: u16, message: &str) -> String {
@@ -25,17 +33,47 @@ pub struct ErrorRewriter<W> {
     incoming: Vec<u8>,
     outgoing: Vec<u8>,
     after_max_packet: bool,
+    login_failure: LoginFailure,
 }
 
 impl<W> ErrorRewriter<W> {
     /// Wraps the socket's write half.
     pub fn new(inner: W) -> Self {
+        Self::with_login_failure(inner, LoginFailure::default())
+    }
+
+    /// Wraps the socket's write half; a failed login's packet takes the error in
+    /// `login_failure` when the shim put one there.
+    pub fn with_login_failure(inner: W, login_failure: LoginFailure) -> Self {
         Self {
             inner,
             incoming: Vec::new(),
             outgoing: Vec::new(),
             after_max_packet: false,
+            login_failure,
         }
+    }
+
+    /// The shim's login error instead of opensrv's "access denied", if it set one.
+    fn login_rewrite(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        if payload.len() < 9
+            || payload[0] != 0xff
+            || u16::from_le_bytes([payload[1], payload[2]]) != LOGIN_FAILED
+        {
+            return None;
+        }
+        let failure = self
+            .login_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        let (errno, message) = failure;
+        let mut out = Vec::with_capacity(9 + message.len());
+        out.push(0xff);
+        out.extend_from_slice(&errno.to_le_bytes());
+        out.extend_from_slice(b"#HY000");
+        out.extend_from_slice(message.as_bytes());
+        Some(out)
     }
 
     /// Moves every complete packet from `incoming` to `outgoing`, rewriting tagged
@@ -59,7 +97,7 @@ impl<W> ErrorRewriter<W> {
             let rewritten = if continuation {
                 None
             } else {
-                rewrite(&payload)
+                rewrite(&payload).or_else(|| self.login_rewrite(&payload))
             };
             let payload = rewritten.unwrap_or(payload);
             let n = payload.len();
@@ -185,5 +223,26 @@ mod tests {
         assert_eq!(&e[3..9], b"#HY000");
         assert_eq!(&e[9..], b"OB_BACKUP_IN_PROGRESS: busy");
         assert_eq!(out[ok.len()] as usize, e.len());
+    }
+
+    #[tokio::test]
+    async fn a_login_that_could_not_be_checked_is_not_called_access_denied() {
+        use tokio::io::AsyncWriteExt;
+        let mut denied = vec![0xff, 0xa2, 0x06, b'#'];
+        denied.extend_from_slice(b"28000Authenticate failed");
+        let failure = LoginFailure::default();
+        // A wrong password: opensrv's packet passes.
+        let mut w = ErrorRewriter::with_login_failure(Vec::new(), failure.clone());
+        w.write_all(&packet(2, &denied)).await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(&w.inner[4..], &denied[..]);
+        // The metadata service could not be reached: the shim's error replaces it.
+        *failure.lock().unwrap() = Some((9022, "cannot reach the metadata service".into()));
+        let mut w = ErrorRewriter::with_login_failure(Vec::new(), failure);
+        w.write_all(&packet(2, &denied)).await.unwrap();
+        w.flush().await.unwrap();
+        let e = &w.inner[4..];
+        assert_eq!(u16::from_le_bytes([e[1], e[2]]), 9022);
+        assert_eq!(&e[9..], b"cannot reach the metadata service");
     }
 }

@@ -114,13 +114,18 @@ impl Gateway {
             if let Err(e) = stream.set_nodelay(true) {
                 debug!(error = %e, "set TCP_NODELAY");
             }
-            let backend = Backend::new(self.meta.clone(), ids.fetch_add(1, Ordering::Relaxed));
+            let login_failure = crate::errpacket::LoginFailure::default();
+            let backend = Backend::new(
+                self.meta.clone(),
+                ids.fetch_add(1, Ordering::Relaxed),
+                login_failure.clone(),
+            );
             let stop = shutdown.clone();
             conns.spawn(async move {
                 let (r, w) = stream.into_split();
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    result = AsyncMysqlIntermediary::run_on(backend, PacketLimit::new(r), ErrorRewriter::new(w)) => {
+                    result = AsyncMysqlIntermediary::run_on(backend, PacketLimit::new(r), ErrorRewriter::with_login_failure(w, login_failure)) => {
                         if let Err(e) = result {
                             debug!(%peer, error = %e, "connection ended");
                         }

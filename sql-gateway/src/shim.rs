@@ -24,6 +24,7 @@ use crate::views::Cell;
 /// One connection's shim.
 pub struct Backend {
     meta: MetaServiceClient<Channel>,
+    login_failure: crate::errpacket::LoginFailure,
     salt: [u8; 20],
     conn_id: u32,
     identity: Mutex<Option<(String, String, u64)>>,
@@ -40,8 +41,13 @@ pub fn split_user(login: &str) -> (String, String) {
 }
 
 impl Backend {
-    /// A shim for one connection.
-    pub fn new(meta: MetaServiceClient<Channel>, conn_id: u32) -> Backend {
+    /// A shim for one connection. A login that cannot be checked puts its error
+    /// into `login_failure`, for the connection's [`crate::errpacket::ErrorRewriter`].
+    pub fn new(
+        meta: MetaServiceClient<Channel>,
+        conn_id: u32,
+        login_failure: crate::errpacket::LoginFailure,
+    ) -> Backend {
         let mut salt = [0u8; 20];
         for b in &mut salt {
             // Printable, never NUL or '$' (some clients stop at them).
@@ -49,11 +55,35 @@ impl Backend {
         }
         Backend {
             meta,
+            login_failure,
             salt,
             conn_id,
             identity: Mutex::new(None),
             session: None,
         }
+    }
+
+    /// A login the metadata service did not answer (unreachable, no leader, timed
+    /// out): the client is told so, never "access denied".
+    fn unchecked_login(&self, status: &tonic::Status) {
+        let e = SqlError::from_status(status);
+        let code = status
+            .metadata()
+            .get(backstop_proto::ERROR_CODE_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(backstop_common::Code::from_name);
+        let answered = matches!(
+            code,
+            Some(c) if !c.is_retryable()
+        );
+        if answered {
+            return;
+        }
+        let message = format!(
+            "cannot reach the metadata service to check the login; try again: {}",
+            status.message()
+        );
+        *self.login_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((e.errno, message));
     }
 
     async fn session(&mut self) -> Result<&mut Session, SqlError> {
@@ -141,10 +171,15 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Backend {
         };
         if let Err(status) = meta.verify_native_password(req).await {
             debug!(%user, %tenant, error = %status.message(), "login refused");
+            self.unchecked_login(&status);
             return false;
         }
-        let Ok(tenants) = meta.list_tenants(ListTenantsRequest {}).await else {
-            return false;
+        let tenants = match meta.list_tenants(ListTenantsRequest {}).await {
+            Ok(t) => t,
+            Err(status) => {
+                self.unchecked_login(&status);
+                return false;
+            }
         };
         let Some(t) = tenants
             .into_inner()

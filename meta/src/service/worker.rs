@@ -50,6 +50,10 @@ fn control_msg(p: &TaskProgress, lost: bool, control: Option<&'static str>) -> T
         (true, _) => ("abort", "the lease of this attempt is gone"),
         (false, Some("cancel")) => ("cancel", "the job was cancelled"),
         (false, Some("suspend")) => ("suspend", "the job was suspended"),
+        (false, Some("checkpoint")) => (
+            "checkpoint",
+            "a finished data backup waits for its log: commit a checkpoint now",
+        ),
         (false, Some(_)) => (
             "stop",
             "stop requested (NOARCHIVELOG or STOP BACKUP ARCHIVELOG)",
@@ -169,7 +173,10 @@ impl WorkerService for WorkerSvc {
                             .is_some_and(|r| r.status == RoundStatus::Stopping),
                         _ => false,
                     });
-                    let control = s.task_control(p.task_id).or(stopping.then_some("stop"));
+                    let control = match s.task_control(p.task_id) {
+                        Some("checkpoint") | None if stopping => Some("stop"),
+                        c => c,
+                    };
                     (current, control)
                 })
                 .collect()
@@ -194,7 +201,19 @@ impl WorkerService for WorkerSvc {
         // Long poll: answer as soon as an applied command asks one of these tasks to
         // stop, so a cancel reaches the worker in milliseconds, not at the next beat.
         let wait = Duration::from_millis(req.wait_ms.min(lease.as_millis() as u64 / 2));
-        if !wait.is_zero() && tasks.iter().all(|t| t.action == "continue") && !tasks.is_empty() {
+        // A `checkpoint` request does not end the wait by itself (it is answered, and
+        // the next call waits while it stays the same); a stop of any kind, a lost
+        // attempt or any change does.
+        let urgent = |st: &[(bool, Option<&'static str>)]| {
+            st.iter()
+                .any(|(current, control)| !current || control.is_some_and(|c| c != "checkpoint"))
+        };
+        if !wait.is_zero()
+            && tasks
+                .iter()
+                .all(|t| matches!(t.action.as_str(), "continue" | "checkpoint"))
+            && !tasks.is_empty()
+        {
             let mut metrics = self.node.raft().metrics();
             let deadline = tokio::time::Instant::now() + wait;
             loop {
@@ -206,15 +225,12 @@ impl WorkerService for WorkerSvc {
                         }
                     }
                 }
-                let states = self.node.read_local(controls).await;
-                if states
-                    .iter()
-                    .any(|(current, control)| !current || control.is_some())
-                {
+                let now_states = self.node.read_local(controls).await;
+                if urgent(&now_states) || now_states != states {
                     tasks = req
                         .tasks
                         .iter()
-                        .zip(&states)
+                        .zip(&now_states)
                         .map(|(p, (current, control))| control_msg(p, !current, *control))
                         .collect();
                     break;

@@ -152,6 +152,18 @@ pub fn dest_root(uri: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Whether two tenant destinations are the same place: the same tenant directory
+/// under the same root path. Credentials are never compared, so a rotated access key
+/// still names the same place (a guard that compared full URIs stopped matching after
+/// a key rotation).
+pub fn same_place(a: &TenantDest, b: &TenantDest) -> bool {
+    a.tenant_id == b.tenant_id
+        && a.cluster_id == b.cluster_id
+        && a.incarnation == b.incarnation
+        && a.cluster_name == b.cluster_name
+        && dest_root(&a.uri) == dest_root(&b.uri)
+}
+
 /// Selection of a copy statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopySelection {
@@ -271,11 +283,14 @@ impl MetaState {
                 _ => {}
             }
         }
-        let in_range: Vec<&(u64, String)> =
-            used.iter().filter(|(c, _)| (lo..=hi).contains(c)).collect();
-        if let Some((c, _)) = in_range.iter().find(|(_, r)| r == root) {
+        // One destination root has one copy_id, whatever the level of the statement
+        // that names it: two copy ids at one root would be two sets of rows for the
+        // same objects, and the clean of one would delete the other's data.
+        if let Some((c, _)) = used.iter().filter(|(c, _)| *c > 0).find(|(_, r)| r == root) {
             return Ok(*c);
         }
+        let in_range: Vec<&(u64, String)> =
+            used.iter().filter(|(c, _)| (lo..=hi).contains(c)).collect();
         let next = in_range.iter().map(|(c, _)| c + 1).max().unwrap_or(lo);
         if next > hi {
             return Err(refuse(
@@ -404,8 +419,16 @@ impl MetaState {
             let mut i = 0;
             while i < wanted.len() {
                 let id = wanted[i];
+                // A base whose copy was deleted (or never completed) is copied again:
+                // an incremental is only ever copied onto a complete chain.
+                let base_complete = |base: u64| {
+                    self.work
+                        .sets
+                        .get(&(t, base, copy_id))
+                        .is_some_and(|c| c.usable())
+                };
                 if let Some(base) = self.work.sets.get(&(t, id, 0)).and_then(|s| s.base_set_id)
-                    && !copied(base)
+                    && !base_complete(base)
                     && !wanted.contains(&base)
                 {
                     wanted.push(base);
@@ -466,76 +489,110 @@ impl MetaState {
         for t in tenants {
             touched.extend(self.next_set_copy(job_id, t, now));
         }
+        // Every queued set may have been held back: then the job ends now.
+        touched.extend(self.maybe_job_done(job_id, now));
         Ok((Reply::Job(job_id), touched))
     }
 
     /// Starts the copy of the tenant's next queued set (ascending, so bases come first).
+    /// A set is held back — not copied, with the reason in the job's comment — when its
+    /// source is no longer usable, when the cleaner is deleting its directory at the
+    /// copy destination, or when it is an incremental whose base has no complete copy
+    /// there (a copy without its whole chain would show AVAILABLE and not restore).
     fn next_set_copy(&mut self, job_id: JobId, tenant: TenantId, now: u64) -> Vec<Touched> {
-        let Some(job) = self.work.jobs.get(&job_id) else {
-            return vec![];
-        };
-        let JobKind::SetCopy {
-            copy_id,
-            dest,
-            queue,
-            ..
-        } = &job.kind
-        else {
-            return vec![];
-        };
-        let (copy_id, dest) = (*copy_id, dest.clone());
-        let Some(pos) = queue.iter().position(|(t, _)| *t == tenant) else {
-            return vec![];
-        };
-        let mut queue = queue.clone();
-        let (_, set_id) = queue.remove(pos);
-        if let Some(j) = self.work.jobs.get_mut(&job_id)
-            && let JobKind::SetCopy { queue: q, .. } = &mut j.kind
-        {
-            *q = queue;
-        }
         let mut touched = vec![Touched::Job(job_id)];
-        let Some(src) = self.work.sets.get(&(tenant, set_id, 0)).cloned() else {
-            return touched;
-        };
-        let dst = self.copy_tenant_dest(&src.dest, &dest);
-        let dir = layout::set_dir(set_id, src.backup_type);
-        if self
-            .work
-            .leftovers
-            .values()
-            .any(|l| l.claimed_by.is_some() && l.dest == dst && l.item.dir == dir)
-        {
-            // The cleaner is deleting what an earlier copy left in that directory right
-            // now: copying into it would race the deletion. Skip the set this time (the
-            // next BACKUP BACKUPSET takes it) and go on with the tenant's queue.
-            touched.extend(self.next_set_copy(job_id, tenant, now));
+        loop {
+            let Some(job) = self.work.jobs.get(&job_id) else {
+                return touched;
+            };
+            let JobKind::SetCopy {
+                copy_id,
+                dest,
+                queue,
+                ..
+            } = &job.kind
+            else {
+                return touched;
+            };
+            let (copy_id, dest) = (*copy_id, dest.clone());
+            let Some(pos) = queue.iter().position(|(t, _)| *t == tenant) else {
+                return touched;
+            };
+            let mut queue = queue.clone();
+            let (_, set_id) = queue.remove(pos);
+            if let Some(j) = self.work.jobs.get_mut(&job_id)
+                && let JobKind::SetCopy { queue: q, .. } = &mut j.kind
+            {
+                *q = queue;
+            }
+            let Some(src) = self.work.sets.get(&(tenant, set_id, 0)).cloned() else {
+                continue;
+            };
+            let dst = self.copy_tenant_dest(&src.dest, &dest);
+            let dir = layout::set_dir(set_id, src.backup_type);
+            let held_back =
+                if !src.usable() {
+                    Some(format!(
+                        "backup set {set_id} is {} at backup_dest",
+                        src.file_status
+                    ))
+                } else if self.work.leftovers.values().any(|l| {
+                    l.claimed_by.is_some() && same_place(&l.dest, &dst) && l.item.dir == dir
+                }) {
+                    // Copying into it would race the deletion; the next BACKUP BACKUPSET
+                    // takes the set.
+                    Some(format!(
+                        "the cleaner is deleting {dir} at the copy destination"
+                    ))
+                } else if let Some(base) = src.base_set_id
+                    && !self
+                        .work
+                        .sets
+                        .get(&(tenant, base, copy_id))
+                        .is_some_and(|c| c.usable())
+                {
+                    Some(format!(
+                        "its base set {base} has no complete copy {copy_id} at this destination"
+                    ))
+                } else {
+                    None
+                };
+            if let Some(reason) = held_back {
+                if let Some(j) = self.work.jobs.get_mut(&job_id) {
+                    let note = format!("set {set_id} of tenant {tenant} held back: {reason}");
+                    j.comment = if j.comment.is_empty() {
+                        note
+                    } else {
+                        format!("{}; {note}", j.comment)
+                    };
+                }
+                continue;
+            }
+            let spec = TaskSpec::CopySet {
+                src: src.dest.clone(),
+                dst: dst.clone(),
+                backup_set_id: set_id,
+                copy_id,
+            };
+            let task = self.new_task(job_id, tenant, spec, src.output_bytes, now);
+            touched.push(Touched::Task(task));
+            self.work.sets.insert(
+                (tenant, set_id, copy_id),
+                BackupSetRecord {
+                    copy_id,
+                    job_id,
+                    status: SetStatus::Doing,
+                    file_status: "COPYING".to_string(),
+                    start_time_ms: now,
+                    end_time_ms: 0,
+                    dest: dst,
+                    comment: String::new(),
+                    ..src
+                },
+            );
+            touched.push(Touched::Set(tenant, set_id, copy_id));
             return touched;
         }
-        let spec = TaskSpec::CopySet {
-            src: src.dest.clone(),
-            dst: dst.clone(),
-            backup_set_id: set_id,
-            copy_id,
-        };
-        let task = self.new_task(job_id, tenant, spec, src.output_bytes, now);
-        touched.push(Touched::Task(task));
-        self.work.sets.insert(
-            (tenant, set_id, copy_id),
-            BackupSetRecord {
-                copy_id,
-                job_id,
-                status: SetStatus::Doing,
-                file_status: "COPYING".to_string(),
-                start_time_ms: now,
-                end_time_ms: 0,
-                dest: dst,
-                comment: String::new(),
-                ..src
-            },
-        );
-        touched.push(Touched::Set(tenant, set_id, copy_id));
-        touched
     }
 
     /// A set copy task finished its set.
@@ -731,6 +788,10 @@ impl MetaState {
             } else {
                 tenant
             };
+            let items = items
+                .into_iter()
+                .map(|item| self.guard_clean_item(&dest, item))
+                .collect();
             let id = self.new_task(job_id, t, TaskSpec::Clean { dest, items }, 0, now);
             touched.push(Touched::Task(id));
         }
@@ -993,12 +1054,18 @@ impl MetaState {
         not_before_ms: u64,
         reason: &str,
     ) -> Vec<Touched> {
-        if self
-            .work
-            .leftovers
-            .values()
-            .any(|l| l.dest == dest && l.item.dir == item.dir)
-        {
+        // One unclaimed leftover per directory. A full delete is never swallowed by a
+        // scrub already pending there: the scrub becomes the delete. A leftover the
+        // cleaner is working on right now is not changed; the new one waits beside it.
+        if let Some(l) = self.work.leftovers.values_mut().find(|l| {
+            l.claimed_by.is_none() && same_place(&l.dest, &dest) && l.item.dir == item.dir
+        }) {
+            if l.item.keep_referenced && !item.keep_referenced {
+                l.item = item;
+                l.reason = reason.to_string();
+                l.not_before_ms = l.not_before_ms.min(not_before_ms);
+                return vec![Touched::Leftover(l.id)];
+            }
             return vec![];
         }
         self.work.next_leftover_id += 1;
@@ -1040,7 +1107,7 @@ impl MetaState {
                 .work
                 .leftovers
                 .values()
-                .filter(|l| l.claimed_by == Some(job_id) && &l.dest == dest)
+                .filter(|l| l.claimed_by == Some(job_id) && same_place(&l.dest, dest))
                 .map(|l| l.id)
                 .collect();
             for id in done {
@@ -1055,7 +1122,14 @@ impl MetaState {
                         l.not_before_ms = now + 30_000;
                     }
                 } else if let Some(l) = self.work.leftovers.remove(&id) {
-                    touched.extend(self.set_deleted(&l.dest, &l.item.dir));
+                    // Only a delete that really ran makes a set DELETED; a scrub (the
+                    // guard may have turned a delete into one) leaves it as it is.
+                    let deleted = items
+                        .iter()
+                        .any(|i| i.dir == l.item.dir && !i.keep_referenced);
+                    if deleted {
+                        touched.extend(self.set_deleted(&l.dest, &l.item.dir));
+                    }
                 }
                 touched.push(Touched::Leftover(id));
             }
@@ -1098,10 +1172,21 @@ impl MetaState {
         }
     }
 
+    /// The one rule every clean obeys: where a complete set or piece (of any copy)
+    /// lives in the item's directory at that place, the item only scrubs — what its
+    /// manifest references stays, and so does its index entry.
+    pub(crate) fn guard_clean_item(&self, dest: &TenantDest, mut item: CleanItem) -> CleanItem {
+        if !item.keep_referenced && self.copy_complete(dest, &item.dir) {
+            item.keep_referenced = true;
+            item.index = None;
+        }
+        item
+    }
+
     /// Whether a set at `dest` lives in `dir` with `file_status` one of `statuses`.
     fn set_at(&self, dest: &TenantDest, dir: &str, statuses: &[&str]) -> bool {
         self.work.sets.values().any(|s| {
-            &s.dest == dest
+            same_place(&s.dest, dest)
                 && statuses.contains(&s.file_status.as_str())
                 && layout::set_dir(s.backup_set_id, s.backup_type) == dir
         })
@@ -1163,13 +1248,10 @@ impl MetaState {
             };
             l.claimed_by = Some(job_id);
             touched.push(Touched::Leftover(id));
-            let (dest, mut item) = (l.dest.clone(), l.item.clone());
+            let (dest, item) = (l.dest.clone(), l.item.clone());
             // What a cancelled copy left may have been copied again, completely, since:
             // then only a scrub (keep what the manifest references), never a delete.
-            if !item.keep_referenced && self.copy_complete(&dest, &item.dir) {
-                item.keep_referenced = true;
-                item.index = None;
-            }
+            let item = self.guard_clean_item(&dest, item);
             match by_dest.iter_mut().find(|(d, _)| *d == dest) {
                 Some((_, items)) => items.push(item),
                 None => by_dest.push((dest, vec![item])),
@@ -1660,13 +1742,18 @@ impl MetaState {
     }
 
     /// Whether the job of a running task wants it to stop, and how
-    /// (`cancel`, `suspend`, `stop`), for the heartbeat.
+    /// (`cancel`, `suspend`, `stop`), or (`checkpoint`) an archive task to commit a
+    /// checkpoint at once, for the heartbeat.
     pub fn task_control(&self, task_id: u64) -> Option<&'static str> {
         let t = self.work.tasks.get(&task_id)?;
         let job = self.work.jobs.get(&t.job_id)?;
         match (&job.kind, job.status) {
             (_, JobStatus::Canceling) => Some("cancel"),
             (_, JobStatus::Suspended) => Some("suspend"),
+            // A finished data backup waits for its log: commit a checkpoint now.
+            (JobKind::Archive { .. }, JobStatus::Doing) => {
+                self.backup_waits_for_log(t.tenant_id).map(|_| "checkpoint")
+            }
             (JobKind::ArchiveCopy { copy_id }, _) => self
                 .work
                 .archive_copies

@@ -87,9 +87,15 @@ impl MetaState {
                         backup_set_id: b, ..
                     } => *b == backup_set_id,
                     JobKind::Validate { backup_set_id: b } => *b == backup_set_id,
-                    JobKind::SetCopy { .. } => true,
                     _ => false,
                 }
+                || (j.status.is_live()
+                    && matches!(&j.kind, JobKind::SetCopy { queue, .. }
+                        // A cluster-level copy job carries the sys tenant: what it
+                        // queues or writes for this tenant counts.
+                        if j.tenant_id == tenant
+                            || queue.iter().any(|(t, _)| *t == tenant)
+                            || self.work.sets.values().any(|s| s.job_id == j.job_id && s.tenant_id == tenant)))
         }) {
             return refuse(
                 Code::BackupInProgress,
@@ -152,7 +158,7 @@ impl MetaState {
         let mut touched = Vec::new();
         for s in self.work.sets.values_mut().filter(|s| {
             s.file_status == FILE_DELETING
-                && &s.dest == dest
+                && super::same_place(&s.dest, dest)
                 && layout::set_dir(s.backup_set_id, s.backup_type) == dir
         }) {
             s.file_status = FILE_DELETED.to_string();

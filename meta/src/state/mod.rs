@@ -12,12 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Reply, Request, Response};
 
 mod copy;
+mod coverage;
 mod delete;
+#[cfg(test)]
+mod safety_tests;
 mod work;
 #[cfg(test)]
 mod work_tests;
 
 pub use copy::*;
+pub use coverage::{Coverage, LOG_COVERAGE_BROKEN};
 pub use work::*;
 
 /// Cluster identity (OceanBase `cluster_name`, `cluster_id`).
@@ -462,6 +466,37 @@ impl MetaState {
             })
     }
 
+    /// A tenant whose archive round is live or whose data backup runs, among those a
+    /// `backup_dest` set at `tenant` level (None: cluster level, every tenant without
+    /// its own) applies to.
+    fn tenant_using_dest(&self, tenant: Option<TenantId>) -> Option<String> {
+        use work::{JobKind, RoundStatus};
+        self.tenants
+            .values()
+            .filter(|t| t.tenant_id != TenantId::SYS)
+            .filter(|t| match tenant {
+                Some(id) => t.tenant_id == id,
+                None => !self
+                    .params
+                    .contains_key(&(t.tenant_id.0, Param::BackupDest)),
+            })
+            .find(|t| {
+                let archiving = self.current_round(t.tenant_id).is_some_and(|r| {
+                    matches!(
+                        r.status,
+                        RoundStatus::Beginning | RoundStatus::Doing | RoundStatus::Stopping
+                    )
+                });
+                archiving
+                    || self.work.jobs.values().any(|j| {
+                        j.tenant_id == t.tenant_id
+                            && j.status.is_live()
+                            && matches!(j.kind, JobKind::Backup { .. })
+                    })
+            })
+            .map(|t| t.name.clone())
+    }
+
     /// Stateful rules of `spec/oceanbase-reference.md` §1.7 that can be checked with
     /// today's catalog. Rules about running jobs join as jobs arrive.
     fn check_param_rules(
@@ -478,7 +513,16 @@ impl MetaState {
         match param {
             Param::BackupDest => {
                 let current = self.param(Param::BackupDest, tenant);
-                if !self.param(Param::BackupBackupDest, tenant).is_empty() && current != value {
+                let moves = root(current) != root(value);
+                if moves && let Some(busy) = self.tenant_using_dest(tenant) {
+                    return Err((
+                        Code::BackupInProgress,
+                        format!(
+                            "tenant {busy} is archiving or backing up to the current backup_dest; NOARCHIVELOG and wait for its backups first (sets and their log must stay at one destination)"
+                        ),
+                    ));
+                }
+                if !self.param(Param::BackupBackupDest, tenant).is_empty() && moves {
                     return Err((
                         Code::NotSupported,
                         "set backup dest with backup backup dest not empty is not supported (clear backup_backup_dest first)".to_string(),

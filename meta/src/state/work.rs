@@ -925,9 +925,13 @@ impl MetaState {
             task.spec,
             TaskSpec::Archive { .. } | TaskSpec::ArchiveCopy { .. }
         );
-        // The archive task of a live round is retried indefinitely: the round shows
-        // the error and keeps trying, as an archive must.
-        if retryable && (task.attempt < MAX_ATTEMPTS || is_archive) {
+        // The archive task of a live round is retried indefinitely on transient errors:
+        // the round shows the error and keeps trying, as an archive must. A permanent
+        // error (a source whose layout cannot work, say) gets bounded attempts, then
+        // the round goes INTERRUPTED with the reason instead of retrying in silence.
+        if (retryable && (task.attempt < MAX_ATTEMPTS || is_archive))
+            || (!retryable && is_archive && task.attempt < MAX_ATTEMPTS)
+        {
             task.status = TaskStatus::Pending;
             let job_id = task.job_id;
             let mut touched = vec![Touched::Task(task_id)];
@@ -990,13 +994,14 @@ impl MetaState {
                     round.comment = reason.to_string();
                     touched.push(Touched::Round(tenant, round_id));
                 }
+                touched.extend(self.settle_waiting_backups(tenant, now));
             }
             _ => {}
         }
         touched
     }
 
-    fn finish_job(&mut self, job_id: JobId, now: u64) -> Touched {
+    pub(super) fn finish_job(&mut self, job_id: JobId, now: u64) -> Touched {
         if let Some(job) = self.work.jobs.get_mut(&job_id) {
             job.status = JobStatus::Finished;
             job.end_time_ms = now;
@@ -1154,7 +1159,7 @@ impl MetaState {
 
     /// Round to STOP; its pieces that are still active become FROZEN at the checkpoint
     /// (their manifest was rewritten at that checkpoint).
-    fn close_round(&mut self, tenant_id: TenantId, round_id: u64, _now: u64) -> Vec<Touched> {
+    fn close_round(&mut self, tenant_id: TenantId, round_id: u64, now: u64) -> Vec<Touched> {
         let mut touched = vec![Touched::Round(tenant_id, round_id)];
         if let Some(r) = self.work.rounds.get_mut(&(tenant_id, round_id))
             && r.status != RoundStatus::Interrupted
@@ -1174,6 +1179,8 @@ impl MetaState {
             p.max_scn = Some(p.checkpoint_scn);
             touched.push(Touched::Piece(tenant_id, round_id, p.piece_id, 0));
         }
+        // A backup waiting for log this round will now never archive fails.
+        touched.extend(self.settle_waiting_backups(tenant_id, now));
         touched
     }
 
@@ -1300,6 +1307,7 @@ impl MetaState {
             t.update_time_ms = now;
             touched.push(Touched::Task(task_id));
         }
+        touched.extend(self.settle_waiting_backups(tenant_id, now));
         Ok((Reply::Done, touched))
     }
 
@@ -1563,33 +1571,16 @@ impl MetaState {
             ) => {
                 done(self);
                 if let Some(set) = self.work.sets.get_mut(&(tenant_id, *backup_set_id, 0)) {
-                    set.status = SetStatus::Success;
-                    set.file_status = "AVAILABLE".to_string();
                     set.min_restore_scn = *min_restore_scn;
                     set.input_bytes = *input_bytes;
                     set.output_bytes = *output_bytes;
                     set.file_count = *file_count;
                     set.manifest_checksum = manifest_checksum.clone();
-                    set.end_time_ms = now;
                     touched.push(Touched::Set(tenant_id, *backup_set_id, 0));
                 }
-                if !ending {
-                    touched.push(self.finish_job(task.job_id, now));
-                }
-                let failed_over = self
-                    .work
-                    .tasks
-                    .values()
-                    .any(|t| t.job_id == task.job_id && t.attempt > 1);
-                if failed_over
-                    && let Some(set) = self.work.sets.get(&(tenant_id, *backup_set_id, 0)).cloned()
-                {
-                    touched.extend(self.scrub_later(
-                        set.dest.clone(),
-                        backstop_common::layout::set_dir(set.backup_set_id, set.backup_type),
-                        now,
-                    ));
-                }
+                // AVAILABLE only once the archive covers the set's range (now, or at a
+                // later checkpoint; see `coverage`).
+                touched.extend(self.settle_backup(tenant_id, *backup_set_id, now));
             }
             (TaskOutcome::Validated { bad, .. }, TaskSpec::ValidateSet { .. }) => {
                 done(self);

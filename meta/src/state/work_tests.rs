@@ -7,25 +7,25 @@ use backstop_common::{Code, Scn};
 use super::*;
 use crate::command::{Command, Reply, Request, Response, WorkCommand};
 
-fn req(command: Command) -> Request {
+pub(super) fn req(command: Command) -> Request {
     Request {
         time_ms: 1_000,
         command,
     }
 }
 
-fn work(state: &mut MetaState, w: WorkCommand) -> Response {
+pub(super) fn work(state: &mut MetaState, w: WorkCommand) -> Response {
     state.apply(&req(Command::Work(w))).0
 }
 
-fn ok(r: Response) -> Reply {
+pub(super) fn ok(r: Response) -> Reply {
     match r {
         Response::Ok(reply) => reply,
         Response::Err { code, message } => panic!("{code}: {message}"),
     }
 }
 
-fn err(r: Response) -> Code {
+pub(super) fn err(r: Response) -> Code {
     match r {
         Response::Err { code, .. } => code,
         Response::Ok(reply) => panic!("expected an error, got {reply:?}"),
@@ -33,7 +33,7 @@ fn err(r: Response) -> Code {
 }
 
 /// A cluster with tenant t1, a backup_dest and two workers.
-fn setup() -> MetaState {
+pub(super) fn setup() -> MetaState {
     let mut s = MetaState::default();
     let init = Command::InitCluster {
         cluster_name: "c".into(),
@@ -69,14 +69,20 @@ fn setup() -> MetaState {
     s
 }
 
-fn assign(s: &mut MetaState, task_id: u64, worker_id: u64) -> u32 {
+pub(super) fn assign(s: &mut MetaState, task_id: u64, worker_id: u64) -> u32 {
     match ok(work(s, WorkCommand::AssignTask { task_id, worker_id })) {
         Reply::Assigned(a) => a.attempt,
         other => panic!("{other:?}"),
     }
 }
 
-fn checkpoint(s: &mut MetaState, task_id: u64, attempt: u32, worker_id: u64, scn: u64) -> Response {
+pub(super) fn checkpoint(
+    s: &mut MetaState,
+    task_id: u64,
+    attempt: u32,
+    worker_id: u64,
+    scn: u64,
+) -> Response {
     let progress = ArchiveProgress {
         round_id: 1,
         piece_id: 0,
@@ -98,7 +104,7 @@ fn checkpoint(s: &mut MetaState, task_id: u64, attempt: u32, worker_id: u64, scn
     )
 }
 
-fn start_archive(s: &mut MetaState) -> u64 {
+pub(super) fn start_archive(s: &mut MetaState) -> u64 {
     ok(work(
         s,
         WorkCommand::StartArchive {
@@ -204,7 +210,7 @@ fn backup_preconditions_follow_oceanbase() {
 #[test]
 fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
     let mut s = setup();
-    start_archive(&mut s);
+    let archive = start_archive(&mut s);
     ok(work(
         &mut s,
         WorkCommand::StartBackup {
@@ -259,6 +265,12 @@ fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
             manifest_checksum: "abc".into(),
         },
     );
+    // The archive is at 100: the set waits for its log up to 900.
+    let set = s.work.sets.values().next().unwrap();
+    assert_eq!(set.status, SetStatus::Doing);
+    assert_eq!(s.task_control(archive), Some("checkpoint"));
+    ok(checkpoint(&mut s, archive, 1, 1, 900));
+    assert_eq!(s.task_control(archive), None);
     let set = s.work.sets.values().next().unwrap();
     assert_eq!(
         (set.status, set.file_status.as_str()),
@@ -407,7 +419,7 @@ fn noarchivelog_stops_through_the_worker_and_freezes_pieces() {
 }
 
 /// Runs the next assignable task on worker 2 with `outcome`.
-fn run_next(s: &mut MetaState, outcome: TaskOutcome) -> u64 {
+pub(super) fn run_next(s: &mut MetaState, outcome: TaskOutcome) -> u64 {
     let task = s.assignable_tasks(2)[0];
     let attempt = assign(s, task, 2);
     ok(work(
@@ -423,9 +435,11 @@ fn run_next(s: &mut MetaState, outcome: TaskOutcome) -> u64 {
 }
 
 /// Archive running and one successful full backup (set 1).
-fn with_full_backup() -> MetaState {
+pub(super) fn with_full_backup() -> MetaState {
     let mut s = setup();
-    start_archive(&mut s);
+    let archive = start_archive(&mut s);
+    // The archive covers the set's log [100, 120].
+    ok(checkpoint(&mut s, archive, 1, 1, 200));
     ok(work(
         &mut s,
         WorkCommand::StartBackup {
@@ -469,7 +483,12 @@ fn with_full_backup() -> MetaState {
     s
 }
 
-fn set_copy(s: &mut MetaState, id: Option<u64>, dest: Option<&str>, tenants: &[&str]) -> Response {
+pub(super) fn set_copy(
+    s: &mut MetaState,
+    id: Option<u64>,
+    dest: Option<&str>,
+    tenants: &[&str],
+) -> Response {
     work(
         s,
         WorkCommand::StartSetCopy {
@@ -483,7 +502,7 @@ fn set_copy(s: &mut MetaState, id: Option<u64>, dest: Option<&str>, tenants: &[&
     )
 }
 
-fn copy_job(s: &MetaState) -> &JobRecord {
+pub(super) fn copy_job(s: &MetaState) -> &JobRecord {
     s.work
         .jobs
         .values()
@@ -547,7 +566,7 @@ fn a_backupset_copy_runs_once_at_a_time_and_records_its_copy() {
 
 /// Starts a set copy, leases its task to worker 2 and cancels the copy job; returns the
 /// task, its attempt and the cancel command.
-fn copy_then_cancel(s: &mut MetaState) -> (u64, u32, WorkCommand) {
+pub(super) fn copy_then_cancel(s: &mut MetaState) -> (u64, u32, WorkCommand) {
     ok(set_copy(s, None, None, &[]));
     let task = s.assignable_tasks(2)[0];
     let attempt = assign(s, task, 2);
@@ -560,7 +579,7 @@ fn copy_then_cancel(s: &mut MetaState) -> (u64, u32, WorkCommand) {
 }
 
 /// Worker 2 reports that the cancelled `task` stopped.
-fn report_canceled(s: &mut MetaState, task: u64, attempt: u32) {
+pub(super) fn report_canceled(s: &mut MetaState, task: u64, attempt: u32) {
     ok(work(
         s,
         WorkCommand::CompleteTask {

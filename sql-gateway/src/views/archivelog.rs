@@ -38,7 +38,9 @@ pub fn round_row(s: &Snapshot, r: &ArchiveRound) -> Vec<Cell> {
 /// The view.
 pub struct Archivelog;
 
-/// OceanBase's columns, then Backstop's (`START_SCN`, `CHECKPOINT_SCN`).
+/// OceanBase's columns, then Backstop's (`START_SCN`, `CHECKPOINT_SCN`, `COMMENT`: why
+/// the round is interrupted or not advancing; on the cluster row, the first tenant's
+/// reason, prefixed with its id).
 pub const COLUMNS: &[&str] = &[
     "INCARNATION",
     "LOG_ARCHIVE_ROUND",
@@ -55,6 +57,7 @@ pub const COLUMNS: &[&str] = &[
     "OUTPUT_BYTES_DISPLAY",
     "START_SCN",
     "CHECKPOINT_SCN",
+    "COMMENT",
 ];
 
 impl View for Archivelog {
@@ -77,7 +80,19 @@ impl View for Archivelog {
                 *e = r;
             }
         }
-        let mut rows: Vec<Vec<Cell>> = current.values().map(|r| round_row(s, r)).collect();
+        let mut rows: Vec<Vec<Cell>> = current
+            .values()
+            .map(|r| {
+                let mut row = round_row(s, r);
+                row.push(Cell::from(r.comment.as_str()));
+                row
+            })
+            .collect();
+        let cluster_comment = current
+            .values()
+            .find(|r| !r.comment.is_empty())
+            .map(|r| format!("tenant {}: {}", r.tenant_id, r.comment))
+            .unwrap_or_default();
         if !current.is_empty() {
             let statuses: std::collections::BTreeSet<&str> =
                 current.values().map(|r| r.status.as_str()).collect();
@@ -109,6 +124,7 @@ impl View for Archivelog {
                 bytes_display(output),
                 Cell::from(min(|r| r.start_scn)),
                 Cell::from(min(|r| r.checkpoint_scn)),
+                Cell::from(cluster_comment.as_str()),
             ]);
         }
         rows
