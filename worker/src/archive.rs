@@ -7,6 +7,7 @@
 //! piece manifest, then the fenced `ArchiveCheckpoint` commit.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backstop_common::Scn;
@@ -235,14 +236,15 @@ impl Archiver<'_> {
             self.commit(None, None).await?;
         } else {
             let m = self.piece.manifest(self.args.round_id, self.ckpt, false);
-            self.store
-                .put(&key, manifest::to_json(&m)?, &self.ctx.abort)
+            self.ctx
+                .put_shared(&self.store, &key, manifest::to_json(&m)?)
                 .await?;
         }
         let kept: Vec<&str> = self.piece.objects.iter().map(|o| o.key.as_str()).collect();
         for k in self.store.list(&self.piece.dir).await? {
             if layout::parse_log_object(&k).is_some() && !kept.contains(&k.as_str()) {
                 debug!(key = %k, "removing a log object outside the piece's chain");
+                self.ctx.check_fence()?;
                 self.store.delete(&k).await?;
             }
         }
@@ -326,8 +328,13 @@ impl Archiver<'_> {
                 self.flush().await?;
             }
             let due = self.last_commit.elapsed() >= interval;
+            // The leader asked for a checkpoint (a finished backup waits for the
+            // archive to cover it): commit what is read now; the request stays set
+            // until something new is committed.
+            let asked = self.ctx.checkpoint_now.load(Ordering::SeqCst);
             let draining_done = stop_target.is_some_and(|t| self.read_end >= t);
-            if (due || draining_done) && self.read_end > self.ckpt {
+            if (due || asked || draining_done) && self.read_end > self.ckpt {
+                self.ctx.checkpoint_now.store(false, Ordering::SeqCst);
                 self.flush().await?;
                 let switch = self.switch_due();
                 self.commit(switch.clone(), None).await?;
@@ -388,6 +395,7 @@ impl Archiver<'_> {
         };
         self.output_since_report += stored.len() as u64;
         backstop_common::failpoint!("archive::before_upload", WorkerError::Storage);
+        self.ctx.check_fence()?;
         self.store
             .put(&key, Bytes::from(stored), &self.ctx.abort)
             .await?;
@@ -407,11 +415,11 @@ impl Archiver<'_> {
         let now = now_ms();
         self.piece.checkpoints.push((checkpoint, now));
         let m = self.piece.manifest(self.args.round_id, checkpoint, false);
-        self.store
-            .put(
+        self.ctx
+            .put_shared(
+                &self.store,
                 &layout::piece_manifest(&self.piece.dir),
                 manifest::to_json(&m)?,
-                &self.ctx.abort,
             )
             .await?;
         let lag_ms = self
@@ -440,24 +448,24 @@ impl Archiver<'_> {
     /// Writes the frozen manifest, marker and index entry of the current piece.
     async fn seal(&self, piece: &Piece, max: u64) -> Result<()> {
         let m = piece.manifest(self.args.round_id, max, true);
-        self.store
-            .put(
+        self.ctx
+            .put_shared(
+                &self.store,
                 &layout::piece_manifest(&piece.dir),
                 manifest::to_json(&m)?,
-                &self.ctx.abort,
             )
             .await?;
         backstop_common::failpoint!("archive::before_marker", WorkerError::Storage);
-        self.store
-            .put(
+        self.ctx
+            .put_shared(
+                &self.store,
                 &layout::piece_frozen(&piece.dir),
                 Bytes::from(max.to_string()),
-                &self.ctx.abort,
             )
             .await?;
         let index = layout::piece_index(self.args.round_id, piece.spec.piece_id);
-        self.store
-            .put(&index, manifest::to_json(&m)?, &self.ctx.abort)
+        self.ctx
+            .put_shared(&self.store, &index, manifest::to_json(&m)?)
             .await?;
         Ok(())
     }
@@ -467,11 +475,11 @@ impl Archiver<'_> {
         self.seal(&old, self.ckpt).await?;
         self.piece.checkpoints.push((self.ckpt, now_ms()));
         let m = self.piece.manifest(self.args.round_id, self.ckpt, false);
-        self.store
-            .put(
+        self.ctx
+            .put_shared(
+                &self.store,
                 &layout::piece_manifest(&self.piece.dir),
                 manifest::to_json(&m)?,
-                &self.ctx.abort,
             )
             .await?;
         let progress = ArchiveProgress {

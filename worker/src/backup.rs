@@ -348,13 +348,12 @@ async fn already_complete(
         set_dir: set_dir.to_string(),
         manifest_checksum: checksum.clone(),
     };
-    store
-        .put(
-            &layout::set_index(set_id),
-            manifest::to_json(&index)?,
-            &ctx.abort,
-        )
-        .await?;
+    ctx.put_shared(
+        store,
+        &layout::set_index(set_id),
+        manifest::to_json(&index)?,
+    )
+    .await?;
     info!(backup_set_id = set_id, "backup set was already complete");
     Ok(Some(TaskOutcome::Finalized {
         min_restore_scn: Scn(m.min_restore_scn),
@@ -405,7 +404,7 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
     let part_prefix = format!("{set_dir}/part_");
     for key in store.list(&set_dir).await? {
         if key.starts_with(&part_prefix) && !keep.contains(&key) {
-            ctx.check()?;
+            ctx.check_fence()?;
             debug!(%key, "removing unreferenced object");
             store.delete(&key).await?;
         }
@@ -428,17 +427,15 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
     };
     let data = manifest::to_json(&m)?;
     let manifest_checksum = manifest::checksum(&data);
-    store
-        .put(&layout::set_manifest(&set_dir), data, &ctx.abort)
+    ctx.put_shared(&store, &layout::set_manifest(&set_dir), data)
         .await?;
     backstop_common::failpoint!("backup::before_marker", WorkerError::Storage);
-    store
-        .put(
-            &layout::set_complete(&set_dir),
-            Bytes::from(manifest_checksum.clone()),
-            &ctx.abort,
-        )
-        .await?;
+    ctx.put_shared(
+        &store,
+        &layout::set_complete(&set_dir),
+        Bytes::from(manifest_checksum.clone()),
+    )
+    .await?;
     let index = SetIndex {
         backup_set_id: a.backup_set_id,
         backup_type: a.backup_type,
@@ -448,13 +445,12 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         set_dir: set_dir.clone(),
         manifest_checksum: manifest_checksum.clone(),
     };
-    store
-        .put(
-            &layout::set_index(a.backup_set_id),
-            manifest::to_json(&index)?,
-            &ctx.abort,
-        )
-        .await?;
+    ctx.put_shared(
+        &store,
+        &layout::set_index(a.backup_set_id),
+        manifest::to_json(&index)?,
+    )
+    .await?;
     info!(
         backup_set_id = a.backup_set_id,
         min_restore_scn = min_restore_scn.0,

@@ -169,12 +169,11 @@ pub async fn copy_set(
         reused += u64::from(re);
     }
     ctx.check()?;
-    dst_store
-        .put(&manifest_key, manifest_bytes, &ctx.abort)
+    ctx.put_shared(&dst_store, &manifest_key, manifest_bytes)
         .await?;
     backstop_common::failpoint!("copy::before_marker", WorkerError::Storage);
-    dst_store.put(&marker_key, marker, &ctx.abort).await?;
-    dst_store.put(&index_key, index_bytes, &ctx.abort).await?;
+    ctx.put_shared(&dst_store, &marker_key, marker).await?;
+    ctx.put_shared(&dst_store, &index_key, index_bytes).await?;
     info!(
         backup_set_id,
         objects = m.objects.len(),
@@ -220,15 +219,15 @@ pub async fn copy_piece(
         copied += r?.1;
     }
     ctx.check()?;
-    dst_store.put(&key, bytes, &ctx.abort).await?;
+    ctx.put_shared(&dst_store, &key, bytes).await?;
     if m.frozen {
         let marker_key = layout::piece_frozen(&dir);
         let marker = src_store.get(&marker_key, &ctx.abort).await?;
         backstop_common::failpoint!("copy::before_marker", WorkerError::Storage);
-        dst_store.put(&marker_key, marker, &ctx.abort).await?;
+        ctx.put_shared(&dst_store, &marker_key, marker).await?;
         let index_key = layout::piece_index(round_id, piece_id);
         let index = src_store.get(&index_key, &ctx.abort).await?;
-        dst_store.put(&index_key, index, &ctx.abort).await?;
+        ctx.put_shared(&dst_store, &index_key, index).await?;
     }
     info!(
         round_id,
@@ -393,15 +392,15 @@ async fn follow_piece(
     };
     if frozen {
         // The primary's own manifest, byte for byte, once everything is here.
-        dst.put(&key, bytes, &ctx.abort).await?;
+        ctx.put_shared(dst, &key, bytes).await?;
         let marker = src.get(&marker_key, &ctx.abort).await?;
         backstop_common::failpoint!("copy::before_marker", WorkerError::Storage);
-        dst.put(&marker_key, marker, &ctx.abort).await?;
+        ctx.put_shared(dst, &marker_key, marker).await?;
         let index = src.get(&index_key, &ctx.abort).await?;
-        dst.put(&index_key, index, &ctx.abort).await?;
+        ctx.put_shared(dst, &index_key, index).await?;
         state.done = true;
     } else {
-        dst.put(&key, manifest::to_json(&copy)?, &ctx.abort).await?;
+        ctx.put_shared(dst, &key, manifest::to_json(&copy)?).await?;
     }
     let primary_ms = m
         .checkpoints
@@ -479,6 +478,7 @@ pub async fn clean(ctx: &TaskCtx, dest: &TenantDest, items: &[CleanItem]) -> Res
 
 async fn clean_item(ctx: &TaskCtx, store: &TenantStore, item: &CleanItem) -> Result<u64> {
     if let Some(index) = &item.index {
+        ctx.check_fence()?;
         store.delete(index).await?;
     }
     backstop_common::failpoint!("clean::during_cleanup", WorkerError::Storage);
@@ -507,7 +507,7 @@ async fn clean_item(ctx: &TaskCtx, store: &TenantStore, item: &CleanItem) -> Res
     }
     let mut n = 0;
     for key in store.list(&item.dir).await? {
-        ctx.check()?;
+        ctx.check_fence()?;
         if keep.contains(&key) {
             continue;
         }

@@ -1,7 +1,12 @@
-//! What a running task holds: its fencing token, cancellation and progress.
+//! What a running task holds: its fencing token, its lease as this worker sees it,
+//! cancellation and progress.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
 
 use backstop_common::codec::encode;
 use backstop_common::task::ArchiveProgress;
@@ -10,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::MetaClient;
 use crate::error::{Result, WorkerError};
+use crate::storage::TenantStore;
 
 /// Progress counters read by the heartbeat loop.
 #[derive(Debug, Default)]
@@ -24,6 +30,50 @@ impl Progress {
     /// Adds `n` done bytes.
     pub fn add(&self, n: u64) {
         self.done.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// An attempt's lease as this worker sees it: renewed by every successful heartbeat
+/// that included the attempt, counted from when that heartbeat was *sent* (the leader
+/// counts from when it received it, which is later). The attempt may keep writing
+/// shared keys only while less than `fence_after` has passed since the last renewal;
+/// after that the leader may already be handing the task to another worker.
+#[derive(Debug)]
+pub struct AttemptLease {
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last renewal (rounded down: conservative).
+    renewed_ms: AtomicU64,
+    fence_after: Duration,
+}
+
+impl AttemptLease {
+    /// A lease granted by a request sent at `granted` (the acquire call), fenced
+    /// `fence_after` after each renewal.
+    pub fn new(granted: Instant, fence_after: Duration) -> AttemptLease {
+        AttemptLease {
+            epoch: granted,
+            renewed_ms: AtomicU64::new(0),
+            fence_after,
+        }
+    }
+
+    /// Records a successful heartbeat for this attempt, sent at `sent`. Never moves the
+    /// renewal back.
+    pub fn renew(&self, sent: Instant) {
+        let ms = sent.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.renewed_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// The instant at which this worker must stop writing for the attempt.
+    pub fn deadline(&self) -> Instant {
+        self.epoch
+            + Duration::from_millis(self.renewed_ms.load(Ordering::SeqCst))
+            + self.fence_after
+    }
+
+    /// Whether the lease is still safely held at `now`.
+    pub fn held_at(&self, now: Instant) -> bool {
+        now < self.deadline()
     }
 }
 
@@ -46,6 +96,12 @@ pub struct TaskCtx {
     pub progress: Arc<Progress>,
     /// Bytes per second a copy task may move (0 = unlimited).
     pub copy_rate: u64,
+    /// The attempt's lease, renewed by the heartbeat loop.
+    pub lease: Arc<AttemptLease>,
+    /// Set by the heartbeat action `checkpoint` (a finished backup waits for the
+    /// archive): an archive commits what it has read at once. Cleared by the archive
+    /// when it commits.
+    pub checkpoint_now: Arc<AtomicBool>,
 }
 
 impl TaskCtx {
@@ -55,6 +111,31 @@ impl TaskCtx {
             return Err(WorkerError::Cancelled);
         }
         Ok(())
+    }
+
+    /// Call right before writing or deleting a shared key (manifest, marker, index):
+    /// errors with `Cancelled` once aborted, and with `Stale` once the lease may have
+    /// been lost (no heartbeat for this attempt succeeded within the fence time), so a
+    /// zombie attempt stops before it overwrites its successor's keys.
+    pub fn check_fence(&self) -> Result<()> {
+        self.check()?;
+        if !self.lease.held_at(Instant::now()) {
+            return Err(WorkerError::Stale(format!(
+                "task {} attempt {}: no heartbeat succeeded within {} ms; the lease may be gone",
+                self.task_id,
+                self.attempt,
+                self.lease.fence_after.as_millis()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes a shared key (manifest, marker, index entry) after [`Self::check_fence`].
+    ///
+    /// Errors: `Cancelled`, `Stale` (see `check_fence`), `Storage` from the put.
+    pub async fn put_shared(&self, store: &TenantStore, key: &str, data: Bytes) -> Result<()> {
+        self.check_fence()?;
+        store.put(key, data, &self.abort).await
     }
 
     /// Commits an archive checkpoint (fenced by this attempt).

@@ -2,31 +2,35 @@
 //! attempts (progress in, cancel/stop out), acquires tasks while it has free slots,
 //! runs each in its own task with a cancellation token, and reports the outcome.
 //!
-//! Self-fencing: if no heartbeat succeeds for a whole lease, every running attempt
-//! is aborted, because the leader has given (or will give) those tasks to another
-//! worker and this one must not keep writing.
+//! Self-fencing: an attempt none of whose heartbeats succeeded for 3/4 of a lease
+//! (counted from when the last good one was sent) is aborted by a timer, and every
+//! write of a shared key checks the same deadline first
+//! ([`TaskCtx::check_fence`]), because the leader gives the task to another worker
+//! once the lease runs out and this one must have stopped writing by then.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backstop_common::codec::{decode, encode};
 use backstop_common::task::{Assignment, TaskOutcome, TaskSpec};
 use backstop_proto::worker::{
-    AcquireTaskRequest, HeartbeatRequest, RegisterWorkerRequest, ReportTaskRequest, TaskProgress,
+    AcquireTaskRequest, HeartbeatRequest, RegisterWorkerRequest, ReportTaskRequest, TaskControl,
+    TaskProgress,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::archive::{ArchiveArgs, run_archive};
 use crate::backup::{self, CopyArgs, FinalizeArgs};
 use crate::client::MetaClient;
 use crate::copy;
-use crate::ctx::{Progress, TaskCtx};
+use crate::ctx::{AttemptLease, Progress, TaskCtx};
 use crate::error::{Result, WorkerError};
 use crate::storage::TenantStore;
 use crate::validate::validate_set;
@@ -67,6 +71,13 @@ pub fn worker_id(dir: &std::path::Path) -> Result<u64> {
 /// How often an idle slot asks for work (heartbeats go out every `heartbeat_ms`).
 const POLL: Duration = Duration::from_millis(200);
 
+/// How long after the last successful heartbeat was sent an attempt stops writing:
+/// 3/4 of the lease, leaving a quarter (and at least 50 ms) for writes in flight and
+/// clock-rate differences before the leader can reassign the task.
+pub fn fence_after(lease: Duration) -> Duration {
+    (lease * 3 / 4).min(lease.saturating_sub(Duration::from_millis(50)))
+}
+
 /// Why an attempt was stopped by its job (heartbeat actions `cancel`, `suspend`).
 const ENDED_BY_NONE: u8 = 0;
 const ENDED_BY_CANCEL: u8 = 1;
@@ -81,6 +92,8 @@ struct Running {
     stop: CancellationToken,
     ended_by: Arc<AtomicU8>,
     progress: Arc<Progress>,
+    lease: Arc<AttemptLease>,
+    checkpoint_now: Arc<AtomicBool>,
 }
 
 type RunningMap = Arc<Mutex<HashMap<u64, Running>>>;
@@ -121,6 +134,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
         }
     };
     let lease = Duration::from_millis(reg.lease_ms.max(100));
+    let fence_after = fence_after(lease);
     let beat = Duration::from_millis(reg.heartbeat_ms.max(20));
     info!(
         worker_id,
@@ -176,6 +190,8 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
             worker_id,
             free_slots: free as u32,
         };
+        // The leader grants the leases after it receives this call.
+        let granted = Instant::now();
         let acquired = match client
             .call(|mut c| {
                 let r = req;
@@ -203,6 +219,8 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 stop: CancellationToken::new(),
                 progress: Arc::new(Progress::default()),
                 copy_rate: config.copy_rate,
+                lease: Arc::new(AttemptLease::new(granted, fence_after)),
+                checkpoint_now: Arc::new(AtomicBool::new(false)),
             };
             let ended_by = Arc::new(AtomicU8::new(ENDED_BY_NONE));
             lock(&running).insert(
@@ -217,6 +235,8 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                     stop: ctx.stop.clone(),
                     ended_by: ended_by.clone(),
                     progress: ctx.progress.clone(),
+                    lease: ctx.lease.clone(),
+                    checkpoint_now: ctx.checkpoint_now.clone(),
                 },
             );
             let span = tracing::info_span!("task", task_id = a.task_id, attempt = a.attempt, tenant_id = %a.tenant_id, job_id = %a.job_id, kind = a.spec.kind());
@@ -247,10 +267,11 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
 /// to stop, so a cancel reaches the attempt within milliseconds. A call is re-issued
 /// when the set of running attempts changes.
 ///
-/// Self-fencing: if no heartbeat succeeds for 3/4 of a lease (counted from when the
-/// last successful one was *sent*; the leader counts from when it received it),
-/// every running attempt is aborted before the leader can hand its task to another
-/// worker.
+/// Self-fencing is timer-driven: an attempt is aborted as soon as `fence_after` has
+/// passed since the last successful heartbeat that included it was *sent* (the
+/// leader counts its lease from when it received that heartbeat), even while a call
+/// is still outstanding, so the attempt stops before the leader can hand its task to
+/// another worker.
 async fn heartbeat_loop(
     client: Arc<MetaClient>,
     worker_id: u64,
@@ -260,20 +281,24 @@ async fn heartbeat_loop(
     beat: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut last_ok_sent = Instant::now();
-    let fence_after = lease * 3 / 4;
     loop {
-        let tasks: Vec<TaskProgress> = lock(&running)
+        fence_expired(&running, Instant::now());
+        let fence_at = next_fence(&running);
+        let (tasks, leases): (Vec<TaskProgress>, Vec<Arc<AttemptLease>>) = lock(&running)
             .iter()
-            .map(|(id, r)| TaskProgress {
-                task_id: *id,
-                attempt: r.attempt,
-                bytes_done: r.progress.done.load(Ordering::Relaxed),
-                bytes_total: r.progress.total.load(Ordering::Relaxed),
+            .map(|(id, r)| {
+                (
+                    TaskProgress {
+                        task_id: *id,
+                        attempt: r.attempt,
+                        bytes_done: r.progress.done.load(Ordering::Relaxed),
+                        bytes_total: r.progress.total.load(Ordering::Relaxed),
+                    },
+                    r.lease.clone(),
+                )
             })
-            .collect();
+            .unzip();
         if tasks.is_empty() {
-            last_ok_sent = Instant::now();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = changed.notified() => {}
@@ -296,6 +321,9 @@ async fn heartbeat_loop(
             // New or ended attempts: ask again with the new set (the leases of the
             // others were renewed when this call was sent).
             _ = changed.notified() => continue,
+            // A lease runs out while the call is outstanding: fence at once (the next
+            // turn of the loop aborts what expired and asks again for the rest).
+            _ = sleep_until_some(fence_at) => continue,
             r = tokio::time::timeout(beat + lease / 4, call) => match r {
                 Ok(r) => r,
                 Err(_) => Err(WorkerError::Meta("heartbeat timed out".into())),
@@ -303,57 +331,90 @@ async fn heartbeat_loop(
         };
         match result {
             Ok(resp) => {
-                last_ok_sent = sent;
-                let map = lock(&running);
-                for control in resp.tasks {
-                    let Some(r) = map.get(&control.task_id) else {
-                        continue;
-                    };
-                    if r.attempt != control.attempt {
-                        continue;
-                    }
-                    match control.action.as_str() {
-                        "abort" => {
-                            warn!(task_id = control.task_id, reason = %control.reason, "aborting task");
-                            r.abort.cancel();
-                        }
-                        "cancel" => {
-                            info!(
-                                task_id = control.task_id,
-                                "job cancelled: stopping the task"
-                            );
-                            r.ended_by.store(ENDED_BY_CANCEL, Ordering::SeqCst);
-                            r.abort.cancel();
-                        }
-                        "suspend" => {
-                            info!(
-                                task_id = control.task_id,
-                                "job suspended: stopping the task"
-                            );
-                            r.ended_by.store(ENDED_BY_SUSPEND, Ordering::SeqCst);
-                            r.abort.cancel();
-                        }
-                        "stop" => r.stop.cancel(),
-                        _ => {}
-                    }
+                for l in &leases {
+                    l.renew(sent);
                 }
+                apply_controls(&running, resp.tasks);
             }
             Err(e) => {
-                if last_ok_sent.elapsed() > fence_after {
-                    let map = lock(&running);
-                    if !map.is_empty() {
-                        warn!(error = %e, "no heartbeat within the lease: aborting every running task");
-                        for r in map.values() {
-                            r.abort.cancel();
-                        }
-                    }
-                }
+                debug!(error = %e, "heartbeat failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
+                    _ = sleep_until_some(next_fence(&running)) => {}
                     _ = tokio::time::sleep(POLL) => {}
                 }
             }
         }
+    }
+}
+
+/// Carries out the leader's answer for each running attempt.
+fn apply_controls(running: &RunningMap, controls: Vec<TaskControl>) {
+    let map = lock(running);
+    for control in controls {
+        let Some(r) = map.get(&control.task_id) else {
+            continue;
+        };
+        if r.attempt != control.attempt {
+            continue;
+        }
+        match control.action.as_str() {
+            "abort" => {
+                warn!(task_id = control.task_id, reason = %control.reason, "aborting task");
+                r.abort.cancel();
+            }
+            "cancel" => {
+                info!(
+                    task_id = control.task_id,
+                    "job cancelled: stopping the task"
+                );
+                r.ended_by.store(ENDED_BY_CANCEL, Ordering::SeqCst);
+                r.abort.cancel();
+            }
+            "suspend" => {
+                info!(
+                    task_id = control.task_id,
+                    "job suspended: stopping the task"
+                );
+                r.ended_by.store(ENDED_BY_SUSPEND, Ordering::SeqCst);
+                r.abort.cancel();
+            }
+            "stop" => r.stop.cancel(),
+            // A finished backup waits for the archive to cover it: commit what is
+            // read now. Never stops or aborts the task.
+            "checkpoint" => r.checkpoint_now.store(true, Ordering::SeqCst),
+            _ => {}
+        }
+    }
+}
+
+/// The earliest fence deadline of the attempts not aborted yet.
+fn next_fence(running: &RunningMap) -> Option<Instant> {
+    lock(running)
+        .values()
+        .filter(|r| !r.abort.is_cancelled())
+        .map(|r| r.lease.deadline())
+        .min()
+}
+
+/// Aborts every attempt whose lease may be gone at `now`.
+fn fence_expired(running: &RunningMap, now: Instant) {
+    for (task_id, r) in lock(running).iter() {
+        if !r.abort.is_cancelled() && !r.lease.held_at(now) {
+            warn!(
+                task_id,
+                attempt = r.attempt,
+                "no heartbeat within the fence time: aborting the task before its lease can move"
+            );
+            r.abort.cancel();
+        }
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -543,5 +604,106 @@ async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcome> {
         } => copy::copy_piece(ctx, &src, &dst, round_id, piece_id).await,
         TaskSpec::ArchiveCopy { src, dst, .. } => copy::archive_copy(ctx, &src, &dst).await,
         TaskSpec::Clean { dest, items } => copy::clean(ctx, &dest, &items).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn running_one(lease: Arc<AttemptLease>) -> (RunningMap, Arc<Running>) {
+        let r = Running {
+            attempt: 1,
+            follower: true,
+            abort: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            ended_by: Arc::new(AtomicU8::new(ENDED_BY_NONE)),
+            progress: Arc::new(Progress::default()),
+            lease,
+            checkpoint_now: Arc::new(AtomicBool::new(false)),
+        };
+        let shared = Arc::new(Running {
+            attempt: r.attempt,
+            follower: r.follower,
+            abort: r.abort.clone(),
+            stop: r.stop.clone(),
+            ended_by: r.ended_by.clone(),
+            progress: r.progress.clone(),
+            lease: r.lease.clone(),
+            checkpoint_now: r.checkpoint_now.clone(),
+        });
+        let map: RunningMap = Arc::new(Mutex::new(HashMap::from([(5, r)])));
+        (map, shared)
+    }
+
+    #[test]
+    fn the_fence_counts_from_the_last_renewal_sent_and_never_moves_back() {
+        let t0 = Instant::now();
+        let l = AttemptLease::new(t0, 300 * MS);
+        assert!(l.held_at(t0 + 299 * MS));
+        assert!(!l.held_at(t0 + 300 * MS));
+        l.renew(t0 + 200 * MS);
+        assert!(l.held_at(t0 + 499 * MS));
+        assert!(!l.held_at(t0 + 500 * MS));
+        l.renew(t0 + 100 * MS);
+        assert_eq!(l.deadline(), t0 + 500 * MS);
+        assert_eq!(fence_after(Duration::from_millis(2000)), 1500 * MS);
+        assert_eq!(fence_after(Duration::from_millis(100)), 50 * MS);
+    }
+
+    /// A meta that accepts the connection and never answers: the heartbeat call stays
+    /// outstanding. The attempt must be aborted when the fence time is up, not when
+    /// the call finally fails (the old loop aborted ~560 ms in, at the second failed
+    /// call, after the leader's 400 ms lease had run out).
+    #[tokio::test]
+    async fn an_outstanding_heartbeat_does_not_delay_the_fence() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = MetaClient::new(vec![listener.local_addr().unwrap().to_string()]);
+        let lease = Duration::from_millis(400);
+        let start = Instant::now();
+        let (running, r) = running_one(Arc::new(AttemptLease::new(start, fence_after(lease))));
+        let shutdown = CancellationToken::new();
+        let beats = tokio::spawn(heartbeat_loop(
+            client,
+            7,
+            running.clone(),
+            Arc::new(Notify::new()),
+            lease,
+            80 * MS,
+            shutdown.clone(),
+        ));
+        tokio::time::timeout(Duration::from_secs(3), r.abort.cancelled())
+            .await
+            .expect("the attempt was never fenced");
+        let took = start.elapsed();
+        shutdown.cancel();
+        beats.await.unwrap();
+        assert!(took >= 300 * MS, "fenced too early: {took:?}");
+        assert!(took < 380 * MS, "fenced late: {took:?}");
+        assert!(!r.stop.is_cancelled());
+        drop(listener);
+    }
+
+    #[test]
+    fn checkpoint_asks_for_a_commit_and_never_stops_the_task() {
+        let (running, r) = running_one(Arc::new(AttemptLease::new(Instant::now(), 300 * MS)));
+        let control = |attempt, action: &str| TaskControl {
+            task_id: 5,
+            attempt,
+            action: action.into(),
+            reason: String::new(),
+        };
+        apply_controls(&running, vec![control(2, "checkpoint")]);
+        assert!(
+            !r.checkpoint_now.load(Ordering::SeqCst),
+            "another attempt's"
+        );
+        apply_controls(&running, vec![control(1, "checkpoint")]);
+        assert!(r.checkpoint_now.load(Ordering::SeqCst));
+        assert!(!r.abort.is_cancelled());
+        assert!(!r.stop.is_cancelled());
+        assert_eq!(r.ended_by.load(Ordering::SeqCst), ENDED_BY_NONE);
     }
 }
