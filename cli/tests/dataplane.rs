@@ -504,6 +504,50 @@ fn log_lost_before_archiving_marks_the_round_interrupted() {
     assert_eq!(c.round("t1")["round_id"], 2);
 }
 
+/// Issue 11 point 8: the active segment is cut back below what was archived and
+/// regrown with other bytes. The archive must not splice the new bytes onto the old
+/// ones: the round goes INTERRUPTED, naming the segment.
+#[test]
+fn a_log_rewritten_under_the_archive_marks_the_round_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 1, 2000);
+    let src = dir.path().join("t1");
+    workload::init(&src, Shape::of_size(1 << 20, 1), 5).unwrap();
+    let dest = format!("file://{}/dest", dir.path().display());
+    c.setup_tenant("t1", &src, &dest, false);
+    c.start_archive("t1");
+    let limits = RunLimits {
+        rate: 0,
+        duration: Duration::from_secs(30),
+        segment_bytes: 1 << 30,
+        max_writes: 20,
+    };
+    let stats = workload::run(&src, 6, limits, &AtomicBool::new(false)).unwrap();
+    c.wait_archived("t1", stats.log_end);
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(src.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    let active = segments.last().unwrap().clone();
+    let old = std::fs::read(&active).unwrap();
+    let mut new = old[..old.len() / 2].to_vec();
+    new.extend(std::iter::repeat_n(0x5a, old.len()));
+    let tmp = dir.path().join("rewritten.log");
+    std::fs::write(&tmp, &new).unwrap();
+    std::fs::rename(&tmp, &active).unwrap();
+    let round = wait_for("INTERRUPTED", 30, || {
+        let r = c.round("t1");
+        (r["status"] == "INTERRUPTED").then_some(r)
+    });
+    let comment = round["comment"].as_str().unwrap();
+    let name = active.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        comment.contains("rewritten") && comment.contains(&name),
+        "{round}"
+    );
+}
+
 #[test]
 fn killing_the_meta_leader_mid_backup_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,12 +14,12 @@ use backstop_common::Scn;
 use backstop_common::layout;
 use backstop_common::task::{ArchiveProgress, PieceSpec, TaskOutcome, TenantDest};
 use bytes::Bytes;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::ctx::TaskCtx;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{self, FORMAT_VERSION, LogObject, PieceManifest};
-use crate::source::DirSource;
+use crate::source::{DirSource, TAIL_CHECK};
 use crate::storage::TenantStore;
 
 /// Largest log object, bytes.
@@ -100,6 +100,10 @@ struct Archiver<'a> {
     read_end: u64,
     buffer: Vec<u8>,
     buffer_start: u64,
+    /// The last bytes read (up to [`TAIL_CHECK`]), ending at `read_end`: compared with
+    /// the source before every read, so a log cut back or rewritten under the archive
+    /// interrupts the round instead of splicing new bytes onto old ones.
+    tail: Vec<u8>,
     /// When the oldest byte not yet committed was first seen.
     oldest_unarchived: Option<Instant>,
     input_since_report: u64,
@@ -123,6 +127,7 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
         read_end: ckpt,
         buffer: Vec::new(),
         buffer_start: ckpt,
+        tail: Vec::new(),
         oldest_unarchived: None,
         input_since_report: 0,
         output_since_report: 0,
@@ -147,7 +152,20 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
     } else {
         a.recover_piece().await?;
     }
+    a.init_tail().await?;
     a.run().await
+}
+
+/// Keeps the last [`TAIL_CHECK`] bytes of `tail` followed by `data`.
+fn remember_tail(tail: &mut Vec<u8>, data: &[u8]) {
+    if data.len() >= TAIL_CHECK {
+        tail.clear();
+        tail.extend_from_slice(&data[data.len() - TAIL_CHECK..]);
+        return;
+    }
+    tail.extend_from_slice(data);
+    let excess = tail.len().saturating_sub(TAIL_CHECK);
+    tail.drain(..excess);
 }
 
 impl Archiver<'_> {
@@ -158,9 +176,46 @@ impl Archiver<'_> {
             .map_err(|e| WorkerError::Source(format!("read log end: {e}")))?
     }
 
+    /// The bytes the first read compares with the source: the end of the last log
+    /// object of the piece as archived (so a log rewritten between attempts is caught
+    /// too), or, without one, the source's own bytes before `read_end`.
+    async fn init_tail(&mut self) -> Result<()> {
+        if let Some(o) = self.piece.objects.last().cloned() {
+            let stored = self.store.get(&o.key, &self.ctx.abort).await?;
+            let len = (o.end - o.start) as usize;
+            let raw = if o.compressed {
+                zstd::bulk::decompress(&stored, len).ok()
+            } else {
+                Some(stored.to_vec())
+            };
+            if let Some(raw) = raw.filter(|r| r.len() == len && manifest::checksum(r) == o.checksum)
+                && o.end == self.read_end
+            {
+                remember_tail(&mut self.tail, &raw);
+                return Ok(());
+            }
+        }
+        let n = self.read_end.min(TAIL_CHECK as u64);
+        let src = self.src.clone();
+        let from = self.read_end - n;
+        let got = tokio::task::spawn_blocking(move || src.read_log(Scn(from), n as usize))
+            .await
+            .map_err(|e| WorkerError::Source(format!("read log: {e}")))?;
+        match got {
+            Ok(bytes) if bytes.len() as u64 == n => remember_tail(&mut self.tail, &bytes),
+            // Rotated away or already shorter: the first read reports a cut-back.
+            Ok(_) | Err(WorkerError::LogLost(_)) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Reads from `from`, first checking that the source still holds the last bytes
+    /// read (see [`DirSource::read_log_after`]).
     async fn read(&self, from: u64, max: usize) -> Result<Vec<u8>> {
         let src = self.src.clone();
-        tokio::task::spawn_blocking(move || src.read_log(Scn(from), max))
+        let tail = self.tail.clone();
+        tokio::task::spawn_blocking(move || src.read_log_after(Scn(from), &tail, max))
             .await
             .map_err(|e| WorkerError::Source(format!("read log: {e}")))?
     }
@@ -312,6 +367,12 @@ impl Archiver<'_> {
                 Err(WorkerError::LogLost(reason)) => {
                     return Ok(TaskOutcome::Interrupted { reason });
                 }
+                Err(e @ WorkerError::LogRewritten(_)) => {
+                    warn!(error = %e, "the source log changed under the archive");
+                    return Ok(TaskOutcome::Interrupted {
+                        reason: e.to_string(),
+                    });
+                }
                 Err(e) => return Err(e),
             };
             let got = data.len();
@@ -321,6 +382,7 @@ impl Archiver<'_> {
                 }
                 self.buffer.extend_from_slice(&data);
                 self.read_end += got as u64;
+                remember_tail(&mut self.tail, &data);
                 self.ctx.progress.add(got as u64);
                 self.input_since_report += got as u64;
             }

@@ -10,6 +10,10 @@ pub enum WorkerError {
     /// The source lost log that was not archived yet.
     #[error("log lost before it was archived: {0}")]
     LogLost(String),
+    /// The source log was cut back or rewritten below what was already read: the
+    /// bytes archived no longer match the tenant's log. Permanent.
+    #[error("log rewritten: {0}")]
+    LogRewritten(String),
     /// Object storage refused or failed (permission, network, missing object).
     #[error("storage: {0}")]
     Storage(String),

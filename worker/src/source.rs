@@ -20,6 +20,10 @@ use backstop_common::task::FileEntry;
 
 use crate::error::{Result, WorkerError};
 
+/// How many of the last bytes read [`DirSource::read_log_after`] compares with the
+/// log before each read (a cheap fingerprint of what is already archived).
+pub const TAIL_CHECK: usize = 4096;
+
 /// A log segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
@@ -229,6 +233,45 @@ impl DirSource {
         Ok(out)
     }
 
+    /// Like [`Self::read_log`], after checking that the log still holds `tail` just
+    /// before `from` (the last bytes already read, up to [`TAIL_CHECK`] of them) and
+    /// has not been cut back below `from`.
+    ///
+    /// Errors: [`WorkerError::LogRewritten`] naming the segment and SCNs when the log
+    /// now ends before `from` or those bytes changed (a truncated and regrown active
+    /// segment, a replaced file); [`WorkerError::LogLost`] and `Source` as
+    /// `read_log`. When the segment holding `tail` was removed (sealed and rotated
+    /// away) there is nothing left to compare and only the cut-back check applies.
+    pub fn read_log_after(&self, from: Scn, tail: &[u8], max: usize) -> Result<Vec<u8>> {
+        let segs = self.segments()?;
+        let end = segs.last().map_or(0, |s| s.start + s.len);
+        if end < from.0 {
+            let which = segs
+                .last()
+                .map_or_else(|| "log/ (no segments left)".to_string(), |s| s.name.clone());
+            return Err(WorkerError::LogRewritten(format!(
+                "log segment {which} was cut back: the log now ends at SCN {end}, below SCN {} already read",
+                from.0
+            )));
+        }
+        let tail_start = from.0 - tail.len() as u64;
+        if !tail.is_empty() && segs.first().is_some_and(|f| f.start <= tail_start) {
+            let now = self.read_log(Scn(tail_start), tail.len())?;
+            if now != tail {
+                let which = segs
+                    .iter()
+                    .rev()
+                    .find(|s| s.start < from.0)
+                    .map_or("?", |s| s.name.as_str());
+                return Err(WorkerError::LogRewritten(format!(
+                    "log segment {which} was rewritten: SCNs [{tail_start}, {}) changed after they were read",
+                    from.0
+                )));
+            }
+        }
+        self.read_log(from, max)
+    }
+
     /// Runs a hook with `sh -c`, with `BACKSTOP_TENANT_ROOT` set, killing it after
     /// `timeout`.
     pub async fn run_hook(&self, which: &str, command: &str, timeout: Duration) -> Result<()> {
@@ -291,6 +334,44 @@ mod tests {
             }]
         );
         assert!(src.datafile_path("../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn a_log_cut_back_or_rewritten_below_what_was_read_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("log")).unwrap();
+        let seg = dir.path().join("log/00000000000000000000.log");
+        std::fs::write(&seg, b"hello world").unwrap();
+        let src = DirSource::open(&format!("dir://{}", dir.path().display())).unwrap();
+        // Read up to 8; "hello wo" is the tail.
+        assert_eq!(
+            src.read_log_after(Scn(8), b"hello wo", 100).unwrap(),
+            b"rld"
+        );
+        // Cut back below what was read.
+        std::fs::write(&seg, b"hello").unwrap();
+        let err = src.read_log_after(Scn(8), b"hello wo", 100).unwrap_err();
+        assert!(matches!(err, WorkerError::LogRewritten(_)), "{err}");
+        assert!(
+            err.to_string().contains("00000000000000000000.log"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("SCN 8"), "{err}");
+        // Cut back, then grown again past it with other bytes.
+        std::fs::write(&seg, b"hellX world, again").unwrap();
+        let err = src.read_log_after(Scn(8), b"hello wo", 100).unwrap_err();
+        assert!(matches!(err, WorkerError::LogRewritten(_)), "{err}");
+        assert!(err.to_string().contains("[0, 8)"), "{err}");
+        // Unchanged bytes with more appended are fine.
+        std::fs::write(&seg, b"hello world, again").unwrap();
+        assert_eq!(
+            src.read_log_after(Scn(8), b"hello wo", 100).unwrap(),
+            b"rld, again"
+        );
+        // The tail's segment rotated away: only the cut-back check applies.
+        std::fs::write(dir.path().join("log/00000000000000000018.log"), b"more").unwrap();
+        std::fs::remove_file(&seg).unwrap();
+        assert_eq!(src.read_log_after(Scn(18), b"again", 100).unwrap(), b"more");
     }
 
     #[test]
