@@ -20,8 +20,17 @@ use tracing::{info, warn};
 
 /// Name of the demo tenant.
 pub const TENANT: &str = "demo";
-/// Datafile bytes of the demo tenant (64 MiB).
+/// Datafile bytes of the demo tenant (64 MiB); `BACKSTOP_DEMO_TENANT_BYTES` sets
+/// another size (bytes, at least 1 MiB), which the start-up tests use to start the
+/// demo many times quickly.
 const TENANT_BYTES: u64 = 64 << 20;
+
+fn tenant_bytes() -> u64 {
+    std::env::var("BACKSTOP_DEMO_TENANT_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(TENANT_BYTES, |b| b.max(1 << 20))
+}
 /// Log bytes per second the generator writes (256 KB/s).
 const LOG_RATE: u64 = 256 * 1024;
 
@@ -64,7 +73,7 @@ pub async fn run(
     if !paths.tenant.join("workload").exists() {
         let dir = paths.tenant.clone();
         tokio::task::spawn_blocking(move || {
-            workload::init(&dir, Shape::of_size(TENANT_BYTES, 8), 1)
+            workload::init(&dir, Shape::of_size(tenant_bytes(), 8), 1)
         })
         .await?
         .context("create the demo tenant's datafiles")?;
@@ -201,8 +210,13 @@ where
 {
     info!("demo: waiting for {what}");
     for _ in 0..600 {
-        if f().await? {
-            return Ok(());
+        match f().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            // A call that may succeed later (no leader for a moment, a restart) is
+            // retried until the deadline; anything else ends the demo.
+            Err(e) if retryable(&e) => warn!(error = %format!("{e:#}"), "demo: retrying"),
+            Err(e) => return Err(e),
         }
         tokio::select! {
             _ = stop.cancelled() => bail!("shutting down"),
@@ -210,4 +224,15 @@ where
         }
     }
     bail!("demo: {what} did not happen within 5 minutes; see the logs")
+}
+
+/// Whether a demo step's error is worth another try: a gRPC status that says the
+/// service is (for now) unavailable or not the leader.
+fn retryable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<tonic::Status>().is_some_and(|s| {
+        matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted
+        )
+    })
 }

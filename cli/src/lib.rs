@@ -119,6 +119,15 @@ async fn serve(
         .await
         .with_context(|| format!("start meta node (data dir {})", data_dir.display()))?;
     let stop_worker = CancellationToken::new();
+    if standalone {
+        // The gateway accepts logins, and the demo and the worker start, only once the
+        // catalog can check a password and name a destination: a leader, and the
+        // cluster identity (with root@sys) applied.
+        if let Err(e) = node.wait_ready(READY_TIMEOUT).await {
+            node.shutdown().await;
+            return Err(anyhow::anyhow!("{e}").context("start standalone"));
+        }
+    }
     let gateway = match sql_listen {
         Some(listen) => {
             let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
@@ -155,20 +164,37 @@ async fn serve(
     } else {
         None
     };
-    if demo && let Some(sql) = sql_listen {
-        let (addr, dir, token) = (
-            node.addr().to_string(),
-            data_dir.parent().unwrap_or(&data_dir).to_path_buf(),
-            stop_worker.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = demo::run(addr, dir, sql, token).await {
-                tracing::error!(error = %format!("{e:#}"), "demo setup failed");
-            }
-        });
+    let demo_task = match (demo, sql_listen) {
+        (true, Some(sql)) => {
+            let (addr, dir, token) = (
+                node.addr().to_string(),
+                data_dir.parent().unwrap_or(&data_dir).to_path_buf(),
+                stop_worker.clone(),
+            );
+            Some(tokio::spawn(demo::run(addr, dir, sql, token)))
+        }
+        _ => None,
+    };
+    // A demo that cannot be set up ends the process with its reason (exit status 1)
+    // instead of leaving a half-made demo running.
+    let demo_failed = async move {
+        match demo_task {
+            Some(handle) => match handle.await {
+                Ok(Ok(())) => std::future::pending().await,
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("demo task: {e}"),
+            },
+            None => std::future::pending().await,
+        }
+    };
+    let failure = tokio::select! {
+        _ = wait_for_signal() => None,
+        e = demo_failed => Some(e),
+    };
+    match &failure {
+        Some(e) => tracing::error!(error = %format!("{e:#}"), "demo setup failed; shutting down"),
+        None => info!("shutting down"),
     }
-    wait_for_signal().await;
-    info!("shutting down");
     stop_worker.cancel();
     if let Some(w) = worker {
         let _ = w.await;
@@ -177,8 +203,15 @@ async fn serve(
         let _ = g.await;
     }
     node.shutdown().await;
-    Ok(())
+    match failure {
+        Some(e) => Err(e.context("demo setup failed")),
+        None => Ok(()),
+    }
 }
+
+/// How long `standalone` waits for its one-node group to elect itself and apply the
+/// cluster identity before it gives up (it takes well under a second).
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn run_worker_until(config: WorkerConfig, token: CancellationToken) {
     if let Err(e) = run_worker_loop(config, token).await {

@@ -3,6 +3,8 @@
 //! is killed with SIGKILL when its guard drops, so a failing test leaves nothing.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod mysql;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
