@@ -15,6 +15,7 @@ pub mod ctx;
 pub mod error;
 pub mod manifest;
 pub mod restore;
+pub mod restore_plan;
 pub mod runtime;
 pub mod source;
 pub mod storage;

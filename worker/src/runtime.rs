@@ -202,6 +202,10 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
             Ok(r) => r.assignments,
             Err(_) => continue,
         };
+        // Only a new attempt changes what the heartbeat carries: waking it for nothing
+        // would abandon its outstanding call every poll, and no renewal would ever
+        // come back (the timer fence would then abort every long task).
+        let new_attempts = !acquired.is_empty();
         for bytes in acquired {
             let a: Assignment = match decode(&bytes) {
                 Ok(a) => a,
@@ -244,7 +248,9 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
             let handle = tasks.spawn(execute(ctx, a, ended_by).instrument(span));
             spawned.insert(handle.id(), key);
         }
-        changed.notify_one();
+        if new_attempts {
+            changed.notify_one();
+        }
     }
     for r in lock(&running).values() {
         r.abort.cancel();
