@@ -251,6 +251,8 @@ struct CopiedPiece {
     objects: Vec<LogObject>,
     /// The copy is complete (frozen manifest, marker and index written).
     done: bool,
+    /// The checkpoint this attempt last wrote and reported for the piece.
+    reported: Option<u64>,
 }
 
 /// `ArchiveCopy`: follows the primary archive until stopped (`STOP BACKUP
@@ -327,6 +329,7 @@ async fn load_copied(
     Ok(CopiedPiece {
         objects: m.objects,
         done,
+        reported: None,
     })
 }
 
@@ -359,7 +362,12 @@ async fn follow_piece(
     let index_key = layout::piece_index(round_id, piece_id);
     let sealed = m.frozen && src.exists(&marker_key).await? && src.exists(&index_key).await?;
     let complete_now = sealed && todo.is_empty();
-    if todo.is_empty() && !complete_now {
+    // Nothing new since this attempt's last report. The first pass over a piece
+    // always writes and reports, so what the primary has already archived (an idle
+    // tenant's piece whose next checkpoint may never come, or one without a single
+    // log object yet) is copied and reported at once.
+    let have_end = state.objects.last().map_or(m.start_scn, |o| o.end);
+    if todo.is_empty() && !complete_now && state.reported == Some(have_end) {
         return Ok(());
     }
     let mut bytes_copied = 0;
@@ -420,6 +428,7 @@ async fn follow_piece(
         lag_ms: now_ms().saturating_sub(primary_ms),
     };
     report_copy(ctx, &progress).await?;
+    state.reported = Some(checkpoint);
     debug!(
         round_id,
         piece_id,
