@@ -45,6 +45,10 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
             info.log_bytes,
             args.to.display()
         );
+        println!("target: {}", info.target);
+        for f in &info.fallbacks {
+            println!("fell back from {f}");
+        }
     }
     Ok(())
 }

@@ -151,3 +151,134 @@ fn a_set_is_available_only_with_its_log_archived_at_its_own_destination() {
         file_uri(&dir.join("elsewhere"))
     ));
 }
+
+fn start_writer(
+    src: &Path,
+    rate: u64,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<workload::RunStats>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (src, s) = (src.to_path_buf(), stop.clone());
+    let handle = std::thread::spawn(move || {
+        let limits = workload::RunLimits {
+            rate,
+            duration: std::time::Duration::from_secs(120),
+            segment_bytes: 1 << 20,
+            max_writes: 0,
+        };
+        workload::run(&src, 4, limits, &s).unwrap()
+    });
+    (stop, handle)
+}
+
+/// After `NOARCHIVELOG` / `ARCHIVELOG` a restore without a target failed with "gap"
+/// until the new round had a set; a broken newest set never fell back to an older
+/// good one; two clusters with the tenant at one destination were resolved by listing
+/// order. Now: the latest restorable point, a fallback that says so, and an error that
+/// names both candidates.
+#[test]
+fn restores_take_the_latest_restorable_point_fall_back_and_refuse_ambiguity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = Cluster::start(dir, 1, 3000);
+    let src = dir.join("t1");
+    workload::init(&src, Shape::of_size(4 << 20, 2), 13).unwrap();
+    let (stop, writer) = start_writer(&src, 200_000);
+    let (_gw, m) = start_gateway(dir, &c.meta);
+    let bk = dir.join("bk");
+    m.archive("t1", &src, &bk, None, "1m");
+    for n in 1..=2 {
+        m.exec("ALTER SYSTEM BACKUP DATABASE;");
+        wait_for("a full backup", 60, || {
+            (m.count("SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES WHERE FILE_STATUS = 'AVAILABLE'") == n)
+                .then_some(())
+        });
+    }
+    // A new round after a gap: the writer keeps writing while nothing archives.
+    m.exec("ALTER SYSTEM NOARCHIVELOG;");
+    wait_for("round 1 stopped", 30, || {
+        (m.rows("SELECT STATUS FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = 1001")
+            == vec![vec!["STOP".to_string()]])
+        .then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    m.exec("ALTER SYSTEM ARCHIVELOG;");
+    wait_for("round 2 archiving", 30, || {
+        (m.rows("SELECT STATUS FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = 1001")
+            == vec![vec!["DOING".to_string()]])
+        .then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let round1_end: u64 = m.rows(
+        "SELECT CHECKPOINT_SCN FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG_SUMMARY WHERE TENANT_ID = 1001 AND LOG_ARCHIVE_ROUND = 1",
+    )[0][0]
+        .parse()
+        .unwrap();
+
+    // The default target is round 1's end, from set 2.
+    let to = dir.join("r1");
+    let info = restore(&file_uri(&bk), "t1", &to, &[]).unwrap();
+    assert_eq!(info["backup_set_id"], 2, "{info}");
+    assert_eq!(info["until_scn"].as_u64(), Some(round1_end), "{info}");
+    assert!(
+        info["target"]
+            .as_str()
+            .unwrap()
+            .contains("latest restorable point"),
+        "{info}"
+    );
+    workload::verify(&to, &src, Some(round1_end)).expect("exact at round 1's end");
+
+    // Set 2 broken (one of its data objects gone): set 1 takes over, and says so.
+    let (object, _) = files(&bk)
+        .into_iter()
+        .find(|(f, _)| f.contains("data/backup_set_2_full/part_") && f.contains("/obj_"))
+        .expect("a data object of set 2");
+    std::fs::remove_file(bk.join(object)).unwrap();
+    let to = dir.join("r2");
+    let info = restore(&file_uri(&bk), "t1", &to, &[]).unwrap();
+    assert_eq!(info["backup_set_id"], 1, "{info}");
+    assert!(
+        info["fallbacks"][0]
+            .as_str()
+            .unwrap()
+            .contains("backup set 2"),
+        "{info}"
+    );
+    workload::verify(&to, &src, Some(round1_end)).expect("exact from the older set");
+
+    // A second cluster with a tenant of that name at the same destination.
+    let cluster = std::fs::read_dir(&bk)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let status = std::process::Command::new("cp")
+        .args([
+            "-r",
+            cluster.to_str().unwrap(),
+            bk.join("other_cluster").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for (f, _) in files(&bk.join("other_cluster")) {
+        if f.ends_with("info/tenant") {
+            let path = bk.join("other_cluster").join(&f);
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            v["cluster_name"] = "other_cluster".into();
+            std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        }
+    }
+    let err = restore(&file_uri(&bk), "t1", &dir.join("r3"), &[]).unwrap_err();
+    assert!(
+        err.contains("ambiguous") && err.contains("other_cluster"),
+        "{err}"
+    );
+}

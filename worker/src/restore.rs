@@ -19,11 +19,12 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::backup::read_set_manifest;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{self, LogObject, PieceManifest, SetIndex, TenantInfo};
+use crate::restore_plan::{self, Candidate, Target};
 use crate::storage::{TenantStore, open_dest};
 
 /// Marker present while a restore is under way (and after one failed).
@@ -69,6 +70,13 @@ pub struct RestoreInfo {
     pub data_bytes: u64,
     /// Log bytes written.
     pub log_bytes: u64,
+    /// What was asked and what that meant: "the latest restorable point", "SCN n",
+    /// "time t (ms) → SCN n".
+    #[serde(default)]
+    pub target: String,
+    /// Sets that could not be restored before this one, each with its error.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
 }
 
 async fn list_dirs(store: &dyn object_store::ObjectStore, prefix: &str) -> Result<Vec<String>> {
@@ -125,6 +133,25 @@ pub async fn find_tenant(uri: &str, tenant: &str) -> Result<TenantDest> {
                 }
             }
         }
+    }
+    // Two clusters, or two tenants of that name, at one destination: never chosen by
+    // listing order.
+    let mut identities: Vec<(String, u64, u64)> = found
+        .iter()
+        .map(|d| (d.cluster_name.clone(), d.cluster_id, d.tenant_id.0))
+        .collect();
+    identities.sort();
+    identities.dedup();
+    if identities.len() > 1 {
+        return Err(WorkerError::Invalid(format!(
+            "tenant '{tenant}' is ambiguous at {}: {}; give a destination prefix that holds one cluster, or the tenant id",
+            parsed.root_path(),
+            identities
+                .iter()
+                .map(|(c, id, t)| format!("cluster {c} (id {id}) tenant {t}"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )));
     }
     found.sort_by_key(|d| d.incarnation);
     found.pop().ok_or_else(|| {
@@ -211,52 +238,68 @@ impl ObjectCache<'_> {
     }
 }
 
-/// Runs a restore.
+/// Runs a restore: plans the candidates (`restore_plan`), fails before anything is
+/// written when none fits, and restores the best one, falling back to the next when a
+/// set turns out to be broken (a missing or corrupt object); the result says which
+/// set and point it took, and what it fell back from.
 pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<RestoreInfo> {
     let dest = find_tenant(&args.dest, &args.tenant).await?;
     let store = TenantStore::open(&dest)?;
     let pieces = piece_manifests(&store, cancel).await?;
-    let latest = pieces.iter().map(|p| p.checkpoint_scn).max().unwrap_or(0);
-    let target = match (args.until_scn, args.until_time_ms) {
-        (Some(scn), _) => scn,
-        (None, Some(t)) => pieces
-            .iter()
-            .flat_map(|p| p.checkpoints.iter())
-            .filter(|(_, time)| *time <= t)
-            .map(|(scn, _)| *scn)
-            .max()
-            .ok_or_else(|| {
-                WorkerError::Invalid(format!("no archived checkpoint at or before time {t}"))
-            })?,
-        (None, None) => latest,
-    };
     let sets = complete_sets(&store, cancel).await?;
-    let set = sets
-        .iter()
-        .filter(|s| args.backup_set.is_none_or(|id| id == s.backup_set_id))
-        .filter(|s| s.min_restore_scn <= target)
-        .max_by_key(|s| (s.min_restore_scn, s.backup_set_id))
-        .ok_or_else(|| {
-            WorkerError::Invalid(format!(
-                "no complete backup set of tenant {} restores to SCN {target} (sets: {})",
-                dest.tenant_name,
-                sets.iter()
-                    .map(|s| format!("{}@{}", s.backup_set_id, s.min_restore_scn))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?
-        .clone();
-    if target > latest {
-        return Err(WorkerError::Invalid(format!(
-            "SCN {target} is beyond the archived log (archived up to {latest})"
-        )));
+    let target = match (args.until_scn, args.until_time_ms) {
+        (Some(scn), _) => Target::Scn(scn),
+        (None, Some(t)) => Target::Time(t),
+        (None, None) => Target::Latest,
+    };
+    let candidates = restore_plan::plan(&sets, &pieces, target, args.backup_set)
+        .map_err(|e| WorkerError::Invalid(format!("tenant {}: {e}", dest.tenant_name)))?;
+    let mut fallbacks: Vec<String> = Vec::new();
+    for c in &candidates {
+        prepare_dir(&args.to)?;
+        match restore_candidate(&store, &dest, &pieces, c, &args.to, cancel).await {
+            Ok(mut info) => {
+                info.target = match target {
+                    Target::Latest => format!("the latest restorable point (SCN {})", c.until_scn),
+                    Target::Scn(t) => format!("SCN {t}"),
+                    Target::Time(t) => format!("time {t} ms -> SCN {}", c.until_scn),
+                };
+                info.fallbacks = fallbacks;
+                let json = serde_json::to_vec_pretty(&info)
+                    .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+                std::fs::write(args.to.join(RESTORE_INFO), json)
+                    .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+                std::fs::remove_file(args.to.join(IN_PROGRESS))
+                    .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+                return Ok(info);
+            }
+            Err(e @ (WorkerError::Corrupt(_) | WorkerError::Storage(_))) => {
+                warn!(backup_set_id = c.set.backup_set_id, error = %e, "backup set could not be restored; falling back to the next one");
+                fallbacks.push(format!("backup set {}: {e}", c.set.backup_set_id));
+            }
+            Err(e) => return Err(e),
+        }
     }
-    prepare_dir(&args.to)?;
-    let m = read_set_manifest(&store, set.backup_set_id, cancel).await?;
-    info!(tenant = %dest.tenant_name, backup_set_id = set.backup_set_id, target, "restoring");
+    Err(WorkerError::Corrupt(format!(
+        "no backup set of tenant {} could be restored: {}",
+        dest.tenant_name,
+        fallbacks.join("; ")
+    )))
+}
+
+/// Restores one candidate into `to` (prepared, marker in place).
+async fn restore_candidate(
+    store: &TenantStore,
+    dest: &TenantDest,
+    pieces: &[PieceManifest],
+    c: &Candidate,
+    to: &Path,
+    cancel: &CancellationToken,
+) -> Result<RestoreInfo> {
+    let m = read_set_manifest(store, c.set.backup_set_id, cancel).await?;
+    info!(tenant = %dest.tenant_name, backup_set_id = c.set.backup_set_id, target = c.until_scn, "restoring");
     let mut cache = ObjectCache {
-        store: &store,
+        store,
         cached: VecDeque::new(),
     };
     let mut data_bytes = 0u64;
@@ -267,7 +310,7 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
                 f.path
             )));
         }
-        let path = args.to.join("data").join(&f.path);
+        let path = to.join("data").join(&f.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| WorkerError::Invalid(format!("{}: {e}", parent.display())))?;
@@ -300,32 +343,20 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
         out.flush()
             .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
     }
-    let log_bytes = write_log(
-        &store,
-        &pieces,
-        m.start_replay_scn,
-        target,
-        &args.to,
-        cancel,
-    )
-    .await?;
-    let info = RestoreInfo {
+    let log_bytes = write_log(store, pieces, m.start_replay_scn, c.until_scn, to, cancel).await?;
+    Ok(RestoreInfo {
         tenant_id: dest.tenant_id.0,
         tenant_name: dest.tenant_name.clone(),
-        backup_set_id: set.backup_set_id,
+        backup_set_id: c.set.backup_set_id,
         start_replay_scn: m.start_replay_scn,
         min_restore_scn: m.min_restore_scn,
-        until_scn: target,
+        until_scn: c.until_scn,
         files: m.files.len() as u64,
         data_bytes,
         log_bytes,
-    };
-    let json = serde_json::to_vec_pretty(&info).map_err(|e| WorkerError::Invalid(e.to_string()))?;
-    std::fs::write(args.to.join(RESTORE_INFO), json)
-        .map_err(|e| WorkerError::Invalid(e.to_string()))?;
-    std::fs::remove_file(args.to.join(IN_PROGRESS))
-        .map_err(|e| WorkerError::Invalid(e.to_string()))?;
-    Ok(info)
+        target: String::new(),
+        fallbacks: Vec::new(),
+    })
 }
 
 /// Writes log `[from, to)` from the pieces into `DIR/log/<from>.log`.
