@@ -24,6 +24,12 @@ pub mod worker {
 /// gRPC metadata key carrying the leader's address on `OB_NOT_MASTER` answers.
 pub const LEADER_ADDR_KEY: &str = "x-backstop-leader";
 
+/// gRPC metadata key a meta leader sets on its answers to workers (heartbeat, reports):
+/// its clock in ms since the epoch, as it stamps commands (never behind an applied
+/// command's time). Workers stamp archive checkpoints with it (`--until-time`); a
+/// missing or `0` value means unknown.
+pub const LEADER_TIME_KEY: &str = "x-backstop-leader-time-ms";
+
 /// gRPC metadata key carrying a stable error code name (e.g. `OB_ENTRY_EXIST`).
 pub const ERROR_CODE_KEY: &str = "x-backstop-code";
 /// gRPC metadata key carrying the MySQL error number of that code.

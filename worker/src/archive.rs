@@ -104,6 +104,9 @@ struct Archiver<'a> {
     /// the source before every read, so a log cut back or rewritten under the archive
     /// interrupts the round instead of splicing new bytes onto old ones.
     tail: Vec<u8>,
+    /// The last checkpoint time stamped in this round (ms, leader clock): stamps
+    /// never go back.
+    last_stamp: u64,
     /// When the oldest byte not yet committed was first seen.
     oldest_unarchived: Option<Instant>,
     input_since_report: u64,
@@ -128,6 +131,7 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
         buffer: Vec::new(),
         buffer_start: ckpt,
         tail: Vec::new(),
+        last_stamp: 0,
         oldest_unarchived: None,
         input_since_report: 0,
         output_since_report: 0,
@@ -154,6 +158,12 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
     }
     a.init_tail().await?;
     a.run().await
+}
+
+/// A checkpoint's time (ms): the leader's clock when known, else this worker's,
+/// never before `last`, the round's previous stamp.
+fn checkpoint_stamp(last: u64, leader_now: Option<u64>, local_now: u64) -> u64 {
+    last.max(leader_now.unwrap_or(local_now))
 }
 
 /// Keeps the last [`TAIL_CHECK`] bytes of `tail` followed by `data`.
@@ -235,6 +245,9 @@ impl Archiver<'_> {
             let data = self.store.get(&key, &self.ctx.abort).await?;
             let m: PieceManifest = manifest::from_json(&data, &key)?;
             manifest::check_version(m.format_version, &key)?;
+            self.last_stamp = self
+                .last_stamp
+                .max(m.checkpoints.iter().map(|(_, t)| *t).max().unwrap_or(0));
             self.piece.checkpoints = m
                 .checkpoints
                 .into_iter()
@@ -431,6 +444,20 @@ impl Archiver<'_> {
         })
     }
 
+    /// The time of a checkpoint whose bytes are all read by now (ms since the epoch):
+    /// the meta leader's clock as this worker can bound it from above (never earlier
+    /// than the leader's time at which the bytes were read, so a restore to time T
+    /// never includes log written after T), or this worker's clock until a leader
+    /// has sent its time; never before an earlier stamp of the round.
+    fn stamp(&mut self) -> u64 {
+        self.last_stamp = checkpoint_stamp(
+            self.last_stamp,
+            self.ctx.client.leader_clock.now_ms(),
+            now_ms(),
+        );
+        self.last_stamp
+    }
+
     /// Writes the buffered bytes as one log object.
     async fn flush(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
@@ -474,7 +501,7 @@ impl Archiver<'_> {
         frozen_piece: Option<u64>,
     ) -> Result<()> {
         let checkpoint = self.buffer_start;
-        let now = now_ms();
+        let now = self.stamp();
         self.piece.checkpoints.push((checkpoint, now));
         let m = self.piece.manifest(self.args.round_id, checkpoint, false);
         self.ctx
@@ -535,7 +562,8 @@ impl Archiver<'_> {
     async fn switch_piece(&mut self, next: PieceSpec) -> Result<()> {
         let old = std::mem::replace(&mut self.piece, Piece::new(next, self.args.round_id));
         self.seal(&old, self.ckpt).await?;
-        self.piece.checkpoints.push((self.ckpt, now_ms()));
+        let now = self.stamp();
+        self.piece.checkpoints.push((self.ckpt, now));
         let m = self.piece.manifest(self.args.round_id, self.ckpt, false);
         self.ctx
             .put_shared(
@@ -577,6 +605,9 @@ impl Archiver<'_> {
             let m: PieceManifest = manifest::from_json(&data, &key)?;
             piece.objects = m.objects.into_iter().filter(|o| o.end <= max).collect();
             piece.checkpoints = m.checkpoints;
+            self.last_stamp = self
+                .last_stamp
+                .max(piece.checkpoints.iter().map(|(_, t)| *t).max().unwrap_or(0));
         }
         self.seal(&piece, max).await?;
         let progress = ArchiveProgress {
@@ -590,5 +621,42 @@ impl Archiver<'_> {
             frozen_piece: Some(piece.spec.piece_id),
         };
         self.ctx.report_archive(&progress).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_times_come_from_the_leader_and_never_go_back() {
+        // A worker whose clock is an hour behind the leader's: the leader's time.
+        let hour = 3_600_000;
+        let leader = 1_700_000_000_000;
+        assert_eq!(checkpoint_stamp(0, Some(leader), leader - hour), leader);
+        // An hour ahead: still the leader's time, not the worker's.
+        assert_eq!(checkpoint_stamp(0, Some(leader), leader + hour), leader);
+        // Unknown leader time (an older meta): this worker's clock.
+        assert_eq!(checkpoint_stamp(0, None, 42), 42);
+        // Monotonic within the round, whatever the clocks say.
+        assert_eq!(
+            checkpoint_stamp(leader + 5, Some(leader), leader),
+            leader + 5
+        );
+        assert_eq!(checkpoint_stamp(leader + 5, None, 42), leader + 5);
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_bytes_read() {
+        let mut tail = Vec::new();
+        remember_tail(&mut tail, b"abc");
+        remember_tail(&mut tail, b"def");
+        assert_eq!(tail, b"abcdef");
+        let big = vec![7u8; TAIL_CHECK + 10];
+        remember_tail(&mut tail, &big);
+        assert_eq!(tail.len(), TAIL_CHECK);
+        remember_tail(&mut tail, b"xy");
+        assert_eq!(tail.len(), TAIL_CHECK);
+        assert_eq!(&tail[TAIL_CHECK - 2..], b"xy");
     }
 }

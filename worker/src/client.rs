@@ -9,7 +9,7 @@ use backstop_common::Code;
 use backstop_proto::meta::ClusterStatusRequest;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::worker::worker_service_client::WorkerServiceClient;
-use backstop_proto::{ERROR_CODE_KEY, LEADER_ADDR_KEY};
+use backstop_proto::{ERROR_CODE_KEY, LEADER_ADDR_KEY, LEADER_TIME_KEY};
 use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
@@ -24,10 +24,42 @@ pub fn channel(addr: &str) -> Result<Channel> {
         .connect_lazy())
 }
 
+/// The meta leader's clock as last seen in an answer: its time (ms since the epoch)
+/// and when the request that got it was *sent* here. The leader read its clock after
+/// that, so `ms + sent.elapsed()` is never behind the leader's clock now (an upper
+/// bound, up to one round trip ahead).
+#[derive(Debug, Default)]
+pub struct LeaderClock {
+    seen: std::sync::Mutex<Option<(u64, Instant)>>,
+}
+
+impl LeaderClock {
+    /// Records a leader time from an answer to a request sent at `sent`; an older
+    /// request's answer never replaces a newer one's.
+    pub fn observe(&self, leader_ms: u64, sent: Instant) {
+        if leader_ms == 0 {
+            return;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.is_none_or(|(_, s)| s <= sent) {
+            *seen = Some((leader_ms, sent));
+        }
+    }
+
+    /// The leader's clock now, ms since the epoch, rounded up to never be behind it;
+    /// `None` until a leader has sent its time.
+    pub fn now_ms(&self) -> Option<u64> {
+        let seen = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.map(|(ms, sent)| ms + sent.elapsed().as_millis() as u64 + 1)
+    }
+}
+
 /// Client of the meta group.
 pub struct MetaClient {
     addrs: Vec<String>,
     leader: Mutex<Option<String>>,
+    /// The leader's clock, from the answers of calls made through this client.
+    pub leader_clock: LeaderClock,
     /// How long a call keeps trying while no leader answers.
     pub patience: Duration,
 }
@@ -38,6 +70,7 @@ impl MetaClient {
         Arc::new(MetaClient {
             addrs,
             leader: Mutex::new(None),
+            leader_clock: LeaderClock::default(),
             patience: Duration::from_secs(10),
         })
     }
@@ -83,8 +116,19 @@ impl MetaClient {
             };
             if let Some(addr) = leader {
                 let client = WorkerServiceClient::new(channel(&addr)?);
+                let sent = Instant::now();
                 match f(client).await {
-                    Ok(resp) => return Ok(resp.into_inner()),
+                    Ok(resp) => {
+                        if let Some(ms) = resp
+                            .metadata()
+                            .get(LEADER_TIME_KEY)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                        {
+                            self.leader_clock.observe(ms, sent);
+                        }
+                        return Ok(resp.into_inner());
+                    }
                     Err(status) => {
                         let code = status
                             .metadata()
@@ -124,5 +168,25 @@ impl MetaClient {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_clock_is_counted_from_the_send_and_unknown_until_seen() {
+        let clock = LeaderClock::default();
+        assert_eq!(clock.now_ms(), None);
+        clock.observe(0, Instant::now());
+        assert_eq!(clock.now_ms(), None, "0 means unknown");
+        let sent = Instant::now() - Duration::from_millis(300);
+        clock.observe(1_000_000, sent);
+        let now = clock.now_ms().unwrap();
+        assert!((1_000_300..1_000_400).contains(&now), "{now}");
+        // An answer to an older request does not replace a newer one's.
+        clock.observe(5_000_000, sent - Duration::from_millis(1));
+        assert!(clock.now_ms().unwrap() < 1_000_400);
     }
 }

@@ -425,7 +425,13 @@ async fn follow_piece(
         checkpoint_scn: Scn(checkpoint),
         frozen,
         bytes: bytes_copied,
-        lag_ms: now_ms().saturating_sub(primary_ms),
+        // Checkpoint times are the leader's clock: measure the lag on it too.
+        lag_ms: ctx
+            .client
+            .leader_clock
+            .now_ms()
+            .unwrap_or_else(now_ms)
+            .saturating_sub(primary_ms),
     };
     report_copy(ctx, &progress).await?;
     state.reported = Some(checkpoint);
