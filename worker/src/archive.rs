@@ -326,9 +326,13 @@ impl Archiver<'_> {
         (start, end, key): &(u64, u64, String),
         known: &HashMap<String, LogObject>,
     ) -> Result<LogObject> {
+        // Trust a manifest entry only if the stored object still has its size (a
+        // crash can leave a short file at a file:// destination); otherwise read the
+        // object back, which rejects one that does not hold its range.
         if let Some(o) = known.get(key)
             && o.start == *start
             && o.end == *end
+            && self.store.size(key).await? == Some(o.stored_len)
         {
             return Ok(o.clone());
         }
@@ -644,6 +648,100 @@ mod tests {
             leader + 5
         );
         assert_eq!(checkpoint_stamp(leader + 5, None, 42), leader + 5);
+    }
+
+    /// Archive recovery adopts a manifest entry only if the stored object still has
+    /// its recorded size: a file cut short by a crash is read back and rejected.
+    #[tokio::test]
+    async fn recovery_rejects_an_adopted_object_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t1/log")).unwrap();
+        let dest = TenantDest {
+            uri: format!("file://{}/dest", dir.path().display()),
+            cluster_name: "c".into(),
+            cluster_id: 1,
+            incarnation: 1,
+            tenant_id: backstop_common::TenantId(1001),
+            tenant_name: "t1".into(),
+        };
+        let spec = PieceSpec {
+            piece_id: 1,
+            start_scn: Scn(0),
+            create_time_ms: 0,
+        };
+        let ctx = TaskCtx {
+            client: crate::client::MetaClient::new(Vec::new()),
+            worker_id: 1,
+            task_id: 1,
+            attempt: 1,
+            abort: tokio_util::sync::CancellationToken::new(),
+            stop: tokio_util::sync::CancellationToken::new(),
+            progress: Default::default(),
+            copy_rate: 0,
+            lease: std::sync::Arc::new(crate::ctx::AttemptLease::new(
+                tokio::time::Instant::now(),
+                Duration::from_secs(60),
+            )),
+            checkpoint_now: Default::default(),
+        };
+        let store = TenantStore::open(&dest).unwrap();
+        let a = Archiver {
+            ctx: &ctx,
+            store: store.clone(),
+            src: DirSource::open(&format!("dir://{}/t1", dir.path().display())).unwrap(),
+            piece: Piece::new(spec.clone(), 1),
+            ckpt: 0,
+            read_end: 0,
+            buffer: Vec::new(),
+            buffer_start: 0,
+            tail: Vec::new(),
+            last_stamp: 0,
+            oldest_unarchived: None,
+            input_since_report: 0,
+            output_since_report: 0,
+            last_commit: Instant::now(),
+            args: ArchiveArgs {
+                source: String::new(),
+                dest,
+                round_id: 1,
+                checkpoint_scn: Scn(0),
+                fresh: false,
+                piece: spec,
+                freezing: None,
+                piece_switch_interval_ms: 0,
+                checkpoint_interval_ms: 1000,
+            },
+        };
+        let raw = vec![9u8; 100];
+        let key = layout::log_object(&a.piece.dir, 0, 100);
+        store
+            .put(&key, Bytes::from(raw.clone()), &ctx.abort)
+            .await
+            .unwrap();
+        let entry = LogObject {
+            key: key.clone(),
+            start: 0,
+            end: 100,
+            stored_len: 100,
+            compressed: false,
+            checksum: manifest::checksum(&raw),
+            stored_checksum: manifest::checksum(&raw),
+        };
+        let known = HashMap::from([(key.clone(), entry.clone())]);
+        let found = (0, 100, key.clone());
+        assert_eq!(a.describe(&found, &known).await.unwrap(), entry);
+        // The file on disk loses its second half.
+        let mut file = None;
+        for e in walkdir::WalkDir::new(dir.path().join("dest")) {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().starts_with("log_") {
+                file = Some(e.path().to_path_buf());
+            }
+        }
+        let file = file.unwrap();
+        std::fs::write(&file, &raw[..50]).unwrap();
+        let err = a.describe(&found, &known).await.unwrap_err();
+        assert!(matches!(err, WorkerError::Corrupt(_)), "{err}");
     }
 
     #[test]

@@ -125,8 +125,40 @@ impl TenantStore {
         Path::from(format!("{}/{key}", self.prefix))
     }
 
-    /// Writes an object (multipart above [`MULTIPART_THRESHOLD`]).
+    /// Writes an object (multipart above [`MULTIPART_THRESHOLD`]). At a `file://`
+    /// destination the file and its directory are fsynced before this returns, so a
+    /// manifest, marker or index written after it never names an object a crash can
+    /// lose (object_store's local store does not sync).
+    ///
+    /// Errors: `Cancelled`; `Storage` naming the key when the put or a sync fails.
     pub async fn put(&self, key: &str, data: Bytes, cancel: &CancellationToken) -> Result<()> {
+        self.put_unsynced(key, data, cancel).await?;
+        self.sync_local(key, cancel).await
+    }
+
+    /// fsyncs the file of `key` and its directory at a `file://` destination.
+    async fn sync_local(&self, key: &str, cancel: &CancellationToken) -> Result<()> {
+        let Some(root) = &self.local else {
+            return Ok(());
+        };
+        let file = root.join(key);
+        let key = key.to_string();
+        let sync = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => Err(WorkerError::Cancelled),
+            r = sync => r
+                .map_err(|e| WorkerError::Storage(format!("sync {key}: {e}")))?
+                .map_err(|e| WorkerError::Storage(format!("sync {key}: {e}"))),
+        }
+    }
+
+    async fn put_unsynced(&self, key: &str, data: Bytes, cancel: &CancellationToken) -> Result<()> {
         let path = self.path(key);
         let fut = async {
             if data.len() < MULTIPART_THRESHOLD {
@@ -180,6 +212,17 @@ impl TenantStore {
                 object_store::Error::NotFound { .. } => WorkerError::Corrupt(format!("object {key} is missing")),
                 e => WorkerError::Storage(format!("get {key}: {e}")),
             }),
+        }
+    }
+
+    /// The stored size of an object in bytes, `None` if it does not exist.
+    ///
+    /// Errors: `Storage` when the store cannot say.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>> {
+        match self.store.head(&self.path(key)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(WorkerError::Storage(format!("head {key}: {e}"))),
         }
     }
 
