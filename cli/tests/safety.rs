@@ -282,3 +282,55 @@ fn restores_take_the_latest_restorable_point_fall_back_and_refuse_ambiguity() {
         "{err}"
     );
 }
+
+/// A `dir://` tenant whose log segments are not named by their start SCN retried its
+/// archive task every second without end, `BEGINNING` and no reason. Now `CREATE
+/// TENANT` refuses such a layout and says how to fix it; one that goes bad later
+/// interrupts its round after bounded attempts, with the reason in `COMMENT`.
+#[test]
+fn a_source_layout_that_cannot_work_is_refused_or_interrupts_the_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c = Cluster::start(dir, 1, 3000);
+    let (_gw, m) = start_gateway(dir, &c.meta);
+    let bad = |root: &Path| {
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::create_dir_all(root.join("log")).unwrap();
+        std::fs::write(root.join("data/f"), b"datafile").unwrap();
+        std::fs::write(root.join("log/000001.log"), [1u8; 100]).unwrap();
+        std::fs::write(root.join("log/000002.log"), [2u8; 100]).unwrap();
+    };
+    let t1 = dir.join("t1");
+    bad(&t1);
+    let err = m.fails(&format!(
+        "CREATE TENANT t1 SOURCE 'dir://{}';",
+        t1.display()
+    ));
+    assert!(
+        err.contains("not contiguous") && err.contains("name each segment"),
+        "{err}"
+    );
+
+    // Created before its directory existed (the refused t1 took no id, so t2 is
+    // 1001); the layout is wrong when archiving starts.
+    let t2 = dir.join("t2");
+    m.exec(&format!(
+        "CREATE TENANT t2 SOURCE 'dir://{}';
+         ALTER SYSTEM SET backup_dest = '{}';
+         ALTER SYSTEM SET backup_dest_option = 'log_archive_checkpoint_interval=1s';",
+        t2.display(),
+        file_uri(&dir.join("bk"))
+    ));
+    bad(&t2);
+    m.exec("ALTER SYSTEM ARCHIVELOG TENANT = t2;");
+    let row = wait_for("the round interrupted", 30, || {
+        let rows = m.rows(
+            "SELECT STATUS, COMMENT FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = 1001",
+        );
+        (rows.first().is_some_and(|r| r[0] == "INTERRUPTED")).then(|| rows[0].clone())
+    });
+    assert!(row[1].contains("not contiguous"), "{row:?}");
+    let cluster_row =
+        m.rows("SELECT COMMENT FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = 1");
+    assert!(cluster_row[0][0].contains("tenant 1001"), "{cluster_row:?}");
+}

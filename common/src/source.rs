@@ -51,6 +51,70 @@ pub fn validate_source(uri: &str) -> Result<String, (Code, String)> {
     Ok(format!("dir:///{}", parts.join("/")))
 }
 
+/// The start SCN a `dir://` log segment's file name gives (`<digits>[.log]`): each
+/// segment is named after the byte offset of its first byte in the whole log.
+pub fn segment_start(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".log").unwrap_or(name);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Why log segments `(name, start, len)` (sorted by start) cannot be one log stream:
+/// each must begin where the one before it ends.
+pub fn segments_gap(segs: &[(String, u64, u64)]) -> Option<String> {
+    segs.windows(2).find_map(|w| {
+        let ((a, a_start, a_len), (b, b_start, _)) = (&w[0], &w[1]);
+        (a_start + a_len != *b_start).then(|| {
+            format!(
+                "log segments {a} and {b} are not contiguous ({a_start} + {a_len} != {b_start}): name each segment after the SCN (byte offset in the whole log) of its first byte, e.g. 00000000000000000000.log then 00000000000001048576.log"
+            )
+        })
+    })
+}
+
+/// Checks the layout of a `dir://` source where this host can see it: `data/` and
+/// `log/` directories, log segments named by their start SCN and contiguous. A path
+/// this host does not have is accepted (the workers that read the tenant may run
+/// elsewhere; they check it when they archive). Errors carry `OB_INVALID_ARGUMENT`
+/// and say how to fix the layout.
+pub fn check_dir_layout(uri: &str) -> Result<(), (Code, String)> {
+    let Some(path) = uri.strip_prefix("dir://") else {
+        return Ok(());
+    };
+    let root = std::path::Path::new(path);
+    if !root.exists() {
+        return Ok(());
+    }
+    let invalid = |m: String| Err((Code::InvalidArgument, m));
+    for sub in ["data", "log"] {
+        if !root.join(sub).is_dir() {
+            return invalid(format!(
+                "tenant source {uri} has no {sub}/ directory: a dir:// tenant keeps its datafiles under data/ and its log segments under log/"
+            ));
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(root.join("log")) else {
+        return invalid(format!("tenant source {uri}: log/ cannot be read"));
+    };
+    let mut segs: Vec<(String, u64, u64)> = Vec::new();
+    // Bounded: a directory of millions of files is not a log to check here.
+    for entry in entries.flatten().take(100_000) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(start) = segment_start(&name) else {
+            continue;
+        };
+        let len = entry.metadata().map_or(0, |m| m.len());
+        segs.push((name, start, len));
+    }
+    segs.sort_by_key(|s| s.1);
+    match segments_gap(&segs) {
+        Some(reason) => invalid(format!("tenant source {uri}: {reason}")),
+        None => Ok(()),
+    }
+}
+
 /// Validates a tenant or user name: 1 to 64 characters, ASCII letters, digits and
 /// `_`, not starting with a digit. Errors carry `OB_INVALID_ARGUMENT`.
 pub fn validate_name(kind: &str, name: &str) -> Result<(), (Code, String)> {
@@ -74,6 +138,33 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), (Code, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dir_layout_that_cannot_work_is_refused_with_how_to_fix_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("dir://{}", dir.path().display());
+        assert!(check_dir_layout("dir:///no/such/place").is_ok());
+        let (_, m) = check_dir_layout(&uri).unwrap_err();
+        assert!(m.contains("no data/"), "{m}");
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::create_dir_all(dir.path().join("log")).unwrap();
+        std::fs::write(dir.path().join("log/000001.log"), [0u8; 10]).unwrap();
+        std::fs::write(dir.path().join("log/000002.log"), [0u8; 10]).unwrap();
+        let (code, m) = check_dir_layout(&uri).unwrap_err();
+        assert_eq!(code, Code::InvalidArgument);
+        assert!(
+            m.contains("not contiguous") && m.contains("name each segment"),
+            "{m}"
+        );
+        std::fs::rename(
+            dir.path().join("log/000002.log"),
+            dir.path().join("log/11.log"),
+        )
+        .unwrap();
+        assert!(check_dir_layout(&uri).is_ok());
+        assert_eq!(segment_start("00000000000000001024.log"), Some(1024));
+        assert_eq!(segment_start("x.log"), None);
+    }
 
     #[test]
     fn sources_and_names() {

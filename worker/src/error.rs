@@ -7,6 +7,11 @@ pub enum WorkerError {
     /// root, a file that vanished mid-copy.
     #[error("source: {0}")]
     Source(String),
+    /// The source's layout cannot work (log segments not named by their start SCN,
+    /// or not contiguous). Permanent: the archive round goes INTERRUPTED after
+    /// bounded attempts.
+    #[error("source layout: {0}")]
+    SourceLayout(String),
     /// The source lost log that was not archived yet.
     #[error("log lost before it was archived: {0}")]
     LogLost(String),

@@ -144,8 +144,7 @@ impl DirSource {
             let entry =
                 entry.map_err(|e| WorkerError::Source(format!("{}: {e}", dir.display())))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let digits = name.strip_suffix(".log").unwrap_or(&name);
-            let Ok(start) = digits.parse::<u64>() else {
+            let Some(start) = backstop_common::source::segment_start(&name) else {
                 continue;
             };
             let len = match entry.metadata() {
@@ -158,13 +157,12 @@ impl DirSource {
             segs.push(Segment { name, start, len });
         }
         segs.sort_by_key(|s| s.start);
-        for pair in segs.windows(2) {
-            if pair[0].start + pair[0].len != pair[1].start {
-                return Err(WorkerError::Source(format!(
-                    "log segments {} and {} are not contiguous ({} + {} != {})",
-                    pair[0].name, pair[1].name, pair[0].start, pair[0].len, pair[1].start
-                )));
-            }
+        let named: Vec<(String, u64, u64)> = segs
+            .iter()
+            .map(|s| (s.name.clone(), s.start, s.len))
+            .collect();
+        if let Some(reason) = backstop_common::source::segments_gap(&named) {
+            return Err(WorkerError::SourceLayout(reason));
         }
         Ok(segs)
     }

@@ -177,6 +177,8 @@ impl MetaService for MetaSvc {
         let name = checked("tenant", &req.tenant_name)?;
         let source =
             validate_source(&req.source).map_err(|(code, msg)| MetaError::new(code, msg))?;
+        backstop_common::source::check_dir_layout(&source)
+            .map_err(|(code, msg)| MetaError::new(code, msg))?;
         if req.comment.len() > 4096 {
             return Err(MetaError::invalid("tenant comment longer than 4096 bytes").into());
         }
