@@ -322,19 +322,26 @@ async fn heartbeat_loop(
             let r = req.clone();
             async move { c.heartbeat(r).await }
         });
-        let result = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            // New or ended attempts: ask again with the new set (the leases of the
-            // others were renewed when this call was sent).
-            _ = changed.notified() => continue,
-            // A lease runs out while the call is outstanding: fence at once (the next
-            // turn of the loop aborts what expired and asks again for the rest).
-            _ = sleep_until_some(fence_at) => continue,
-            r = tokio::time::timeout(beat + lease / 4, call) => match r {
-                Ok(r) => r,
-                Err(_) => Err(WorkerError::Meta("heartbeat timed out".into())),
-            },
+        let call = tokio::time::timeout(beat + lease / 4, call);
+        tokio::pin!(call);
+        let result = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                // New or ended attempts: the next call carries the new set. This one
+                // is not abandoned (a long poll answers within a beat): abandoning
+                // calls whenever tasks start or end would starve every lease of its
+                // renewals, and the fence would abort them all.
+                _ = changed.notified() => {}
+                // A lease runs out while the call is outstanding: fence at once (the
+                // next turn of the loop aborts what expired and asks again).
+                _ = sleep_until_some(fence_at) => break None,
+                r = &mut call => break Some(match r {
+                    Ok(r) => r,
+                    Err(_) => Err(WorkerError::Meta("heartbeat timed out".into())),
+                }),
+            }
         };
+        let Some(result) = result else { continue };
         match result {
             Ok(resp) => {
                 for l in &leases {
