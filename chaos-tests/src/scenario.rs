@@ -349,8 +349,11 @@ fn list() -> ListRequest {
     }
 }
 
-/// Tenants of a run.
+/// Tenants of a run fed by the workload generator.
 const TENANTS: [&str; 2] = ["t1", "t2"];
+/// A tenant that is archived and backed up but never written: its archive stays at
+/// the log end (an idle tenant must still back up, copy and restore).
+const IDLE: &str = "t3";
 
 struct Run {
     /// `backup_backup_dest` (a `file://` dir, or S3 behind the proxy).
@@ -417,12 +420,26 @@ impl Run {
 
     /// One operation chosen by the seed.
     async fn operate(&mut self) {
-        let t = TENANTS[self.rng.below(TENANTS.len() as u64) as usize];
+        let all = [TENANTS[0], TENANTS[1], IDLE];
+        let t = all[self.rng.below(all.len() as u64) as usize];
         // Rarely, the escape hatch: it ends every job and pauses the copies; the next
         // START BACKUP ARCHIVELOG resumes them.
         if self.rng.below(40) == 0 {
             self.sql("ALTER SYSTEM CANCEL ALL BACKUP FORCE").await;
             return;
+        }
+        // The life-cycle operations (issue 11): deletes, tenant-level copies, archive
+        // rounds ending and starting, destination changes.
+        match self.rng.below(16) {
+            0 => return self.delete_a_set(t).await,
+            1 => return self.archive_cycle(t).await,
+            2 => return self.change_destination().await,
+            3 => {
+                return self
+                    .sql(&format!("ALTER SYSTEM BACKUP BACKUPSET ALL TENANT = {t}"))
+                    .await;
+            }
+            _ => {}
         }
         let stmt = match self.rng.below(10) {
             0 | 1 => format!("ALTER SYSTEM BACKUP DATABASE TENANT = {t}"),
@@ -451,6 +468,88 @@ impl Run {
             }
         };
         self.sql(&stmt).await;
+    }
+
+    /// `DELETE BACKUPSET n [COPY 1]` of one of the tenant's available sets (the
+    /// refusals — a base of an available incremental, a busy set — are part of it).
+    async fn delete_a_set(&mut self, tenant: &str) {
+        let Ok(mut m) = self.meta().await else {
+            return;
+        };
+        let Ok(tenants) = m.list_tenants(ListTenantsRequest {}).await else {
+            return;
+        };
+        let Some(tenant_id) = tenants
+            .into_inner()
+            .tenants
+            .iter()
+            .find(|t| t.tenant_name == tenant)
+            .map(|t| t.tenant_id)
+        else {
+            return;
+        };
+        let Ok(sets) = m.list_backup_sets(list()).await else {
+            return;
+        };
+        let candidates: Vec<(u64, u64)> = sets
+            .into_inner()
+            .sets
+            .iter()
+            .filter(|s| s.tenant_id == tenant_id && s.file_status == "AVAILABLE")
+            .filter(|s| s.copy_id <= 1)
+            .map(|s| (s.backup_set_id, s.copy_id))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let (id, copy) = candidates[self.rng.below(candidates.len() as u64) as usize];
+        let stmt = if copy == 0 {
+            format!("ALTER SYSTEM DELETE BACKUPSET {id} TENANT = {tenant}")
+        } else {
+            format!("ALTER SYSTEM DELETE BACKUPSET {id} COPY {copy} TENANT = {tenant}")
+        };
+        self.sql(&stmt).await;
+    }
+
+    /// `NOARCHIVELOG` for one tenant, then `ARCHIVELOG` again once the round stopped
+    /// (a new round: a set taken meanwhile must fail, not show AVAILABLE without log).
+    async fn archive_cycle(&mut self, tenant: &str) {
+        self.sql(&format!("ALTER SYSTEM NOARCHIVELOG TENANT = {tenant}"))
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.sql(&format!("ALTER SYSTEM ARCHIVELOG TENANT = {tenant}"))
+                .await;
+            let done = self.ops.last().is_some_and(|o| o.result == "ok");
+            if done || Instant::now() > deadline {
+                return;
+            }
+        }
+    }
+
+    /// A destination change: `backup_dest` elsewhere (refused while tenants archive to
+    /// it) or, on S3, `backup_backup_dest` with rotated credentials (the same place:
+    /// every guard must still recognize it).
+    async fn change_destination(&mut self) {
+        if self.copy_dest.starts_with("s3://") {
+            let key = if self.rng.below(2) == 0 {
+                "test"
+            } else {
+                "rotated"
+            };
+            let uri = self
+                .copy_dest
+                .replace("access_key=test", &format!("access_key={key}"))
+                .replace("access_key=rotated", &format!("access_key={key}"));
+            self.copy_dest = uri.clone();
+            self.sql(&format!("ALTER SYSTEM SET backup_backup_dest = '{uri}'"))
+                .await;
+        } else {
+            let moved = format!("file://{}", self.dir.join("bk-moved").display());
+            self.sql(&format!("ALTER SYSTEM SET backup_dest = '{moved}'"))
+                .await;
+        }
     }
 
     /// Injects one fault for `hold`, then heals it.
@@ -713,7 +812,8 @@ pub async fn run(
 
 async fn setup(r: &mut Run, dir: &Path) -> anyhow::Result<()> {
     let mut m = r.meta().await?;
-    for t in TENANTS {
+    workload::init(&dir.join(IDLE), Shape::of_size(1 << 20, 1), 99)?;
+    for t in TENANTS.into_iter().chain([IDLE]) {
         m.create_tenant(CreateTenantRequest {
             tenant_name: t.to_string(),
             source: format!("dir://{}", dir.join(t).display()),
@@ -749,7 +849,7 @@ async fn setup(r: &mut Run, dir: &Path) -> anyhow::Result<()> {
         let mut m = m.clone();
         async move {
             let rounds = m.list_archive(list()).await?.into_inner().rounds;
-            Ok(rounds.iter().filter(|x| x.status == "DOING").count() == TENANTS.len())
+            Ok(rounds.iter().filter(|x| x.status == "DOING").count() == TENANTS.len() + 1)
         }
     })
     .await?;
@@ -804,6 +904,11 @@ async fn exercise(
     let healed = Instant::now();
     let healed_ms = now_ms();
     r.sql("ALTER SYSTEM RESUME BACKUP").await;
+    // An archive cycle cut short by a fault may have left a tenant without a round.
+    for t in TENANTS.into_iter().chain([IDLE]) {
+        r.sql(&format!("ALTER SYSTEM ARCHIVELOG TENANT = {t}"))
+            .await;
+    }
     // A random STOP (or CANCEL ALL … FORCE) may have paused the continuous copy:
     // resume it so the copy destination catches up before it is restored from.
     r.sql("ALTER SYSTEM START BACKUP ARCHIVELOG").await;
@@ -951,7 +1056,7 @@ async fn acknowledged_work_kept(r: &Run) -> Verdict {
             .await?
             .into_inner()
             .tenants;
-        for t in TENANTS {
+        for t in TENANTS.into_iter().chain([IDLE]) {
             if !tenants.iter().any(|x| x.tenant_name == t) {
                 bail!("tenant {t} lost");
             }
@@ -1086,7 +1191,7 @@ async fn archive_continuity(r: &Run) -> Verdict {
         // Every piece at every destination validates (contiguous objects, checksums).
         let bin = backstop_bin()?;
         let mut validated = 0;
-        for dest in ["bk", "bk2", "pieces"] {
+        for dest in ["bk", "bk-moved", "bk2", "pieces"] {
             let root = r.dir.join(dest);
             for (tenant, key) in manifests(&root, "clog/") {
                 let Some(dir) = key.strip_suffix("/manifest") else {
@@ -1221,7 +1326,7 @@ async fn catalog_equals_storage(r: &Run) -> Verdict {
         }
         let mut objects = 0;
         let mut staging = 0;
-        for dest in ["bk", "bk2", "pieces"] {
+        for dest in ["bk", "bk-moved", "bk2", "pieces"] {
             for t in tenant_dirs(&r.dir.join(dest)) {
                 let all = files(&t);
                 let mut referenced = std::collections::BTreeSet::new();
@@ -1322,6 +1427,17 @@ async fn leader_times_monotonic(r: &Run) -> Verdict {
     verdict("leader_times_monotonic", result)
 }
 
+/// Where a restore of the invariant goes to.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// `--until-scn`.
+    Scn(u64),
+    /// `--until-time` (ms since the epoch).
+    Time(u64),
+    /// Neither: the latest restorable point.
+    End,
+}
+
 /// Every set marked AVAILABLE on any copy validates, and restores exactly (by the
 /// workload generator's digests) from the primary and from the copy destination.
 async fn copies_validate_and_restore(r: &Run) -> Verdict {
@@ -1404,13 +1520,15 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
         let mut restored = 0;
         let mut points = Vec::new();
         for t in tenants.iter().filter(|t| t.tenant_id != 1) {
-            let primary = format!("file://{}", r.dir.join("bk").display());
-            let archived = rounds
-                .iter()
-                .filter(|x| x.tenant_id == t.tenant_id)
-                .map(|x| x.checkpoint_scn)
-                .max()
-                .unwrap_or(0);
+            // The log a set restores with is its own round's (the last one started
+            // before it): NOARCHIVELOG / ARCHIVELOG cycles leave gaps between rounds.
+            let archived_for = |set: &BackupSet| {
+                rounds
+                    .iter()
+                    .filter(|x| x.tenant_id == t.tenant_id && x.start_scn <= set.start_replay_scn)
+                    .max_by_key(|x| x.round_id)
+                    .map_or(0, |x| x.checkpoint_scn)
+            };
             let mut newest: Vec<&BackupSet> = sets
                 .iter()
                 .filter(|s| {
@@ -1421,12 +1539,18 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
             newest.truncate(4);
             for (i, set) in newest.iter().enumerate() {
                 let min = set.min_restore_scn;
-                let mut scns = vec![Some(min)];
+                let archived = archived_for(set);
+                let primary = set.backup_dest.clone();
+                let mut targets = vec![Target::Scn(min)];
                 if i == 0 && archived > min {
-                    scns.extend([Some(min + (archived - min) / 2), Some(archived)]);
+                    targets.extend([Target::Scn(min + (archived - min) / 2), Target::Scn(archived)]);
                 }
-                for scn in scns {
-                    points.push((t.tenant_name.clone(), primary.clone(), "bk", set.backup_set_id, scn));
+                // A point in time after the set: the restore says which SCN that was.
+                if i == 0 {
+                    targets.push(Target::Time(now_ms()));
+                }
+                for target in targets {
+                    points.push((t.tenant_name.clone(), primary.clone(), "bk", set.backup_set_id, target));
                 }
             }
             let end = copy_end.get(&t.tenant_id).copied().unwrap_or(0);
@@ -1440,12 +1564,12 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
                 })
                 .max_by_key(|s| s.backup_set_id)
             {
-                for scn in [Some(set.min_restore_scn), None] {
-                    points.push((t.tenant_name.clone(), r.copy_dest.clone(), "bk2", set.backup_set_id, scn));
+                for target in [Target::Scn(set.min_restore_scn), Target::End] {
+                    points.push((t.tenant_name.clone(), r.copy_dest.clone(), "bk2", set.backup_set_id, target));
                 }
             }
         }
-        for (n, (tenant, uri, dest, set_id, scn)) in points.into_iter().enumerate() {
+        for (n, (tenant, uri, dest, set_id, target)) in points.into_iter().enumerate() {
             let to = r.dir.join(format!("restore-{n}-{tenant}-{dest}"));
             let mut args = vec![
                 "restore".to_string(),
@@ -1458,10 +1582,17 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
                 "--backup-set".into(),
                 set_id.to_string(),
             ];
-            if let Some(scn) = scn {
-                args.extend(["--until-scn".into(), scn.to_string()]);
+            match target {
+                Target::Scn(scn) => args.extend(["--until-scn".into(), scn.to_string()]),
+                Target::Time(ms) => args.extend(["--until-time".into(), ms.to_string()]),
+                Target::End => {}
             }
-            let at = scn.map_or("the end".to_string(), |s| format!("SCN {s}"));
+            args.push("--json".into());
+            let at = match target {
+                Target::Scn(scn) => format!("SCN {scn}"),
+                Target::Time(ms) => format!("time {ms} ms"),
+                Target::End => "the end".to_string(),
+            };
             let out = std::process::Command::new(&bin).args(&args).output()?;
             if !out.status.success() {
                 bail!(
@@ -1469,6 +1600,15 @@ async fn copies_validate_and_restore(r: &Run) -> Verdict {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
+            // What the restore reached, as it reports it; a point in time is checked
+            // at that SCN.
+            let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("restore --json of {tenant} set {set_id}"))?;
+            let scn = match target {
+                Target::Scn(scn) => Some(scn),
+                Target::Time(_) => info["until_scn"].as_u64(),
+                Target::End => None,
+            };
             workload::verify(&to, &r.dir.join(&tenant), scn)
                 .with_context(|| format!("verify {tenant} set {set_id} restored from {dest} at {at}"))?;
             let _ = std::fs::remove_dir_all(&to);

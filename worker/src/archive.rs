@@ -412,7 +412,14 @@ impl Archiver<'_> {
             // until something new is committed.
             let asked = self.ctx.checkpoint_now.load(Ordering::SeqCst);
             let draining_done = stop_target.is_some_and(|t| self.read_end >= t);
-            if (due || asked || draining_done) && self.read_end > self.ckpt {
+            // Pieces switch on schedule even when nothing was written: an idle
+            // tenant's piece freezes too (its copy, its scrubs and its retention need
+            // frozen pieces), with a checkpoint at the same SCN.
+            let idle_switch = due
+                && stop_target.is_none()
+                && self.read_end == self.ckpt
+                && self.switch_due().is_some();
+            if ((due || asked || draining_done) && self.read_end > self.ckpt) || idle_switch {
                 self.ctx.checkpoint_now.store(false, Ordering::SeqCst);
                 self.flush().await?;
                 let switch = self.switch_due();

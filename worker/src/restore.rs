@@ -269,8 +269,12 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
                     .map_err(|e| WorkerError::Invalid(e.to_string()))?;
                 std::fs::write(args.to.join(RESTORE_INFO), json)
                     .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+                // Durable before it looks complete: a crash after the marker is gone
+                // must not leave files the page cache never wrote.
+                sync_tree(&args.to)?;
                 std::fs::remove_file(args.to.join(IN_PROGRESS))
                     .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+                sync_dir(&args.to)?;
                 return Ok(info);
             }
             Err(e @ (WorkerError::Corrupt(_) | WorkerError::Storage(_))) => {
@@ -285,6 +289,39 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
         dest.tenant_name,
         fallbacks.join("; ")
     )))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| WorkerError::Invalid(format!("fsync {}: {e}", dir.display())))
+}
+
+/// fsyncs every file and directory a restore wrote under `root` (its own tree: the
+/// datafiles of one set and one log segment, so bounded by the set's manifest).
+fn sync_tree(root: &Path) -> Result<()> {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| WorkerError::Invalid(format!("{}: {e}", dir.display())))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| WorkerError::Invalid(format!("{}: {e}", dir.display())))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| WorkerError::Invalid(format!("{}: {e}", path.display())))?;
+            if kind.is_dir() {
+                dirs.push(path);
+            } else if kind.is_file() {
+                std::fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| WorkerError::Invalid(format!("fsync {}: {e}", path.display())))?;
+            }
+        }
+        sync_dir(&dir)?;
+    }
+    Ok(())
 }
 
 /// Restores one candidate into `to` (prepared, marker in place).

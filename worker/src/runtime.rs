@@ -450,7 +450,13 @@ async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<AtomicU8>) -> (u64, 
             }
         }
         Err(e) => {
-            warn!(error = %e, "task failed");
+            if e.is_retryable() {
+                warn!(error = %e, "task failed");
+            } else {
+                // A permanent error (a source layout that cannot work, corruption): the
+                // job ends with it after bounded attempts; say so loudly.
+                tracing::error!(error = %e, "task failed with a permanent error");
+            }
             if is_follower && e.is_retryable() {
                 // Do not spin: the follower task comes straight back to a worker.
                 tokio::time::sleep(Duration::from_secs(1)).await;

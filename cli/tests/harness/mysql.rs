@@ -83,9 +83,11 @@ impl Mysql {
             file_uri(bk),
         ));
         wait_for("archive DOING", 30, || {
-            (self.rows(&format!(
-                "SELECT a.STATUS FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG a WHERE a.TENANT_ID <> 1"
-            )) == vec![vec!["DOING".to_string()]])
+            // The tenant just created has the highest id.
+            (self.rows(
+                "SELECT STATUS FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = \
+                 (SELECT MAX(TENANT_ID) FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG)",
+            ) == vec![vec!["DOING".to_string()]])
             .then_some(())
         });
     }

@@ -68,6 +68,22 @@ fn control_msg(p: &TaskProgress, lost: bool, control: Option<&'static str>) -> T
     }
 }
 
+impl WorkerSvc {
+    /// An answer carrying the leader's time (`LEADER_TIME_KEY`, ms since the epoch):
+    /// never behind an applied command's time, so workers can stamp archive
+    /// checkpoints with a clock that agrees with the catalog's.
+    async fn with_leader_time<T>(&self, msg: T) -> Response<T> {
+        let applied = self.node.read_local(|s| s.last_time_ms).await;
+        let ms = applied.max(crate::node::now_ms());
+        let mut resp = Response::new(msg);
+        if let Ok(v) = ms.to_string().parse() {
+            resp.metadata_mut()
+                .insert(backstop_proto::LEADER_TIME_KEY, v);
+        }
+        resp
+    }
+}
+
 fn bad_payload(what: &str, e: impl std::fmt::Display) -> Status {
     MetaError::invalid(format!("decode {what}: {e}")).to_status()
 }
@@ -237,7 +253,7 @@ impl WorkerService for WorkerSvc {
                 }
             }
         }
-        Ok(Response::new(HeartbeatResponse { tasks }))
+        Ok(self.with_leader_time(HeartbeatResponse { tasks }).await)
     }
 
     async fn report_archive(
@@ -255,7 +271,7 @@ impl WorkerService for WorkerSvc {
                 progress,
             }))
             .await?;
-        Ok(Response::new(ReportResponse {}))
+        Ok(self.with_leader_time(ReportResponse {}).await)
     }
 
     async fn report_copy(
@@ -273,7 +289,7 @@ impl WorkerService for WorkerSvc {
                 progress,
             }))
             .await?;
-        Ok(Response::new(ReportResponse {}))
+        Ok(self.with_leader_time(ReportResponse {}).await)
     }
 
     async fn report_task(
@@ -291,6 +307,6 @@ impl WorkerService for WorkerSvc {
                 outcome,
             }))
             .await?;
-        Ok(Response::new(ReportResponse {}))
+        Ok(self.with_leader_time(ReportResponse {}).await)
     }
 }

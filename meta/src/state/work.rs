@@ -929,9 +929,12 @@ impl MetaState {
         // the round shows the error and keeps trying, as an archive must. A permanent
         // error (a source whose layout cannot work, say) gets bounded attempts, then
         // the round goes INTERRUPTED with the reason instead of retrying in silence.
-        if (retryable && (task.attempt < MAX_ATTEMPTS || is_archive))
-            || (!retryable && is_archive && task.attempt < MAX_ATTEMPTS)
-        {
+        let retry = if is_archive {
+            retryable || task.attempt < MAX_ATTEMPTS
+        } else {
+            retryable && task.attempt < MAX_ATTEMPTS
+        };
+        if retry {
             task.status = TaskStatus::Pending;
             let job_id = task.job_id;
             let mut touched = vec![Touched::Task(task_id)];
