@@ -24,6 +24,19 @@ use crate::storage::TenantStore;
 
 /// Largest log object, bytes.
 pub const LOG_OBJECT_MAX: usize = 8 * 1024 * 1024;
+/// Most manifest entries (log objects plus checkpoints) one piece holds before it is
+/// switched, whatever `log_archive_piece_switch_interval` says (also 0, "one piece per
+/// round"): every checkpoint rewrites the active piece's manifest, about 200 bytes an
+/// entry, so this bounds that write (≈ 400 KB) instead of letting a week of 1 s
+/// checkpoints grow it to ~200 MB.
+pub const PIECE_MAX_ENTRIES: usize = 2048;
+
+/// Whether the active piece switches at this checkpoint: its interval has passed
+/// (`interval_ms` > 0), or it holds [`PIECE_MAX_ENTRIES`].
+fn piece_full(interval_ms: u64, age_ms: u64, entries: usize) -> bool {
+    (interval_ms > 0 && age_ms >= interval_ms) || entries >= PIECE_MAX_ENTRIES
+}
+
 /// How often an idle archive polls the source.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -444,8 +457,9 @@ impl Archiver<'_> {
     }
 
     fn switch_due(&self) -> Option<PieceSpec> {
-        let interval = self.args.piece_switch_interval_ms;
-        if interval == 0 || now_ms().saturating_sub(self.piece.spec.create_time_ms) < interval {
+        let age_ms = now_ms().saturating_sub(self.piece.spec.create_time_ms);
+        let entries = self.piece.objects.len() + self.piece.checkpoints.len();
+        if !piece_full(self.args.piece_switch_interval_ms, age_ms, entries) {
             return None;
         }
         Some(PieceSpec {
@@ -637,6 +651,21 @@ impl Archiver<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_piece_switches_on_its_interval_or_when_its_manifest_is_full() {
+        assert!(
+            !piece_full(0, u64::MAX, 10),
+            "interval 0: one piece while it is small"
+        );
+        assert!(
+            piece_full(0, 0, PIECE_MAX_ENTRIES),
+            "but never an unbounded manifest"
+        );
+        assert!(piece_full(60_000, 60_000, 1));
+        assert!(!piece_full(60_000, 59_999, 1));
+    }
+
     use super::*;
 
     #[test]
