@@ -334,3 +334,90 @@ fn a_source_layout_that_cannot_work_is_refused_or_interrupts_the_round() {
         m.rows("SELECT COMMENT FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = 1");
     assert!(cluster_row[0][0].contains("tenant 1001"), "{cluster_row:?}");
 }
+
+/// A zombie writer: attempt 1 of the archive is parked right before a piece manifest
+/// write (a failpoint holds it, then the whole worker is SIGSTOPped, as a VM pause or
+/// a GC stall would), attempt 2 on another worker takes the round over and seals the
+/// piece; when attempt 1 wakes, its fence (timer-driven, checked before every shared
+/// key) refuses the late write, so the successor's frozen manifest stands and the piece
+/// validates. Before, a worker fenced itself only after a heartbeat call failed, and
+/// its late manifest overwrote the successor's.
+#[test]
+fn a_parked_attempt_never_overwrites_its_successors_piece() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = Cluster::start_env(
+        dir,
+        1,
+        3000,
+        &[("FAILPOINTS", "archive::before_manifest=1*sleep(2000)")],
+    );
+    let src = dir.join("t1");
+    workload::init(&src, Shape::of_size(1 << 20, 1), 14).unwrap();
+    let bk = dir.join("bk");
+    c.setup_tenant("t1", &src, &file_uri(&bk), false);
+    c.ctl(&["archivelog", "--tenant", "t1"]);
+    // Attempt 1 is in the failpoint (its first manifest write): pause the process.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let zombie = c.workers[0].as_ref().unwrap().0.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &zombie])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    signal("-STOP");
+    // The second worker has no failpoint; it gets the round when the lease is gone.
+    c.worker_env.clear();
+    c.add_worker();
+    let (stop, writer) = start_writer(&src, 100_000);
+    wait_for("piece 1 frozen by the successor", 60, || {
+        let pieces = c.ctl(&["pieces", "--tenant", "t1"]);
+        pieces
+            .as_array()?
+            .iter()
+            .any(|p| p["backup_piece_id"] == 1 && p["copy_id"] == 0 && p["status"] == "FROZEN")
+            .then_some(())
+    });
+    // The zombie wakes and goes on from where it stood: right before its write.
+    signal("-CONT");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let root = files(&bk);
+    let manifest = root
+        .iter()
+        .find(|(f, _)| f.ends_with("clog/round_1/piece_1/manifest"))
+        .map(|(f, _)| bk.join(f))
+        .expect("piece 1's manifest");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!(
+        m["frozen"], true,
+        "the successor's frozen manifest stands: {m}"
+    );
+    let out = std::process::Command::new(harness::BIN)
+        .args([
+            "validate",
+            "--dest",
+            &file_uri(&bk),
+            "--tenant",
+            "t1",
+            "--piece",
+            "1/1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(dir.join("worker0.log")).unwrap();
+    assert!(
+        log.contains("fence"),
+        "the parked attempt fenced itself:\n{log}"
+    );
+}

@@ -529,6 +529,9 @@ impl Archiver<'_> {
         let now = self.stamp();
         self.piece.checkpoints.push((checkpoint, now));
         let m = self.piece.manifest(self.args.round_id, checkpoint, false);
+        // Tests park an attempt here (`sleep(ms)`) until its successor sealed the piece:
+        // the late write must be refused by the fence, never overwrite the successor's.
+        backstop_common::failpoint!("archive::before_manifest", WorkerError::Storage);
         self.ctx
             .put_shared(
                 &self.store,

@@ -83,7 +83,13 @@ pub fn plan(
     let usable: Vec<(&SetIndex, Option<u64>)> = sets
         .iter()
         .filter(|s| only_set.is_none_or(|id| id == s.backup_set_id))
-        .map(|s| (s, reach(&runs, s.start_replay_scn)))
+        // A set with nothing to replay (taken of an idle tenant) restores to its own
+        // point without any archived log (a copy destination may hold only the set).
+        .map(|s| {
+            let r = reach(&runs, s.start_replay_scn)
+                .or((s.start_replay_scn == s.min_restore_scn).then_some(s.min_restore_scn));
+            (s, r)
+        })
         .collect();
     let describe = || {
         let mut parts: Vec<String> = usable
@@ -270,5 +276,9 @@ mod tests {
         empty.checkpoint_scn = 100;
         let c = plan(&sets, &[empty], Target::Latest, None).unwrap();
         assert_eq!(c[0].until_scn, 100);
+        // No archived log at all (a destination holding only the set's copy).
+        let c = plan(&sets, &[], Target::Latest, None).unwrap();
+        assert_eq!(c[0].until_scn, 100);
+        assert!(plan(&[set(2, 100, 150)], &[], Target::Latest, None).is_err());
     }
 }
