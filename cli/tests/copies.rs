@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use backstop_chaos::workload::{self, RunLimits, Shape};
-use harness::{BIN, Cluster, MetaCluster, Proc, free_port, spawn, wait_for};
+use harness::mysql::{Mysql, file_uri, start_gateway};
+use harness::{BIN, Cluster, MetaCluster, wait_for};
 use serde_json::Value;
 
 /// Copy bandwidth of each copy task in these tests, so copies are in flight long
@@ -47,90 +48,6 @@ impl Load {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap();
     }
-}
-
-/// The `mysql` CLI (Debian's mariadb-client) against a gateway.
-struct Mysql {
-    port: u16,
-}
-
-impl Mysql {
-    fn run(&self, extra: &[&str], sql: &str) -> (bool, String, String) {
-        let out = Command::new("mysql")
-            .args([
-                "-h127.0.0.1",
-                &format!("-P{}", self.port),
-                "-uroot@sys",
-                "--connect-timeout=5",
-            ])
-            .args(extra)
-            .args(["-e", sql])
-            .output()
-            .expect("mysql client (scripts/setup.sh installs mariadb-client)");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// Runs statements; panics with the server's error.
-    fn exec(&self, sql: &str) -> String {
-        let (ok, out, err) = self.run(&["--table"], sql);
-        assert!(ok, "{sql}: {err}");
-        out
-    }
-
-    /// Creates tenant t1 on `src`, sets `backup_dest` (`bk`), `backup_backup_dest`
-    /// (`bk2`) and a 1 s checkpoint with pieces of `piece_switch`, starts archiving and
-    /// waits until it runs.
-    fn archive_t1(&self, src: &Path, bk: &Path, bk2: &Path, piece_switch: &str) {
-        self.exec(&format!(
-            "CREATE TENANT t1 SOURCE 'dir://{}';
-             ALTER SYSTEM SET backup_dest = '{}';
-             ALTER SYSTEM SET backup_dest_option = 'log_archive_checkpoint_interval=1s&log_archive_piece_switch_interval={piece_switch}';
-             ALTER SYSTEM SET backup_backup_dest = '{}';
-             ALTER SYSTEM ARCHIVELOG;",
-            src.display(),
-            file_uri(bk),
-            file_uri(bk2)
-        ));
-        wait_for("archive DOING", 30, || {
-            (self.rows(
-                "SELECT STATUS FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = 1001",
-            ) == vec![vec!["DOING".to_string()]])
-            .then_some(())
-        });
-    }
-
-    /// Rows of a query, tab-separated fields.
-    fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        let (ok, out, err) = self.run(&["-N", "-B"], sql);
-        assert!(ok, "{sql}: {err}");
-        out.lines()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect()
-    }
-
-    fn count(&self, sql: &str) -> u64 {
-        self.rows(sql)[0][0].parse().unwrap()
-    }
-}
-
-fn start_gateway(dir: &Path, meta: &str) -> (Proc, Mysql) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let p = spawn(
-        &["gateway", "--meta", meta, "--listen", &listen],
-        &dir.join("gateway.log"),
-    );
-    let m = Mysql { port };
-    wait_for("gateway", 30, || m.run(&[], "SELECT 1").0.then_some(()));
-    (p, m)
-}
-
-fn file_uri(p: &Path) -> String {
-    format!("file://{}", p.display())
 }
 
 /// Every file under `root`, relative.
@@ -270,7 +187,7 @@ fn the_seed_procedure_cancels_and_stops_copies_in_flight_through_the_mysql_cli()
     let load = start_load(&src, 400_000);
     let (_gw, m) = start_gateway(dir, &c.meta);
     let (bk, bk2, bk3) = (dir.join("bk"), dir.join("bk2"), dir.join("bk3"));
-    m.archive_t1(&src, &bk, &bk2, "2s");
+    m.archive("t1", &src, &bk, Some(&bk2), "2s");
     m.exec("ALTER SYSTEM BACKUP DATABASE;");
     wait_for("the full backup", 60, || {
         (m.count("SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES WHERE COPY_ID = 0 AND FILE_STATUS = 'AVAILABLE'") == 1)
@@ -646,7 +563,7 @@ fn delete_backupset_removes_sets_and_copies_in_dependency_order() {
     let load = start_load(&src, 100_000);
     let (_gw, m) = start_gateway(dir, &c.meta);
     let (bk, bk2) = (dir.join("bk"), dir.join("bk2"));
-    m.archive_t1(&src, &bk, &bk2, "3s");
+    m.archive("t1", &src, &bk, Some(&bk2), "3s");
     let available = |copy: u64| {
         m.count(&format!(
             "SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES WHERE COPY_ID = {copy} AND FILE_STATUS = 'AVAILABLE'"

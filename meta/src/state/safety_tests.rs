@@ -5,12 +5,12 @@
 //! scrub; destinations are compared by their root, never by their credentials.
 
 use backstop_common::params::Param;
-use backstop_common::task::{CleanItem, FileEntry, TaskOutcome, TaskSpec, TenantDest};
+use backstop_common::task::{CleanItem, TaskOutcome, TaskSpec, TenantDest};
 use backstop_common::{Code, Scn};
 
 use super::work_tests::{
-    assign, checkpoint, copy_job, copy_then_cancel, err, ok, report_canceled, req, run_next,
-    set_copy, setup, start_archive, with_full_backup, work,
+    assign, checkpoint, copy_job, copy_part, copy_then_cancel, err, finalize, ok, report_canceled,
+    req, run_next, set_copy, setup, start_and_prepare, start_archive, with_full_backup, work,
 };
 use super::*;
 use crate::command::{Command, Reply, WorkCommand};
@@ -32,40 +32,9 @@ fn copied(s: &mut MetaState) {
 /// prepare at `start`, one part, finalize at `end`, then the archive checkpoints past
 /// `end` so the set is AVAILABLE. Returns the set id.
 fn backup(s: &mut MetaState, incremental: bool, start: u64, end: u64) -> u64 {
-    ok(work(
-        s,
-        WorkCommand::StartBackup {
-            tenant: "t1".into(),
-            incremental,
-        },
-    ));
-    run_next(
-        s,
-        TaskOutcome::Prepared {
-            start_replay_scn: Scn(start),
-            files: vec![FileEntry {
-                path: "f".into(),
-                size: 10,
-            }],
-        },
-    );
-    run_next(
-        s,
-        TaskOutcome::Copied {
-            input_bytes: 10,
-            output_bytes: 5,
-        },
-    );
-    run_next(
-        s,
-        TaskOutcome::Finalized {
-            min_restore_scn: Scn(end),
-            input_bytes: 10,
-            output_bytes: 5,
-            file_count: 1,
-            manifest_checksum: "abc".into(),
-        },
-    );
+    start_and_prepare(s, incremental, start);
+    copy_part(s);
+    finalize(s, end);
     ok(checkpoint(s, 1, 1, 1, end + 10));
     let id = s.work.sets.keys().map(|(_, id, _)| *id).max().unwrap();
     assert_eq!(s.work.sets[&(T1, id, 0)].file_status, "AVAILABLE");
@@ -284,23 +253,7 @@ fn delete_is_refused_while_a_cluster_level_copy_job_works_for_the_tenant() {
 fn a_backup_whose_log_was_not_archived_fails_with_the_reason() {
     let mut s = setup();
     let archive = start_archive(&mut s);
-    ok(work(
-        &mut s,
-        WorkCommand::StartBackup {
-            tenant: "t1".into(),
-            incremental: false,
-        },
-    ));
-    run_next(
-        &mut s,
-        TaskOutcome::Prepared {
-            start_replay_scn: Scn(100),
-            files: vec![FileEntry {
-                path: "f".into(),
-                size: 10,
-            }],
-        },
-    );
+    start_and_prepare(&mut s, false, 100);
     ok(work(
         &mut s,
         WorkCommand::StopArchive {
@@ -318,23 +271,8 @@ fn a_backup_whose_log_was_not_archived_fails_with_the_reason() {
             },
         },
     ));
-    run_next(
-        &mut s,
-        TaskOutcome::Copied {
-            input_bytes: 10,
-            output_bytes: 5,
-        },
-    );
-    run_next(
-        &mut s,
-        TaskOutcome::Finalized {
-            min_restore_scn: Scn(150),
-            input_bytes: 10,
-            output_bytes: 5,
-            file_count: 1,
-            manifest_checksum: "abc".into(),
-        },
-    );
+    copy_part(&mut s);
+    finalize(&mut s, 150);
     let job = s
         .work
         .jobs
@@ -374,40 +312,9 @@ fn a_backup_whose_log_was_not_archived_fails_with_the_reason() {
 fn a_round_interrupted_while_a_set_waits_for_its_log_fails_the_backup() {
     let mut s = setup();
     let archive = start_archive(&mut s);
-    ok(work(
-        &mut s,
-        WorkCommand::StartBackup {
-            tenant: "t1".into(),
-            incremental: false,
-        },
-    ));
-    run_next(
-        &mut s,
-        TaskOutcome::Prepared {
-            start_replay_scn: Scn(100),
-            files: vec![FileEntry {
-                path: "f".into(),
-                size: 10,
-            }],
-        },
-    );
-    run_next(
-        &mut s,
-        TaskOutcome::Copied {
-            input_bytes: 10,
-            output_bytes: 5,
-        },
-    );
-    run_next(
-        &mut s,
-        TaskOutcome::Finalized {
-            min_restore_scn: Scn(150),
-            input_bytes: 10,
-            output_bytes: 5,
-            file_count: 1,
-            manifest_checksum: "abc".into(),
-        },
-    );
+    start_and_prepare(&mut s, false, 100);
+    copy_part(&mut s);
+    finalize(&mut s, 150);
     let job = copy_or_backup_job(&s);
     assert_eq!(job.status, JobStatus::Doing);
     assert!(

@@ -434,46 +434,62 @@ pub(super) fn run_next(s: &mut MetaState, outcome: TaskOutcome) -> u64 {
     task
 }
 
-/// Archive running and one successful full backup (set 1).
-pub(super) fn with_full_backup() -> MetaState {
-    let mut s = setup();
-    let archive = start_archive(&mut s);
-    // The archive covers the set's log [100, 120].
-    ok(checkpoint(&mut s, archive, 1, 1, 200));
+/// Starts a data backup of t1 and runs its prepare on worker 2 at `start_replay_scn`
+/// (one 10-byte file, one part).
+pub(super) fn start_and_prepare(s: &mut MetaState, incremental: bool, start_replay_scn: u64) {
     ok(work(
-        &mut s,
+        s,
         WorkCommand::StartBackup {
             tenant: "t1".into(),
-            incremental: false,
+            incremental,
         },
     ));
     run_next(
-        &mut s,
+        s,
         TaskOutcome::Prepared {
-            start_replay_scn: Scn(100),
+            start_replay_scn: Scn(start_replay_scn),
             files: vec![FileEntry {
                 path: "f".into(),
                 size: 10,
             }],
         },
     );
+}
+
+/// Runs the backup's one copy part on worker 2.
+pub(super) fn copy_part(s: &mut MetaState) {
     run_next(
-        &mut s,
+        s,
         TaskOutcome::Copied {
             input_bytes: 10,
             output_bytes: 5,
         },
     );
+}
+
+/// Runs the backup's finalize on worker 2 with `min_restore_scn`.
+pub(super) fn finalize(s: &mut MetaState, min_restore_scn: u64) {
     run_next(
-        &mut s,
+        s,
         TaskOutcome::Finalized {
-            min_restore_scn: Scn(120),
+            min_restore_scn: Scn(min_restore_scn),
             input_bytes: 10,
             output_bytes: 5,
             file_count: 1,
             manifest_checksum: "abc".into(),
         },
     );
+}
+
+/// Archive running and one successful full backup (set 1).
+pub(super) fn with_full_backup() -> MetaState {
+    let mut s = setup();
+    let archive = start_archive(&mut s);
+    // The archive covers the set's log [100, 120].
+    ok(checkpoint(&mut s, archive, 1, 1, 200));
+    start_and_prepare(&mut s, false, 100);
+    copy_part(&mut s);
+    finalize(&mut s, 120);
     ok(s.apply(&req(Command::SetParameter {
         param: Param::BackupBackupDest,
         tenant: None,
