@@ -41,6 +41,27 @@ fn backup(s: &mut MetaState, incremental: bool, start: u64, end: u64) -> u64 {
     id
 }
 
+/// `NOARCHIVELOG` for t1, and its archive task (attempt 1 on worker 1) stops at `scn`.
+fn noarchivelog(s: &mut MetaState, archive: u64, scn: u64) {
+    ok(work(
+        s,
+        WorkCommand::StopArchive {
+            tenant: "t1".into(),
+        },
+    ));
+    ok(work(
+        s,
+        WorkCommand::CompleteTask {
+            task_id: archive,
+            attempt: 1,
+            worker_id: 1,
+            outcome: TaskOutcome::ArchiveStopped {
+                checkpoint_scn: Scn(scn),
+            },
+        },
+    ));
+}
+
 fn clean_items(s: &MetaState, task: u64) -> Vec<CleanItem> {
     match &s.work.tasks[&task].spec {
         TaskSpec::Clean { items, .. } => items.clone(),
@@ -254,23 +275,7 @@ fn a_backup_whose_log_was_not_archived_fails_with_the_reason() {
     let mut s = setup();
     let archive = start_archive(&mut s);
     start_and_prepare(&mut s, false, 100);
-    ok(work(
-        &mut s,
-        WorkCommand::StopArchive {
-            tenant: "t1".into(),
-        },
-    ));
-    ok(work(
-        &mut s,
-        WorkCommand::CompleteTask {
-            task_id: archive,
-            attempt: 1,
-            worker_id: 1,
-            outcome: TaskOutcome::ArchiveStopped {
-                checkpoint_scn: Scn(110),
-            },
-        },
-    ));
+    noarchivelog(&mut s, archive, 110);
     copy_part(&mut s);
     finalize(&mut s, 150);
     let job = s
@@ -367,23 +372,7 @@ fn backup_dest_cannot_move_while_a_tenant_archives_to_it() {
     );
     // The same root (an S3 key rotation would be this) is not a move.
     ok(set_dest(&mut s, "file:///dest"));
-    ok(work(
-        &mut s,
-        WorkCommand::StopArchive {
-            tenant: "t1".into(),
-        },
-    ));
-    ok(work(
-        &mut s,
-        WorkCommand::CompleteTask {
-            task_id: archive,
-            attempt: 1,
-            worker_id: 1,
-            outcome: TaskOutcome::ArchiveStopped {
-                checkpoint_scn: Scn(110),
-            },
-        },
-    ));
+    noarchivelog(&mut s, archive, 110);
     ok(set_dest(&mut s, "file:///elsewhere"));
 }
 
