@@ -5,14 +5,14 @@
 #   - incremental after 1 % of pages changed vs full
 #   - archive lag p50/p99 while the generator writes its log at 50 MB/s
 # Usage: benches/backup.sh [SIZE_BYTES]   (default 2 GiB)
-# Needs release binaries: cargo build --release -p backstop -p backstop-chaos
+# Needs release binaries: cargo build --release -p backstop -p backstop-workload -p backstop-chaos
 # and Debian's restic and zstd. Prints a Markdown table to stdout.
 set -euo pipefail
 SIZE=${1:-2147483648}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 B=$BIN/backstop
 W=$BIN/backstop-workload
-for t in "$B" "$W"; do [ -x "$t" ] || { echo "missing $t: cargo build --release -p backstop -p backstop-chaos" >&2; exit 1; }; done
+for t in "$B" "$W"; do [ -x "$t" ] || { echo "missing $t: cargo build --release -p backstop -p backstop-workload -p backstop-chaos" >&2; exit 1; }; done
 command -v restic >/dev/null || { echo "apt-get install restic" >&2; exit 1; }
 command -v zstd >/dev/null || { echo "apt-get install zstd" >&2; exit 1; }
 

@@ -5,7 +5,7 @@
 #   - cancel latency p50/p99 over N cancels of running copies (backstop-bench-cancel)
 #   - continuous archive copy lag p50/p99 while the generator writes 50 MB/s of log
 # Usage: benches/copy.sh [SIZE_BYTES] [CANCELS]   (default 2 GiB, 50)
-# Needs release binaries: cargo build --release -p backstop -p backstop-chaos,
+# Needs release binaries: cargo build --release -p backstop -p backstop-workload -p backstop-chaos,
 # Debian's rclone, and moto_server (scripts/setup.sh). Prints Markdown to stdout.
 set -euo pipefail
 SIZE=${1:-2147483648}
@@ -14,7 +14,7 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 B=$BIN/backstop
 W=$BIN/backstop-workload
 BC=$BIN/backstop-bench-cancel
-for t in "$B" "$W" "$BC"; do [ -x "$t" ] || { echo "missing $t: cargo build --release -p backstop -p backstop-chaos" >&2; exit 1; }; done
+for t in "$B" "$W" "$BC"; do [ -x "$t" ] || { echo "missing $t: cargo build --release -p backstop -p backstop-workload -p backstop-chaos" >&2; exit 1; }; done
 command -v rclone >/dev/null || { echo "apt-get install rclone" >&2; exit 1; }
 command -v moto_server >/dev/null || { echo "pip install 'moto[server]'" >&2; exit 1; }
 

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use backstop_chaos::workload::{self, RunLimits, Shape};
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::meta::*;
+use backstop_workload::{self as workload, RunLimits, Shape};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tracing::{info, warn};

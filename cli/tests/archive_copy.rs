@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use backstop_chaos::workload::{self, RunLimits, Shape};
+use backstop_workload::{self as workload, RunLimits, Shape};
 use harness::{Cluster, restore, wait_for};
 
 fn file_uri(p: &Path) -> String {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backstop_chaos::workload::{self, RunLimits, Shape};
+use backstop_workload::{self as workload, RunLimits, Shape};
 use harness::mysql::{Mysql, file_uri, start_gateway};
 use harness::{BIN, Cluster, MetaCluster, wait_for};
 use serde_json::Value;
@@ -114,8 +114,24 @@ fn unreferenced(tenant: &Path) -> (Vec<String>, Vec<String>) {
         referenced.insert(f.clone());
         referenced.insert(format!("{dir}/.complete"));
         referenced.insert(format!("{dir}/.frozen"));
-        for o in m["objects"].as_array().unwrap() {
-            referenced.insert(o["key"].as_str().unwrap().to_string());
+        let mut parts = vec![m.clone()];
+        // An open piece's base is continued by its writer's journal entries.
+        if let Some(epoch) = m["journal"].as_str() {
+            let from = m["journal_seq"].as_u64().unwrap_or(0);
+            let prefix = format!("{dir}/manifest.d/{epoch}_");
+            for j in all.iter().filter(|j| j.starts_with(&prefix)) {
+                if j[prefix.len()..].parse::<u64>().unwrap() >= from {
+                    referenced.insert(j.clone());
+                    parts.push(
+                        serde_json::from_slice(&std::fs::read(tenant.join(j)).unwrap()).unwrap(),
+                    );
+                }
+            }
+        }
+        for part in &parts {
+            for o in part["objects"].as_array().unwrap() {
+                referenced.insert(o["key"].as_str().unwrap().to_string());
+            }
         }
     }
     let (mut orphans, mut staging) = (Vec::new(), Vec::new());

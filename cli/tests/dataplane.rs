@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backstop_chaos::workload::{self, RunLimits, Shape};
+use backstop_workload::{self as workload, RunLimits, Shape};
 use harness::{Cluster, S3, restore, wait_for};
 use serde_json::Value;
 

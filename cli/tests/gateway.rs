@@ -7,7 +7,7 @@ mod harness;
 
 use std::process::Command;
 
-use backstop_chaos::workload::{self, Shape};
+use backstop_workload::{self as workload, Shape};
 use harness::{BIN, free_port, spawn, wait_for};
 
 struct Mysql {

@@ -7,7 +7,7 @@ mod harness;
 
 use std::path::Path;
 
-use backstop_chaos::workload::{self, Shape};
+use backstop_workload::{self as workload, Shape};
 use harness::mysql::{file_uri, start_gateway};
 use harness::{Cluster, restore, wait_for};
 

@@ -10,7 +10,9 @@
 //!     .complete               marker, written last (holds the manifest checksum)
 //!   clog/round_R/piece_P/
 //!     log_START_END           archived log bytes [START, END), compressed
-//!     manifest                piece manifest (JSON), rewritten at each checkpoint
+//!     manifest                piece manifest (JSON): whole once frozen; while open, a
+//!                             base continued by the journal below
+//!     manifest.d/EPOCH_SEQ    journal: one delta per checkpoint (JSON)
 //!     .frozen                 marker, written when the piece is frozen
 //!   info/tenant               tenant identity (JSON: id, name, cluster)
 //!   info/backup_set_ID        index entry of a complete set (JSON)
@@ -82,6 +84,27 @@ pub fn piece_manifest(piece_dir: &str) -> String {
     format!("{piece_dir}/manifest")
 }
 
+/// The journal of an open piece's manifest: `PIECE_DIR/manifest.d/`.
+pub fn piece_journal_dir(piece_dir: &str) -> String {
+    format!("{piece_dir}/manifest.d/")
+}
+
+/// Journal entry `seq` written by attempt `epoch` (`tTASK-aATTEMPT`); zero-padded so
+/// one epoch's entries sort by sequence.
+pub fn piece_journal_entry(piece_dir: &str, epoch: &str, seq: u64) -> String {
+    format!("{piece_dir}/manifest.d/{epoch}_{seq:012}")
+}
+
+/// Parses a journal entry key into `(epoch, seq)`; `None` for other keys.
+pub fn parse_piece_journal_entry(key: &str) -> Option<(&str, u64)> {
+    let (dir, name) = key.rsplit_once('/')?;
+    if !dir.ends_with("/manifest.d") {
+        return None;
+    }
+    let (epoch, seq) = name.rsplit_once('_')?;
+    Some((epoch, seq.parse().ok()?))
+}
+
 /// The piece's frozen marker.
 pub fn piece_frozen(piece_dir: &str) -> String {
     format!("{piece_dir}/.frozen")
@@ -106,5 +129,19 @@ mod tests {
         assert!(a < b);
         assert_eq!(parse_log_object(&b), Some((100, 2000)));
         assert_eq!(parse_log_object("clog/round_1/piece_1/manifest"), None);
+    }
+
+    #[test]
+    fn journal_entries_sort_and_parse() {
+        let a = piece_journal_entry("clog/round_1/piece_1", "t5-a2", 9);
+        let b = piece_journal_entry("clog/round_1/piece_1", "t5-a2", 10);
+        assert!(a < b);
+        assert!(a.starts_with(&piece_journal_dir("clog/round_1/piece_1")));
+        assert_eq!(parse_piece_journal_entry(&b), Some(("t5-a2", 10)));
+        assert_eq!(parse_log_object(&b), None);
+        assert_eq!(
+            parse_piece_journal_entry("clog/round_1/piece_1/manifest"),
+            None
+        );
     }
 }

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::ctx::TaskCtx;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{self, FORMAT_VERSION, LogObject, PieceManifest};
+use crate::piece_journal::{self, JournalWriter};
 use crate::source::{DirSource, TAIL_CHECK};
 use crate::storage::TenantStore;
 
@@ -26,9 +27,9 @@ use crate::storage::TenantStore;
 pub const LOG_OBJECT_MAX: usize = 8 * 1024 * 1024;
 /// Most manifest entries (log objects plus checkpoints) one piece holds before it is
 /// switched, whatever `log_archive_piece_switch_interval` says (also 0, "one piece per
-/// round"): every checkpoint rewrites the active piece's manifest, about 200 bytes an
-/// entry, so this bounds that write (≈ 400 KB) instead of letting a week of 1 s
-/// checkpoints grow it to ~200 MB.
+/// round"). A checkpoint writes only its new entries to the piece's journal
+/// ([`crate::piece_journal`]), but the base is rewritten now and then and a reader
+/// merges the whole piece, so this bounds both (about 200 bytes an entry, ≈ 400 KB).
 pub const PIECE_MAX_ENTRIES: usize = 2048;
 
 /// Whether the active piece switches at this checkpoint: its interval has passed
@@ -97,6 +98,8 @@ impl Piece {
             frozen,
             objects: self.objects.clone(),
             checkpoints: self.checkpoints.clone(),
+            journal: None,
+            journal_seq: 0,
         }
     }
 }
@@ -107,6 +110,8 @@ struct Archiver<'a> {
     store: TenantStore,
     src: DirSource,
     piece: Piece,
+    /// Writes the active piece's manifest: a base, then one journal entry per checkpoint.
+    journal: JournalWriter,
     /// Committed checkpoint.
     ckpt: u64,
     /// Everything below is in `buffer` or in objects.
@@ -133,12 +138,14 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
     crate::backup::write_tenant_info(&store, &args.dest, &ctx.abort).await?;
     let src = DirSource::open(&args.source)?;
     let piece = Piece::new(args.piece.clone(), args.round_id);
+    let journal = JournalWriter::new(ctx, &piece.dir);
     let ckpt = args.checkpoint_scn.0;
     let mut a = Archiver {
         ctx,
         store,
         src,
         piece,
+        journal,
         ckpt,
         read_end: ckpt,
         buffer: Vec::new(),
@@ -252,12 +259,11 @@ impl Archiver<'_> {
     /// - the manifest is rewritten, then the adopted range is committed, and only then
     ///   is anything else under the piece deleted.
     async fn recover_piece(&mut self) -> Result<()> {
-        let key = layout::piece_manifest(&self.piece.dir);
         let mut known: HashMap<String, LogObject> = HashMap::new();
-        if self.store.exists(&key).await? {
-            let data = self.store.get(&key, &self.ctx.abort).await?;
-            let m: PieceManifest = manifest::from_json(&data, &key)?;
-            manifest::check_version(m.format_version, &key)?;
+        if let Some(stored) =
+            piece_journal::read(&self.store, &self.piece.dir, &self.ctx.abort).await?
+        {
+            let m = stored.manifest;
             self.last_stamp = self
                 .last_stamp
                 .max(m.checkpoints.iter().map(|(_, t)| *t).max().unwrap_or(0));
@@ -313,13 +319,13 @@ impl Archiver<'_> {
         self.piece.objects = chain;
         self.read_end = pos;
         self.buffer_start = pos;
+        // This attempt's first manifest write is a base of its own: the journal of
+        // the attempt before is no longer read.
         if pos > self.ckpt {
             self.commit(None, None).await?;
         } else {
             let m = self.piece.manifest(self.args.round_id, self.ckpt, false);
-            self.ctx
-                .put_shared(&self.store, &key, manifest::to_json(&m)?)
-                .await?;
+            self.journal.write(self.ctx, &self.store, &m).await?;
         }
         let kept: Vec<&str> = self.piece.objects.iter().map(|o| o.key.as_str()).collect();
         for k in self.store.list(&self.piece.dir).await? {
@@ -532,13 +538,7 @@ impl Archiver<'_> {
         // Tests park an attempt here (`sleep(ms)`) until its successor sealed the piece:
         // the late write must be refused by the fence, never overwrite the successor's.
         backstop_common::failpoint!("archive::before_manifest", WorkerError::Storage);
-        self.ctx
-            .put_shared(
-                &self.store,
-                &layout::piece_manifest(&self.piece.dir),
-                manifest::to_json(&m)?,
-            )
-            .await?;
+        self.journal.write(self.ctx, &self.store, &m).await?;
         let lag_ms = self
             .oldest_unarchived
             .map_or(0, |t| t.elapsed().as_millis() as u64);
@@ -562,7 +562,8 @@ impl Archiver<'_> {
         Ok(())
     }
 
-    /// Writes the frozen manifest, marker and index entry of the current piece.
+    /// Writes the frozen manifest (whole), marker and index entry of a piece, then
+    /// deletes its journal.
     async fn seal(&self, piece: &Piece, max: u64) -> Result<()> {
         let m = piece.manifest(self.args.round_id, max, true);
         self.ctx
@@ -584,22 +585,18 @@ impl Archiver<'_> {
         self.ctx
             .put_shared(&self.store, &index, manifest::to_json(&m)?)
             .await?;
+        piece_journal::remove_journal(self.ctx, &self.store, &piece.dir, None).await?;
         Ok(())
     }
 
     async fn switch_piece(&mut self, next: PieceSpec) -> Result<()> {
         let old = std::mem::replace(&mut self.piece, Piece::new(next, self.args.round_id));
+        self.journal = JournalWriter::new(self.ctx, &self.piece.dir);
         self.seal(&old, self.ckpt).await?;
         let now = self.stamp();
         self.piece.checkpoints.push((self.ckpt, now));
         let m = self.piece.manifest(self.args.round_id, self.ckpt, false);
-        self.ctx
-            .put_shared(
-                &self.store,
-                &layout::piece_manifest(&self.piece.dir),
-                manifest::to_json(&m)?,
-            )
-            .await?;
+        self.journal.write(self.ctx, &self.store, &m).await?;
         let progress = ArchiveProgress {
             round_id: self.args.round_id,
             piece_id: self.piece.spec.piece_id,
@@ -627,10 +624,8 @@ impl Archiver<'_> {
     /// Completes a piece an earlier attempt left FREEZING.
     async fn finish_freezing(&mut self, spec: PieceSpec, max: u64) -> Result<()> {
         let mut piece = Piece::new(spec, self.args.round_id);
-        let key = layout::piece_manifest(&piece.dir);
-        if self.store.exists(&key).await? {
-            let data = self.store.get(&key, &self.ctx.abort).await?;
-            let m: PieceManifest = manifest::from_json(&data, &key)?;
+        if let Some(stored) = piece_journal::read(&self.store, &piece.dir, &self.ctx.abort).await? {
+            let m = stored.manifest;
             piece.objects = m.objects.into_iter().filter(|o| o.end <= max).collect();
             piece.checkpoints = m.checkpoints;
             self.last_stamp = self
@@ -729,6 +724,7 @@ mod tests {
             store: store.clone(),
             src: DirSource::open(&format!("dir://{}/t1", dir.path().display())).unwrap(),
             piece: Piece::new(spec.clone(), 1),
+            journal: JournalWriter::new(&ctx, "clog/round_1/piece_1"),
             ckpt: 0,
             read_end: 0,
             buffer: Vec::new(),

@@ -23,6 +23,7 @@ use crate::backup::write_tenant_info;
 use crate::ctx::TaskCtx;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{self, LogObject, PieceManifest, SetIndex, SetManifest};
+use crate::piece_journal::{self, JournalWriter};
 use crate::storage::TenantStore;
 
 /// Objects copied at once by one task.
@@ -200,9 +201,14 @@ pub async fn copy_piece(
     let dst_store = TenantStore::open(dst)?;
     let dir = layout::piece_dir(round_id, piece_id);
     let key = layout::piece_manifest(&dir);
-    let bytes = src_store.get(&key, &ctx.abort).await?;
-    let m: PieceManifest = manifest::from_json(&bytes, &key)?;
-    manifest::check_version(m.format_version, &key)?;
+    let stored = piece_journal::read_existing(&src_store, &dir, &ctx.abort).await?;
+    let m = stored.manifest;
+    // A frozen manifest byte for byte; an open one whole, as far as it is archived.
+    let bytes = if m.frozen {
+        stored.base
+    } else {
+        manifest::to_json(&piece_journal::whole(&m))?
+    };
     let total: u64 = m.objects.iter().map(|o| o.stored_len).sum();
     ctx.progress
         .total
@@ -220,6 +226,7 @@ pub async fn copy_piece(
     }
     ctx.check()?;
     ctx.put_shared(&dst_store, &key, bytes).await?;
+    piece_journal::remove_journal(ctx, &dst_store, &dir, None).await?;
     if m.frozen {
         let marker_key = layout::piece_frozen(&dir);
         let marker = src_store.get(&marker_key, &ctx.abort).await?;
@@ -253,6 +260,8 @@ struct CopiedPiece {
     done: bool,
     /// The checkpoint this attempt last wrote and reported for the piece.
     reported: Option<u64>,
+    /// Writes the copy's manifest while the piece is open (created at the first write).
+    journal: Option<JournalWriter>,
 }
 
 /// `ArchiveCopy`: follows the primary archive until stopped (`STOP BACKUP
@@ -320,16 +329,16 @@ async fn load_copied(
     piece_id: u64,
 ) -> Result<CopiedPiece> {
     let dir = layout::piece_dir(round_id, piece_id);
-    let key = layout::piece_manifest(&dir);
-    if !dst.exists(&key).await? {
+    let Some(stored) = piece_journal::read(dst, &dir, &ctx.abort).await? else {
         return Ok(CopiedPiece::default());
-    }
-    let m: PieceManifest = manifest::from_json(&dst.get(&key, &ctx.abort).await?, &key)?;
+    };
+    let m = stored.manifest;
     let done = m.frozen && dst.exists(&layout::piece_index(round_id, piece_id)).await?;
     Ok(CopiedPiece {
         objects: m.objects,
         done,
         reported: None,
+        journal: None,
     })
 }
 
@@ -344,9 +353,8 @@ async fn follow_piece(
 ) -> Result<()> {
     let dir = layout::piece_dir(round_id, piece_id);
     let key = layout::piece_manifest(&dir);
-    let bytes = src.get(&key, &ctx.abort).await?;
-    let m: PieceManifest = manifest::from_json(&bytes, &key)?;
-    manifest::check_version(m.format_version, &key)?;
+    let stored = piece_journal::read_existing(src, &dir, &ctx.abort).await?;
+    let (m, bytes) = (stored.manifest, stored.base);
     let have: HashSet<&str> = state.objects.iter().map(|o| o.key.as_str()).collect();
     let todo: Vec<LogObject> = m
         .objects
@@ -397,10 +405,13 @@ async fn follow_piece(
             .copied()
             .filter(|(scn, _)| *scn <= checkpoint)
             .collect(),
+        journal: None,
+        journal_seq: 0,
     };
     if frozen {
         // The primary's own manifest, byte for byte, once everything is here.
         ctx.put_shared(dst, &key, bytes).await?;
+        piece_journal::remove_journal(ctx, dst, &dir, None).await?;
         let marker = src.get(&marker_key, &ctx.abort).await?;
         backstop_common::failpoint!("copy::before_marker", WorkerError::Storage);
         ctx.put_shared(dst, &marker_key, marker).await?;
@@ -408,7 +419,11 @@ async fn follow_piece(
         ctx.put_shared(dst, &index_key, index).await?;
         state.done = true;
     } else {
-        ctx.put_shared(dst, &key, manifest::to_json(&copy)?).await?;
+        state
+            .journal
+            .get_or_insert_with(|| JournalWriter::new(ctx, &dir))
+            .write(ctx, dst, &copy)
+            .await?;
     }
     let primary_ms = m
         .checkpoints
@@ -516,6 +531,17 @@ async fn clean_item(ctx: &TaskCtx, store: &TenantStore, item: &CleanItem) -> Res
                 .flatten()
                 .filter_map(|o| o["key"].as_str().map(str::to_string)),
         );
+        // An open piece's journal continues its manifest: keep it and what it
+        // references too (it is deleted when the piece is sealed).
+        if m["journal"].is_string() && m["frozen"] != serde_json::Value::Bool(true) {
+            let stored = piece_journal::read_existing(store, &item.dir, &ctx.abort).await?;
+            keep.extend(stored.manifest.objects.into_iter().map(|o| o.key));
+            for k in store.list(&layout::piece_journal_dir(&item.dir)).await? {
+                if piece_journal::is_journal_entry(&k) {
+                    keep.insert(k);
+                }
+            }
+        }
         keep.insert(key);
         keep.insert(layout::piece_frozen(&item.dir));
         keep.insert(layout::set_complete(&item.dir));

@@ -14,6 +14,7 @@ pub mod copy;
 pub mod ctx;
 pub mod error;
 pub mod manifest;
+pub mod piece_journal;
 pub mod restore;
 pub mod restore_plan;
 pub mod runtime;

@@ -11,8 +11,12 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Result, WorkerError};
 
-/// Version of every manifest written by this build.
+/// Version of every manifest written by this build, but an open piece's journaled base.
 pub const FORMAT_VERSION: u32 = 1;
+/// Version of an open piece's base manifest continued by a journal
+/// ([`crate::piece_journal`]): a build that knows only version 1 would read a short
+/// piece, so it refuses this one. Readers accept versions up to this one.
+pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 /// Datafiles are cut into blocks of this size (bytes) for checksums and incrementals.
 pub const BLOCK_SIZE: usize = 32 * 1024;
 /// Data objects are closed when they reach this size (bytes).
@@ -239,7 +243,9 @@ pub struct LogObject {
     pub stored_checksum: String,
 }
 
-/// A piece's manifest, rewritten at every checkpoint.
+/// A piece's manifest. Frozen, it is whole. Open, the stored one is a base that the
+/// journal of attempt `journal` continues ([`crate::piece_journal::read`] merges them);
+/// in memory, after that merge, it is the whole piece so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PieceManifest {
     /// [`FORMAT_VERSION`].
@@ -258,8 +264,33 @@ pub struct PieceManifest {
     pub objects: Vec<LogObject>,
     /// (checkpoint SCN, ms since the epoch) of each checkpoint, for `--until-time`.
     pub checkpoints: Vec<(u64, u64)>,
+    /// The attempt (`tTASK-aATTEMPT`) whose journal entries continue this base, from
+    /// sequence `journal_seq` on; `None` when the manifest is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+    /// First journal sequence number that continues this base.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub journal_seq: u64,
 }
 
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// One checkpoint's additions to an open piece (`manifest.d/EPOCH_SEQ`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceDelta {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The checkpoint this delta continues from (the previous entry's, or the base's).
+    pub from_scn: u64,
+    /// Archived below this SCN once this delta is applied.
+    pub checkpoint_scn: u64,
+    /// Log objects added, in SCN order, contiguous from `from_scn` to `checkpoint_scn`.
+    pub objects: Vec<LogObject>,
+    /// Checkpoints added, (SCN, ms since the epoch).
+    pub checkpoints: Vec<(u64, u64)>,
+}
 /// Tenant identity at a destination (`info/tenant`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantInfo {
@@ -277,9 +308,9 @@ pub struct TenantInfo {
 
 /// Checks a manifest's version.
 pub fn check_version(found: u32, key: &str) -> Result<()> {
-    if found > FORMAT_VERSION {
+    if found > JOURNAL_FORMAT_VERSION {
         return Err(WorkerError::Corrupt(format!(
-            "{key} has format version {found}, newer than this build's {FORMAT_VERSION}: upgrade backstop"
+            "{key} has format version {found}, newer than this build's {JOURNAL_FORMAT_VERSION}: upgrade backstop"
         )));
     }
     Ok(())

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::backup::read_set_manifest;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{self, LogObject, PieceManifest, SetIndex, TenantInfo};
+use crate::piece_journal;
 use crate::restore_plan::{self, Candidate, Target};
 use crate::storage::{TenantStore, open_dest};
 
@@ -166,10 +167,12 @@ pub async fn piece_manifests(
 ) -> Result<Vec<PieceManifest>> {
     let mut out = Vec::new();
     for key in store.list("clog").await? {
-        if key.ends_with("/manifest") {
-            let m: PieceManifest = manifest::from_json(&store.get(&key, cancel).await?, &key)?;
-            manifest::check_version(m.format_version, &key)?;
-            out.push(m);
+        if let Some(dir) = key.strip_suffix("/manifest") {
+            out.push(
+                piece_journal::read_existing(store, dir, cancel)
+                    .await?
+                    .manifest,
+            );
         }
     }
     Ok(out)

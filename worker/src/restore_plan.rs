@@ -203,6 +203,8 @@ mod tests {
                 })
                 .collect(),
             checkpoints: checkpoints.to_vec(),
+            journal: None,
+            journal_seq: 0,
         }
     }
 

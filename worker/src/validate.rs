@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backup::read_set_manifest;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{self, PieceManifest};
+use crate::piece_journal;
 use crate::storage::TenantStore;
 
 /// Largest log object a manifest may describe (the archive writes at most 8 MiB).
@@ -105,9 +106,11 @@ pub async fn validate_piece(
     piece_id: u64,
     cancel: &CancellationToken,
 ) -> Result<Validation> {
-    let key = layout::piece_manifest(&layout::piece_dir(round_id, piece_id));
-    let m: PieceManifest = manifest::from_json(&store.get(&key, cancel).await?, &key)?;
-    manifest::check_version(m.format_version, &key)?;
+    let dir = layout::piece_dir(round_id, piece_id);
+    let key = layout::piece_manifest(&dir);
+    let m: PieceManifest = piece_journal::read_existing(store, &dir, cancel)
+        .await?
+        .manifest;
     let mut out = Validation::default();
     // Coverage: contiguous from the piece start to its checkpoint, nothing beyond.
     let mut pos = m.start_scn;

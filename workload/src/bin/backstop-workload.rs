@@ -1,11 +1,11 @@
 //! `backstop-workload`: create a `dir://` tenant, write to it at a given rate, and
-//! verify a restore of it exactly (see `backstop_chaos::workload`).
+//! verify a restore of it exactly (see `backstop_workload`).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use backstop_chaos::workload::{self, RunLimits, Shape};
+use backstop_workload::{self as workload, RunLimits, Shape};
 use clap::{Parser, Subcommand};
 
 /// Arguments.
