@@ -1291,6 +1291,53 @@ fn files(root: &Path) -> Vec<String> {
     out
 }
 
+/// A manifest and, for an open piece, the journal entries that continue it
+/// (`manifest.d/EPOCH_SEQ` of the attempt the base names, from `journal_seq` on), as
+/// `(key, JSON)`. Read after the directory listing they are checked against, and
+/// read again if the writer compacted its journal meanwhile, so every object listed
+/// before is in what is read.
+fn manifest_parts(t: &Path, dir: &str) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let key = format!("{dir}/manifest");
+    for _ in 0..20 {
+        let bytes = std::fs::read(t.join(&key))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+        let mut parts = vec![(key.clone(), v.clone())];
+        if let Some(epoch) = v["journal"].as_str() {
+            let from = v["journal_seq"].as_u64().unwrap_or(0);
+            let prefix = format!("{epoch}_");
+            let mut names: Vec<String> = std::fs::read_dir(t.join(dir).join("manifest.d"))
+                .map(|r| {
+                    r.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            for name in names {
+                let Some(seq) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|s| s.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                if seq < from {
+                    continue;
+                }
+                let j = format!("{dir}/manifest.d/{name}");
+                // Deleted by a compaction since the listing: the base read again
+                // below has changed, and the loop reads everything once more.
+                if let Ok(data) = std::fs::read(t.join(&j)) {
+                    parts.push((j, serde_json::from_slice(&data)?));
+                }
+            }
+        }
+        if std::fs::read(t.join(&key))? == bytes {
+            return Ok(parts);
+        }
+    }
+    anyhow::bail!("{dir}: the manifest kept changing while it was read")
+}
+
 /// Catalog equals storage: no object that no manifest references (after the clean
 /// phase and the cleaner ran), at every destination.
 async fn catalog_equals_storage(r: &Run) -> Verdict {
@@ -1332,28 +1379,12 @@ async fn catalog_equals_storage(r: &Run) -> Verdict {
                 let all = files(&t);
                 let mut referenced = std::collections::BTreeSet::new();
                 for f in all.iter().filter(|f| f.ends_with("/manifest")) {
-                    let bytes = std::fs::read(t.join(f))?;
-                    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
                     let dir = f.trim_end_matches("/manifest");
                     referenced.insert(f.clone());
                     referenced.insert(format!("{dir}/.complete"));
                     referenced.insert(format!("{dir}/.frozen"));
-                    let mut parts = vec![v.clone()];
-                    // An open piece's base is continued by the journal entries of
-                    // the attempt it names (`manifest.d/EPOCH_SEQ`, seq from
-                    // `journal_seq`): they and what they list are referenced.
-                    if let Some(epoch) = v["journal"].as_str() {
-                        let from = v["journal_seq"].as_u64().unwrap_or(0);
-                        let prefix = format!("{dir}/manifest.d/{epoch}_");
-                        for j in all.iter().filter(|j| j.starts_with(&prefix)) {
-                            let seq = j[prefix.len()..].parse::<u64>().unwrap_or(0);
-                            if seq >= from {
-                                referenced.insert(j.clone());
-                                parts.push(serde_json::from_slice(&std::fs::read(t.join(j))?)?);
-                            }
-                        }
-                    }
-                    for part in &parts {
+                    for (key, part) in manifest_parts(&t, dir)? {
+                        referenced.insert(key);
                         for o in part["objects"].as_array().into_iter().flatten() {
                             if let Some(k) = o["key"].as_str() {
                                 referenced.insert(k.to_string());
