@@ -7,12 +7,11 @@
 mod harness;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use backstop_workload::{self as workload, RunLimits, Shape};
-use harness::{Cluster, S3, restore, wait_for};
+use harness::{Cluster, S3, restore, start_load, wait_for};
 use serde_json::Value;
 
 /// The tenant's prefix directory at a file:// destination.
@@ -42,33 +41,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-struct Load {
-    stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<workload::RunStats>,
-}
-
-fn start_load(src: &Path, rate: u64) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s, p) = (stop.clone(), src.to_path_buf());
-    let handle = std::thread::spawn(move || {
-        let limits = RunLimits {
-            rate,
-            duration: Duration::from_secs(300),
-            segment_bytes: 1 << 20,
-            max_writes: 0,
-        };
-        workload::run(&p, 42, limits, &s).expect("workload")
-    });
-    Load { stop, handle }
-}
-
-impl Load {
-    fn finish(self) -> workload::RunStats {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap()
-    }
 }
 
 fn scn(v: &Value, key: &str) -> u64 {

@@ -7,7 +7,11 @@ pub mod mysql;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use backstop_workload::{self as workload, RunLimits};
 
 use serde_json::Value;
 
@@ -463,5 +467,34 @@ impl MetaCluster {
     pub fn leader(&self) -> usize {
         let s = self.ctl(&["status"]);
         s["leader_id"].as_u64().unwrap() as usize - 1
+    }
+}
+
+/// The workload generator writing in a thread; `finish` stops it.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<workload::RunStats>,
+}
+
+/// Starts the workload generator on `src` at `rate` log bytes/s (seed 42, at most 300 s).
+pub fn start_load(src: &Path, rate: u64) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s, p) = (stop.clone(), src.to_path_buf());
+    let handle = std::thread::spawn(move || {
+        let limits = RunLimits {
+            rate,
+            duration: Duration::from_secs(300),
+            segment_bytes: 1 << 20,
+            max_writes: 0,
+        };
+        workload::run(&p, 42, limits, &s).expect("workload")
+    });
+    Load { stop, handle }
+}
+
+impl Load {
+    pub fn finish(self) -> workload::RunStats {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap()
     }
 }

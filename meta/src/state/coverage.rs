@@ -22,8 +22,8 @@
 use backstop_common::task::TaskSpec;
 use backstop_common::{Scn, TenantId};
 
-use super::copy::dest_root;
-use super::work::{BackupSetRecord, JobStatus, RoundStatus, SetStatus, TaskStatus};
+use super::dest::dest_root;
+use super::records::{BackupSetRecord, JobStatus, RoundStatus, SetStatus, TaskStatus};
 use super::{MetaState, Touched};
 
 /// Result of an archive task's attempt that found a set's log coverage broken.
@@ -45,17 +45,17 @@ impl MetaState {
     pub fn coverage(&self, set: &BackupSetRecord) -> Coverage {
         let tenant = set.tenant_id;
         let root = dest_root(&set.dest.uri);
-        let same_dest = |r: &&super::work::RoundRecord| {
+        let same_dest = |r: &&super::records::RoundRecord| {
             dest_root(&r.dest.uri) == root && r.dest.incarnation == set.dest.incarnation
         };
-        let rounds: Vec<&super::work::RoundRecord> = self
+        let rounds: Vec<&super::records::RoundRecord> = self
             .work
             .rounds
             .range((tenant, 0)..=(tenant, u64::MAX))
             .map(|(_, r)| r)
             .filter(same_dest)
             .collect();
-        let started_before = |r: &super::work::RoundRecord| {
+        let started_before = |r: &super::records::RoundRecord| {
             r.checkpoint_time_ms > 0 && r.start_scn <= set.start_replay_scn
         };
         if rounds
@@ -85,7 +85,11 @@ impl MetaState {
         }
     }
 
-    fn coverage_gap(&self, set: &BackupSetRecord, rounds: &[&super::work::RoundRecord]) -> String {
+    fn coverage_gap(
+        &self,
+        set: &BackupSetRecord,
+        rounds: &[&super::records::RoundRecord],
+    ) -> String {
         let range = format!("[{}, {}]", set.start_replay_scn, set.min_restore_scn);
         let Some(r) = rounds
             .iter()
@@ -179,7 +183,7 @@ impl MetaState {
             Coverage::Covered => {
                 if let Some(s) = self.work.sets.get_mut(&key) {
                     s.status = SetStatus::Success;
-                    s.file_status = super::work::FILE_AVAILABLE.to_string();
+                    s.file_status = super::records::FILE_AVAILABLE.to_string();
                     s.end_time_ms = now;
                 }
                 if matches!(job_status, Some(JobStatus::Doing | JobStatus::Suspended)) {
@@ -219,3 +223,7 @@ impl MetaState {
         touched
     }
 }
+
+#[cfg(test)]
+#[path = "coverage_tests.rs"]
+mod tests;

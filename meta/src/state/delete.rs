@@ -20,7 +20,7 @@ use backstop_common::layout;
 use backstop_common::task::CleanItem;
 use backstop_common::{Code, TenantId};
 
-use super::work::{FILE_DELETED, FILE_DELETING, JobKind};
+use super::records::{FILE_DELETED, FILE_DELETING, JobKind};
 use super::{MetaState, Outcome, Touched};
 use crate::command::Reply;
 
@@ -167,3 +167,7 @@ impl MetaState {
         touched
     }
 }
+
+#[cfg(test)]
+#[path = "delete_tests.rs"]
+mod tests;

@@ -11,18 +11,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Reply, Request, Response};
 
-mod copy;
+mod archive;
+mod archive_copy;
+mod backup;
+mod clean;
 mod coverage;
 mod delete;
+mod dest;
+mod dispatch;
+mod ending;
+mod piece_copy;
+mod policy;
+mod records;
+mod restore;
+mod set_copy;
 #[cfg(test)]
-mod safety_tests;
+mod test_support;
+mod validate;
 mod work;
-#[cfg(test)]
-mod work_tests;
 
-pub use copy::*;
+pub use backup::{MAX_PARTS, PART_TARGET_BYTES};
+pub use clean::SCRUB_DELAY_MS;
 pub use coverage::{Coverage, LOG_COVERAGE_BROKEN};
-pub use work::*;
+pub use dest::{CopySelection, dest_root, same_place};
+pub use records::{
+    ArchiveCopyRecord, BackupSetRecord, CopyArchiveStatus, FILE_AVAILABLE, FILE_DELETED,
+    FILE_DELETING, JobKind, JobRecord, JobStatus, LeftoverRecord, MAX_ATTEMPTS, PieceRecord,
+    PieceStatus, PolicyRecord, RoundRecord, RoundStatus, SetStatus, TaskRecord, TaskStatus,
+    WorkState, WorkerRecord,
+};
 
 /// Cluster identity (OceanBase `cluster_name`, `cluster_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +203,19 @@ impl Default for MetaState {
 }
 
 pub(crate) type Outcome = Result<(Reply, Vec<Touched>), (Code, String)>;
+
+/// A refusal: the code the client sees and its message.
+pub(crate) fn refuse(code: Code, message: impl Into<String>) -> (Code, String) {
+    (code, message.into())
+}
+
+/// The refusal of a report from an attempt that is no longer the task's current one.
+pub(crate) fn stale(task_id: u64, attempt: u32) -> (Code, String) {
+    refuse(
+        Code::TaskStale,
+        format!("task {task_id} attempt {attempt} is no longer current"),
+    )
+}
 
 impl MetaState {
     /// Finds a tenant by name, case-insensitively.
@@ -470,7 +500,7 @@ impl MetaState {
     /// `backup_dest` set at `tenant` level (None: cluster level, every tenant without
     /// its own) applies to.
     fn tenant_using_dest(&self, tenant: Option<TenantId>) -> Option<String> {
-        use work::{JobKind, RoundStatus};
+        use records::{JobKind, RoundStatus};
         self.tenants
             .values()
             .filter(|t| t.tenant_id != TenantId::SYS)
@@ -561,168 +591,5 @@ impl MetaState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(command: Command) -> Request {
-        Request {
-            time_ms: 1000,
-            command,
-        }
-    }
-
-    fn create(name: &str) -> Request {
-        req(Command::CreateTenant {
-            name: name.to_string(),
-            source: "dir:///x".to_string(),
-            comment: String::new(),
-            if_not_exists: false,
-            root_password: backstop_common::auth::PasswordHash::new(""),
-        })
-    }
-
-    #[test]
-    fn tenant_ids_start_at_1001_and_names_are_unique_case_insensitively() {
-        let mut s = MetaState::default();
-        let (r, _) = s.apply(&create("t1"));
-        assert!(matches!(r, Response::Ok(Reply::Tenant(ref t)) if t.tenant_id == TenantId(1001)));
-        let (r, touched) = s.apply(&create("T1"));
-        assert!(
-            matches!(
-                r,
-                Response::Err {
-                    code: Code::EntryExist,
-                    ..
-                }
-            ),
-            "{r:?}"
-        );
-        assert_eq!(touched, vec![Touched::Cluster]);
-        let (r, _) = s.apply(&create("t2"));
-        assert!(matches!(r, Response::Ok(Reply::Tenant(ref t)) if t.tenant_id == TenantId(1002)));
-    }
-
-    #[test]
-    fn clock_never_goes_back() {
-        let mut s = MetaState::default();
-        s.apply(&Request {
-            time_ms: 5000,
-            command: Command::DropTenant {
-                name: "x".into(),
-                if_exists: true,
-            },
-        });
-        let (r, _) = s.apply(&Request {
-            time_ms: 10,
-            ..create("t1")
-        });
-        let Response::Ok(Reply::Tenant(t)) = r else {
-            panic!("{r:?}")
-        };
-        assert_eq!(t.create_time_ms, 5000);
-    }
-
-    #[test]
-    fn sys_cannot_be_dropped_and_unknown_tenants_are_typed_errors() {
-        let mut s = MetaState::default();
-        let (r, _) = s.apply(&req(Command::DropTenant {
-            name: "SYS".into(),
-            if_exists: false,
-        }));
-        assert!(matches!(
-            r,
-            Response::Err {
-                code: Code::NotSupported,
-                ..
-            }
-        ));
-        let (r, _) = s.apply(&req(Command::DropTenant {
-            name: "nope".into(),
-            if_exists: false,
-        }));
-        assert!(matches!(
-            r,
-            Response::Err {
-                code: Code::EntryNotExist,
-                ..
-            }
-        ));
-        let (r, _) = s.apply(&req(Command::SetParameter {
-            param: Param::BackupDest,
-            tenant: Some("nope".into()),
-            value: "file:///a".into(),
-        }));
-        assert!(matches!(
-            r,
-            Response::Err {
-                code: Code::EntryNotExist,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn destination_rules_follow_oceanbase() {
-        let mut s = MetaState::default();
-        let set = |p: Param, v: &str| {
-            req(Command::SetParameter {
-                param: p,
-                tenant: None,
-                value: v.into(),
-            })
-        };
-        let (r, _) = s.apply(&set(Param::BackupBackupDest, "file:///copy"));
-        assert!(
-            matches!(
-                r,
-                Response::Err {
-                    code: Code::NotSupported,
-                    ..
-                }
-            ),
-            "{r:?}"
-        );
-        assert!(matches!(
-            s.apply(&set(Param::BackupDest, "file:///primary")).0,
-            Response::Ok(_)
-        ));
-        let (r, _) = s.apply(&set(Param::BackupBackupDest, "file:///primary"));
-        assert!(
-            matches!(
-                r,
-                Response::Err {
-                    code: Code::InvalidBackupDest,
-                    ..
-                }
-            ),
-            "{r:?}"
-        );
-        assert!(matches!(
-            s.apply(&set(Param::BackupBackupDest, "file:///copy")).0,
-            Response::Ok(_)
-        ));
-        let (r, _) = s.apply(&set(Param::BackupDest, "file:///other"));
-        assert!(
-            matches!(
-                r,
-                Response::Err {
-                    code: Code::NotSupported,
-                    ..
-                }
-            ),
-            "{r:?}"
-        );
-        assert!(matches!(
-            s.apply(&set(Param::BackupBackupDest, "")).0,
-            Response::Ok(_)
-        ));
-        assert!(matches!(
-            s.apply(&set(Param::BackupDest, "file:///other")).0,
-            Response::Ok(_)
-        ));
-        assert_eq!(
-            s.param(Param::BackupDest, Some(TenantId(1001))),
-            "file:///other"
-        );
-    }
-}
+#[path = "tenant_tests.rs"]
+mod tests;

@@ -1,0 +1,138 @@
+//! Unit tests of `backup.rs`.
+
+use backstop_common::task::{FileEntry, TaskOutcome};
+use backstop_common::{Code, Scn};
+
+use crate::command::{Command, WorkCommand};
+use crate::state::test_support::*;
+use crate::state::*;
+
+#[test]
+fn backup_preconditions_follow_oceanbase() {
+    let mut s = setup();
+    let start = |s: &mut MetaState, incremental| {
+        work(
+            s,
+            WorkCommand::StartBackup {
+                tenant: "t1".into(),
+                incremental,
+            },
+        )
+    };
+    assert_eq!(
+        err(start(&mut s, false)),
+        Code::BackupCanNotStart,
+        "archive not DOING"
+    );
+    start_archive(&mut s);
+    assert_eq!(
+        err(start(&mut s, true)),
+        Code::BackupCanNotStart,
+        "no base for an incremental"
+    );
+    ok(start(&mut s, false));
+    assert_eq!(err(start(&mut s, false)), Code::BackupInProgress);
+    assert_eq!(
+        err(s
+            .apply(&req(Command::DropTenant {
+                name: "t1".into(),
+                if_exists: false
+            }))
+            .0),
+        Code::BackupInProgress,
+        "a tenant with running jobs cannot be dropped"
+    );
+}
+
+#[test]
+fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
+    let mut s = setup();
+    let archive = start_archive(&mut s);
+    ok(work(
+        &mut s,
+        WorkCommand::StartBackup {
+            tenant: "t1".into(),
+            incremental: false,
+        },
+    ));
+    let run = |s: &mut MetaState, outcome: TaskOutcome| {
+        let task = s.assignable_tasks(2)[0];
+        let attempt = assign(s, task, 2);
+        ok(work(
+            s,
+            WorkCommand::CompleteTask {
+                task_id: task,
+                attempt,
+                worker_id: 2,
+                outcome,
+            },
+        ));
+    };
+    let files: Vec<FileEntry> = (0..40)
+        .map(|i| FileEntry {
+            path: format!("f{i}"),
+            size: 20 << 20,
+        })
+        .collect();
+    run(
+        &mut s,
+        TaskOutcome::Prepared {
+            start_replay_scn: Scn(500),
+            files,
+        },
+    );
+    let copies = s.assignable_tasks(2);
+    assert_eq!(copies.len(), 4, "800 MiB in 256 MiB parts");
+    for _ in copies {
+        run(
+            &mut s,
+            TaskOutcome::Copied {
+                input_bytes: 10,
+                output_bytes: 5,
+            },
+        );
+    }
+    run(
+        &mut s,
+        TaskOutcome::Finalized {
+            min_restore_scn: Scn(900),
+            input_bytes: 40,
+            output_bytes: 20,
+            file_count: 40,
+            manifest_checksum: "abc".into(),
+        },
+    );
+    // The archive is at 100: the set waits for its log up to 900.
+    let set = s.work.sets.values().next().unwrap();
+    assert_eq!(set.status, SetStatus::Doing);
+    assert_eq!(s.task_control(archive), Some("checkpoint"));
+    ok(checkpoint(&mut s, archive, 1, 1, 900));
+    assert_eq!(s.task_control(archive), None);
+    let set = s.work.sets.values().next().unwrap();
+    assert_eq!(
+        (set.status, set.file_status.as_str()),
+        (SetStatus::Success, "AVAILABLE")
+    );
+    assert_eq!(
+        (set.start_replay_scn, set.min_restore_scn),
+        (Scn(500), Scn(900))
+    );
+    assert!(
+        s.work
+            .jobs
+            .values()
+            .any(|j| matches!(j.kind, JobKind::Backup { .. }) && j.status == JobStatus::Finished)
+    );
+    ok(work(
+        &mut s,
+        WorkCommand::StartBackup {
+            tenant: "t1".into(),
+            incremental: true,
+        },
+    ));
+    let inc = s.work.sets.values().find(|x| x.backup_set_id == 2).unwrap();
+    assert_eq!(
+        (inc.backup_type, inc.base_set_id),
+        (backstop_common::task::BackupType::Incremental, Some(1))
+    );
+}
