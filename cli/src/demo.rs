@@ -164,8 +164,8 @@ pub async fn run(
         }
     })
     .await?;
-    let manage = |action: &str| BackupManageRequest {
-        action: action.to_string(),
+    let manage = |verb: BackupVerb| BackupManageRequest {
+        verb: verb.into(),
         tenants: vec![],
         id: 0,
         max_backup_times: None,
@@ -173,7 +173,7 @@ pub async fn run(
         dest: String::new(),
         copy_id: 0,
     };
-    c.backup_manage(manage("backup_backupset")).await?;
+    c.backup_manage(manage(BackupVerb::BackupBackupset)).await?;
     wait(&stop, "the copy of the backup set", || {
         let mut c = c.clone();
         async move {
@@ -182,7 +182,8 @@ pub async fn run(
         }
     })
     .await?;
-    c.backup_manage(manage("start_backup_archivelog")).await?;
+    c.backup_manage(manage(BackupVerb::StartBackupArchivelog))
+        .await?;
     ready(sql);
     Ok(())
 }

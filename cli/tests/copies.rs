@@ -100,6 +100,49 @@ fn tenant_root(dest: &Path, tenant_id: u64) -> PathBuf {
 
 /// Objects under the tenant's `data/` and `clog/` that no manifest references
 /// (object_store's staging files of a killed writer, `name#N`, are listed apart).
+/// A manifest and the journal entries that continue it (their keys), read together:
+/// the journal directory is listed after the base is read, and both are read again
+/// if the base changed meanwhile (a compaction folded the entries into it).
+fn manifest_parts(tenant: &Path, f: &str) -> (Vec<Value>, Vec<String>) {
+    let dir = f.trim_end_matches("/manifest");
+    for _ in 0..20 {
+        let raw = std::fs::read(tenant.join(f)).unwrap();
+        let m: Value = serde_json::from_slice(&raw).unwrap();
+        let mut parts = vec![m.clone()];
+        let mut keys = Vec::new();
+        let mut vanished = false;
+        if let Some(epoch) = m["journal"].as_str() {
+            let from = m["journal_seq"].as_u64().unwrap_or(0);
+            let prefix = format!("{epoch}_");
+            let mut names: Vec<String> = std::fs::read_dir(tenant.join(dir).join("manifest.d"))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            for name in names.iter().filter(|n| n.starts_with(&prefix)) {
+                if name[prefix.len()..].parse::<u64>().unwrap() < from {
+                    continue;
+                }
+                let key = format!("{dir}/manifest.d/{name}");
+                match std::fs::read(tenant.join(&key)) {
+                    Ok(bytes) => {
+                        parts.push(serde_json::from_slice(&bytes).unwrap());
+                        keys.push(key);
+                    }
+                    Err(_) => vanished = true,
+                }
+            }
+        }
+        if !vanished && std::fs::read(tenant.join(f)).unwrap() == raw {
+            return (parts, keys);
+        }
+    }
+    panic!("{f} kept changing while it was read");
+}
+
 fn unreferenced(tenant: &Path) -> (Vec<String>, Vec<String>) {
     let all = files(tenant);
     let mut referenced: BTreeSet<String> = BTreeSet::new();
@@ -109,25 +152,15 @@ fn unreferenced(tenant: &Path) -> (Vec<String>, Vec<String>) {
         if !(is_set_manifest || is_piece_manifest) {
             continue;
         }
-        let m: Value = serde_json::from_slice(&std::fs::read(tenant.join(f)).unwrap()).unwrap();
         let dir = f.trim_end_matches("/manifest");
         referenced.insert(f.clone());
         referenced.insert(format!("{dir}/.complete"));
         referenced.insert(format!("{dir}/.frozen"));
-        let mut parts = vec![m.clone()];
-        // An open piece's base is continued by its writer's journal entries.
-        if let Some(epoch) = m["journal"].as_str() {
-            let from = m["journal_seq"].as_u64().unwrap_or(0);
-            let prefix = format!("{dir}/manifest.d/{epoch}_");
-            for j in all.iter().filter(|j| j.starts_with(&prefix)) {
-                if j[prefix.len()..].parse::<u64>().unwrap() >= from {
-                    referenced.insert(j.clone());
-                    parts.push(
-                        serde_json::from_slice(&std::fs::read(tenant.join(j)).unwrap()).unwrap(),
-                    );
-                }
-            }
-        }
+        // An open piece's base is continued by its writer's journal entries. Read them
+        // now, not from the listing above (the archive may have added one since, with
+        // objects the listing saw), and again if the writer compacted meanwhile.
+        let (parts, entries) = manifest_parts(tenant, f);
+        referenced.extend(entries);
         for part in &parts {
             for o in part["objects"].as_array().unwrap() {
                 referenced.insert(o["key"].as_str().unwrap().to_string());
@@ -141,6 +174,10 @@ fn unreferenced(tenant: &Path) -> (Vec<String>, Vec<String>) {
         }
         // A set's own part manifests are bookkeeping of the primary backup only.
         if f.starts_with("data/") && f.ends_with(".manifest") {
+            continue;
+        }
+        // A journal entry the writer folded into its base after the listing.
+        if f.contains("/manifest.d/") && !tenant.join(&f).exists() {
             continue;
         }
         if f.rsplit('/').next().is_some_and(|n| n.contains('#')) {

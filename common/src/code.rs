@@ -2,9 +2,9 @@
 //! `x-backstop-code`), the CLI and the SQL gateway (MySQL error packets).
 //!
 //! Names follow OceanBase's error names; numbers are MySQL error numbers where MySQL
-//! has the error and OceanBase-style numbers in the 9000 range for backup errors
-//! (`spec/decisions.md` §13). The table is published in `docs/ERRORS.md`; a code's
-//! name and number never change once released.
+//! has the error and OceanBase-style numbers in the 9000 range for backup errors.
+//! The table is published in `docs/ERRORS.md`; a code's name and number never change
+//! once released.
 
 use std::fmt;
 

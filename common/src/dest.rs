@@ -1,6 +1,6 @@
 //! Backup destinations: `backup_dest` and `backup_backup_dest` values.
 //!
-//! Two forms are accepted (`spec/decisions.md` §14):
+//! Two forms are accepted (`docs/PARAMETERS.md`, `backup_dest`):
 //! - `file:///abs/path`: a local or NFS directory; must not carry `?…` storage info
 //!   (OceanBase answers `OB_NOT_SUPPORTED` for that).
 //! - `s3://bucket/prefix?host=…&access_id=…&access_key=…[&s3_region=…]`: an S3 or

@@ -38,8 +38,8 @@ id_type!(
 );
 id_type!(
     /// Which copy of a backup set or piece (OceanBase `copy_id`): 0 is the original at
-    /// `backup_dest`; 1..=10000 the cluster's `backup_backup_dest`, and so on (see
-    /// `spec/oceanbase-reference.md` §4).
+    /// `backup_dest`; 1..=10000 the cluster's `backup_backup_dest`, and so on (the ranges
+    /// are in `meta/src/state/dest.rs`).
     CopyId
 );
 id_type!(

@@ -1,4 +1,4 @@
-//! Object keys on a destination (`DESIGN.md` §6). A destination is self-describing:
+//! Object keys on a destination (`docs/FORMAT.md`). A destination is self-describing:
 //! restore and catalog rebuild need nothing but these objects.
 //!
 //! ```text

@@ -1,7 +1,6 @@
 //! `backup_dest_option` and `backup_backup_dest_option` values: `k=v&k=v…`.
 //!
-//! Mirrors OceanBase's `ObBackupDestOpt::parse_opt_` (`spec/oceanbase-reference.md`
-//! §1.7): items joined by `&`, no spaces, unknown keys refused. Durations are an
+//! Mirrors OceanBase's `ObBackupDestOpt::parse_opt_` (`docs/PARAMETERS.md`): items joined by `&`, no spaces, unknown keys refused. Durations are an
 //! integer with a unit: `ms`, `s`, `m`, `h`, `d` (e.g. `5s`, `1d`).
 //!
 //! Deliberate departures, documented in `docs/PARAMETERS.md`: the checkpoint interval

@@ -1,7 +1,7 @@
 //! Tenant sources: where a worker reads a tenant's datafiles and log.
 //!
-//! Only `dir:///abs/path` exists today (`DESIGN.md` §5): `PATH/data/**` are datafiles,
-//! `PATH/log/` holds numbered log segments.
+//! Only `dir:///abs/path` exists today (`docs/OPERATIONS.md`, tenant sources):
+//! `PATH/data/**` are datafiles, `PATH/log/` holds numbered log segments.
 
 use crate::Code;
 

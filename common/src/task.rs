@@ -84,6 +84,34 @@ pub struct PieceSpec {
     pub create_time_ms: u64,
 }
 
+/// What the leader tells a running attempt at its heartbeat (proto `TaskAction`).
+///
+/// The state machine decides `Checkpoint`, `Stop`, `Cancel` and `Suspend` from the job;
+/// the leader adds `Abort` when the attempt's lease is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// Go on.
+    Continue,
+    /// A finished data backup waits for its log: an archive task commits a checkpoint
+    /// now. Never stops the task.
+    Checkpoint,
+    /// Finish gracefully: `NOARCHIVELOG`, or `STOP BACKUP ARCHIVELOG` for an archive copy.
+    Stop,
+    /// The job was cancelled: stop at once and report `Canceled`.
+    Cancel,
+    /// The job was suspended: stop at once and report `Suspended`.
+    Suspend,
+    /// The attempt's lease is gone or its job ended: stop at once, report nothing.
+    Abort,
+}
+
+impl Control {
+    /// Whether the attempt must stop (everything but `Continue` and `Checkpoint`).
+    pub fn stops(self) -> bool {
+        !matches!(self, Control::Continue | Control::Checkpoint)
+    }
+}
+
 /// What a task does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskSpec {

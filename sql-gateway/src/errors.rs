@@ -1,5 +1,5 @@
 //! The gateway's one table of error codes and the one mapping from service errors to
-//! MySQL error packets (`spec/decisions.md` §13): OceanBase-style numbers in the 9000
+//! MySQL error packets (`docs/ERRORS.md`): OceanBase-style numbers in the 9000
 //! range with the OceanBase name first in the message; MySQL's own numbers where MySQL
 //! has the error (1064 syntax, 1146 unknown table, 1045 access denied, 1227 no
 //! privilege). The table is also in `docs/ERRORS.md`.

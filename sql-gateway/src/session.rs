@@ -516,7 +516,7 @@ impl Session {
                 Ok(ok())
             }
             Statement::BackupManage {
-                action,
+                verb,
                 tenants,
                 id,
                 max_backup_times,
@@ -524,17 +524,17 @@ impl Session {
                 dest,
                 copy_id,
             } => {
-                if action == "cancel_all_backup_force" && !self.is_sys() {
+                if verb == BackupVerb::CancelAllBackupForce && !self.is_sys() {
                     return Err(SqlError::no_privilege("run CANCEL ALL BACKUP FORCE"));
                 }
                 let tenants = self.resolve_ids(tenants).await?;
                 let mut tenants = self.targets(tenants)?;
-                if action == "validate_copy" && tenants.is_empty() {
+                if verb == BackupVerb::ValidateCopy && tenants.is_empty() {
                     tenants = vec![self.set_owner(id).await?];
                 }
                 self.meta
                     .backup_manage(BackupManageRequest {
-                        action: action.to_string(),
+                        verb: verb.into(),
                         tenants,
                         id,
                         max_backup_times,

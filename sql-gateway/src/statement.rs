@@ -1,7 +1,8 @@
-//! The grammar of Backstop's statements (`spec/oceanbase-reference.md` §1 and
-//! `spec/decisions.md`), on tokens from sqlparser's MySQL tokenizer. Case-insensitive;
+//! The grammar of Backstop's statements (OceanBase's, as
+//! `docs/OPERATIONS.md` lists them), on tokens from sqlparser's MySQL tokenizer. Case-insensitive;
 //! `[=]` marks are optional; a trailing `;` and comments are ignored.
 
+use backstop_proto::meta::BackupVerb;
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -85,8 +86,8 @@ pub enum Statement {
     /// `CANCEL BACKUP [BACKUPSET|BACKUPPIECE]`, `SUSPEND|RESUME BACKUP`,
     /// `CANCEL ALL BACKUP FORCE`, `CANCEL VALIDATE n`, `VALIDATE BACKUPSET n COPY k`.
     BackupManage {
-        /// Action name of the `BackupManage` RPC (`backup_backupset`, …).
-        action: &'static str,
+        /// The statement, as the `BackupManage` RPC names it.
+        verb: BackupVerb,
         /// `TENANT …` clause.
         tenants: Vec<String>,
         /// Set, piece or job id (0 = `ALL`).
@@ -105,9 +106,9 @@ pub enum Statement {
 }
 
 impl Statement {
-    fn manage(action: &'static str, tenants: Vec<String>) -> Statement {
+    fn manage(verb: BackupVerb, tenants: Vec<String>) -> Statement {
         Statement::BackupManage {
-            action,
+            verb,
             tenants,
             id: 0,
             max_backup_times: None,
@@ -408,10 +409,10 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             if incremental {
                 return Err(p.error("DATABASE"));
             }
-            let action = if p.keyword("BACKUPSET") {
-                "backup_backupset"
+            let verb = if p.keyword("BACKUPSET") {
+                BackupVerb::BackupBackupset
             } else if p.keyword("BACKUPPIECE") {
-                "backup_backuppiece"
+                BackupVerb::BackupBackuppiece
             } else {
                 return Err(p.error("DATABASE, BACKUPSET or BACKUPPIECE"));
             };
@@ -427,14 +428,14 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                     (0, None)
                 }
             } else {
-                let what = if action == "backup_backupset" {
+                let what = if verb == BackupVerb::BackupBackupset {
                     "ALL or a backup set id"
                 } else {
                     "ALL or a backup piece id"
                 };
                 (p.number(what)?, None)
             };
-            let with_active = if action == "backup_backuppiece" && p.keyword("WITH") {
+            let with_active = if verb == BackupVerb::BackupBackuppiece && p.keyword("WITH") {
                 p.expect("ACTIVE")?;
                 p.keyword("PIECE");
                 true
@@ -450,7 +451,7 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             };
             p.done()?;
             Ok(Statement::BackupManage {
-                action,
+                verb,
                 tenants,
                 id,
                 max_backup_times,
@@ -468,7 +469,7 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                     p.done()?;
                     if copy_id > 0 {
                         return Ok(Statement::BackupManage {
-                            action: "validate_copy",
+                            verb: BackupVerb::ValidateCopy,
                             tenants: vec![],
                             id: backup_set_id,
                             max_backup_times: None,
@@ -495,9 +496,9 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             p.done()?;
             Ok(Statement::manage(
                 if enable {
-                    "start_backup_archivelog"
+                    BackupVerb::StartBackupArchivelog
                 } else {
-                    "stop_backup_archivelog"
+                    BackupVerb::StopBackupArchivelog
                 },
                 tenants,
             ))
@@ -510,9 +511,9 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             p.done()?;
             Ok(Statement::manage(
                 if suspend {
-                    "suspend_backup"
+                    BackupVerb::SuspendBackup
                 } else {
-                    "resume_backup"
+                    BackupVerb::ResumeBackup
                 },
                 tenants,
             ))
@@ -523,7 +524,7 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                 p.expect("BACKUP")?;
                 p.expect("FORCE")?;
                 p.done()?;
-                return Ok(Statement::manage("cancel_all_backup_force", vec![]));
+                return Ok(Statement::manage(BackupVerb::CancelAllBackupForce, vec![]));
             }
             if p.keyword("VALIDATE") {
                 let id = p.number("a validation job id")?;
@@ -532,7 +533,7 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                 }
                 p.done()?;
                 return Ok(Statement::BackupManage {
-                    action: "cancel_validate",
+                    verb: BackupVerb::CancelValidate,
                     tenants: vec![],
                     id,
                     max_backup_times: None,
@@ -545,16 +546,16 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                 return Ok(Statement::NotYet(p.rest_text(start)));
             }
             p.expect("BACKUP")?;
-            let action = if p.keyword("BACKUPSET") {
-                "cancel_backup_backupset"
+            let verb = if p.keyword("BACKUPSET") {
+                BackupVerb::CancelBackupBackupset
             } else if p.keyword("BACKUPPIECE") {
-                "cancel_backup_backuppiece"
+                BackupVerb::CancelBackupBackuppiece
             } else {
-                "cancel_backup"
+                BackupVerb::CancelBackup
             };
             let tenants = p.tenants()?;
             p.done()?;
-            Ok(Statement::manage(action, tenants))
+            Ok(Statement::manage(verb, tenants))
         }
         Some("DELETE") => {
             p.pos += 1;
@@ -571,7 +572,7 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             let tenants = p.tenants()?;
             p.done()?;
             Ok(Statement::BackupManage {
-                action: "delete_backupset",
+                verb: BackupVerb::DeleteBackupset,
                 tenants,
                 id,
                 max_backup_times: None,
@@ -637,7 +638,7 @@ mod tests {
         ));
         let manage = |sql: &str| match parse(sql) {
             Ok(Some(Statement::BackupManage {
-                action,
+                verb,
                 tenants,
                 id,
                 max_backup_times,
@@ -645,7 +646,7 @@ mod tests {
                 dest,
                 copy_id,
             })) => (
-                action,
+                verb,
                 tenants,
                 id,
                 max_backup_times,
@@ -657,11 +658,11 @@ mod tests {
         };
         assert_eq!(
             manage("alter system cancel backup backupset;").0,
-            "cancel_backup_backupset"
+            BackupVerb::CancelBackupBackupset
         );
         assert_eq!(
             manage("ALTER SYSTEM CANCEL BACKUP BACKUPPIECE").0,
-            "cancel_backup_backuppiece"
+            BackupVerb::CancelBackupBackuppiece
         );
         assert_eq!(
             manage("ALTER SYSTEM CANCEL BACKUP TENANT = t1").1,
@@ -669,33 +670,36 @@ mod tests {
         );
         assert_eq!(
             manage("ALTER SYSTEM CANCEL ALL BACKUP FORCE").0,
-            "cancel_all_backup_force"
+            BackupVerb::CancelAllBackupForce
         );
         assert_eq!(
             manage("ALTER SYSTEM STOP BACKUP ARCHIVELOG").0,
-            "stop_backup_archivelog"
+            BackupVerb::StopBackupArchivelog
         );
-        assert_eq!(manage("ALTER SYSTEM SUSPEND BACKUP").0, "suspend_backup");
+        assert_eq!(
+            manage("ALTER SYSTEM SUSPEND BACKUP").0,
+            BackupVerb::SuspendBackup
+        );
         let all = manage(
             "ALTER SYSTEM BACKUP BACKUPSET ALL NOT BACKED UP 2 TIMES TENANT t1 BACKUP_BACKUP_DEST = 'file:///c'",
         );
         assert_eq!(
             (all.0, all.2, all.3, all.5.as_str()),
-            ("backup_backupset", 0, Some(2), "file:///c")
+            (BackupVerb::BackupBackupset, 0, Some(2), "file:///c")
         );
         assert_eq!(manage("ALTER SYSTEM BACKUP BACKUPSET = 7").2, 7);
         let piece = manage("ALTER SYSTEM BACKUP BACKUPPIECE ALL WITH ACTIVE PIECE");
-        assert_eq!((piece.0, piece.4), ("backup_backuppiece", true));
+        assert_eq!((piece.0, piece.4), (BackupVerb::BackupBackuppiece, true));
         assert!(manage("ALTER SYSTEM BACKUP BACKUPPIECE ALL WITH ACTIVE").4);
         let v = manage("ALTER SYSTEM VALIDATE BACKUPSET 3 COPY 1");
-        assert_eq!((v.0, v.2, v.6), ("validate_copy", 3, 1));
+        assert_eq!((v.0, v.2, v.6), (BackupVerb::ValidateCopy, 3, 1));
         let d = manage("alter system delete backupset 7 copy 2 tenant = t1;");
         assert_eq!(
             (d.0, d.1.as_slice(), d.2, d.6),
-            ("delete_backupset", &["t1".to_string()][..], 7, 2)
+            (BackupVerb::DeleteBackupset, &["t1".to_string()][..], 7, 2)
         );
         let d = manage("ALTER SYSTEM DELETE BACKUPSET 7");
-        assert_eq!((d.0, d.2, d.6), ("delete_backupset", 7, 0));
+        assert_eq!((d.0, d.2, d.6), (BackupVerb::DeleteBackupset, 7, 0));
         assert!(parse("ALTER SYSTEM BACKUP BACKUPSET ALL NOT BACKED 2 TIMES").is_err());
         assert!(parse("ALTER SYSTEM START BACKUP").is_err());
         assert_eq!(

@@ -1,4 +1,4 @@
-//! Data backup, in three task kinds (user-managed hot backup, `DESIGN.md` §5):
+//! Data backup, in three task kinds (user-managed hot backup, `docs/OPERATIONS.md`):
 //! prepare (log end → `start_replay_scn`, `begin_backup` hook, list datafiles), copy
 //! (one part of the files: blocks checksummed, unchanged blocks of an incremental
 //! referenced in the base set, the rest compressed into objects), finalize

@@ -5,7 +5,7 @@
 //! Every object is read whole from the source, its xxh3 checksum recomputed and
 //! compared with the manifest before it is written, so a copy never propagates a
 //! corrupt object. Objects already at the destination are re-read and re-verified,
-//! never trusted by name (`decisions.md` 8). Manifests, markers and index entries are
+//! never trusted by name (`docs/OPERATIONS.md`, backup-of-backup). Manifests, markers and index entries are
 //! written last, in that order, so a copy is either complete or invisible to restore.
 
 use std::collections::{BTreeMap, HashSet};

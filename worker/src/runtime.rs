@@ -17,8 +17,8 @@ use std::time::Duration;
 use backstop_common::codec::{decode, encode};
 use backstop_common::task::{Assignment, TaskOutcome, TaskSpec};
 use backstop_proto::worker::{
-    AcquireTaskRequest, HeartbeatRequest, RegisterWorkerRequest, ReportTaskRequest, TaskControl,
-    TaskProgress,
+    AcquireTaskRequest, HeartbeatRequest, RegisterWorkerRequest, ReportTaskRequest, TaskAction,
+    TaskControl, TaskProgress,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -78,10 +78,36 @@ pub fn fence_after(lease: Duration) -> Duration {
     (lease * 3 / 4).min(lease.saturating_sub(Duration::from_millis(50)))
 }
 
-/// Why an attempt was stopped by its job (heartbeat actions `cancel`, `suspend`).
-const ENDED_BY_NONE: u8 = 0;
-const ENDED_BY_CANCEL: u8 = 1;
-const ENDED_BY_SUSPEND: u8 = 2;
+/// Why an attempt was stopped by its job: the heartbeat's `TASK_ACTION_CANCEL` or
+/// `TASK_ACTION_SUSPEND`, reported as `TaskOutcome::Canceled` / `Suspended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum EndedBy {
+    /// Not by its job: a lost lease or shutdown; nothing is reported.
+    Nothing = 0,
+    /// The job was cancelled.
+    Cancel = 1,
+    /// The job was suspended.
+    Suspend = 2,
+}
+
+/// An [`EndedBy`] shared by the heartbeat loop and the running attempt.
+#[derive(Debug, Default)]
+struct EndedByCell(AtomicU8);
+
+impl EndedByCell {
+    fn set(&self, why: EndedBy) {
+        self.0.store(why as u8, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> EndedBy {
+        match self.0.load(Ordering::SeqCst) {
+            1 => EndedBy::Cancel,
+            2 => EndedBy::Suspend,
+            _ => EndedBy::Nothing,
+        }
+    }
+}
 
 struct Running {
     attempt: u32,
@@ -90,7 +116,7 @@ struct Running {
     follower: bool,
     abort: CancellationToken,
     stop: CancellationToken,
-    ended_by: Arc<AtomicU8>,
+    ended_by: Arc<EndedByCell>,
     progress: Arc<Progress>,
     lease: Arc<AttemptLease>,
     checkpoint_now: Arc<AtomicBool>,
@@ -226,7 +252,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 lease: Arc::new(AttemptLease::new(granted, fence_after)),
                 checkpoint_now: Arc::new(AtomicBool::new(false)),
             };
-            let ended_by = Arc::new(AtomicU8::new(ENDED_BY_NONE));
+            let ended_by = Arc::new(EndedByCell::default());
             lock(&running).insert(
                 a.task_id,
                 Running {
@@ -371,32 +397,32 @@ fn apply_controls(running: &RunningMap, controls: Vec<TaskControl>) {
         if r.attempt != control.attempt {
             continue;
         }
-        match control.action.as_str() {
-            "abort" => {
+        match control.action() {
+            TaskAction::Abort => {
                 warn!(task_id = control.task_id, reason = %control.reason, "aborting task");
                 r.abort.cancel();
             }
-            "cancel" => {
+            TaskAction::Cancel => {
                 info!(
                     task_id = control.task_id,
                     "job cancelled: stopping the task"
                 );
-                r.ended_by.store(ENDED_BY_CANCEL, Ordering::SeqCst);
+                r.ended_by.set(EndedBy::Cancel);
                 r.abort.cancel();
             }
-            "suspend" => {
+            TaskAction::Suspend => {
                 info!(
                     task_id = control.task_id,
                     "job suspended: stopping the task"
                 );
-                r.ended_by.store(ENDED_BY_SUSPEND, Ordering::SeqCst);
+                r.ended_by.set(EndedBy::Suspend);
                 r.abort.cancel();
             }
-            "stop" => r.stop.cancel(),
+            TaskAction::Stop => r.stop.cancel(),
             // A finished backup waits for the archive to cover it: commit what is
             // read now. Never stops or aborts the task.
-            "checkpoint" => r.checkpoint_now.store(true, Ordering::SeqCst),
-            _ => {}
+            TaskAction::Checkpoint => r.checkpoint_now.store(true, Ordering::SeqCst),
+            TaskAction::Continue => {}
         }
     }
 }
@@ -431,7 +457,7 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<AtomicU8>) -> (u64, u32) {
+async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<EndedByCell>) -> (u64, u32) {
     let is_follower = matches!(
         a.spec,
         TaskSpec::Archive { .. } | TaskSpec::ArchiveCopy { .. }
@@ -439,16 +465,14 @@ async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<AtomicU8>) -> (u64, 
     info!("task started");
     let outcome = match run_spec(&ctx, a.spec).await {
         Ok(o) => o,
-        Err(WorkerError::Cancelled) | Err(WorkerError::Stale(_)) => {
-            match ended_by.load(Ordering::SeqCst) {
-                ENDED_BY_CANCEL => TaskOutcome::Canceled,
-                ENDED_BY_SUSPEND => TaskOutcome::Suspended,
-                _ => {
-                    info!("task stopped without reporting (cancelled or fenced)");
-                    return (a.task_id, a.attempt);
-                }
+        Err(WorkerError::Cancelled) | Err(WorkerError::Stale(_)) => match ended_by.get() {
+            EndedBy::Cancel => TaskOutcome::Canceled,
+            EndedBy::Suspend => TaskOutcome::Suspended,
+            EndedBy::Nothing => {
+                info!("task stopped without reporting (cancelled or fenced)");
+                return (a.task_id, a.attempt);
             }
-        }
+        },
         Err(e) => {
             if e.is_retryable() {
                 warn!(error = %e, "task failed");
@@ -638,7 +662,7 @@ mod tests {
             follower: true,
             abort: CancellationToken::new(),
             stop: CancellationToken::new(),
-            ended_by: Arc::new(AtomicU8::new(ENDED_BY_NONE)),
+            ended_by: Arc::new(EndedByCell::default()),
             progress: Arc::new(Progress::default()),
             lease,
             checkpoint_now: Arc::new(AtomicBool::new(false)),
@@ -708,21 +732,21 @@ mod tests {
     #[test]
     fn checkpoint_asks_for_a_commit_and_never_stops_the_task() {
         let (running, r) = running_one(Arc::new(AttemptLease::new(Instant::now(), 300 * MS)));
-        let control = |attempt, action: &str| TaskControl {
+        let control = |attempt, action: TaskAction| TaskControl {
             task_id: 5,
             attempt,
             action: action.into(),
             reason: String::new(),
         };
-        apply_controls(&running, vec![control(2, "checkpoint")]);
+        apply_controls(&running, vec![control(2, TaskAction::Checkpoint)]);
         assert!(
             !r.checkpoint_now.load(Ordering::SeqCst),
             "another attempt's"
         );
-        apply_controls(&running, vec![control(1, "checkpoint")]);
+        apply_controls(&running, vec![control(1, TaskAction::Checkpoint)]);
         assert!(r.checkpoint_now.load(Ordering::SeqCst));
         assert!(!r.abort.is_cancelled());
         assert!(!r.stop.is_cancelled());
-        assert_eq!(r.ended_by.load(Ordering::SeqCst), ENDED_BY_NONE);
+        assert_eq!(r.ended_by.get(), EndedBy::Nothing);
     }
 }

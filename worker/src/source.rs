@@ -1,6 +1,6 @@
 //! Tenant sources: what a worker reads for one tenant.
 //!
-//! `dir:///ABS/PATH` (`DESIGN.md` §5):
+//! `dir:///ABS/PATH` (`docs/OPERATIONS.md`, tenant sources):
 //! - `PATH/data/**`: datafiles, copied fuzzily while the tenant writes;
 //! - `PATH/log/`: the log as segment files whose names are their start SCN (digits,
 //!   optionally followed by `.log`, e.g. `00000000000000000000.log`). The log is one

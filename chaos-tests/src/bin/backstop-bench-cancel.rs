@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
-use backstop_proto::meta::{BackupManageRequest, ListRequest};
+use backstop_proto::meta::{BackupManageRequest, BackupVerb, ListRequest};
 use clap::Parser;
 use hdrhistogram::Histogram;
 
@@ -30,9 +30,9 @@ struct Args {
     run_ms: u64,
 }
 
-fn manage(action: &str, dest: String) -> BackupManageRequest {
+fn manage(verb: BackupVerb, dest: String) -> BackupManageRequest {
     BackupManageRequest {
-        action: action.to_string(),
+        verb: verb.into(),
         tenants: vec![],
         id: 0,
         max_backup_times: None,
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..args.count {
         let job = c
             .backup_manage(manage(
-                "backup_backupset",
+                BackupVerb::BackupBackupset,
                 format!("{}_{i}", args.dest_prefix),
             ))
             .await?
@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(args.run_ms)).await;
-        c.backup_manage(manage("cancel_backup_backupset", String::new()))
+        c.backup_manage(manage(BackupVerb::CancelBackupBackupset, String::new()))
             .await?;
         let committed = Instant::now();
         loop {

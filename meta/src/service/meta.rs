@@ -568,46 +568,46 @@ impl MetaService for MetaSvc {
                 .map_err(|e| MetaError::new(Code::InvalidBackupDest, e.to_string()))?;
         }
         let tenants = req.tenants.clone();
-        let cmd = match req.action.as_str() {
-            "backup_backupset" => WorkCommand::StartSetCopy {
+        let cmd = match req.verb() {
+            BackupVerb::BackupBackupset => WorkCommand::StartSetCopy {
                 selection: selection(),
             },
-            "backup_backuppiece" => WorkCommand::StartPieceCopy {
+            BackupVerb::BackupBackuppiece => WorkCommand::StartPieceCopy {
                 selection: selection(),
                 with_active: req.with_active,
             },
-            "start_backup_archivelog" => WorkCommand::SetArchiveCopy {
+            BackupVerb::StartBackupArchivelog => WorkCommand::SetArchiveCopy {
                 enable: true,
                 tenants,
             },
-            "stop_backup_archivelog" => WorkCommand::SetArchiveCopy {
+            BackupVerb::StopBackupArchivelog => WorkCommand::SetArchiveCopy {
                 enable: false,
                 tenants,
             },
-            "cancel_backup" => WorkCommand::CancelJobs {
+            BackupVerb::CancelBackup => WorkCommand::CancelJobs {
                 target: CancelTarget::Backup,
                 tenants,
             },
-            "cancel_backup_backupset" => WorkCommand::CancelJobs {
+            BackupVerb::CancelBackupBackupset => WorkCommand::CancelJobs {
                 target: CancelTarget::SetCopy,
                 tenants,
             },
-            "cancel_backup_backuppiece" => WorkCommand::CancelJobs {
+            BackupVerb::CancelBackupBackuppiece => WorkCommand::CancelJobs {
                 target: CancelTarget::PieceCopy,
                 tenants,
             },
-            "cancel_validate" => WorkCommand::CancelJobs {
+            BackupVerb::CancelValidate => WorkCommand::CancelJobs {
                 target: CancelTarget::Validate(req.id),
                 tenants,
             },
-            "suspend_backup" | "resume_backup" => WorkCommand::SuspendBackup {
-                suspend: req.action == "suspend_backup",
+            BackupVerb::SuspendBackup | BackupVerb::ResumeBackup => WorkCommand::SuspendBackup {
+                suspend: req.verb() == BackupVerb::SuspendBackup,
                 tenants,
             },
-            "cancel_all_backup_force" => WorkCommand::CancelAllForce {
+            BackupVerb::CancelAllBackupForce => WorkCommand::CancelAllForce {
                 clean_after_ms: self.node.task_lease().as_millis() as u64,
             },
-            "validate_copy" => {
+            BackupVerb::ValidateCopy => {
                 let Some(tenant) = req.tenants.first().cloned() else {
                     return Err(MetaError::invalid("validate_copy names one tenant").into());
                 };
@@ -617,13 +617,17 @@ impl MetaService for MetaSvc {
                     copy_id: req.copy_id,
                 }
             }
-            "delete_backupset" => WorkCommand::DeleteBackupSet {
+            BackupVerb::DeleteBackupset => WorkCommand::DeleteBackupSet {
                 tenants,
                 backup_set_id: req.id,
                 copy_id: req.copy_id,
             },
-            other => {
-                return Err(MetaError::invalid(format!("unknown backup action '{other}'")).into());
+            BackupVerb::Unspecified => {
+                return Err(MetaError::invalid(format!(
+                    "unknown backup verb {} (a newer client?)",
+                    req.verb
+                ))
+                .into());
             }
         };
         let job_ids = match self.node.write(Command::Work(cmd)).await? {

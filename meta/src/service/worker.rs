@@ -7,7 +7,7 @@ use std::sync::Arc;
 use backstop_common::Code;
 use std::time::Duration;
 
-use backstop_common::task::{ArchiveProgress, CopyProgress, TaskOutcome};
+use backstop_common::task::{ArchiveProgress, Control, CopyProgress, TaskOutcome};
 use backstop_proto::LEADER_ADDR_KEY;
 use backstop_proto::worker::worker_service_server::WorkerService;
 use backstop_proto::worker::*;
@@ -45,25 +45,27 @@ impl WorkerSvc {
     }
 }
 
-fn control_msg(p: &TaskProgress, lost: bool, control: Option<&'static str>) -> TaskControl {
+fn control_msg(p: &TaskProgress, lost: bool, control: Option<Control>) -> TaskControl {
     let (action, reason) = match (lost, control) {
-        (true, _) => ("abort", "the lease of this attempt is gone"),
-        (false, Some("cancel")) => ("cancel", "the job was cancelled"),
-        (false, Some("suspend")) => ("suspend", "the job was suspended"),
-        (false, Some("checkpoint")) => (
-            "checkpoint",
+        (true, _) | (false, Some(Control::Abort)) => {
+            (TaskAction::Abort, "the lease of this attempt is gone")
+        }
+        (false, Some(Control::Cancel)) => (TaskAction::Cancel, "the job was cancelled"),
+        (false, Some(Control::Suspend)) => (TaskAction::Suspend, "the job was suspended"),
+        (false, Some(Control::Checkpoint)) => (
+            TaskAction::Checkpoint,
             "a finished data backup waits for its log: commit a checkpoint now",
         ),
-        (false, Some(_)) => (
-            "stop",
+        (false, Some(Control::Stop)) => (
+            TaskAction::Stop,
             "stop requested (NOARCHIVELOG or STOP BACKUP ARCHIVELOG)",
         ),
-        (false, None) => ("continue", ""),
+        (false, None | Some(Control::Continue)) => (TaskAction::Continue, ""),
     };
     TaskControl {
         task_id: p.task_id,
         attempt: p.attempt,
-        action: action.to_string(),
+        action: action.into(),
         reason: reason.to_string(),
     }
 }
@@ -171,7 +173,7 @@ impl WorkerService for WorkerSvc {
         let req = request.into_inner();
         let lease = self.node.task_lease();
         let worker_id = req.worker_id;
-        let controls = |s: &crate::state::MetaState| -> Vec<(bool, Option<&'static str>)> {
+        let controls = |s: &crate::state::MetaState| -> Vec<(bool, Option<Control>)> {
             req.tasks
                 .iter()
                 .map(|p| {
@@ -190,7 +192,7 @@ impl WorkerService for WorkerSvc {
                         _ => false,
                     });
                     let control = match s.task_control(p.task_id) {
-                        Some("checkpoint") | None if stopping => Some("stop"),
+                        Some(Control::Checkpoint) | None if stopping => Some(Control::Stop),
                         c => c,
                     };
                     (current, control)
@@ -220,14 +222,14 @@ impl WorkerService for WorkerSvc {
         // A `checkpoint` request does not end the wait by itself (it is answered, and
         // the next call waits while it stays the same); a stop of any kind, a lost
         // attempt or any change does.
-        let urgent = |st: &[(bool, Option<&'static str>)]| {
+        let urgent = |st: &[(bool, Option<Control>)]| {
             st.iter()
-                .any(|(current, control)| !current || control.is_some_and(|c| c != "checkpoint"))
+                .any(|(current, control)| !current || control.is_some_and(Control::stops))
         };
         if !wait.is_zero()
             && tasks
                 .iter()
-                .all(|t| matches!(t.action.as_str(), "continue" | "checkpoint"))
+                .all(|t| matches!(t.action(), TaskAction::Continue | TaskAction::Checkpoint))
             && !tasks.is_empty()
         {
             let mut metrics = self.node.raft().metrics();

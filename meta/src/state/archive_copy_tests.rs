@@ -6,6 +6,7 @@ use backstop_common::{Code, Scn};
 use crate::command::WorkCommand;
 use crate::state::test_support::*;
 use crate::state::*;
+use backstop_common::task::Control;
 
 #[test]
 fn stop_backup_archivelog_pauses_and_start_resumes_one_follower_at_a_time() {
@@ -52,7 +53,7 @@ fn stop_backup_archivelog_pauses_and_start_resumes_one_follower_at_a_time() {
         s.work.archive_copies[&(TenantId(1001), 1)].status,
         CopyArchiveStatus::Paused
     );
-    assert_eq!(s.task_control(task), Some("stop"));
+    assert_eq!(s.task_control(task), Some(Control::Stop));
     // START while the old follower is still finishing: the new one waits for it.
     ok(work(&mut s, start));
     assert!(s.assignable_tasks(2).is_empty());

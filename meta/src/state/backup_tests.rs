@@ -6,6 +6,7 @@ use backstop_common::{Code, Scn};
 use crate::command::{Command, WorkCommand};
 use crate::state::test_support::*;
 use crate::state::*;
+use backstop_common::task::Control;
 
 #[test]
 fn backup_preconditions_follow_oceanbase() {
@@ -105,7 +106,7 @@ fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
     // The archive is at 100: the set waits for its log up to 900.
     let set = s.work.sets.values().next().unwrap();
     assert_eq!(set.status, SetStatus::Doing);
-    assert_eq!(s.task_control(archive), Some("checkpoint"));
+    assert_eq!(s.task_control(archive), Some(Control::Checkpoint));
     ok(checkpoint(&mut s, archive, 1, 1, 900));
     assert_eq!(s.task_control(archive), None);
     let set = s.work.sets.values().next().unwrap();

@@ -1,5 +1,5 @@
-//! `ALTER SYSTEM DELETE BACKUPSET n [COPY k]` (`spec/oceanbase-reference.md` §1.4, clean
-//! type "DELETE BACKUP SET").
+//! `ALTER SYSTEM DELETE BACKUPSET n [COPY k]` (`docs/OPERATIONS.md`;
+//! OceanBase's clean type "DELETE BACKUP SET").
 //!
 //! ```text
 //! AVAILABLE --DELETE BACKUPSET--> DELETING: the set's directory and index entry become

@@ -2,8 +2,8 @@
 //! destination of a backup-of-backup (`backup_backup_dest` or the statement's
 //! `BACKUP_BACKUP_DEST = '…'`) with the `copy_id` it gets there.
 //!
-//! `copy_id` ranges follow OceanBase (`spec/oceanbase-reference.md` §2.4, in the shared
-//! spec): `[1, 10000]` for the cluster's `backup_backup_dest`, `[10001, 20000]` for a
+//! `copy_id` ranges follow OceanBase (`docs/OPERATIONS.md`,
+//! backup-of-backup): `[1, 10000]` for the cluster's `backup_backup_dest`, `[10001, 20000]` for a
 //! cluster-level statement's own destination, `[20001, 30000]` for a tenant's parameter
 //! and `[30001, 50000]` for a tenant-level statement's destination. A destination keeps
 //! its id; a new one gets the next free id of its range.

@@ -16,7 +16,7 @@
 //! Refused, with nothing changed: an unknown worker or task (`EntryNotExist`), a task
 //! that is not pending, and a report from an attempt that is not current (`TaskStale`).
 
-use backstop_common::task::{Assignment, PieceSpec, TaskSpec};
+use backstop_common::task::{Assignment, Control, PieceSpec, TaskSpec};
 use backstop_common::{Code, JobId, TenantId};
 
 use super::records::{
@@ -361,25 +361,25 @@ impl MetaState {
         true
     }
 
-    /// Whether the job of a running task wants it to stop, and how
-    /// (`cancel`, `suspend`, `stop`), or (`checkpoint`) an archive task to commit a
-    /// checkpoint at once, for the heartbeat.
-    pub fn task_control(&self, task_id: u64) -> Option<&'static str> {
+    /// What the job of a running task wants of it now, for the heartbeat: stop
+    /// (`Cancel`, `Suspend`, `Stop`), or an archive task to commit a checkpoint at once
+    /// (`Checkpoint`); `None` to go on. The leader adds `Abort` for lost leases.
+    pub fn task_control(&self, task_id: u64) -> Option<Control> {
         let t = self.work.tasks.get(&task_id)?;
         let job = self.work.jobs.get(&t.job_id)?;
         match (&job.kind, job.status) {
-            (_, JobStatus::Canceling) => Some("cancel"),
-            (_, JobStatus::Suspended) => Some("suspend"),
+            (_, JobStatus::Canceling) => Some(Control::Cancel),
+            (_, JobStatus::Suspended) => Some(Control::Suspend),
             // A finished data backup waits for its log: commit a checkpoint now.
-            (JobKind::Archive { .. }, JobStatus::Doing) => {
-                self.backup_waits_for_log(t.tenant_id).map(|_| "checkpoint")
-            }
+            (JobKind::Archive { .. }, JobStatus::Doing) => self
+                .backup_waits_for_log(t.tenant_id)
+                .map(|_| Control::Checkpoint),
             (JobKind::ArchiveCopy { copy_id }, _) => self
                 .work
                 .archive_copies
                 .get(&(t.tenant_id, *copy_id))
                 .is_some_and(|c| c.status == CopyArchiveStatus::Paused || c.job_id != t.job_id)
-                .then_some("stop"),
+                .then_some(Control::Stop),
             _ => None,
         }
     }

@@ -1,6 +1,6 @@
 //! How a job ends early and how every job ends: `CANCEL …`, `SUSPEND` / `RESUME BACKUP`,
 //! `CANCEL ALL BACKUP FORCE`, failures, the clean phase, and the final state written once
-//! (`spec/oceanbase-reference.md` §3.3–§3.4, in the shared spec).
+//! (`docs/OPERATIONS.md`, stopping work).
 //!
 //! ```text
 //! live job --CANCEL / failure--> CANCEL: pending tasks cancelled; running attempts are

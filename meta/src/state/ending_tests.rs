@@ -6,13 +6,14 @@ use backstop_common::task::{FileEntry, TaskOutcome, TaskSpec};
 use crate::command::{Reply, WorkCommand};
 use crate::state::test_support::*;
 use crate::state::*;
+use backstop_common::task::Control;
 
 #[test]
 fn cancel_stops_running_copies_cleans_and_moves_the_job_to_history() {
     let mut s = with_full_backup();
     let (task, attempt, cancel) = copy_then_cancel(&mut s);
     assert_eq!(copy_job(&s).status, JobStatus::Canceling);
-    assert_eq!(s.task_control(task), Some("cancel"));
+    assert_eq!(s.task_control(task), Some(Control::Cancel));
     // A second cancel while the first is under way changes nothing.
     ok(work(&mut s, cancel.clone()));
     report_canceled(&mut s, task, attempt);
@@ -172,7 +173,7 @@ fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept(
             tenants: vec![],
         },
     ));
-    assert_eq!(s.task_control(running), Some("suspend"));
+    assert_eq!(s.task_control(running), Some(Control::Suspend));
     assert!(
         s.assignable_tasks(2).is_empty(),
         "nothing runs while suspended"

@@ -527,7 +527,7 @@ impl MetaState {
             .map(|t| t.name.clone())
     }
 
-    /// Stateful rules of `spec/oceanbase-reference.md` §1.7 that can be checked with
+    /// Stateful rules of OceanBase's destination parameters (`docs/PARAMETERS.md`) that can be checked with
     /// today's catalog. Rules about running jobs join as jobs arrive.
     fn check_param_rules(
         &self,

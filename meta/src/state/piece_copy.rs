@@ -218,7 +218,7 @@ impl MetaState {
         touched
     }
 
-    /// When a piece job ends: the smallest scheduled one starts (`decisions.md` 9).
+    /// When a piece job ends: the smallest scheduled one starts (`docs/OPERATIONS.md`).
     pub(super) fn promote_piece_job(&mut self, now: u64) -> Vec<Touched> {
         if self.work.jobs.values().any(|j| {
             matches!(j.kind, JobKind::PieceCopy { .. })

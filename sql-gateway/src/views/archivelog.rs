@@ -1,5 +1,5 @@
 //! `CDB_OB_BACKUP_ARCHIVELOG`: the current archive round of each tenant, plus the
-//! cluster-level row on the `sys` tenant (`spec/decisions.md` §15): its status is the
+//! cluster-level row on the `sys` tenant (`docs/VIEWS.md`): its status is the
 //! cluster-wide one and its checkpoint the minimum over the user tenants.
 
 use backstop_proto::meta::ArchiveRound;

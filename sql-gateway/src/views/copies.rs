@@ -1,7 +1,7 @@
 //! The backup-of-backup views (reference §2.6): backupset and backuppiece copy jobs
 //! and their tasks, live and `_HISTORY` (a job moves to history when it ends, as
 //! OceanBase moves the row), and the continuous archive copy with the cluster-level
-//! row on `sys` (`decisions.md` §15). Backstop's extra columns are appended after
+//! row on `sys` (`docs/VIEWS.md`). Backstop's extra columns are appended after
 //! OceanBase's.
 
 use backstop_common::Code;

@@ -1,6 +1,6 @@
 //! `oceanbase.CDB_OB_BACKUP_*` views. Each view is one file implementing [`View`] with
 //! its columns as constants in OceanBase's order (Backstop's extra columns appended,
-//! `spec/decisions.md` §10). A `SELECT` runs on SQLite: the views it names are loaded
+//! `docs/VIEWS.md`). A `SELECT` runs on SQLite: the views it names are loaded
 //! into an in-memory database `oceanbase` from a snapshot of the catalog, restricted to
 //! the session's tenant unless the user is `root@sys`, and SQLite evaluates the query.
 

@@ -1,5 +1,5 @@
 //! `CDB_OB_BACKUP_SET_DETAILS`: finished backup sets, one row per copy
-//! (`spec/decisions.md` §11).
+//! (`docs/VIEWS.md`).
 
 use super::format::{bytes_display, ratio, time, time_taken};
 use super::{Cell, Snapshot, Source, View};

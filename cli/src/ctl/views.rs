@@ -1,0 +1,357 @@
+//! `ctl`'s listings of the catalog: archive rounds, pieces, sets, copies, jobs, tasks
+//! and workers.
+
+use backstop_proto::meta::*;
+use serde_json::{Value, json};
+
+use super::client::{Client, rpc};
+use super::render::*;
+
+/// `ctl copies`.
+pub(super) async fn copies(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
+    let req = ListRequest {
+        tenant_name: tenant.unwrap_or_default(),
+        job_id: 0,
+        all: true,
+    };
+    let r = rpc!(c, list_archive, req);
+    let rows = r
+        .copies
+        .iter()
+        .map(|x| {
+            vec![
+                x.tenant_id.to_string(),
+                x.copy_id.to_string(),
+                x.status.clone(),
+                x.round_id.to_string(),
+                x.checkpoint_scn.to_string(),
+                x.lag_ms.to_string(),
+                x.output_bytes.to_string(),
+                x.backup_dest.clone(),
+            ]
+        })
+        .collect();
+    let mut text = table(
+        &[
+            "TENANT_ID",
+            "COPY_ID",
+            "STATUS",
+            "ROUND",
+            "CHECKPOINT_SCN",
+            "LAG_MS",
+            "BYTES",
+            "BACKUP_DEST",
+        ],
+        rows,
+    );
+    if !r.leftovers.is_empty() {
+        text.push_str("\nleft for the cleaner:\n");
+        text.push_str(&table(
+            &["ID", "TENANT_ID", "DIR", "BACKUP_DEST", "REASON"],
+            r.leftovers
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.id.to_string(),
+                        l.tenant_id.to_string(),
+                        l.dir.clone(),
+                        l.backup_dest.clone(),
+                        l.reason.clone(),
+                    ]
+                })
+                .collect(),
+        ));
+    }
+    let v = json!({
+        "copies": r.copies.iter().map(|x| json!({
+            "tenant_id": x.tenant_id, "copy_id": x.copy_id, "status": x.status,
+            "round_id": x.round_id, "start_scn": x.start_scn, "checkpoint_scn": x.checkpoint_scn,
+            "checkpoint_time_ms": x.checkpoint_time_ms, "lag_ms": x.lag_ms,
+            "output_bytes": x.output_bytes, "backup_dest": x.backup_dest, "job_id": x.job_id,
+        })).collect::<Vec<_>>(),
+        "leftovers": r.leftovers.iter().map(|l| json!({
+            "id": l.id, "tenant_id": l.tenant_id, "dir": l.dir, "backup_dest": l.backup_dest,
+            "reason": l.reason, "not_before_ms": l.not_before_ms,
+        })).collect::<Vec<_>>(),
+    });
+    print(j, v, text)
+}
+
+/// `ctl archive`.
+pub(super) async fn archive(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
+    let req = ListRequest {
+        tenant_name: tenant.unwrap_or_default(),
+        job_id: 0,
+        all: true,
+    };
+    let r = rpc!(c, list_archive, req);
+    let rows = r
+        .rounds
+        .iter()
+        .map(|x| {
+            vec![
+                x.tenant_id.to_string(),
+                x.round_id.to_string(),
+                x.status.clone(),
+                x.start_scn.to_string(),
+                x.checkpoint_scn.to_string(),
+                x.lag_ms.to_string(),
+                x.input_bytes.to_string(),
+                x.backup_dest.clone(),
+                x.comment.clone(),
+            ]
+        })
+        .collect();
+    let text = table(
+        &[
+            "TENANT_ID",
+            "ROUND",
+            "STATUS",
+            "START_SCN",
+            "CHECKPOINT_SCN",
+            "LAG_MS",
+            "INPUT_BYTES",
+            "BACKUP_DEST",
+            "COMMENT",
+        ],
+        rows,
+    );
+    let v = r.rounds.iter().map(|x| json!({
+        "tenant_id": x.tenant_id, "round_id": x.round_id, "status": x.status, "start_scn": x.start_scn,
+        "checkpoint_scn": x.checkpoint_scn, "start_time_ms": x.start_time_ms, "checkpoint_time_ms": x.checkpoint_time_ms,
+        "input_bytes": x.input_bytes, "output_bytes": x.output_bytes, "lag_ms": x.lag_ms,
+        "backup_dest": x.backup_dest, "comment": x.comment, "job_id": x.job_id,
+    })).collect();
+    print(j, Value::Array(v), text)
+}
+
+/// `ctl pieces`.
+pub(super) async fn pieces(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
+    let req = ListRequest {
+        tenant_name: tenant.unwrap_or_default(),
+        job_id: 0,
+        all: true,
+    };
+    let r = rpc!(c, list_pieces, req);
+    let rows = r
+        .pieces
+        .iter()
+        .map(|p| {
+            vec![
+                p.tenant_id.to_string(),
+                p.round_id.to_string(),
+                p.backup_piece_id.to_string(),
+                p.copy_id.to_string(),
+                p.status.clone(),
+                p.file_status.clone(),
+                p.start_scn.to_string(),
+                p.checkpoint_scn.to_string(),
+                p.max_scn.map_or("MAX".into(), |m| m.to_string()),
+            ]
+        })
+        .collect();
+    let text = table(
+        &[
+            "TENANT_ID",
+            "ROUND",
+            "PIECE",
+            "COPY",
+            "STATUS",
+            "FILE_STATUS",
+            "START_SCN",
+            "CHECKPOINT_SCN",
+            "MAX_SCN",
+        ],
+        rows,
+    );
+    let v = r.pieces.iter().map(|p| json!({
+        "tenant_id": p.tenant_id, "round_id": p.round_id, "backup_piece_id": p.backup_piece_id, "copy_id": p.copy_id,
+        "status": p.status, "file_status": p.file_status, "start_scn": p.start_scn, "checkpoint_scn": p.checkpoint_scn,
+        "max_scn": p.max_scn, "create_time_ms": p.create_time_ms, "checkpoint_time_ms": p.checkpoint_time_ms, "backup_dest": p.backup_dest,
+    })).collect();
+    print(j, Value::Array(v), text)
+}
+
+/// `ctl sets`.
+pub(super) async fn sets(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
+    let req = ListRequest {
+        tenant_name: tenant.unwrap_or_default(),
+        job_id: 0,
+        all: true,
+    };
+    let r = rpc!(c, list_backup_sets, req);
+    let rows = r
+        .sets
+        .iter()
+        .map(|s| {
+            vec![
+                s.tenant_id.to_string(),
+                s.backup_set_id.to_string(),
+                s.copy_id.to_string(),
+                s.backup_type.clone(),
+                s.base_set_id.map_or("-".into(), |b| b.to_string()),
+                s.status.clone(),
+                s.file_status.clone(),
+                s.start_replay_scn.to_string(),
+                s.min_restore_scn.to_string(),
+                s.input_bytes.to_string(),
+                s.output_bytes.to_string(),
+                s.comment.clone(),
+            ]
+        })
+        .collect();
+    let text = table(
+        &[
+            "TENANT_ID",
+            "SET",
+            "COPY",
+            "TYPE",
+            "BASE",
+            "STATUS",
+            "FILE_STATUS",
+            "START_REPLAY_SCN",
+            "MIN_RESTORE_SCN",
+            "INPUT_BYTES",
+            "OUTPUT_BYTES",
+            "COMMENT",
+        ],
+        rows,
+    );
+    let v = r.sets.iter().map(|s| json!({
+        "tenant_id": s.tenant_id, "backup_set_id": s.backup_set_id, "copy_id": s.copy_id, "backup_type": s.backup_type,
+        "base_set_id": s.base_set_id, "status": s.status, "file_status": s.file_status,
+        "start_replay_scn": s.start_replay_scn, "min_restore_scn": s.min_restore_scn,
+        "input_bytes": s.input_bytes, "output_bytes": s.output_bytes, "file_count": s.file_count,
+        "start_time_ms": s.start_time_ms, "end_time_ms": s.end_time_ms, "backup_dest": s.backup_dest,
+        "comment": s.comment, "job_id": s.job_id,
+    })).collect();
+    print(j, Value::Array(v), text)
+}
+
+/// `ctl jobs`.
+pub(super) async fn jobs(
+    c: &Client,
+    j: bool,
+    tenant: Option<String>,
+    all: bool,
+) -> anyhow::Result<()> {
+    let req = ListRequest {
+        tenant_name: tenant.unwrap_or_default(),
+        job_id: 0,
+        all,
+    };
+    let r = rpc!(c, list_jobs, req);
+    let rows = r
+        .jobs
+        .iter()
+        .map(|x| {
+            vec![
+                x.job_id.to_string(),
+                x.tenant_id.to_string(),
+                x.job_type.clone(),
+                x.status.clone(),
+                format!("{}/{}", x.bytes_done, x.bytes_total),
+                x.result.clone(),
+                x.comment.clone(),
+            ]
+        })
+        .collect();
+    let text = table(
+        &[
+            "JOB_ID",
+            "TENANT_ID",
+            "TYPE",
+            "STATUS",
+            "BYTES",
+            "RESULT",
+            "COMMENT",
+        ],
+        rows,
+    );
+    let v = r.jobs.iter().map(|x| json!({
+        "job_id": x.job_id, "tenant_id": x.tenant_id, "job_type": x.job_type, "status": x.status,
+        "result": x.result, "comment": x.comment, "start_time_ms": x.start_time_ms, "end_time_ms": x.end_time_ms,
+        "backup_set_id": x.backup_set_id, "round_id": x.round_id, "bytes_done": x.bytes_done, "bytes_total": x.bytes_total,
+    })).collect();
+    print(j, Value::Array(v), text)
+}
+
+/// `ctl tasks`.
+pub(super) async fn tasks(c: &Client, j: bool, job: u64, all: bool) -> anyhow::Result<()> {
+    let req = ListRequest {
+        tenant_name: String::new(),
+        job_id: job,
+        all,
+    };
+    let r = rpc!(c, list_tasks, req);
+    let rows = r
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.task_id.to_string(),
+                t.job_id.to_string(),
+                t.task_type.clone(),
+                t.status.clone(),
+                t.attempt.to_string(),
+                t.worker_id.map_or("-".into(), |w| w.to_string()),
+                t.worker_addr.clone(),
+                format!("{}/{}", t.bytes_done, t.bytes_total),
+                t.last_error.clone(),
+            ]
+        })
+        .collect();
+    let text = table(
+        &[
+            "TASK_ID",
+            "JOB_ID",
+            "TYPE",
+            "STATUS",
+            "ATTEMPT",
+            "WORKER",
+            "WORKER_ADDR",
+            "BYTES",
+            "LAST_ERROR",
+        ],
+        rows,
+    );
+    let v = r.tasks.iter().map(|t| json!({
+        "task_id": t.task_id, "job_id": t.job_id, "tenant_id": t.tenant_id, "task_type": t.task_type,
+        "status": t.status, "attempt": t.attempt, "worker_id": t.worker_id, "worker_addr": t.worker_addr,
+        "bytes_done": t.bytes_done, "bytes_total": t.bytes_total, "last_error": t.last_error,
+    })).collect();
+    print(j, Value::Array(v), text)
+}
+
+/// `ctl workers`.
+pub(super) async fn workers(c: &Client, j: bool) -> anyhow::Result<()> {
+    let req = ListRequest {
+        tenant_name: String::new(),
+        job_id: 0,
+        all: true,
+    };
+    let r = rpc!(c, list_workers, req);
+    let rows = r
+        .workers
+        .iter()
+        .map(|w| {
+            vec![
+                w.worker_id.to_string(),
+                w.addr.clone(),
+                w.slots.to_string(),
+                w.running_tasks.to_string(),
+                if w.tenants.is_empty() {
+                    "*".into()
+                } else {
+                    w.tenants.join(",")
+                },
+            ]
+        })
+        .collect();
+    let text = table(&["WORKER_ID", "ADDR", "SLOTS", "RUNNING", "TENANTS"], rows);
+    let v = r.workers.iter().map(|w| json!({
+        "worker_id": w.worker_id, "addr": w.addr, "slots": w.slots, "running_tasks": w.running_tasks,
+        "tenants": w.tenants, "register_time_ms": w.register_time_ms,
+    })).collect();
+    print(j, Value::Array(v), text)
+}
