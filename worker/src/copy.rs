@@ -476,11 +476,12 @@ async fn report_copy(ctx: &TaskCtx, progress: &CopyProgress) -> Result<()> {
         progress: bytes,
     };
     ctx.client
-        .call(|mut c| {
+        .worker(|mut c| {
             let r = req.clone();
             async move { c.report_copy(r).await }
         })
         .await
+        .map_err(WorkerError::from)
         .map(|_| ())
 }
 

@@ -148,11 +148,12 @@ impl TaskCtx {
             progress: bytes,
         };
         self.client
-            .call(|mut c| {
+            .worker(|mut c| {
                 let r = req.clone();
                 async move { c.report_archive(r).await }
             })
             .await
+            .map_err(WorkerError::from)
             .map(|_| ())
     }
 }

@@ -1,14 +1,15 @@
-//! `ctl`'s client of the metadata service: the given addresses in order, retried while
-//! no leader is reachable, up to `--timeout`.
+//! `ctl`'s client of the metadata service: [`backstop_client::MetaClient`] over the
+//! `--meta` addresses in order (`Route::Members`), trying for up to `--timeout`, with its errors as `anyhow`
+//! errors that name the service's code.
 
-use anyhow::{anyhow, bail};
-use backstop_common::Code;
-use backstop_meta::MetaError;
-use backstop_meta::network::channel;
-use backstop_proto::ERROR_CODE_KEY;
-use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use backstop_client::{ClientError, MetaClient, Route};
+use backstop_meta::MetaError;
+use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use tonic::transport::Channel;
 
 /// Calls one `MetaService` method with `req` through [`Client::call`].
@@ -26,44 +27,37 @@ macro_rules! rpc {
 
 pub(crate) use rpc;
 
+/// The meta client of one `ctl` command.
 pub(super) struct Client {
-    pub(super) addrs: Vec<String>,
-    pub(super) timeout: Duration,
+    inner: Arc<MetaClient>,
 }
 
 impl Client {
-    pub(super) async fn call<T, F, Fut>(&self, mut f: F) -> anyhow::Result<T>
+    /// A client over `addrs`, each call trying for up to `timeout`.
+    pub(super) fn new(addrs: Vec<String>, timeout: Duration) -> Client {
+        Client {
+            inner: MetaClient::with(addrs, Route::Members, timeout),
+        }
+    }
+
+    /// Whether any address was given.
+    pub(super) fn has_addrs(&self) -> bool {
+        !self.inner.addrs().is_empty()
+    }
+
+    /// Calls the leader's `MetaService`; `f` may be called once per attempt.
+    pub(super) async fn call<T, F, Fut>(&self, f: F) -> anyhow::Result<T>
     where
         F: FnMut(MetaServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let mut last = None;
-            for addr in &self.addrs {
-                let client = MetaServiceClient::new(channel(addr)?)
-                    .max_decoding_message_size(backstop_proto::MAX_LIST_MESSAGE_BYTES);
-                match f(client).await {
-                    Ok(resp) => return Ok(resp.into_inner()),
-                    Err(status) => {
-                        let err = MetaError::from_status(&status);
-                        let from_server = status.metadata().get(ERROR_CODE_KEY).is_some();
-                        let retry = err.code == Code::NotMaster || !from_server;
-                        if !retry {
-                            return Err(anyhow!(err));
-                        }
-                        last = Some(format!("{addr}: {err}"));
-                    }
-                }
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "no meta node answered within {}s (last: {})",
-                    self.timeout.as_secs(),
-                    last.unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.inner.meta(f).await.map_err(|e| match e {
+            ClientError::Refused(status) => anyhow!(MetaError::from_status(&status)),
+            ClientError::Unavailable { last, .. } => anyhow!(
+                "no meta node answered within {}s (last: {last})",
+                self.inner.patience.as_secs()
+            ),
+            other => anyhow!(other),
+        })
     }
 }

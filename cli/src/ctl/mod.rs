@@ -29,16 +29,15 @@ use self::render::*;
 
 /// Runs one `ctl` command.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let c = Client {
-        addrs: args
-            .meta
+    let c = Client::new(
+        args.meta
             .iter()
             .map(|a| a.trim().to_string())
             .filter(|a| !a.is_empty())
             .collect(),
-        timeout: Duration::from_secs(args.timeout.max(1)),
-    };
-    if c.addrs.is_empty() {
+        Duration::from_secs(args.timeout.max(1)),
+    );
+    if !c.has_addrs() {
         bail!("--meta needs at least one address");
     }
     let j = args.json;

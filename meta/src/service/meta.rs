@@ -1,5 +1,9 @@
 //! `MetaService`: the metadata API. Validates input statelessly, proposes commands
 //! through [`MetaNode`], and converts records to protobuf messages.
+//!
+//! Longer than the house's ~600 lines on purpose: tonic's `MetaService` trait takes
+//! every RPC in one `impl` block, one short method per RPC (decode, validate, propose,
+//! encode). Their shared steps are the helpers above it; conversions are `convert.rs`.
 
 use std::sync::Arc;
 

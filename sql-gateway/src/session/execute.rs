@@ -1,0 +1,297 @@
+//! Statements that change something: privileges first (sys, tenant root), the tenants
+//! a statement names resolved, then one `MetaService` call each.
+
+use super::{Reply, Session, ok};
+use crate::errors::SqlError;
+use crate::statement::Statement;
+use crate::views::Source;
+use backstop_common::Code;
+use backstop_proto::meta::*;
+
+impl Session {
+    pub(super) async fn execute(&mut self, stmt: Statement) -> Result<Reply, SqlError> {
+        let st = |s: tonic::Status| SqlError::from_status(&s);
+        match stmt {
+            Statement::SetParameter {
+                name,
+                value,
+                tenant,
+            } => {
+                let tenant = match (self.is_sys(), tenant) {
+                    (true, t) => t.unwrap_or_default(),
+                    (false, _) => return Err(SqlError::no_privilege("set cluster parameters")),
+                };
+                self.meta
+                    .set_parameter(SetParameterRequest {
+                        name,
+                        value,
+                        tenant_name: tenant,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::Archivelog { enable, tenants } => {
+                let tenants = self.resolve_ids(tenants).await?;
+                for tenant in self.targets_or_all(tenants)? {
+                    self.meta
+                        .archivelog(ArchivelogRequest {
+                            tenant_name: tenant,
+                            enable,
+                        })
+                        .await
+                        .map_err(st)?;
+                }
+                Ok(ok())
+            }
+            Statement::BackupDatabase {
+                incremental,
+                tenants,
+            } => {
+                let tenants = self.resolve_ids(tenants).await?;
+                for tenant in self.targets_or_all(tenants)? {
+                    self.meta
+                        .backup_database(BackupDatabaseRequest {
+                            tenant_name: tenant,
+                            incremental,
+                        })
+                        .await
+                        .map_err(st)?;
+                }
+                Ok(ok())
+            }
+            Statement::ValidateBackupset { backup_set_id } => {
+                let tenant = if self.is_sys() {
+                    self.set_owner(backup_set_id).await?
+                } else {
+                    self.tenant.clone()
+                };
+                self.meta
+                    .validate_backup_set(ValidateBackupSetRequest {
+                        tenant_name: tenant,
+                        backup_set_id,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::CreateTenant {
+                name,
+                source,
+                comment,
+                if_not_exists,
+            } => {
+                if !self.is_sys() {
+                    return Err(SqlError::no_privilege("create tenants"));
+                }
+                self.meta
+                    .create_tenant(CreateTenantRequest {
+                        tenant_name: name,
+                        source,
+                        comment,
+                        if_not_exists,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(Reply::Ok {
+                    affected: 1,
+                    info: String::new(),
+                })
+            }
+            Statement::DropTenant { name, if_exists } => {
+                if !self.is_sys() {
+                    return Err(SqlError::no_privilege("drop tenants"));
+                }
+                let r = self
+                    .meta
+                    .drop_tenant(DropTenantRequest {
+                        tenant_name: name,
+                        if_exists,
+                    })
+                    .await
+                    .map_err(st)?
+                    .into_inner();
+                Ok(Reply::Ok {
+                    affected: u64::from(r.dropped),
+                    info: String::new(),
+                })
+            }
+            Statement::CreateUser {
+                name,
+                password,
+                if_not_exists,
+            } => {
+                self.require_tenant_root("create users")?;
+                self.meta
+                    .create_user(CreateUserRequest {
+                        user_name: name,
+                        tenant_name: self.tenant.clone(),
+                        password,
+                        if_not_exists,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::AlterUser { name, password } => {
+                if name != self.user {
+                    self.require_tenant_root("change other users' passwords")?;
+                }
+                self.meta
+                    .alter_user(AlterUserRequest {
+                        user_name: name,
+                        tenant_name: self.tenant.clone(),
+                        password,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::DropUser { name, if_exists } => {
+                self.require_tenant_root("drop users")?;
+                self.meta
+                    .drop_user(DropUserRequest {
+                        user_name: name,
+                        tenant_name: self.tenant.clone(),
+                        if_exists,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::BackupManage {
+                verb,
+                tenants,
+                id,
+                max_backup_times,
+                with_active,
+                dest,
+                copy_id,
+            } => {
+                if verb == BackupVerb::CancelAllBackupForce && !self.is_sys() {
+                    return Err(SqlError::no_privilege("run CANCEL ALL BACKUP FORCE"));
+                }
+                let tenants = self.resolve_ids(tenants).await?;
+                let mut tenants = self.targets(tenants)?;
+                if verb == BackupVerb::ValidateCopy && tenants.is_empty() {
+                    tenants = vec![self.set_owner(id).await?];
+                }
+                self.meta
+                    .backup_manage(BackupManageRequest {
+                        verb: verb.into(),
+                        tenants,
+                        id,
+                        max_backup_times,
+                        with_active,
+                        dest,
+                        copy_id,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::NotYet(what) => {
+                Err(SqlError::not_supported(&format!("ALTER SYSTEM {what}")))
+            }
+        }
+    }
+
+    /// The tenant a backup set belongs to (set ids are cluster-wide).
+    pub(super) async fn set_owner(&mut self, backup_set_id: u64) -> Result<String, SqlError> {
+        if !self.is_sys() {
+            return Ok(self.tenant.clone());
+        }
+        let snap = self.snapshot(&[Source::Tenants, Source::Sets]).await?;
+        let owner = snap
+            .sets
+            .iter()
+            .find(|s| s.backup_set_id == backup_set_id && s.copy_id == 0)
+            .ok_or_else(|| {
+                SqlError::coded(
+                    Code::EntryNotExist,
+                    format!("backup set {backup_set_id} does not exist"),
+                )
+            })?;
+        snap.tenants
+            .iter()
+            .find(|t| t.tenant_id == owner.tenant_id)
+            .map(|t| t.tenant_name.clone())
+            .ok_or_else(|| {
+                SqlError::coded(
+                    Code::EntryNotExist,
+                    format!(
+                        "backup set {backup_set_id} belongs to tenant {}, which no longer exists",
+                        owner.tenant_id
+                    ),
+                )
+            })
+    }
+
+    /// Users are managed by the `root` user of their tenant.
+    pub(super) fn require_tenant_root(&self, what: &str) -> Result<(), SqlError> {
+        if self.user == "root" {
+            return Ok(());
+        }
+        Err(SqlError {
+            errno: crate::errors::ER_SPECIFIC_ACCESS_DENIED,
+            message: format!("Access denied; only root@{} may {what}", self.tenant),
+        })
+    }
+
+    /// Replaces `#id` (from `TENANT_ID = n`) with the tenant's name.
+    pub(super) async fn resolve_ids(
+        &mut self,
+        named: Vec<String>,
+    ) -> Result<Vec<String>, SqlError> {
+        if !named.iter().any(|n| n.starts_with('#')) {
+            return Ok(named);
+        }
+        let tenants = self
+            .meta
+            .list_tenants(ListTenantsRequest {})
+            .await
+            .map_err(|s| SqlError::from_status(&s))?
+            .into_inner()
+            .tenants;
+        named
+            .into_iter()
+            .map(|n| match n.strip_prefix('#') {
+                None => Ok(n),
+                Some(id) => tenants
+                    .iter()
+                    .find(|t| t.tenant_id.to_string() == id)
+                    .map(|t| t.tenant_name.clone())
+                    .ok_or_else(|| {
+                        SqlError::coded(
+                            Code::EntryNotExist,
+                            format!("tenant id {id} does not exist"),
+                        )
+                    }),
+            })
+            .collect()
+    }
+
+    /// Tenants a statement may act on: its own for tenant users, any for root@sys.
+    pub(super) fn targets(&self, named: Vec<String>) -> Result<Vec<String>, SqlError> {
+        if self.is_sys() {
+            return Ok(named);
+        }
+        if named.iter().any(|t| !t.eq_ignore_ascii_case(&self.tenant)) {
+            return Err(SqlError::no_privilege("act on another tenant"));
+        }
+        Ok(vec![self.tenant.clone()])
+    }
+
+    /// Named tenants checked against the session; none named means "every user
+    /// tenant" for root@sys and "my tenant" for a tenant user.
+    pub(super) fn targets_or_all(&self, named: Vec<String>) -> Result<Vec<String>, SqlError> {
+        if named.is_empty() {
+            return Ok(vec![if self.is_sys() {
+                String::new()
+            } else {
+                self.tenant.clone()
+            }]);
+        }
+        self.targets(named)
+    }
+}
