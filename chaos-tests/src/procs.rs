@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,74 +14,17 @@ use backstop_proto::meta::meta_service_client::MetaServiceClient;
 
 use crate::proxy::{Mode, Proxy};
 
+pub use backstop_testkit::Proc;
+
 /// The `backstop` binary: `BACKSTOP_BIN`, or next to this executable (also from
 /// `target/*/deps/` where tests run).
 pub fn backstop_bin() -> anyhow::Result<PathBuf> {
-    if let Ok(p) = std::env::var("BACKSTOP_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    for dir in exe.ancestors().skip(1).take(3) {
-        let p = dir.join("backstop");
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!(
-        "no backstop binary next to {}: build it (cargo build -p backstop) or set BACKSTOP_BIN",
-        exe.display()
-    )
+    Ok(backstop_testkit::backstop_bin()?)
 }
 
-/// A child process, SIGKILLed on drop.
-pub struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether it has exited (crashed, aborted by a failpoint).
-    pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// Sends a signal (`-STOP`, `-CONT`, …) with `kill`.
-    pub fn signal(&self, sig: &str) -> anyhow::Result<()> {
-        let ok = Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .context("run kill")?
-            .success();
-        if !ok {
-            bail!("kill {sig} {} failed", self.pid());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nobody listens on, below the ephemeral range.
+/// A port nobody listens on, the same for the same seed (replayable runs).
 pub fn free_port(seed: u64) -> u16 {
-    let mut n = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    loop {
-        n = n
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let port = 20_000 + ((n >> 33) % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    backstop_testkit::free_port_from(seed)
 }
 
 /// The processes of one chaos run.
@@ -241,7 +184,7 @@ impl ProcCluster {
             .stderr(log)
             .spawn()
             .with_context(|| format!("spawn {}", self.bin.display()))?;
-        Ok(Proc { child })
+        Ok(Proc(child))
     }
 
     fn spawn_meta(&self, i: usize) -> anyhow::Result<Proc> {
@@ -411,7 +354,7 @@ impl ProcCluster {
     /// SIGSTOP (`true`) or SIGCONT a worker.
     pub fn pause_worker(&self, w: usize, stop: bool) -> anyhow::Result<()> {
         match &self.workers[w] {
-            Some(p) => p.signal(if stop { "-STOP" } else { "-CONT" }),
+            Some(p) => Ok(p.signal(if stop { "-STOP" } else { "-CONT" })?),
             None => Ok(()),
         }
     }
@@ -504,39 +447,12 @@ impl ProcCluster {
     /// behind a fault-injecting proxy; returns the `s3://` URI through the proxy.
     pub async fn start_s3(&mut self, bucket: &str) -> anyhow::Result<String> {
         let port = free_port(self.seed + 200);
-        let log = std::fs::File::create(self.dir.join("moto.log"))?;
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start moto_server (pip install 'moto[server]'; scripts/setup.sh does it)")?;
-        let moto = Proc { child };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ok = Command::new("curl")
-                .args([
-                    "-sf",
-                    "-X",
-                    "PUT",
-                    &format!("http://127.0.0.1:{port}/{bucket}"),
-                ])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("moto_server did not answer on port {port}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let (log, b) = (self.dir.join("moto.log"), bucket.to_string());
+        let moto =
+            tokio::task::spawn_blocking(move || backstop_testkit::start_moto(&log, port, &b))
+                .await??;
         let proxy = Proxy::start(format!("127.0.0.1:{port}").parse()?).await?;
-        let uri = format!(
-            "s3://{bucket}/copies?host=http://{}&access_id=test&access_key=test&s3_region=us-east-1",
-            proxy.listen
-        );
+        let uri = backstop_testkit::moto_uri(&proxy.listen.to_string(), bucket, "copies");
         self.s3 = Some((moto, proxy));
         Ok(uri)
     }

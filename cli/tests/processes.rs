@@ -3,41 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_backstop");
 
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port nobody listens on, outside the ephemeral range.
-fn free_port() -> u16 {
-    // Below the kernel's ephemeral range (32768+ here), so outgoing connections of
-    // other tests can never take the port between this check and the bind.
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let seed = std::process::id() * 7919
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-    loop {
-        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) * 104_729);
-        let port = 20_000 + (n % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use backstop_testkit::{Proc, free_port, wait_for};
 
 fn spawn(args: &[&str], log: &Path) -> Proc {
     let log = std::fs::File::create(log).unwrap();
@@ -66,17 +39,6 @@ fn ctl_json(meta: &str, args: &[&str]) -> Option<Value> {
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
-}
-
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn tenant_names(meta: &str) -> Vec<String> {

@@ -6,10 +6,10 @@
 pub mod mysql;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backstop_workload::{self as workload, RunLimits};
 
@@ -17,34 +17,7 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_backstop");
 
-/// Kills the child (SIGKILL) on drop.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port nobody listens on, outside the ephemeral range.
-pub fn free_port() -> u16 {
-    // Below the kernel's ephemeral range (32768+ here), so outgoing connections of
-    // other tests can never take the port between this check and the bind.
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let seed = std::process::id() * 7919
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-    loop {
-        let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) * 104_729);
-        let port = 20_000 + (n % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub use backstop_testkit::{Proc, free_port, wait_for};
 
 pub fn spawn(args: &[&str], log: &Path) -> Proc {
     spawn_env(args, log, &[])
@@ -63,20 +36,6 @@ pub fn spawn_env(args: &[&str], log: &Path, env: &[(String, String)]) -> Proc {
             .spawn()
             .expect("spawn backstop"),
     )
-}
-
-pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A one-node meta cluster plus workers, all real processes.
@@ -299,39 +258,16 @@ pub struct S3 {
 impl S3 {
     pub fn start(dir: &Path, bucket: &str) -> S3 {
         let port = free_port();
-        let log = std::fs::File::create(dir.join("moto.log")).unwrap();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("moto_server must be installed (pip install 'moto[server]'; scripts/setup.sh does it)");
-        let s3 = S3 {
-            proc: Some(Proc(child)),
+        let moto = backstop_testkit::start_moto(&dir.join("moto.log"), port, bucket)
+            .unwrap_or_else(|e| panic!("{e}"));
+        S3 {
+            proc: Some(moto),
             port,
-        };
-        wait_for("moto_server", 60, || {
-            let ok = Command::new("curl")
-                .args([
-                    "-sf",
-                    "-X",
-                    "PUT",
-                    &format!("http://127.0.0.1:{port}/{bucket}"),
-                ])
-                .output()
-                .ok()?
-                .status
-                .success();
-            ok.then_some(())
-        });
-        s3
+        }
     }
 
     pub fn uri(&self, bucket: &str, prefix: &str) -> String {
-        format!(
-            "s3://{bucket}/{prefix}?host=http://127.0.0.1:{}&access_id=test&access_key=test&s3_region=us-east-1",
-            self.port
-        )
+        backstop_testkit::moto_uri(&format!("127.0.0.1:{}", self.port), bucket, prefix)
     }
 
     pub fn stop(&mut self) {
