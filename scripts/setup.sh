@@ -5,6 +5,23 @@
 # test server (moto), PyMySQL and cargo-nextest.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The toolchain rust-toolchain.toml pins. rustup cannot download here, so when the
+# installed stable is that release, link it under the pinned name; otherwise say how
+# to get it.
+pin="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
+if [ -n "$pin" ] && ! rustup toolchain list | grep -q "^$pin"; then
+  have="$(RUSTUP_TOOLCHAIN=stable rustc --version | awk '{print $2}')"
+  if [ "$have" = "$pin" ]; then
+    host="$(RUSTUP_TOOLCHAIN=stable rustc -vV | sed -n 's/^host: //p')"
+    echo "setup: linking the installed stable ($have) as toolchain $pin-$host"
+    ln -s "$(RUSTUP_TOOLCHAIN=stable rustc --print sysroot)" "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$pin-$host"
+  else
+    echo "setup: rust-toolchain.toml pins Rust $pin, stable here is $have: run 'rustup toolchain install $pin'" >&2
+    exit 1
+  fi
+fi
 
 need_apt=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

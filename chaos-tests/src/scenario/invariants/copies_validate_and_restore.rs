@@ -66,6 +66,7 @@ pub(crate) async fn copies_validate_and_restore(r: &Run) -> Verdict {
         // The continuous copy catches up with what the primary had archived when the
         // check began.
         let rounds = m.list_archive(list()).await?.into_inner().rounds;
+        let pieces = m.list_pieces(list()).await?.into_inner().pieces;
         let mut copy_end = std::collections::BTreeMap::new();
         for t in tenants.iter().filter(|t| t.tenant_id != 1) {
             let target = rounds
@@ -130,8 +131,17 @@ pub(crate) async fn copies_validate_and_restore(r: &Run) -> Verdict {
                     targets.extend([Target::Scn(min + (archived - min) / 2), Target::Scn(archived)]);
                 }
                 // A point in time after the set: the restore says which SCN that was.
+                // Checkpoint times are the leader's clock as the worker bounds it from
+                // above (up to one long-poll round trip ahead), so "now" is taken no
+                // earlier than the newest checkpoint's time.
                 if i == 0 {
-                    targets.push(Target::Time(now_ms()));
+                    let newest_checkpoint = pieces
+                        .iter()
+                        .filter(|p| p.tenant_id == t.tenant_id && p.copy_id == 0)
+                        .map(|p| p.checkpoint_time_ms)
+                        .max()
+                        .unwrap_or(0);
+                    targets.push(Target::Time(now_ms().max(newest_checkpoint + 1)));
                 }
                 for target in targets {
                     points.push((t.tenant_name.clone(), primary.clone(), "bk", set.backup_set_id, target));
