@@ -1,5 +1,10 @@
-//! Unit tests of `runtime.rs`.
+//! Unit tests of the worker runtime (`runtime/`).
 
+use std::sync::atomic::Ordering;
+
+use backstop_proto::worker::{TaskAction, TaskControl};
+
+use super::heartbeat::{EndedBy, apply_controls};
 use super::*;
 
 const MS: Duration = Duration::from_millis(1);
