@@ -17,7 +17,6 @@ use std::time::Duration;
 use backstop_workload::{self as workload, RunLimits, Shape};
 use harness::mysql::{Mysql, file_uri, start_gateway};
 use harness::{BIN, Cluster, MetaCluster, wait_for};
-use serde_json::Value;
 
 /// Copy bandwidth of each copy task in these tests, so copies are in flight long
 /// enough to be cancelled (bytes per second).
@@ -100,49 +99,6 @@ fn tenant_root(dest: &Path, tenant_id: u64) -> PathBuf {
 
 /// Objects under the tenant's `data/` and `clog/` that no manifest references
 /// (object_store's staging files of a killed writer, `name#N`, are listed apart).
-/// A manifest and the journal entries that continue it (their keys), read together:
-/// the journal directory is listed after the base is read, and both are read again
-/// if the base changed meanwhile (a compaction folded the entries into it).
-fn manifest_parts(tenant: &Path, f: &str) -> (Vec<Value>, Vec<String>) {
-    let dir = f.trim_end_matches("/manifest");
-    for _ in 0..20 {
-        let raw = std::fs::read(tenant.join(f)).unwrap();
-        let m: Value = serde_json::from_slice(&raw).unwrap();
-        let mut parts = vec![m.clone()];
-        let mut keys = Vec::new();
-        let mut vanished = false;
-        if let Some(epoch) = m["journal"].as_str() {
-            let from = m["journal_seq"].as_u64().unwrap_or(0);
-            let prefix = format!("{epoch}_");
-            let mut names: Vec<String> = std::fs::read_dir(tenant.join(dir).join("manifest.d"))
-                .map(|d| {
-                    d.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
-            for name in names.iter().filter(|n| n.starts_with(&prefix)) {
-                if name[prefix.len()..].parse::<u64>().unwrap() < from {
-                    continue;
-                }
-                let key = format!("{dir}/manifest.d/{name}");
-                match std::fs::read(tenant.join(&key)) {
-                    Ok(bytes) => {
-                        parts.push(serde_json::from_slice(&bytes).unwrap());
-                        keys.push(key);
-                    }
-                    Err(_) => vanished = true,
-                }
-            }
-        }
-        if !vanished && std::fs::read(tenant.join(f)).unwrap() == raw {
-            return (parts, keys);
-        }
-    }
-    panic!("{f} kept changing while it was read");
-}
-
 fn unreferenced(tenant: &Path) -> (Vec<String>, Vec<String>) {
     let all = files(tenant);
     let mut referenced: BTreeSet<String> = BTreeSet::new();
@@ -159,9 +115,9 @@ fn unreferenced(tenant: &Path) -> (Vec<String>, Vec<String>) {
         // An open piece's base is continued by its writer's journal entries. Read them
         // now, not from the listing above (the archive may have added one since, with
         // objects the listing saw), and again if the writer compacted meanwhile.
-        let (parts, entries) = manifest_parts(tenant, f);
-        referenced.extend(entries);
-        for part in &parts {
+        let parts = backstop_testkit::manifest_parts(tenant, dir).unwrap();
+        referenced.extend(parts.iter().skip(1).map(|(key, _)| key.clone()));
+        for (_, part) in &parts {
             for o in part["objects"].as_array().unwrap() {
                 referenced.insert(o["key"].as_str().unwrap().to_string());
             }

@@ -25,6 +25,12 @@ pub enum TestkitError {
     /// The `backstop` binary was not found.
     #[error("{0}")]
     NoBinary(String),
+    /// A stored manifest is not JSON.
+    #[error("{0}: {1}")]
+    Json(String, serde_json::Error),
+    /// A manifest kept changing while it was read (a writer compacting without pause).
+    #[error("{0}: the manifest kept changing while it was read")]
+    Changing(String),
 }
 
 /// A child process, SIGKILLed (and reaped) when dropped.
@@ -186,6 +192,64 @@ pub fn moto_uri(host: &str, bucket: &str, prefix: &str) -> String {
     format!(
         "s3://{bucket}/{prefix}?host=http://{host}&access_id=test&access_key=test&s3_region=us-east-1"
     )
+}
+
+/// The manifest of a set or piece directory `dir` (a key under the tenant directory
+/// `tenant` of a `file://` destination), then, for an open piece, its journal entries
+/// (`manifest.d/EPOCH_SEQ` of the attempt the base names, from `journal_seq` on), as
+/// `(key, JSON)`. Read after any directory listing they are checked against, and read
+/// again if the writer compacted its journal meanwhile, so every object listed before is
+/// in what is read.
+pub fn manifest_parts(
+    tenant: &Path,
+    dir: &str,
+) -> Result<Vec<(String, serde_json::Value)>, TestkitError> {
+    let key = format!("{dir}/manifest");
+    let read =
+        |k: &str| std::fs::read(tenant.join(k)).map_err(|e| TestkitError::Io(k.to_string(), e));
+    let json = |k: &str, bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .map_err(|e| TestkitError::Json(k.to_string(), e))
+    };
+    for _ in 0..20 {
+        let bytes = read(&key)?;
+        let v = json(&key, &bytes)?;
+        let mut parts = vec![(key.clone(), v.clone())];
+        if let Some(epoch) = v["journal"].as_str() {
+            let from = v["journal_seq"].as_u64().unwrap_or(0);
+            let prefix = format!("{epoch}_");
+            let mut names: Vec<String> = std::fs::read_dir(tenant.join(dir).join("manifest.d"))
+                .map(|r| {
+                    r.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            for name in names {
+                let Some(seq) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|s| s.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                if seq < from {
+                    continue;
+                }
+                let j = format!("{dir}/manifest.d/{name}");
+                // Deleted by a compaction since the listing: the base read again below
+                // has changed, and the loop reads everything once more.
+                if let Ok(data) = std::fs::read(tenant.join(&j)) {
+                    let part = json(&j, &data)?;
+                    parts.push((j, part));
+                }
+            }
+        }
+        if read(&key)? == bytes {
+            return Ok(parts);
+        }
+    }
+    Err(TestkitError::Changing(dir.to_string()))
 }
 
 #[cfg(test)]
