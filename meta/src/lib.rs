@@ -8,6 +8,7 @@
 //! - [`service`]: thin tonic services.
 
 pub use backstop_common::codec;
+mod clock;
 pub mod command;
 pub mod config;
 pub mod error;

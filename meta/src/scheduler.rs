@@ -2,6 +2,11 @@
 //! the loop that turns it into Raft commands: expired leases become `ExpireTask`,
 //! progress is persisted in batches at most once per second. A new leader starts
 //! every running task with a fresh lease.
+//!
+//! The scheduler does not know the node it runs on: it asks a [`Replica`] (which
+//! `MetaNode` implements in `node/mod.rs`) whether it leads, what the local catalog
+//! holds, and to propose commands. The node depends on the scheduler, not the
+//! other way round.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,9 +15,27 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
-use crate::command::{Command, WorkCommand};
-use crate::node::MetaNode;
-use crate::state::TaskStatus;
+use crate::command::{Command, Reply, WorkCommand};
+use crate::error::MetaError;
+use crate::state::{MetaState, TaskStatus};
+
+/// What the scheduler needs from the meta node it runs on.
+pub trait Replica: Send + Sync + 'static {
+    /// This node's id (for logs).
+    fn node_id(&self) -> u64;
+    /// Whether the node has begun shutting down: the loop then returns.
+    fn is_shutting_down(&self) -> bool;
+    /// Whether this node is the Raft leader now.
+    fn leads(&self) -> impl Future<Output = bool> + Send;
+    /// Proposes `command` through Raft and returns the state machine's reply, or its
+    /// refusal ([`MetaError`] with the refusal's code).
+    fn propose(&self, command: Command) -> impl Future<Output = Result<Reply, MetaError>> + Send;
+    /// Runs `f` on this node's applied catalog (the leader's is current).
+    fn read_applied<T: Send>(
+        &self,
+        f: impl FnOnce(&MetaState) -> T + Send,
+    ) -> impl Future<Output = T> + Send;
+}
 
 /// Lease and progress of one running attempt.
 #[derive(Debug, Clone)]
@@ -102,7 +125,7 @@ impl Leases {
 }
 
 /// Runs while the node lives; acts only while it leads.
-pub async fn run(node: Arc<MetaNode>, leases: Arc<Leases>, lease: Duration) {
+pub async fn run<N: Replica>(node: Arc<N>, leases: Arc<Leases>, lease: Duration) {
     let mut was_leader = false;
     let mut last_flush = Instant::now();
     let mut housekeeping = Housekeeping::default();
@@ -110,20 +133,20 @@ pub async fn run(node: Arc<MetaNode>, leases: Arc<Leases>, lease: Duration) {
         if node.is_shutting_down() {
             return;
         }
-        let leader = node.raft().current_leader().await == Some(node.id());
+        let leader = node.leads().await;
         if leader && !was_leader {
             info!(
-                node_id = node.id(),
+                node_id = node.node_id(),
                 "leading: every running task gets a fresh lease"
             );
             leases.inner.lock().await.clear();
         }
         was_leader = leader;
-        if leader && let Err(e) = tick(&node, &leases, lease, &mut last_flush).await {
+        if leader && let Err(e) = tick(&*node, &leases, lease, &mut last_flush).await {
             debug!(error = %e, "scheduler tick");
         }
         if leader {
-            housekeeping.run(&node).await;
+            housekeeping.run(&*node).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -138,7 +161,7 @@ struct Housekeeping {
 }
 
 impl Housekeeping {
-    async fn run(&mut self, node: &Arc<MetaNode>) {
+    async fn run<N: Replica>(&mut self, node: &N) {
         if self
             .last
             .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
@@ -146,16 +169,16 @@ impl Housekeeping {
             return;
         }
         self.last = Some(Instant::now());
-        let now_ms = crate::node::now_ms();
+        let now_ms = crate::clock::now_ms();
         let due = node
-            .read_local(|s| crate::policy::due_commands(s, now_ms))
+            .read_applied(|s| crate::policy::due_commands(s, now_ms))
             .await;
         self.backoff.retain(|_, until| *until > Instant::now());
         for (key, cmd) in due {
             if self.backoff.contains_key(&key) {
                 continue;
             }
-            match node.write(cmd).await {
+            match node.propose(cmd).await {
                 Ok(_) => debug!(key, "housekeeping command applied"),
                 Err(e) => {
                     info!(key, error = %e, "housekeeping command refused; backing off for 30 s");
@@ -167,14 +190,14 @@ impl Housekeeping {
     }
 }
 
-async fn tick(
-    node: &Arc<MetaNode>,
+async fn tick<N: Replica>(
+    node: &N,
     leases: &Leases,
     lease: Duration,
     last_flush: &mut Instant,
-) -> Result<(), crate::MetaError> {
+) -> Result<(), MetaError> {
     let running: Vec<(u64, u32, Option<u64>)> = node
-        .read_local(|s| {
+        .read_applied(|s| {
             s.work
                 .tasks
                 .values()
@@ -226,7 +249,7 @@ async fn tick(
                 lease.as_millis()
             ),
         });
-        if let Err(e) = node.write(cmd).await {
+        if let Err(e) = node.propose(cmd).await {
             debug!(task_id, error = %e, "expire task; will try again");
             // Try again on the next tick.
             if let Some(entry) = leases.inner.lock().await.get_mut(&task_id)
@@ -238,7 +261,7 @@ async fn tick(
     }
     if !progress.is_empty() {
         *last_flush = Instant::now();
-        node.write(Command::Work(WorkCommand::UpdateProgress {
+        node.propose(Command::Work(WorkCommand::UpdateProgress {
             entries: progress,
         }))
         .await?;

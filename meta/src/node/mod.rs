@@ -13,7 +13,7 @@
 use crate::command::{Command, Reply, Response};
 use crate::config::MetaConfig;
 use crate::error::MetaError;
-use crate::scheduler::Leases;
+use crate::scheduler::{Leases, Replica};
 use crate::state::MetaState;
 use crate::store::{Applied, LogStore};
 use crate::types::{NodeId, Raft};
@@ -21,7 +21,7 @@ use backstop_common::Code;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -70,16 +70,7 @@ pub struct MetaNode {
     leases: Arc<Leases>,
 }
 
-/// The leader's wall clock, ms since the epoch (shifted by the `meta::clock` failpoint
-/// in failpoints builds: a clock jump). Applied times never go back whatever it says:
-/// the state machine takes the max with the last applied time.
-pub(crate) fn now_ms() -> u64 {
-    backstop_common::failpoints::clock_ms(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-    )
-}
+pub(crate) use crate::clock::now_ms;
 
 fn fatal(e: impl std::fmt::Display) -> MetaError {
     MetaError::internal(format!("raft stopped: {e}"))
@@ -189,5 +180,27 @@ impl MetaNode {
     /// Whether [`MetaNode::shutdown`] has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_cancelled()
+    }
+}
+
+impl Replica for MetaNode {
+    fn node_id(&self) -> u64 {
+        self.id
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        MetaNode::is_shutting_down(self)
+    }
+
+    async fn leads(&self) -> bool {
+        self.raft.current_leader().await == Some(self.id)
+    }
+
+    async fn propose(&self, command: Command) -> Result<Reply, MetaError> {
+        self.write(command).await
+    }
+
+    async fn read_applied<T: Send>(&self, f: impl FnOnce(&MetaState) -> T + Send) -> T {
+        self.read_local(f).await
     }
 }

@@ -76,7 +76,7 @@ impl WorkerSvc {
     /// checkpoints with a clock that agrees with the catalog's.
     async fn with_leader_time<T>(&self, msg: T) -> Response<T> {
         let applied = self.node.read_local(|s| s.last_time_ms).await;
-        let ms = applied.max(crate::node::now_ms());
+        let ms = applied.max(crate::clock::now_ms());
         let mut resp = Response::new(msg);
         if let Ok(v) = ms.to_string().parse() {
             resp.metadata_mut()

@@ -1,4 +1,4 @@
-//! Unit tests of `archive.rs`.
+//! Unit tests of `archive`.
 
 #[test]
 fn a_piece_switches_on_its_interval_or_when_its_manifest_is_full() {
@@ -15,6 +15,8 @@ fn a_piece_switches_on_its_interval_or_when_its_manifest_is_full() {
 }
 
 use super::*;
+use bytes::Bytes;
+use std::collections::HashMap;
 
 #[test]
 fn checkpoint_times_come_from_the_leader_and_never_go_back() {
