@@ -2,7 +2,8 @@
 # Installs what building and testing Backstop needs on a fresh Debian machine:
 # libclang (RocksDB's bindings), a C++ compiler, the MariaDB `mysql` client, curl,
 # flock (util-linux), MariaDB Connector/J and a JDK (the JDBC test), an S3-compatible
-# test server (moto), PyMySQL and cargo-nextest.
+# test server (moto), PyMySQL, PostgreSQL (the postgresql:// tests start real servers as
+# the postgres user the package creates; installing it starts nothing) and cargo-nextest.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,8 @@ for pkg in libclang1-14 libclang-common-14-dev g++ mariadb-client curl util-linu
 done
 # A JDK for the JDBC test (java runs the single-file test program; it needs javac's module).
 command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
+# PostgreSQL's server binaries (initdb, postgres) live in /usr/lib/postgresql/N/bin.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   SUDO=""

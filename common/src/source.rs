@@ -1,20 +1,31 @@
 //! Tenant sources: where a worker reads a tenant's datafiles and log.
 //!
-//! Only `dir:///abs/path` exists today (`docs/OPERATIONS.md`, tenant sources):
-//! `PATH/data/**` are datafiles, `PATH/log/` holds numbered log segments.
+//! Two kinds (`docs/OPERATIONS.md`, tenant sources):
+//! - `dir:///abs/path`: `PATH/data/**` are datafiles, `PATH/log/` holds numbered log
+//!   segments;
+//! - `postgresql://USER[:PASSWORD]@HOST:PORT/DBNAME?pgdata=/abs/path` (also libpq's
+//!   `host=/socket/dir`, `port=N` and `password=` query parameters): a PostgreSQL
+//!   cluster whose data directory is `pgdata`, parsed by [`PgSource::parse`].
 
 use crate::Code;
 
 /// Validates a tenant source URI and returns it normalized.
 ///
-/// Errors (`OB_INVALID_ARGUMENT`): not `dir://`, relative path, `..` components,
-/// control characters, or the root directory.
+/// Errors (`OB_INVALID_ARGUMENT`): neither `dir://` nor `postgresql://`, relative
+/// path, `..` components, control characters, or the root directory; for
+/// PostgreSQL, what [`PgSource::parse`] refuses.
 pub fn validate_source(uri: &str) -> Result<String, (Code, String)> {
     let uri = uri.trim();
+    if is_postgresql(uri) {
+        return PgSource::parse(uri).map(|p| p.to_uri(false));
+    }
     let Some(path) = uri.strip_prefix("dir://") else {
         return Err((
             Code::InvalidArgument,
-            format!("tenant source '{uri}' is not supported (expected dir:///abs/path)"),
+            format!(
+                "tenant source '{}' is not supported (expected dir:///abs/path or postgresql://USER@HOST:PORT/DBNAME?pgdata=/abs/path)",
+                redact_source(uri)
+            ),
         ));
     };
     if !path.starts_with('/') {
@@ -49,6 +60,200 @@ pub fn validate_source(uri: &str) -> Result<String, (Code, String)> {
         ));
     }
     Ok(format!("dir:///{}", parts.join("/")))
+}
+
+/// Whether `uri` names a PostgreSQL source (`postgresql://` or `postgres://`).
+pub fn is_postgresql(uri: &str) -> bool {
+    let uri = uri.trim_start();
+    uri.starts_with("postgresql://") || uri.starts_with("postgres://")
+}
+
+/// A source URI fit to show: a PostgreSQL password (in the user info or as
+/// `password=`) becomes `***`. Other URIs are returned as they are.
+pub fn redact_source(uri: &str) -> String {
+    if !is_postgresql(uri) {
+        return uri.to_string();
+    }
+    match PgSource::parse(uri) {
+        Ok(p) => p.to_uri(true),
+        Err(_) => {
+            // Unparsable: drop everything after the scheme rather than risk a secret.
+            let scheme = uri.split("://").next().unwrap_or("postgresql");
+            format!("{scheme}://***")
+        }
+    }
+}
+
+/// A `postgresql://` tenant source: how the control connection reaches the server
+/// and where its data directory is on the worker's host.
+///
+/// The URI mirrors libpq's connection URI: `postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME?pgdata=/abs/path`,
+/// with `host=/socket/dir` (a Unix socket directory, as libpq's `host` parameter),
+/// `port=N` and `password=` accepted as query parameters. Without a password the
+/// worker looks in `PGPASSFILE` (libpq's password file format).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgSource {
+    /// Role to connect as (libpq `user`).
+    pub user: String,
+    /// Password, if given in the URI.
+    pub password: Option<String>,
+    /// TCP host name or address, or a Unix socket directory (starts with `/`).
+    pub host: String,
+    /// Port (default 5432); for a socket directory, the socket's number.
+    pub port: u16,
+    /// Database of the control connection (default `postgres`).
+    pub dbname: String,
+    /// The server's `data_directory` as the worker's host sees it, absolute.
+    pub pgdata: String,
+}
+
+impl std::fmt::Debug for PgSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_uri(true))
+    }
+}
+
+impl PgSource {
+    /// Parses a `postgresql://` (or `postgres://`) URI.
+    ///
+    /// Errors (`OB_INVALID_ARGUMENT`): not a URI, no user, no `pgdata=`, a relative
+    /// or `..`-carrying `pgdata`, a bad port, an unknown query parameter. Messages
+    /// never carry the password.
+    pub fn parse(uri: &str) -> Result<PgSource, (Code, String)> {
+        let invalid = |m: String| (Code::InvalidArgument, m);
+        let shown = || {
+            let scheme = uri.split("://").next().unwrap_or("postgresql");
+            let rest = uri.split("://").nth(1).unwrap_or("");
+            let host_part = rest.rsplit('@').next().unwrap_or(rest);
+            let host_part = host_part.split('?').next().unwrap_or(host_part);
+            format!("{scheme}://…@{host_part}")
+        };
+        // libpq allows an empty host (`user@/db?host=/socket/dir`); the URL parser
+        // does not, so give it a placeholder that `host=` then replaces.
+        let fixed = uri.trim().replacen("@/", "@localhost/", 1);
+        let url = url::Url::parse(&fixed)
+            .map_err(|e| invalid(format!("tenant source {}: {e}", shown())))?;
+        if url.scheme() != "postgresql" && url.scheme() != "postgres" {
+            return Err(invalid(format!(
+                "tenant source {} is not postgresql://",
+                shown()
+            )));
+        }
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let user = decode(url.username());
+        let mut password = url.password().map(decode);
+        let mut host = url.host_str().unwrap_or("").to_string();
+        let mut port = url.port();
+        let mut pgdata = None;
+        let mut dbname = url.path().trim_start_matches('/').to_string();
+        for (k, v) in url.query_pairs() {
+            match k.as_ref() {
+                "pgdata" => pgdata = Some(v.into_owned()),
+                "host" => host = v.into_owned(),
+                "port" => {
+                    port = Some(v.parse().map_err(|_| {
+                        invalid(format!(
+                            "tenant source {}: port '{v}' is not a number",
+                            shown()
+                        ))
+                    })?)
+                }
+                "password" => password = Some(v.into_owned()),
+                "dbname" => dbname = v.into_owned(),
+                "user" => {}
+                other => {
+                    return Err(invalid(format!(
+                        "tenant source {}: unknown parameter '{other}' (known: pgdata, host, port, password, dbname)",
+                        shown()
+                    )));
+                }
+            }
+        }
+        let user = if user.is_empty() {
+            url.query_pairs()
+                .find(|(k, _)| k == "user")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        } else {
+            user
+        };
+        if user.is_empty() {
+            return Err(invalid(format!(
+                "tenant source {} names no user: postgresql://USER@HOST:PORT/DBNAME?pgdata=/abs/path",
+                shown()
+            )));
+        }
+        if host.is_empty() {
+            host = "localhost".to_string();
+        }
+        let Some(pgdata) = pgdata else {
+            return Err(invalid(format!(
+                "tenant source {} has no pgdata=: add ?pgdata=/abs/path, the server's data_directory as the worker's host sees it",
+                shown()
+            )));
+        };
+        let pgdata = match validate_source(&format!("dir://{pgdata}")) {
+            Ok(d) => d.trim_start_matches("dir://").to_string(),
+            Err((c, m)) => return Err((c, format!("pgdata: {}", m.replace("dir://", "")))),
+        };
+        if dbname.is_empty() {
+            dbname = "postgres".to_string();
+        }
+        if [&user, &host, &dbname]
+            .iter()
+            .any(|s| s.chars().any(char::is_control))
+        {
+            return Err(invalid("tenant source contains a control character".into()));
+        }
+        Ok(PgSource {
+            user,
+            password: password.filter(|p| !p.is_empty()),
+            host,
+            port: port.unwrap_or(5432),
+            dbname,
+            pgdata,
+        })
+    }
+
+    /// Whether [`Self::host`] is a Unix socket directory.
+    pub fn is_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// The normalized URI; with `redacted`, the password reads `***`.
+    pub fn to_uri(&self, redacted: bool) -> String {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let mut out = format!("postgresql://{}@", enc(&self.user));
+        if self.is_socket() {
+            out.push_str(&format!(
+                "/{}?host={}&port={}",
+                enc(&self.dbname),
+                enc(&self.host),
+                self.port
+            ));
+        } else {
+            let host = if self.host.contains(':') {
+                format!("[{}]", self.host)
+            } else {
+                self.host.clone()
+            };
+            out.push_str(&format!("{host}:{}/{}?", self.port, enc(&self.dbname)));
+        }
+        if !out.ends_with('?') {
+            out.push('&');
+        }
+        out.push_str(&format!("pgdata={}", enc(&self.pgdata)));
+        if let Some(p) = &self.password {
+            let p = if redacted { "***".to_string() } else { enc(p) };
+            out.push_str(&format!("&password={p}"));
+        }
+        out
+    }
 }
 
 /// The start SCN a `dir://` log segment's file name gives (`<digits>[.log]`): each
@@ -173,6 +378,44 @@ mod tests {
             assert!(validate_source(bad).is_err(), "{bad}");
         }
         assert!(validate_name("tenant", "t_1").is_ok());
+        let pg = PgSource::parse("postgresql://bk:s3cr%40t@db1:5433/app?pgdata=/var/lib/pg//15/")
+            .unwrap();
+        assert_eq!(
+            (
+                pg.user.as_str(),
+                pg.password.as_deref(),
+                pg.host.as_str(),
+                pg.port,
+                pg.dbname.as_str(),
+                pg.pgdata.as_str()
+            ),
+            ("bk", Some("s3cr@t"), "db1", 5433, "app", "/var/lib/pg/15")
+        );
+        assert_eq!(
+            redact_source(&pg.to_uri(false)),
+            "postgresql://bk@db1:5433/app?pgdata=%2Fvar%2Flib%2Fpg%2F15&password=***"
+        );
+        assert_eq!(PgSource::parse(&pg.to_uri(false)).unwrap(), pg);
+        let sock = PgSource::parse(
+            "postgres://postgres@/postgres?host=/tmp/s&port=6000&pgdata=/d&password=x",
+        )
+        .unwrap();
+        assert!(sock.is_socket());
+        assert_eq!((sock.host.as_str(), sock.port), ("/tmp/s", 6000));
+        assert_eq!(PgSource::parse(&sock.to_uri(false)).unwrap(), sock);
+        assert!(!format!("{sock:?}").contains("=x"));
+        for bad in [
+            "postgresql://db1/app?pgdata=/d",
+            "postgresql://u@db1/app",
+            "postgresql://u@db1/app?pgdata=rel",
+            "postgresql://u@db1/app?pgdata=/a/../b",
+            "postgresql://u@db1/app?pgdata=/d&port=x",
+            "postgresql://u@db1/app?pgdata=/d&sslmode=disable",
+        ] {
+            assert!(validate_source(bad).is_err(), "{bad}");
+        }
+        let (_, m) = validate_source("postgresql://u:topsecret@db1/app").unwrap_err();
+        assert!(!m.contains("topsecret"), "{m}");
         for bad in ["", "1t", "t-1", "t 1", &"x".repeat(65)] {
             assert!(validate_name("tenant", bad).is_err(), "{bad}");
         }

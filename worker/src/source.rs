@@ -44,9 +44,18 @@ pub struct DirSource {
 impl DirSource {
     /// Opens `dir:///abs/path`.
     pub fn open(uri: &str) -> Result<DirSource> {
-        let path = uri
-            .strip_prefix("dir://")
-            .ok_or_else(|| WorkerError::Invalid(format!("unsupported tenant source '{uri}'")))?;
+        if backstop_common::source::is_postgresql(uri) {
+            return Err(WorkerError::Invalid(format!(
+                "tenant source {}: PostgreSQL tenants are checked and recorded, but their WAL archive and base backups are not built yet",
+                backstop_common::source::redact_source(uri)
+            )));
+        }
+        let path = uri.strip_prefix("dir://").ok_or_else(|| {
+            WorkerError::Invalid(format!(
+                "unsupported tenant source '{}'",
+                backstop_common::source::redact_source(uri)
+            ))
+        })?;
         let root = std::fs::canonicalize(path)
             .map_err(|e| WorkerError::Source(format!("tenant root {path}: {e}")))?;
         Ok(DirSource { root })

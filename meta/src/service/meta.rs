@@ -119,12 +119,34 @@ impl MetaSvc {
     }
 }
 
+/// For a `postgresql://` source: the server answers, can be protected, and
+/// `pgdata` is its data directory (read here too when this host has that path).
+/// Errors carry `OB_INVALID_ARGUMENT` with [`backstop_pg::PgError`]'s message.
+async fn check_pg_source(source: &str) -> Result<(), MetaError> {
+    if !backstop_common::source::is_postgresql(source) {
+        return Ok(());
+    }
+    let pg = backstop_common::source::PgSource::parse(source)
+        .map_err(|(code, msg)| MetaError::new(code, msg))?;
+    let local = std::path::Path::new(&pg.pgdata).exists();
+    let info = backstop_pg::check(&pg, local)
+        .await
+        .map_err(|e| MetaError::invalid(e.to_string()))?;
+    tracing::info!(
+        system_identifier = info.system_identifier,
+        timeline = info.timeline,
+        "PostgreSQL source checked"
+    );
+    Ok(())
+}
+
 /// Converts a tenant record to its message.
 pub fn tenant_msg(t: &TenantRecord) -> Tenant {
     Tenant {
         tenant_id: t.tenant_id.0,
         tenant_name: t.name.clone(),
-        source: t.source.clone(),
+        // A PostgreSQL password never leaves the node in a view or listing.
+        source: backstop_common::source::redact_source(&t.source),
         comment: t.comment.clone(),
         status: t.status.as_str().to_string(),
         incarnation: t.incarnation,
@@ -183,6 +205,7 @@ impl MetaService for MetaSvc {
             validate_source(&req.source).map_err(|(code, msg)| MetaError::new(code, msg))?;
         backstop_common::source::check_dir_layout(&source)
             .map_err(|(code, msg)| MetaError::new(code, msg))?;
+        check_pg_source(&source).await?;
         if req.comment.len() > 4096 {
             return Err(MetaError::invalid("tenant comment longer than 4096 bytes").into());
         }

@@ -1,0 +1,129 @@
+//! What a base backup copies from the data directory, and what a restore writes
+//! for recovery.
+//!
+//! Left out, as PostgreSQL documents for base backups ("Backing Up the Data
+//! Directory" and `pg_basebackup`): the contents of `pg_wal/` (the archive provides
+//! WAL), `pg_replslot/`, `pg_dynshmem/`, `pg_notify/`, `pg_serial/`,
+//! `pg_snapshots/`, `pg_stat_tmp/` and `pg_subtrans/`; the files `postmaster.pid`,
+//! `postmaster.opts`, `backup_label`, `tablespace_map`, `backup_manifest`,
+//! `postgresql.auto.conf.tmp`, `current_logfiles.tmp` and every `pg_internal.init`;
+//! anything named `pgsql_tmp*` (temporary files). The directories themselves are
+//! kept (recorded and recreated on restore), with `pg_wal/archive_status/`.
+
+/// Directories whose contents a base backup leaves out.
+pub const EXCLUDED_CONTENTS: &[&str] = &[
+    "pg_wal",
+    "pg_replslot",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat_tmp",
+    "pg_subtrans",
+];
+
+/// Files a base backup leaves out wherever they are.
+pub const EXCLUDED_FILES: &[&str] = &[
+    "postmaster.pid",
+    "postmaster.opts",
+    "backup_label",
+    "tablespace_map",
+    "backup_manifest",
+    "postgresql.auto.conf.tmp",
+    "current_logfiles.tmp",
+    "pg_internal.init",
+];
+
+/// Whether the file at `rel` (relative to the data directory, `/`-separated) is
+/// copied.
+pub fn copies_file(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if name.starts_with("pgsql_tmp") || rel.split('/').any(|p| p.starts_with("pgsql_tmp")) {
+        return false;
+    }
+    if EXCLUDED_FILES.contains(&name) && (!rel.contains('/') || name == "pg_internal.init") {
+        return false;
+    }
+    let top = rel.split('/').next().unwrap_or("");
+    !(rel.contains('/') && EXCLUDED_CONTENTS.contains(&top))
+}
+
+/// Whether the directory at `rel` is recorded (and recreated on restore).
+pub fn keeps_dir(rel: &str) -> bool {
+    if rel.split('/').any(|p| p.starts_with("pgsql_tmp")) {
+        return false;
+    }
+    let mut parts = rel.split('/');
+    let top = parts.next().unwrap_or("");
+    match parts.next() {
+        None => true,
+        Some(_) if rel == "pg_wal/archive_status" => true,
+        Some(_) => !EXCLUDED_CONTENTS.contains(&top),
+    }
+}
+
+/// Settings a restore appends to `postgresql.auto.conf`: recover from the WAL the
+/// restore staged in `pg_wal/` (`restore_command` only says "not in the archive",
+/// so the server reads `pg_wal/`), stop at `target` (`recovery_target_lsn`,
+/// exclusive: every record that starts before it is replayed, none at or after it)
+/// or at the end of the WAL, on timeline `timeline`, then promote. `archive_mode`
+/// is turned off unless `keep_archiving`, so the restored copy never writes into
+/// the production archive.
+pub fn recovery_settings(
+    target: Option<crate::Lsn>,
+    timeline: u32,
+    keep_archiving: bool,
+) -> String {
+    let mut s = String::from(
+        "\n# Written by backstop restore: recover from the WAL staged in pg_wal/, then promote.\n\
+         restore_command = 'false'\n\
+         recovery_target_action = 'promote'\n",
+    );
+    s.push_str(&format!("recovery_target_timeline = '{timeline}'\n"));
+    if let Some(t) = target {
+        s.push_str(&format!(
+            "recovery_target_lsn = '{t}'\nrecovery_target_inclusive = off\n"
+        ));
+    }
+    if !keep_archiving {
+        s.push_str("archive_mode = off\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_exclusions_hold() {
+        for kept in [
+            "base/1/1259",
+            "global/pg_control",
+            "PG_VERSION",
+            "postgresql.auto.conf",
+            "pg_xact/0000",
+            "pg_logical/replorigin_checkpoint",
+        ] {
+            assert!(copies_file(kept), "{kept}");
+        }
+        for left in [
+            "postmaster.pid",
+            "backup_label",
+            "pg_wal/000000010000000000000001",
+            "pg_wal/archive_status/x.done",
+            "pg_replslot/s/state",
+            "pg_stat_tmp/global.stat",
+            "base/1/pg_internal.init",
+            "base/pgsql_tmp/pgsql_tmp123.0",
+        ] {
+            assert!(!copies_file(left), "{left}");
+        }
+        assert!(keeps_dir("pg_wal") && keeps_dir("pg_wal/archive_status") && keeps_dir("base/1"));
+        assert!(!keeps_dir("pg_replslot/backstop_1001") && !keeps_dir("base/pgsql_tmp"));
+        let s = recovery_settings(Some(crate::Lsn(0x300_0060)), 1, false);
+        assert!(
+            s.contains("recovery_target_lsn = '0/3000060'") && s.contains("archive_mode = off")
+        );
+    }
+}
