@@ -145,7 +145,7 @@ impl PgSource {
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default()
         };
-        let user = decode(url.username());
+        let mut user = decode(url.username());
         let mut password = url.password().map(decode);
         let mut host = url.host_str().unwrap_or("").to_string();
         let mut port = url.port();
@@ -165,6 +165,7 @@ impl PgSource {
                 }
                 "password" => password = Some(v.into_owned()),
                 "dbname" => dbname = v.into_owned(),
+                "user" if user.is_empty() => user = v.into_owned(),
                 "user" => {}
                 other => {
                     return Err(invalid(format!(
@@ -174,14 +175,6 @@ impl PgSource {
                 }
             }
         }
-        let user = if user.is_empty() {
-            url.query_pairs()
-                .find(|(k, _)| k == "user")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        } else {
-            user
-        };
         if user.is_empty() {
             return Err(invalid(format!(
                 "tenant source {} names no user: postgresql://USER@HOST:PORT/DBNAME?pgdata=/abs/path",
@@ -401,6 +394,8 @@ mod tests {
         )
         .unwrap();
         assert!(sock.is_socket());
+        let by_param = PgSource::parse("postgresql://db1/app?user=bk&pgdata=/d").unwrap();
+        assert_eq!(by_param.user, "bk");
         assert_eq!((sock.host.as_str(), sock.port), ("/tmp/s", 6000));
         assert_eq!(PgSource::parse(&sock.to_uri(false)).unwrap(), sock);
         assert!(!format!("{sock:?}").contains("=x"));

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use backstop_common::source::PgSource;
 use backstop_pg::{PgError, check};
+use backstop_testkit::free_port;
 
 fn bin_dir() -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -23,20 +24,19 @@ fn bin_dir() -> PathBuf {
         .expect("an initdb under /usr/lib/postgresql/*/bin")
 }
 
-/// `setpriv` runs the command as postgres (and exec's, so the pid is the program's).
+/// Runs `bin` as postgres when this process is root (`setpriv` exec's, so the pid is
+/// the program's); as this user otherwise.
 fn as_postgres(bin: &Path) -> Command {
-    let mut c = Command::new("setpriv");
-    if nix_is_root() {
-        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]);
-    } else {
-        c = Command::new(bin);
-        return c;
+    if !is_root() {
+        return Command::new(bin);
     }
-    c.arg(bin);
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+        .arg(bin);
     c
 }
 
-fn nix_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -48,7 +48,7 @@ fn nix_is_root() -> bool {
 }
 
 fn chown_postgres(p: &Path) {
-    if nix_is_root() {
+    if is_root() {
         let ok = Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(p)
@@ -66,14 +66,6 @@ struct Server {
     pgdata: PathBuf,
     port: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {
