@@ -133,7 +133,10 @@ pub(crate) async fn copies_validate_and_restore(r: &Run) -> Verdict {
                 // A point in time after the set: the restore says which SCN that was.
                 // Checkpoint times are the leader's clock as the worker bounds it from
                 // above (up to one long-poll round trip ahead), so "now" is taken no
-                // earlier than the newest checkpoint's time.
+                // earlier than the newest checkpoint's time, plus a minute: a
+                // checkpoint the catalog has not heard of yet (its report lost in a
+                // partition) may carry a stamp past both. The restore still reports
+                // which SCN the time meant, and is checked exactly there.
                 if i == 0 {
                     let newest_checkpoint = pieces
                         .iter()
@@ -141,7 +144,7 @@ pub(crate) async fn copies_validate_and_restore(r: &Run) -> Verdict {
                         .map(|p| p.checkpoint_time_ms)
                         .max()
                         .unwrap_or(0);
-                    targets.push(Target::Time(now_ms().max(newest_checkpoint + 1)));
+                    targets.push(Target::Time(now_ms().max(newest_checkpoint + 1) + 60_000));
                 }
                 for target in targets {
                     points.push((t.tenant_name.clone(), primary.clone(), "bk", set.backup_set_id, target));
