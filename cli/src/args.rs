@@ -99,8 +99,10 @@ pub struct RestoreArgs {
     /// Empty or new directory to restore into.
     #[arg(long)]
     pub to: PathBuf,
-    /// Restore the log up to this SCN (default: everything archived).
-    #[arg(long, conflicts_with = "until_time")]
+    /// Restore the log up to this SCN (default: everything archived). For a
+    /// PostgreSQL tenant an LSN, in PostgreSQL's `X/Y` form or in decimal; the
+    /// restored cluster replays every record that starts before it.
+    #[arg(long, conflicts_with = "until_time", value_parser = parse_scn)]
     pub until_scn: Option<u64>,
     /// Restore up to the last checkpoint at or before this time (RFC 3339, e.g.
     /// 2026-11-23T18:00:00Z, or ms since the epoch).
@@ -109,9 +111,20 @@ pub struct RestoreArgs {
     /// Use this backup set (default: the newest that reaches the target).
     #[arg(long)]
     pub backup_set: Option<u64>,
+    /// PostgreSQL tenants: give the restored data directory to this user, the one
+    /// who will run `postgres -D DIR` (default: whoever runs the restore).
+    #[arg(long)]
+    pub owner: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// An SCN: decimal, or an LSN in PostgreSQL's `X/Y` form.
+pub fn parse_scn(s: &str) -> Result<u64, String> {
+    backstop_pg::Lsn::parse(s)
+        .map(|l| l.0)
+        .map_err(|e| format!("{e} (an SCN is decimal; a PostgreSQL LSN may be written X/Y)"))
 }
 
 /// `backstop validate`.

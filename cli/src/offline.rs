@@ -26,6 +26,7 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
         until_scn: a.until_scn,
         until_time_ms,
         backup_set: a.backup_set,
+        owner: a.owner,
     };
     let cancel = CancellationToken::new();
     let info = restore::restore(&args, &cancel).await.context("restore")?;

@@ -4,6 +4,8 @@
 //! `scripts/setup.sh`). Every wait is bounded and every child is stopped by its guard,
 //! so a failing test leaves nothing running.
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -20,10 +20,10 @@ use tracing::{debug, info};
 use crate::ctx::TaskCtx;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{
-    self, BLOCK_SIZE, BlockEntry, FORMAT_VERSION, FileManifest, Loc, OBJECT_TARGET, ObjectEntry,
-    PartManifest, SetIndex, SetManifest, TenantInfo,
+    self, BlockEntry, FORMAT_VERSION, FileManifest, Loc, OBJECT_TARGET, ObjectEntry, PartManifest,
+    SetIndex, SetManifest, TenantInfo,
 };
-use crate::source::DirSource;
+use crate::source::{DataFiles, DirSource};
 use crate::storage::TenantStore;
 
 /// How long a hook may run.
@@ -52,8 +52,27 @@ pub async fn write_tenant_info(
         .await
 }
 
-/// Prepare: `start_replay_scn`, then the hook, then the file list.
+/// Prepare: `start_replay_scn`, then the hook, then the file list. For a PostgreSQL
+/// tenant: `pg_backup_start` (its LSN is `start_replay_scn`; hooks do not apply),
+/// then the data directory's listing.
 pub async fn prepare(ctx: &TaskCtx, source: &str, begin_hook: Option<&str>) -> Result<TaskOutcome> {
+    if backstop_common::source::is_postgresql(source) {
+        let label = format!("backstop task {} attempt {}", ctx.task_id, ctx.attempt);
+        let started = crate::pg::start_backup(source, &label).await?;
+        if let Err(e) = ctx.check() {
+            crate::pg::forget_backup(source).await;
+            return Err(e);
+        }
+        info!(
+            files = started.files.len(),
+            start_lsn = %backstop_pg::Lsn(started.start_lsn),
+            "PostgreSQL hot backup started"
+        );
+        return Ok(TaskOutcome::Prepared {
+            start_replay_scn: Scn(started.start_lsn),
+            files: started.files,
+        });
+    }
     let src = DirSource::open(source)?;
     let start_replay_scn = src.log_end()?;
     if let Some(hook) = begin_hook {
@@ -164,7 +183,8 @@ impl ObjectWriter<'_> {
 pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
     let store = TenantStore::open(&a.dest)?;
     write_tenant_info(&store, &a.dest, &ctx.abort).await?;
-    let src = DirSource::open(&a.source)?;
+    let src = DataFiles::open(&a.source)?;
+    let block_size = manifest::block_size_for(&a.source);
     let set_dir = layout::set_dir(a.backup_set_id, a.backup_type);
     let base: HashMap<String, FileManifest> = match (a.backup_type, a.base_set_id) {
         (BackupType::Incremental, Some(base_id)) => read_set_manifest(&store, base_id, &ctx.abort)
@@ -193,8 +213,9 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
     let mut input_bytes = 0u64;
     let mut compressor = manifest::BlockCompressor::new(a.compression_level)?;
     for entry in &a.files {
-        let mut file = match src.open_datafile(&entry.path) {
-            Ok(f) => f,
+        let mut file = match src.open_file(&entry.path) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
             Err(e) => {
                 return Err(WorkerError::Invalid(format!(
                     "datafile {} vanished or became unreadable during backup: {e}",
@@ -232,7 +253,7 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
             if chunk.is_empty() {
                 break;
             }
-            for raw in chunk.chunks(BLOCK_SIZE) {
+            for raw in chunk.chunks(block_size) {
                 let index = blocks.len();
                 let sum = manifest::checksum(raw);
                 if let Some(b) = base_blocks.get(index)
@@ -366,8 +387,13 @@ async fn already_complete(
 
 /// Finalize: hook, `min_restore_scn`, merge, clean, manifest, marker, index.
 pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
-    let src = DirSource::open(&a.source)?;
-    if let Some(hook) = &a.end_hook {
+    let is_pg = backstop_common::source::is_postgresql(&a.source);
+    let src = if is_pg {
+        None
+    } else {
+        Some(DirSource::open(&a.source)?)
+    };
+    if let (Some(src), Some(hook)) = (&src, &a.end_hook) {
         src.run_hook("end_backup", hook, HOOK_TIMEOUT).await?;
     }
     let store = TenantStore::open(&a.dest)?;
@@ -378,7 +404,13 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         return Ok(done);
     }
     ctx.check()?;
-    let min_restore_scn = src.log_end()?;
+    let (min_restore_scn, pg) = match &src {
+        Some(src) => (src.log_end()?, None),
+        None => {
+            let (stop, info) = crate::pg::finish_backup(&a.source).await?;
+            (Scn(stop), Some(info))
+        }
+    };
     let mut files = BTreeMap::new();
     let mut objects = Vec::new();
     let (mut input_bytes, mut output_bytes) = (0, 0);
@@ -419,11 +451,12 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         base_set_id: a.base_set_id,
         start_replay_scn: a.start_replay_scn.0,
         min_restore_scn: min_restore_scn.0,
-        block_size: BLOCK_SIZE as u64,
+        block_size: manifest::block_size_for(&a.source) as u64,
         files: files.into_values().collect(),
         objects,
         input_bytes,
         output_bytes,
+        pg,
     };
     let data = manifest::to_json(&m)?;
     let manifest_checksum = manifest::checksum(&data);
@@ -451,6 +484,9 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         manifest::to_json(&index)?,
     )
     .await?;
+    if is_pg {
+        crate::pg::forget_backup(&a.source).await;
+    }
     info!(
         backup_set_id = a.backup_set_id,
         min_restore_scn = min_restore_scn.0,

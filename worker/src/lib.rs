@@ -14,6 +14,8 @@ pub mod copy;
 pub mod ctx;
 pub mod error;
 pub mod manifest;
+pub mod pg;
+pub mod pg_restore;
 pub mod piece_journal;
 pub mod restore;
 pub mod restore_plan;

@@ -19,6 +19,18 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 /// Datafiles are cut into blocks of this size (bytes) for checksums and incrementals.
 pub const BLOCK_SIZE: usize = 32 * 1024;
+/// The block size of a PostgreSQL tenant's sets: PostgreSQL's page (`BLCKSZ`, 8 KiB
+/// in every standard build), so an incremental stores the pages that changed.
+pub const PG_BLOCK_SIZE: usize = 8 * 1024;
+
+/// The block size of a set of `source`'s tenant.
+pub fn block_size_for(source: &str) -> usize {
+    if backstop_common::source::is_postgresql(source) {
+        PG_BLOCK_SIZE
+    } else {
+        BLOCK_SIZE
+    }
+}
 /// Data objects are closed when they reach this size (bytes).
 pub const OBJECT_TARGET: usize = 16 * 1024 * 1024;
 
@@ -193,7 +205,8 @@ pub struct SetManifest {
     pub start_replay_scn: u64,
     /// Log end after the copy: the earliest restorable SCN.
     pub min_restore_scn: u64,
-    /// [`BLOCK_SIZE`] when written.
+    /// The block size when written: [`BLOCK_SIZE`], or [`PG_BLOCK_SIZE`] for a
+    /// PostgreSQL tenant.
     pub block_size: u64,
     /// Every datafile.
     pub files: Vec<FileManifest>,
@@ -203,6 +216,30 @@ pub struct SetManifest {
     pub input_bytes: u64,
     /// Bytes this set stored.
     pub output_bytes: u64,
+    /// For a PostgreSQL tenant: what `pg_backup_stop` returned and what a restore
+    /// needs to make the files a data directory. Absent for `dir://` tenants (and
+    /// not written, so their manifests are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg: Option<PgSetInfo>,
+}
+
+/// The PostgreSQL side of a set (a base backup, PostgreSQL's low-level API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgSetInfo {
+    /// The `backup_label` contents from `pg_backup_stop`; written into the restored
+    /// data directory.
+    pub backup_label: String,
+    /// The `tablespace_map` contents (empty without tablespaces).
+    pub tablespace_map: String,
+    /// Directories of the data directory, relative, `/`-separated: recreated on
+    /// restore (also the ones whose contents are left out, such as `pg_wal`).
+    pub dirs: Vec<String>,
+    /// The timeline the backup was taken on (`recovery_target_timeline`).
+    pub timeline: u32,
+    /// `wal_segment_size`, bytes.
+    pub wal_segment_size: u64,
+    /// `pg_control_system().system_identifier`.
+    pub system_identifier: u64,
 }
 
 /// Index entry of a complete set, under `info/`.

@@ -48,6 +48,9 @@ pub struct RestoreArgs {
     pub until_time_ms: Option<u64>,
     /// Use this set.
     pub backup_set: Option<u64>,
+    /// PostgreSQL tenants: give the restored data directory to this user (the one
+    /// who runs `postgres -D DIR`); default: whoever runs the restore.
+    pub owner: Option<String>,
 }
 
 /// What a restore did; also written to `backstop_restore.json`.
@@ -69,7 +72,7 @@ pub struct RestoreInfo {
     pub files: u64,
     /// Datafile bytes written.
     pub data_bytes: u64,
-    /// Log bytes written.
+    /// Log bytes written (for PostgreSQL: WAL staged in `pg_wal/`, whole segments).
     pub log_bytes: u64,
     /// What was asked and what that meant: "the latest restorable point", "SCN n",
     /// "time t (ms) → SCN n".
@@ -261,25 +264,12 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
     for c in &candidates {
         prepare_dir(&args.to)?;
         match restore_candidate(&store, &dest, &pieces, c, &args.to, cancel).await {
-            Ok(mut info) => {
-                info.target = match target {
-                    Target::Latest => format!("the latest restorable point (SCN {})", c.until_scn),
-                    Target::Scn(t) => format!("SCN {t}"),
-                    Target::Time(t) => format!("time {t} ms -> SCN {}", c.until_scn),
-                };
-                info.fallbacks = fallbacks;
-                let json = serde_json::to_vec_pretty(&info)
-                    .map_err(|e| WorkerError::Invalid(e.to_string()))?;
-                std::fs::write(args.to.join(RESTORE_INFO), json)
-                    .map_err(|e| WorkerError::Invalid(e.to_string()))?;
-                // Durable before it looks complete: a crash after the marker is gone
-                // must not leave files the page cache never wrote.
-                sync_tree(&args.to)?;
-                std::fs::remove_file(args.to.join(IN_PROGRESS))
-                    .map_err(|e| WorkerError::Invalid(e.to_string()))?;
-                sync_dir(&args.to)?;
-                return Ok(info);
+            Ok(info) if args.owner.is_some() => {
+                // Ownership last, so nothing written after it stays root's.
+                give_to(&args.to, args.owner.as_deref().unwrap_or_default())?;
+                return finish(args, info, target, c, fallbacks);
             }
+            Ok(info) => return finish(args, info, target, c, fallbacks),
             Err(e @ (WorkerError::Corrupt(_) | WorkerError::Storage(_))) => {
                 warn!(backup_set_id = c.set.backup_set_id, error = %e, "backup set could not be restored; falling back to the next one");
                 fallbacks.push(format!("backup set {}: {e}", c.set.backup_set_id));
@@ -292,6 +282,54 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
         dest.tenant_name,
         fallbacks.join("; ")
     )))
+}
+
+/// Records what was restored (`backstop_restore.json`), makes it durable, then
+/// removes the in-progress marker.
+fn finish(
+    args: &RestoreArgs,
+    mut info: RestoreInfo,
+    target: Target,
+    c: &Candidate,
+    fallbacks: Vec<String>,
+) -> Result<RestoreInfo> {
+    info.target = match target {
+        Target::Latest => format!("the latest restorable point (SCN {})", c.until_scn),
+        Target::Scn(t) => format!("SCN {t}"),
+        Target::Time(t) => format!("time {t} ms -> SCN {}", c.until_scn),
+    };
+    info.fallbacks = fallbacks;
+    let json = serde_json::to_vec_pretty(&info).map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    std::fs::write(args.to.join(RESTORE_INFO), json)
+        .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    // Durable before it looks complete: a crash after the marker is gone must not
+    // leave files the page cache never wrote.
+    sync_tree(&args.to)?;
+    std::fs::remove_file(args.to.join(IN_PROGRESS))
+        .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+    sync_dir(&args.to)?;
+    Ok(info)
+}
+
+/// Gives the restored tree to `user` (uid and gid from the user database).
+///
+/// Errors: `Invalid` for an unknown user or a chown that fails (restoring for
+/// another user needs root).
+fn give_to(root: &Path, user: &str) -> Result<()> {
+    let u = nix::unistd::User::from_name(user)
+        .map_err(|e| WorkerError::Invalid(format!("look up user {user}: {e}")))?
+        .ok_or_else(|| WorkerError::Invalid(format!("--owner: no user named '{user}'")))?;
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(|e| WorkerError::Invalid(format!("{}: {e}", root.display())))?;
+        std::os::unix::fs::lchown(entry.path(), Some(u.uid.as_raw()), Some(u.gid.as_raw()))
+            .map_err(|e| {
+                WorkerError::Invalid(format!(
+                    "chown {} to {user}: {e} (restoring for another user needs root)",
+                    entry.path().display()
+                ))
+            })?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -342,6 +380,17 @@ async fn restore_candidate(
         store,
         cached: VecDeque::new(),
     };
+    // A PostgreSQL set restores as a data directory: its files at the top.
+    let files_root = match &m.pg {
+        Some(_) => {
+            for empty in ["data", "log"] {
+                std::fs::remove_dir(to.join(empty))
+                    .map_err(|e| WorkerError::Invalid(format!("{}: {e}", to.display())))?;
+            }
+            to.to_path_buf()
+        }
+        None => to.join("data"),
+    };
     let mut data_bytes = 0u64;
     for f in &m.files {
         if f.path.split('/').any(|p| p == ".." || p.is_empty()) || f.path.starts_with('/') {
@@ -350,7 +399,7 @@ async fn restore_candidate(
                 f.path
             )));
         }
-        let path = to.join("data").join(&f.path);
+        let path = files_root.join(&f.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| WorkerError::Invalid(format!("{}: {e}", parent.display())))?;
@@ -383,7 +432,35 @@ async fn restore_candidate(
         out.flush()
             .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
     }
-    let log_bytes = write_log(store, pieces, m.start_replay_scn, c.until_scn, to, cancel).await?;
+    let log_bytes = match &m.pg {
+        Some(pg) => {
+            crate::pg_restore::prepare_data_directory(store, pieces, &m, pg, c, to, cancel).await?
+        }
+        None => {
+            let path = to
+                .join("log")
+                .join(format!("{:020}.log", m.start_replay_scn));
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&path)
+                    .map_err(|e| WorkerError::Invalid(format!("{}: {e}", path.display())))?,
+            );
+            let n = write_log(
+                store,
+                pieces,
+                m.start_replay_scn,
+                c.until_scn,
+                cancel,
+                |_, b| {
+                    out.write_all(b)
+                        .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))
+                },
+            )
+            .await?;
+            out.flush()
+                .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
+            n
+        }
+    };
     Ok(RestoreInfo {
         tenant_id: dest.tenant_id.0,
         tenant_name: dest.tenant_name.clone(),
@@ -399,14 +476,18 @@ async fn restore_candidate(
     })
 }
 
-/// Writes log `[from, to)` from the pieces into `DIR/log/<from>.log`.
-async fn write_log(
+/// Hands log `[from, to)` from the pieces to `sink` in order, as `(scn, bytes)`,
+/// verifying every checksum; returns the bytes written.
+///
+/// Errors: `Corrupt` naming the SCN of a gap or the object of a bad checksum;
+/// `Storage`; whatever `sink` returns.
+pub(crate) async fn write_log(
     store: &TenantStore,
     pieces: &[PieceManifest],
     from: u64,
     to: u64,
-    dir: &Path,
     cancel: &CancellationToken,
+    mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<u64> {
     let mut objects: HashMap<&str, &LogObject> = HashMap::new();
     for p in pieces {
@@ -416,11 +497,6 @@ async fn write_log(
     }
     let mut sorted: Vec<&LogObject> = objects.into_values().collect();
     sorted.sort_by_key(|o| (o.start, o.end));
-    let path = dir.join("log").join(format!("{from:020}.log"));
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&path)
-            .map_err(|e| WorkerError::Invalid(format!("{}: {e}", path.display())))?,
-    );
     let mut pos = from;
     while pos < to {
         let next = sorted
@@ -452,11 +528,8 @@ async fn write_log(
         )?;
         let end = next.end.min(to);
         let slice = &raw[(pos - next.start) as usize..(end - next.start) as usize];
-        out.write_all(slice)
-            .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
+        sink(pos, slice)?;
         pos = end;
     }
-    out.flush()
-        .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
     Ok(to - from)
 }

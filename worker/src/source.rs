@@ -46,7 +46,7 @@ impl DirSource {
     pub fn open(uri: &str) -> Result<DirSource> {
         if backstop_common::source::is_postgresql(uri) {
             return Err(WorkerError::Invalid(format!(
-                "tenant source {}: PostgreSQL tenants are checked and recorded, but their WAL archive and base backups are not built yet",
+                "tenant source {}: a PostgreSQL tenant has no dir:// layout (its hooks do not apply)",
                 backstop_common::source::redact_source(uri)
             )));
         }
@@ -307,6 +307,38 @@ impl DirSource {
             )));
         }
         Ok(())
+    }
+}
+
+/// The files a data backup copies: a `dir://` tenant's `data/`, or a PostgreSQL
+/// tenant's data directory.
+#[derive(Debug, Clone)]
+pub enum DataFiles {
+    /// `dir://`.
+    Dir(DirSource),
+    /// PostgreSQL: the data directory (`pgdata=`).
+    Pg(PathBuf),
+}
+
+impl DataFiles {
+    /// Opens either kind of source.
+    ///
+    /// Errors: as [`DirSource::open`]; `Invalid` for a malformed PostgreSQL URI.
+    pub fn open(uri: &str) -> Result<DataFiles> {
+        if backstop_common::source::is_postgresql(uri) {
+            return Ok(DataFiles::Pg(PathBuf::from(crate::pg::parse(uri)?.pgdata)));
+        }
+        Ok(DataFiles::Dir(DirSource::open(uri)?))
+    }
+
+    /// Opens a listed file; `None` when a PostgreSQL file vanished since it was
+    /// listed (replay of the WAL recreates what mattered). A `dir://` datafile that
+    /// vanished is an error.
+    pub fn open_file(&self, rel: &str) -> Result<Option<std::fs::File>> {
+        match self {
+            DataFiles::Dir(src) => src.open_datafile(rel).map(Some),
+            DataFiles::Pg(root) => crate::pg::open_file(root, rel),
+        }
     }
 }
 

@@ -80,8 +80,9 @@ pub enum CtlCmd {
         /// Destination (default: the tenant's backup_dest).
         #[arg(long, default_value = "")]
         dest: String,
-        /// Target SCN (default: everything archived).
-        #[arg(long)]
+        /// Target SCN (default: everything archived): decimal, or a PostgreSQL LSN
+        /// as `X/Y`.
+        #[arg(long, value_parser = crate::args::parse_scn)]
         until_scn: Option<u64>,
         /// Set to use.
         #[arg(long)]
@@ -277,6 +278,13 @@ pub enum TenantCmd {
     },
     /// List tenants.
     List,
+    /// One tenant: its source, status and archive; for a PostgreSQL tenant also the
+    /// system identifier, timeline, the archive's slot and the server's and the
+    /// archive's WAL positions.
+    Show {
+        /// Tenant name.
+        name: String,
+    },
     /// Set the hot-backup hooks (shell commands run around the datafile copy).
     Hooks {
         /// Tenant name.

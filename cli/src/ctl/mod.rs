@@ -90,6 +90,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 tenants_text(&r.tenants),
             )
         }
+        CtlCmd::Tenant(TenantCmd::Show { name }) => views::tenant_show(&c, j, name).await,
         CtlCmd::Param(ParamCmd::Set {
             name,
             value,

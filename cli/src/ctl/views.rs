@@ -355,3 +355,127 @@ pub(super) async fn workers(c: &Client, j: bool) -> anyhow::Result<()> {
     })).collect();
     print(j, Value::Array(v), text)
 }
+
+/// `ctl tenant show NAME`: the tenant, its newest archive round and, for a
+/// PostgreSQL tenant, what the server says (connecting from this host with the
+/// source's user, the password from `PGPASSFILE`: the catalog never hands it out):
+/// the system identifier, timeline, the archive's slot, and the server's and the
+/// archive's WAL positions (LSNs as `X/Y`).
+pub(super) async fn tenant_show(c: &Client, j: bool, name: String) -> anyhow::Result<()> {
+    let r = c
+        .call(|mut m| async move { m.list_tenants(ListTenantsRequest {}).await })
+        .await?;
+    let Some(t) = r
+        .tenants
+        .iter()
+        .find(|t| t.tenant_name.eq_ignore_ascii_case(&name))
+        .cloned()
+    else {
+        anyhow::bail!("no tenant named {name}");
+    };
+    let req = ListRequest {
+        tenant_name: t.tenant_name.clone(),
+        job_id: 0,
+        all: true,
+    };
+    let rounds = rpc!(c, list_archive, req);
+    let round = rounds.rounds.iter().max_by_key(|x| x.round_id).cloned();
+    let mut v = json!({
+        "tenant_id": t.tenant_id, "tenant_name": t.tenant_name, "source": t.source,
+        "status": t.status, "incarnation": t.incarnation,
+        "round": round.as_ref().map(|x| json!({
+            "round_id": x.round_id, "status": x.status, "checkpoint_scn": x.checkpoint_scn,
+            "lag_ms": x.lag_ms, "comment": x.comment,
+        })),
+    });
+    let mut lines = vec![
+        format!("tenant:          {} (id {})", t.tenant_name, t.tenant_id),
+        format!("source:          {}", t.source),
+        format!("status:          {}", t.status),
+        format!("incarnation:     {}", t.incarnation),
+    ];
+    match &round {
+        Some(x) => lines.push(format!(
+            "archive:         round {} {}, checkpoint SCN {}, lag {} ms{}",
+            x.round_id,
+            x.status,
+            x.checkpoint_scn,
+            x.lag_ms,
+            if x.comment.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", x.comment)
+            }
+        )),
+        None => lines.push("archive:         never started".into()),
+    }
+    if backstop_common::source::is_postgresql(&t.source) {
+        let pg = pg_show(
+            &t.source,
+            t.tenant_id,
+            round.as_ref().map(|x| x.checkpoint_scn),
+        )
+        .await;
+        for (k, val) in &pg {
+            lines.push(format!("{:<17}{}", format!("{k}:"), val));
+        }
+        v["postgresql"] = Value::Object(
+            pg.into_iter()
+                .map(|(k, val)| (k.replace(' ', "_"), Value::String(val)))
+                .collect(),
+        );
+    }
+    print(j, v, lines.join("\n"))
+}
+
+/// What a PostgreSQL server says about a tenant, as (label, value) pairs; a server
+/// that cannot be reached gives one pair saying why.
+async fn pg_show(source: &str, tenant_id: u64, checkpoint: Option<u64>) -> Vec<(String, String)> {
+    use backstop_pg::{Lsn, session};
+    let src = match backstop_common::source::PgSource::parse(source) {
+        // The catalog shows the password as ***: never send that.
+        Ok(mut s) => {
+            s.password = None;
+            s
+        }
+        Err((_, m)) => return vec![("server".into(), format!("bad source: {m}"))],
+    };
+    let client = match backstop_pg::connect(&src).await {
+        Ok(c) => c,
+        Err(e) => return vec![("server".into(), e.to_string())],
+    };
+    let mut out = Vec::new();
+    match backstop_pg::server_info(&client, &src.to_uri(true)).await {
+        Ok(info) => {
+            out.push((
+                "system identifier".into(),
+                info.system_identifier.to_string(),
+            ));
+            out.push(("timeline".into(), info.timeline.to_string()));
+            out.push(("server WAL".into(), format!("{} (flush)", info.flush_lsn)));
+            if let Some(ck) = checkpoint {
+                out.push((
+                    "archive WAL".into(),
+                    format!(
+                        "{} ({} bytes behind the server)",
+                        Lsn(ck),
+                        info.flush_lsn.0.saturating_sub(ck)
+                    ),
+                ));
+            }
+        }
+        Err(e) => out.push(("server".into(), e.to_string())),
+    }
+    let slot = session::slot_name(tenant_id);
+    let state = match session::slot_state(&client, &slot).await {
+        Ok(Some(s)) => format!(
+            "{slot}: wal_status {}, restart_lsn {}",
+            s.wal_status,
+            s.restart_lsn.map_or("-".to_string(), |l| l.to_string())
+        ),
+        Ok(None) => format!("{slot}: none (the archive is not running)"),
+        Err(e) => format!("{slot}: {e}"),
+    };
+    out.push(("slot".into(), state));
+    out
+}

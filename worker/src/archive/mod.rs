@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::ctx::TaskCtx;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{self, FORMAT_VERSION, LogObject, PieceManifest};
+use crate::pg::PgLog;
 use crate::piece_journal::JournalWriter;
 use crate::source::{DirSource, TAIL_CHECK};
 use crate::storage::TenantStore;
@@ -105,11 +106,97 @@ impl Piece {
     }
 }
 
+/// Where an archive reads its log.
+enum LogSource {
+    /// `dir://`: segment files; an SCN is a byte offset in the log.
+    Dir(DirSource),
+    /// PostgreSQL: `pg_wal/` up to the flush LSN, held by the archive's slot; an SCN
+    /// is an LSN.
+    Pg(std::sync::Arc<PgLog>),
+}
+
+impl LogSource {
+    async fn open(uri: &str, tenant_id: u64, fresh: bool) -> Result<LogSource> {
+        if backstop_common::source::is_postgresql(uri) {
+            return Ok(LogSource::Pg(std::sync::Arc::new(
+                PgLog::open(uri, tenant_id, fresh).await?,
+            )));
+        }
+        Ok(LogSource::Dir(DirSource::open(uri)?))
+    }
+
+    /// The end of what may be read now.
+    async fn log_end(&self) -> Result<Scn> {
+        match self {
+            LogSource::Dir(src) => {
+                let src = src.clone();
+                tokio::task::spawn_blocking(move || src.log_end())
+                    .await
+                    .map_err(|e| WorkerError::Source(format!("read log end: {e}")))?
+            }
+            LogSource::Pg(pg) => Ok(Scn(pg.flush().await?)),
+        }
+    }
+
+    /// Where a fresh round starts: the log end, or for PostgreSQL the start of its
+    /// segment (a restore needs the segment whole).
+    async fn fresh_start(&self) -> Result<Scn> {
+        match self {
+            LogSource::Dir(_) => self.log_end().await,
+            LogSource::Pg(pg) => Ok(Scn(pg.fresh_start().await?)),
+        }
+    }
+
+    /// The source's own bytes `[from, from + n)`, for the tail check; PostgreSQL's
+    /// WAL is never rewritten in place below the flush LSN, so there is none.
+    async fn read_tail(&self, from: u64, n: usize) -> Result<Vec<u8>> {
+        match self {
+            LogSource::Dir(src) => {
+                let src = src.clone();
+                tokio::task::spawn_blocking(move || src.read_log(Scn(from), n))
+                    .await
+                    .map_err(|e| WorkerError::Source(format!("read log: {e}")))?
+            }
+            LogSource::Pg(_) => Ok(Vec::new()),
+        }
+    }
+
+    async fn read_after(&self, from: u64, tail: &[u8], max: usize) -> Result<Vec<u8>> {
+        match self {
+            LogSource::Dir(src) => {
+                let src = src.clone();
+                let tail = tail.to_vec();
+                tokio::task::spawn_blocking(move || src.read_log_after(Scn(from), &tail, max))
+                    .await
+                    .map_err(|e| WorkerError::Source(format!("read log: {e}")))?
+            }
+            LogSource::Pg(pg) => pg.read(from, max).await,
+        }
+    }
+
+    /// Everything below `scn` is committed: PostgreSQL may recycle that WAL.
+    async fn durable(&self, scn: u64) {
+        if let LogSource::Pg(pg) = self
+            && let Err(e) = pg.durable(scn).await
+        {
+            warn!(error = %e, "could not advance the replication slot");
+        }
+    }
+
+    /// The round stopped (`NOARCHIVELOG`): PostgreSQL's slot goes.
+    async fn stopped(&self) -> Result<()> {
+        match self {
+            LogSource::Dir(_) => Ok(()),
+            LogSource::Pg(pg) => pg.drop_slot().await,
+        }
+    }
+}
+
 struct Archiver<'a> {
     ctx: &'a TaskCtx,
     args: ArchiveArgs,
     store: TenantStore,
-    src: DirSource,
+    src: LogSource,
     piece: Piece,
     /// Writes the active piece's manifest: a base, then one journal entry per checkpoint.
     journal: JournalWriter,
@@ -137,7 +224,11 @@ struct Archiver<'a> {
 pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome> {
     let store = TenantStore::open(&args.dest)?;
     crate::backup::write_tenant_info(&store, &args.dest, &ctx.abort).await?;
-    let src = DirSource::open(&args.source)?;
+    let src = match LogSource::open(&args.source, args.dest.tenant_id.0, args.fresh).await {
+        Ok(s) => s,
+        Err(WorkerError::LogLost(reason)) => return Ok(TaskOutcome::Interrupted { reason }),
+        Err(e) => return Err(e),
+    };
     let piece = Piece::new(args.piece.clone(), args.round_id);
     let journal = JournalWriter::new(ctx, &piece.dir);
     let ckpt = args.checkpoint_scn.0;
@@ -163,7 +254,7 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
         a.finish_freezing(spec, max.0).await?;
     }
     if a.args.fresh {
-        let end = a.log_end().await?.0;
+        let end = a.src.fresh_start().await?.0;
         a.ckpt = end;
         a.read_end = end;
         a.buffer_start = end;
@@ -201,10 +292,7 @@ fn remember_tail(tail: &mut Vec<u8>, data: &[u8]) {
 
 impl Archiver<'_> {
     async fn log_end(&self) -> Result<Scn> {
-        let src = self.src.clone();
-        tokio::task::spawn_blocking(move || src.log_end())
-            .await
-            .map_err(|e| WorkerError::Source(format!("read log end: {e}")))?
+        self.src.log_end().await
     }
 
     /// The bytes the first read compares with the source: the end of the last log
@@ -227,12 +315,8 @@ impl Archiver<'_> {
             }
         }
         let n = self.read_end.min(TAIL_CHECK as u64);
-        let src = self.src.clone();
         let from = self.read_end - n;
-        let got = tokio::task::spawn_blocking(move || src.read_log(Scn(from), n as usize))
-            .await
-            .map_err(|e| WorkerError::Source(format!("read log: {e}")))?;
-        match got {
+        match self.src.read_tail(from, n as usize).await {
             Ok(bytes) if bytes.len() as u64 == n => remember_tail(&mut self.tail, &bytes),
             // Rotated away or already shorter: the first read reports a cut-back.
             Ok(_) | Err(WorkerError::LogLost(_)) => {}
@@ -244,11 +328,7 @@ impl Archiver<'_> {
     /// Reads from `from`, first checking that the source still holds the last bytes
     /// read (see [`DirSource::read_log_after`]).
     async fn read(&self, from: u64, max: usize) -> Result<Vec<u8>> {
-        let src = self.src.clone();
-        let tail = self.tail.clone();
-        tokio::task::spawn_blocking(move || src.read_log_after(Scn(from), &tail, max))
-            .await
-            .map_err(|e| WorkerError::Source(format!("read log: {e}")))?
+        self.src.read_after(from, &self.tail, max).await
     }
 
     async fn run(&mut self) -> Result<TaskOutcome> {
@@ -322,6 +402,7 @@ impl Archiver<'_> {
             }
             if draining_done && self.read_end == self.ckpt {
                 self.freeze_current().await?;
+                self.src.stopped().await?;
                 return Ok(TaskOutcome::ArchiveStopped {
                     checkpoint_scn: Scn(self.ckpt),
                 });

@@ -109,6 +109,7 @@ impl Archiver<'_> {
         backstop_common::failpoint!("archive::before_commit", WorkerError::Meta);
         self.ctx.report_archive(&progress).await?;
         self.ckpt = checkpoint;
+        self.src.durable(checkpoint).await;
         self.input_since_report = 0;
         self.output_since_report = 0;
         self.oldest_unarchived = None;

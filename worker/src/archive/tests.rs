@@ -74,7 +74,9 @@ async fn recovery_rejects_an_adopted_object_cut_short() {
     let a = Archiver {
         ctx: &ctx,
         store: store.clone(),
-        src: DirSource::open(&format!("dir://{}/t1", dir.path().display())).unwrap(),
+        src: super::LogSource::Dir(
+            DirSource::open(&format!("dir://{}/t1", dir.path().display())).unwrap(),
+        ),
         piece: Piece::new(spec.clone(), 1),
         journal: JournalWriter::new(&ctx, "clog/round_1/piece_1"),
         ckpt: 0,

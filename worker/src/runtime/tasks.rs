@@ -21,6 +21,19 @@ pub(super) async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<EndedByCe
         a.spec,
         TaskSpec::Archive { .. } | TaskSpec::ArchiveCopy { .. }
     );
+    // A PostgreSQL backup's hot-backup session lives from prepare to finalize in
+    // this process; a cancelled backup ends it here, so the server has no backup
+    // left in progress.
+    let pg_backup = match &a.spec {
+        TaskSpec::BackupPrepare { source, .. }
+        | TaskSpec::BackupCopy { source, .. }
+        | TaskSpec::BackupFinalize { source, .. }
+            if backstop_common::source::is_postgresql(source) =>
+        {
+            Some(source.clone())
+        }
+        _ => None,
+    };
     info!("task started");
     let outcome = match run_spec(&ctx, a.spec).await {
         Ok(o) => o,
@@ -50,6 +63,9 @@ pub(super) async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<EndedByCe
             }
         }
     };
+    if let (Some(source), TaskOutcome::Canceled) = (&pg_backup, &outcome) {
+        crate::pg::forget_backup(source).await;
+    }
     if let Err(e) = report(&ctx, &outcome).await {
         warn!(error = %e, "could not report the task outcome; the lease will expire and the task will be retried");
     } else {
@@ -173,6 +189,7 @@ pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcom
                 until_scn,
                 until_time_ms: None,
                 backup_set,
+                owner: None,
             };
             let info = crate::restore::restore(&args, &ctx.abort).await?;
             Ok(TaskOutcome::Restored {

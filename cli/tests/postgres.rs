@@ -1,0 +1,470 @@
+//! PostgreSQL tenants end to end, with a real server started here and `pgbench` as
+//! the workload: the WAL archive, a full and two incremental hot backups taken while
+//! pgbench runs, and restores to marker LSNs and to times, each started with a plain
+//! `postgres -D DIR` and checked against what was recorded at the target.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use backstop_pg::Lsn;
+use backstop_testkit::pg::{PgServer, chown_postgres};
+use harness::{Cluster, restore, wait_for};
+use serde_json::Value;
+
+/// What the cluster held at one quiet moment (no pgbench running): the marker row
+/// just committed and the WAL insert position right after it.
+#[derive(Debug, Clone)]
+struct Mark {
+    id: i64,
+    lsn: u64,
+    sum: i64,
+    history: i64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn mark(pg: &PgServer, id: i64) -> Mark {
+    // Committed on its own (one psql -c string is one transaction), then read.
+    pg.query(&format!("INSERT INTO markers VALUES ({id})"))
+        .unwrap();
+    let out = pg
+        .query(
+            "SELECT pg_current_wal_insert_lsn(), \
+                    (SELECT sum(abalance) FROM pgbench_accounts), \
+                    (SELECT count(*) FROM pgbench_history)",
+        )
+        .unwrap();
+    let f: Vec<&str> = out.lines().last().unwrap().split('|').collect();
+    Mark {
+        id,
+        lsn: Lsn::parse(f[0]).unwrap().0,
+        sum: f[1].parse().unwrap(),
+        history: f[2].parse().unwrap(),
+    }
+}
+
+/// A burst of pgbench (2 clients, `secs` seconds, at most 150 transactions a second
+/// so an incremental has pages left unchanged to reference).
+fn bench(pg: &PgServer, secs: u32) {
+    let out = pg
+        .pgbench(&["-n", "-c", "2", "-R", "150", "-T", &secs.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn start_backup(c: &Cluster, incremental: bool) -> u64 {
+    let mut args = vec!["backup", "--tenant", "pg1"];
+    if incremental {
+        args.push("--incremental");
+    }
+    c.ctl(&args)["job_ids"][0].as_u64().unwrap()
+}
+
+fn num(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+/// Starts PostgreSQL on a restored directory and reads what a DBA would check.
+fn restored_state(dir: &Path, sock: &Path) -> (Vec<i64>, i64, i64) {
+    std::fs::create_dir_all(sock).unwrap();
+    chown_postgres(sock).unwrap();
+    let mut s = PgServer::on(dir, sock);
+    s.start(120)
+        .unwrap_or_else(|e| panic!("restored cluster {}: {e}", dir.display()));
+    wait_for("promotion", 60, || {
+        (s.query("SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
+    });
+    let ids: Vec<i64> = s
+        .query("SELECT id FROM markers ORDER BY id")
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let sum = s
+        .query("SELECT sum(abalance) FROM pgbench_accounts")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let history = s
+        .query("SELECT count(*) FROM pgbench_history")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // It accepts writes: the restore promoted it.
+    s.query("CREATE TABLE after_restore (x int)").unwrap();
+    s.stop();
+    (ids, sum, history)
+}
+
+#[test]
+fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    // The restored data directories live here and postgres must reach them.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut pg = PgServer::init("wal_level = replica\nmax_wal_size = 256MB").unwrap();
+    pg.start(60).unwrap();
+    let out = pg.pgbench(&["-i", "-q", "-s", "10"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
+        .unwrap();
+
+    let c = Cluster::start(dir.path(), 1, 3000);
+    let dest = format!("file://{}/dest", dir.path().display());
+    c.ctl(&["tenant", "create", "pg1", "--source", &pg.uri("postgres")]);
+    c.ctl(&["param", "set", "backup_dest", &dest]);
+    c.ctl(&[
+        "param",
+        "set",
+        "backup_dest_option",
+        "log_archive_checkpoint_interval=1s&log_archive_piece_switch_interval=10s",
+    ]);
+    c.start_archive("pg1");
+    assert_eq!(
+        pg.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'backstop_%'")
+            .unwrap(),
+        "1",
+        "ARCHIVELOG creates the archive's slot"
+    );
+
+    let mut marks: Vec<Mark> = Vec::new();
+    let mut times: Vec<u64> = Vec::new();
+    let mut sets: Vec<Value> = Vec::new();
+    for (i, incremental) in [false, true, true].into_iter().enumerate() {
+        let job = start_backup(&c, incremental);
+        // pgbench runs while the backup copies; markers are taken between bursts.
+        for k in 0..2 {
+            bench(&pg, 2);
+            marks.push(mark(&pg, (i * 10 + k) as i64));
+        }
+        sets.push(c.wait_set_of_job("pg1", job));
+        bench(&pg, 1);
+        marks.push(mark(&pg, (i * 10 + 5) as i64));
+        std::thread::sleep(Duration::from_millis(1500));
+        times.push(now_ms());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        pg.query(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = 'backstop' AND query LIKE 'SELECT pg_backup_start%'"
+        )
+        .unwrap(),
+        "0",
+        "no hot backup is left open on the server"
+    );
+    let last = marks.last().unwrap().lsn;
+    c.wait_archived("pg1", last);
+    assert_eq!(sets[1]["backup_type"], "I");
+    assert_eq!(sets[2]["base_set_id"], sets[1]["backup_set_id"]);
+    assert!(
+        num(&sets[1], "output_bytes") < num(&sets[0], "output_bytes") / 2,
+        "an incremental stores changed blocks only: full {} vs incremental {}",
+        sets[0]["output_bytes"],
+        sets[1]["output_bytes"]
+    );
+
+    // Five LSN targets: after each set's end, and between.
+    let first_ok = marks
+        .iter()
+        .position(|m| m.lsn >= num(&sets[0], "min_restore_scn"))
+        .unwrap();
+    let picks = [
+        first_ok,
+        first_ok + 1,
+        marks.len() / 2,
+        marks.len() - 2,
+        marks.len() - 1,
+    ];
+    for (n, &p) in picks.iter().enumerate() {
+        let m = &marks[p];
+        let to = dir.path().join(format!("restore{n}"));
+        let target = Lsn(m.lsn).to_string();
+        let info = restore(
+            &dest,
+            "pg1",
+            &to,
+            &["--until-scn", &target, "--owner", "postgres"],
+        )
+        .unwrap_or_else(|e| panic!("restore to {target}: {e}"));
+        assert_eq!(num(&info, "until_scn"), m.lsn);
+        let (ids, sum, history) = restored_state(&to, &dir.path().join(format!("sock{n}")));
+        let want: Vec<i64> = marks[..=p].iter().map(|m| m.id).collect();
+        assert_eq!(ids, want, "markers restored to {target}");
+        assert_eq!((sum, history), (m.sum, m.history), "state at {target}");
+    }
+    // Two time targets: the restore reports the LSN it recovered to; exactly the
+    // markers before it are there.
+    for (n, t) in times.iter().take(2).enumerate() {
+        let to = dir.path().join(format!("time{n}"));
+        let info = restore(
+            &dest,
+            "pg1",
+            &to,
+            &["--until-time", &t.to_string(), "--owner", "postgres"],
+        )
+        .unwrap();
+        let until = num(&info, "until_scn");
+        let (ids, _, _) = restored_state(&to, &dir.path().join(format!("tsock{n}")));
+        let want: Vec<i64> = marks
+            .iter()
+            .filter(|m| m.lsn <= until)
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(
+            ids,
+            want,
+            "markers restored to time {t} (LSN {})",
+            Lsn(until)
+        );
+    }
+    // A target the archive does not cover fails before anything is written.
+    let far = Lsn(last + (1 << 30)).to_string();
+    let err = restore(
+        &dest,
+        "pg1",
+        &dir.path().join("far"),
+        &["--until-scn", &far],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("no complete backup set") || err.contains("restores to"),
+        "{err}"
+    );
+    assert!(!dir.path().join("far/base").exists());
+
+    // Backup-of-backup: the sets and the WAL copied to backup_backup_dest restore
+    // alone, with backup_dest deleted.
+    let bk2 = dir.path().join("bk2");
+    c.ctl(&[
+        "param",
+        "set",
+        "backup_backup_dest",
+        &format!("file://{}", bk2.display()),
+    ]);
+    c.ctl(&["copy", "set"]);
+    let newest = num(&sets[2], "backup_set_id");
+    wait_for("the set copies", 120, || {
+        let rows = c.try_ctl(&["sets"])?;
+        let copied = rows
+            .as_array()?
+            .iter()
+            .filter(|s| s["copy_id"] == 1 && s["file_status"] == "AVAILABLE")
+            .count();
+        let newest_done = rows.as_array()?.iter().any(|s| {
+            s["backup_set_id"] == newest && s["copy_id"] == 1 && s["file_status"] == "AVAILABLE"
+        });
+        (newest_done && copied == 3).then_some(())
+    });
+    c.ctl(&["copy", "start"]);
+    wait_for("the WAL copy to reach the last marker", 120, || {
+        let copies = c.try_ctl(&["copies"])?;
+        let row = copies["copies"].as_array()?.first()?.clone();
+        (row["checkpoint_scn"].as_u64()? >= last).then_some(())
+    });
+    c.ctl(&["copy", "stop"]);
+    std::fs::remove_dir_all(dir.path().join("dest")).unwrap();
+    let m = marks.last().unwrap();
+    let to = dir.path().join("from_copy");
+    let info = restore(
+        &format!("file://{}", bk2.display()),
+        "pg1",
+        &to,
+        &[
+            "--until-scn",
+            &Lsn(m.lsn).to_string(),
+            "--owner",
+            "postgres",
+        ],
+    )
+    .unwrap();
+    assert_eq!(num(&info, "until_scn"), m.lsn);
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("sock_copy"));
+    assert_eq!(ids, marks.iter().map(|m| m.id).collect::<Vec<_>>());
+    assert_eq!((sum, history), (m.sum, m.history));
+
+    // NOARCHIVELOG drops the slot.
+    c.ctl(&["noarchivelog", "--tenant", "pg1"]);
+    wait_for("slot dropped", 60, || {
+        (pg.query("SELECT count(*) FROM pg_replication_slots").ok()? == "0").then_some(())
+    });
+}
+
+fn job_status(c: &Cluster, job: u64) -> Option<String> {
+    let jobs = c.try_ctl(&["jobs", "--all"])?;
+    let j = jobs
+        .as_array()?
+        .iter()
+        .find(|j| j["job_id"] == job)?
+        .clone();
+    Some(j["status"].as_str()?.to_string())
+}
+
+fn open_backups(pg: &PgServer) -> String {
+    pg.query(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name = 'backstop' AND query LIKE 'SELECT pg_backup_start%'",
+    )
+    .unwrap()
+}
+
+/// A worker killed while it streams, a backup cancelled while it copies, and a slot
+/// the server invalidated while no worker ran: each ends the way a DBA expects, and
+/// what completes restores exactly.
+#[test]
+fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut pg = PgServer::init("wal_level = replica\nmax_slot_wal_keep_size = 64MB").unwrap();
+    pg.start(60).unwrap();
+    let out = pg.pgbench(&["-i", "-q", "-s", "2"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
+        .unwrap();
+    // Every backup object upload waits 1.5 s, so a backup is still copying when the
+    // cancel comes.
+    let mut c = Cluster::start_env(
+        dir.path(),
+        1,
+        3000,
+        &[("FAILPOINTS", "backup::before_upload=sleep(1500)")],
+    );
+    let dest = format!("file://{}/dest", dir.path().display());
+    c.ctl(&["tenant", "create", "pg1", "--source", &pg.uri("postgres")]);
+    c.ctl(&["param", "set", "backup_dest", &dest]);
+    c.ctl(&[
+        "param",
+        "set",
+        "backup_dest_option",
+        "log_archive_checkpoint_interval=1s",
+    ]);
+    c.start_archive("pg1");
+
+    // 1. SIGKILL the worker while it streams; a new one resumes on the same slot.
+    bench(&pg, 1);
+    c.kill_worker(0);
+    bench(&pg, 2);
+    let m1 = mark(&pg, 1);
+    c.add_worker();
+    c.wait_archived("pg1", m1.lsn);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM pg_replication_slots")
+            .unwrap(),
+        "1",
+        "the slot is reused"
+    );
+
+    // 2. Cancel a backup while it copies: the job is CANCELED and the server has no
+    //    backup left in progress.
+    let job = start_backup(&c, false);
+    wait_for("the backup to copy", 30, || {
+        let tasks = c.try_ctl(&["tasks"])?;
+        tasks
+            .as_array()?
+            .iter()
+            .any(|t| t["task_type"] == "BACKUP_COPY" && t["status"] == "DOING")
+            .then_some(())
+    });
+    let asked = std::time::Instant::now();
+    c.ctl(&["cancel", "backup", "--tenant", "pg1"]);
+    wait_for("the cancelled backup to end", 30, || {
+        (job_status(&c, job)? == "CANCELED").then_some(())
+    });
+    let took = asked.elapsed();
+    wait_for("no backup in progress on the server", 10, || {
+        (open_backups(&pg) == "0").then_some(())
+    });
+    assert!(took < Duration::from_secs(10), "cancel took {took:?}");
+
+    // 3. A full backup completes and restores exactly.
+    let job = start_backup(&c, false);
+    let set = c.wait_set_of_job("pg1", job);
+    bench(&pg, 1);
+    let m2 = mark(&pg, 2);
+    c.wait_archived("pg1", m2.lsn);
+    assert!(num(&set, "min_restore_scn") <= m2.lsn);
+    let to = dir.path().join("r1");
+    restore(
+        &dest,
+        "pg1",
+        &to,
+        &[
+            "--until-scn",
+            &Lsn(m2.lsn).to_string(),
+            "--owner",
+            "postgres",
+        ],
+    )
+    .unwrap();
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s1"));
+    assert_eq!(ids, vec![1, 2]);
+    assert_eq!((sum, history), (m2.sum, m2.history));
+
+    // 4. No worker runs while the server writes more WAL than max_slot_wal_keep_size
+    //    and checkpoints: the slot is invalidated and the round goes INTERRUPTED
+    //    with the reason; a new round starts on a new slot.
+    c.kill_worker(1);
+    for i in 0..6 {
+        pg.query(&format!("INSERT INTO markers VALUES ({})", 100 + i))
+            .unwrap();
+        pg.query("SELECT pg_switch_wal()").unwrap();
+        bench(&pg, 1);
+        pg.query("SELECT pg_switch_wal()").unwrap();
+    }
+    pg.query("CHECKPOINT").unwrap();
+    wait_for("the slot to be invalidated", 60, || {
+        pg.query("CHECKPOINT").ok()?;
+        (pg.query("SELECT wal_status FROM pg_replication_slots")
+            .ok()?
+            == "lost")
+            .then_some(())
+    });
+    c.add_worker();
+    let round = wait_for("INTERRUPTED", 60, || {
+        let r = c.round("pg1");
+        (r["status"] == "INTERRUPTED").then_some(r)
+    });
+    let comment = round["comment"].as_str().unwrap();
+    assert!(comment.contains("invalidated"), "{round}");
+    c.ctl(&["noarchivelog", "--tenant", "pg1"]);
+    c.start_archive("pg1");
+    assert_eq!(
+        pg.query("SELECT wal_status FROM pg_replication_slots")
+            .unwrap(),
+        "reserved",
+        "the new round has a new slot"
+    );
+    let job = start_backup(&c, false);
+    c.wait_set_of_job("pg1", job);
+    let m3 = mark(&pg, 3);
+    c.wait_archived("pg1", m3.lsn);
+    let to = dir.path().join("r2");
+    restore(&dest, "pg1", &to, &["--owner", "postgres"]).unwrap();
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s2"));
+    let mut want = vec![1, 2, 3];
+    want.extend(100..106);
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!((sum, history), (m3.sum, m3.history));
+}

@@ -1,0 +1,389 @@
+//! PostgreSQL tenants on the worker (`postgresql://…?pgdata=/abs/path`,
+//! `docs/OPERATIONS.md`). The worker is placed next to the cluster and reads its data
+//! directory itself:
+//! - [`PgLog`]: the archive's view of the WAL. An SCN is an LSN. The archive reads
+//!   `pg_wal/` up to the server's flush LSN, and keeps what it still needs with the
+//!   physical replication slot `backstop_<tenant_id>`, advanced only to what is
+//!   durable at the destination.
+//! - [`start_backup`] / [`stop_backup`]: the non-exclusive hot backup. The
+//!   connection that ran `pg_backup_start` is held in this process from a backup's
+//!   prepare task to its finalize task (both run here: the tenant's placement), keyed
+//!   by the source URI.
+//! - [`list_data_directory`] and [`open_file`]: what a base backup copies (PostgreSQL's
+//!   documented exclusion list, `backstop_pg::layout`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use backstop_common::source::PgSource;
+use backstop_common::task::FileEntry;
+use backstop_pg::session::{self, BackupSession, BackupStop};
+use backstop_pg::{Lsn, PgError, layout as pglayout, wal};
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use crate::error::{Result, WorkerError};
+use crate::manifest::PgSetInfo;
+
+/// Parses a PostgreSQL source URI.
+///
+/// Errors: [`WorkerError::Invalid`] with the parser's message.
+pub fn parse(uri: &str) -> Result<PgSource> {
+    PgSource::parse(uri).map_err(|(_, m)| WorkerError::Invalid(m))
+}
+
+/// Maps a PostgreSQL failure: WAL gone before it was archived is
+/// [`WorkerError::LogLost`] (the round goes `INTERRUPTED`), a server that cannot be
+/// reached is retryable [`WorkerError::Source`], the rest is `Source` too.
+pub fn worker_error(e: PgError) -> WorkerError {
+    match e {
+        PgError::WalLost(m) => WorkerError::LogLost(m),
+        other => WorkerError::Source(other.to_string()),
+    }
+}
+
+/// The archive's reader of one cluster's WAL.
+pub struct PgLog {
+    client: Client,
+    pg_wal: PathBuf,
+    /// The timeline the round follows (the server's when the attempt started).
+    pub timeline: u32,
+    /// `wal_segment_size`, bytes.
+    pub seg_size: u64,
+    /// `backstop_<tenant_id>`.
+    pub slot: String,
+}
+
+impl PgLog {
+    /// Connects, reads the server's timeline and segment size, and makes sure the
+    /// slot exists (created reserving WAL from now). A `fresh` round replaces a slot
+    /// an earlier round left invalidated.
+    ///
+    /// Errors: `Source` (cannot connect, not the recorded data directory);
+    /// `LogLost` when a resumed round's slot was invalidated.
+    pub async fn open(uri: &str, tenant_id: u64, fresh: bool) -> Result<PgLog> {
+        let src = parse(uri)?;
+        let client = backstop_pg::connect(&src).await.map_err(worker_error)?;
+        let target = src.to_uri(true);
+        let info = backstop_pg::server_info(&client, &target)
+            .await
+            .map_err(worker_error)?;
+        let slot = session::slot_name(tenant_id);
+        match session::ensure_slot(&client, &slot).await {
+            Err(PgError::WalLost(reason)) if fresh => {
+                warn!(%slot, %reason, "replacing the invalidated slot for the new round");
+                session::drop_slot(&client, &slot)
+                    .await
+                    .map_err(worker_error)?;
+                session::ensure_slot(&client, &slot)
+                    .await
+                    .map_err(worker_error)?;
+            }
+            other => {
+                other.map_err(worker_error)?;
+            }
+        }
+        Ok(PgLog {
+            client,
+            pg_wal: Path::new(&src.pgdata).join("pg_wal"),
+            timeline: info.timeline,
+            seg_size: info.wal_segment_size,
+            slot,
+        })
+    }
+
+    /// The server's flush LSN: the end of the WAL that may be read.
+    ///
+    /// Errors: `LogLost` when the server moved to another timeline (it was promoted
+    /// or restored under the archive: the round's history ends here).
+    pub async fn flush(&self) -> Result<u64> {
+        let (lsn, tli) = session::flush_position(&self.client)
+            .await
+            .map_err(worker_error)?;
+        if tli != self.timeline {
+            return Err(WorkerError::LogLost(format!(
+                "the server switched from timeline {} to timeline {tli} (WAL now at {lsn}): this round's history ends",
+                self.timeline
+            )));
+        }
+        Ok(lsn.0)
+    }
+
+    /// Where a fresh round starts: the start of the segment holding the flush LSN,
+    /// so the first archived segment is whole (recovery reads a segment's first page).
+    pub async fn fresh_start(&self) -> Result<u64> {
+        Ok(wal::segment_start(self.flush().await?, self.seg_size))
+    }
+
+    /// Reads up to `max` bytes of WAL from `from`, never past the flush LSN.
+    ///
+    /// Errors: `LogLost` naming the segment when it is gone, or the slot was
+    /// invalidated; `Source` for other failures.
+    pub async fn read(&self, from: u64, max: usize) -> Result<Vec<u8>> {
+        let until = self.flush().await?;
+        if until <= from {
+            return Ok(Vec::new());
+        }
+        let (dir, tli, seg) = (self.pg_wal.clone(), self.timeline, self.seg_size);
+        let got = tokio::task::spawn_blocking(move || wal::read(&dir, tli, seg, from, until, max))
+            .await
+            .map_err(|e| WorkerError::Source(format!("read WAL: {e}")))?;
+        match got {
+            Ok(bytes) => Ok(bytes),
+            Err(e @ PgError::WalLost(_)) => {
+                // Say why when the server says it: an invalidated slot.
+                if let Ok(Some(s)) = session::slot_state(&self.client, &self.slot).await
+                    && s.wal_status == "lost"
+                {
+                    return Err(WorkerError::LogLost(format!(
+                        "replication slot {} was invalidated (max_slot_wal_keep_size): WAL from {} on was removed before it was archived ({e})",
+                        self.slot,
+                        Lsn(from)
+                    )));
+                }
+                Err(worker_error(e))
+            }
+            Err(e) => Err(worker_error(e)),
+        }
+    }
+
+    /// Everything below `upto` is durable at the destination: the server may
+    /// recycle it. Never moves the slot back.
+    pub async fn durable(&self, upto: u64) -> Result<()> {
+        let keep = wal::segment_start(upto, self.seg_size);
+        session::advance_slot(&self.client, &self.slot, Lsn(keep))
+            .await
+            .map_err(worker_error)
+    }
+
+    /// Drops the slot (`NOARCHIVELOG`: the round stopped).
+    pub async fn drop_slot(&self) -> Result<()> {
+        session::drop_slot(&self.client, &self.slot)
+            .await
+            .map_err(worker_error)?;
+        info!(slot = %self.slot, "replication slot dropped");
+        Ok(())
+    }
+}
+
+/// A hot backup between prepare and finalize.
+enum Held {
+    Running(BackupSession),
+    /// `pg_backup_stop` ran; kept so a retried finalize gets the same answer.
+    Stopped(BackupStop),
+}
+
+/// One source's hot backup, locked while prepare or finalize works on it.
+type HeldSlot = Arc<tokio::sync::Mutex<Option<Held>>>;
+
+fn sessions() -> &'static Mutex<HashMap<String, HeldSlot>> {
+    static S: OnceLock<Mutex<HashMap<String, HeldSlot>>> = OnceLock::new();
+    S.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn slot_of(uri: &str) -> HeldSlot {
+    let mut map = match sessions().lock() {
+        Ok(m) => m,
+        Err(p) => p.into_inner(),
+    };
+    map.entry(uri.to_string()).or_default().clone()
+}
+
+/// What a base backup's prepare found.
+pub struct Started {
+    /// `pg_backup_start`'s LSN: the backup checkpoint's redo point.
+    pub start_lsn: u64,
+    /// The files to copy (sizes at listing time).
+    pub files: Vec<FileEntry>,
+}
+
+/// Starts a hot backup (`pg_backup_start(label, fast => true)` on a connection held
+/// in this process) and lists the data directory. A backup this process still held
+/// for the source (an earlier prepare attempt) is ended first by closing its
+/// connection: the server then aborts it.
+///
+/// Errors: `Source` (cannot connect, no privilege for `pg_backup_start`, an
+/// unreadable data directory).
+pub async fn start_backup(uri: &str, label: &str) -> Result<Started> {
+    let src = parse(uri)?;
+    let held = slot_of(uri);
+    let mut guard = held.lock().await;
+    guard.take();
+    let client = backstop_pg::connect(&src).await.map_err(worker_error)?;
+    let session = BackupSession::start(client, label)
+        .await
+        .map_err(worker_error)?;
+    let start_lsn = session.start_lsn.0;
+    *guard = Some(Held::Running(session));
+    drop(guard);
+    let root = PathBuf::from(&src.pgdata);
+    let files = tokio::task::spawn_blocking(move || list_data_directory(&root))
+        .await
+        .map_err(|e| WorkerError::Source(e.to_string()))??;
+    Ok(Started { start_lsn, files })
+}
+
+/// Ends the hot backup prepare started in this process (`pg_backup_stop`); a
+/// retried finalize gets the answer of the first.
+///
+/// Errors: `Invalid` when this process holds no backup for the source (the worker
+/// restarted between prepare and finalize: the server aborted that backup, so the
+/// backup must run again); `Source` when `pg_backup_stop` fails.
+pub async fn stop_backup(uri: &str) -> Result<BackupStop> {
+    let held = slot_of(uri);
+    let mut guard = held.lock().await;
+    match guard.take() {
+        Some(Held::Running(s)) => {
+            if !s.is_alive() {
+                return Err(WorkerError::Invalid(
+                    "the connection holding the hot backup ended (the server aborted the backup); run the backup again".into(),
+                ));
+            }
+            let stop = s.stop().await.map_err(worker_error)?;
+            *guard = Some(Held::Stopped(stop.clone()));
+            Ok(stop)
+        }
+        Some(Held::Stopped(stop)) => {
+            *guard = Some(Held::Stopped(stop.clone()));
+            Ok(stop)
+        }
+        None => Err(WorkerError::Invalid(
+            "no hot backup is held for this tenant on this worker (it restarted after the backup's prepare, so the server aborted that backup); run the backup again".into(),
+        )),
+    }
+}
+
+/// Ends the hot backup ([`stop_backup`]) and reads what a restore of the set needs:
+/// the stop LSN (the set's `min_restore_scn`) and [`PgSetInfo`].
+///
+/// Errors: as [`stop_backup`]; `Source` when the server or the data directory
+/// cannot be read.
+pub async fn finish_backup(uri: &str) -> Result<(u64, PgSetInfo)> {
+    let stop = stop_backup(uri).await?;
+    let src = parse(uri)?;
+    let client = backstop_pg::connect(&src).await.map_err(worker_error)?;
+    let info = backstop_pg::server_info(&client, &src.to_uri(true))
+        .await
+        .map_err(worker_error)?;
+    let root = PathBuf::from(&src.pgdata);
+    let (_, dirs) = tokio::task::spawn_blocking(move || walk_data_directory(&root))
+        .await
+        .map_err(|e| WorkerError::Source(e.to_string()))??;
+    let timeline = backup_label_timeline(&stop.backup_label).unwrap_or(info.timeline);
+    Ok((
+        stop.stop_lsn.0,
+        PgSetInfo {
+            backup_label: stop.backup_label,
+            tablespace_map: stop.tablespace_map,
+            dirs,
+            timeline,
+            wal_segment_size: info.wal_segment_size,
+            system_identifier: info.system_identifier,
+        },
+    ))
+}
+
+/// The `START TIMELINE:` line of a `backup_label`.
+fn backup_label_timeline(label: &str) -> Option<u32> {
+    label
+        .lines()
+        .find_map(|l| l.strip_prefix("START TIMELINE:"))
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// Ends whatever hot backup this process holds for the source (a cancelled or
+/// finished backup): closing the connection makes the server abort a running one.
+pub async fn forget_backup(uri: &str) {
+    let held = slot_of(uri);
+    let mut guard = held.lock().await;
+    if matches!(guard.take(), Some(Held::Running(_))) {
+        warn!("hot backup ended without pg_backup_stop (cancelled); the server aborts it");
+    }
+}
+
+/// Every file a base backup copies from the data directory `root`, sorted, with
+/// relative `/` paths, and every directory it recreates. Symlinks (tablespaces in
+/// `pg_tblspc/`) are refused: tablespaces are not supported yet.
+///
+/// Errors: `Source` naming the path.
+pub fn walk_data_directory(root: &Path) -> Result<(Vec<FileEntry>, Vec<String>)> {
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+    {
+        let entry = match entry {
+            Ok(e) => e,
+            // Removed while listed (temporary files, dropped relations): WAL replay
+            // recreates what matters.
+            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
+                continue;
+            }
+            Err(e) => return Err(WorkerError::Source(format!("walk {}: {e}", root.display()))),
+        };
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .map_err(|e| WorkerError::Source(e.to_string()))?
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let kind = entry.file_type();
+        if kind.is_symlink() {
+            return Err(WorkerError::Source(format!(
+                "{} is a symlink: tablespaces and linked directories are not supported yet",
+                entry.path().display()
+            )));
+        }
+        if kind.is_dir() {
+            if pglayout::keeps_dir(&rel) {
+                dirs.push(rel);
+            }
+            continue;
+        }
+        if !kind.is_file() || !pglayout::copies_file(&rel) {
+            continue;
+        }
+        let size = match entry.metadata() {
+            Ok(m) => m.len(),
+            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
+                continue;
+            }
+            Err(e) => {
+                return Err(WorkerError::Source(format!(
+                    "{}: {e}",
+                    entry.path().display()
+                )));
+            }
+        };
+        files.push(FileEntry { path: rel, size });
+    }
+    Ok((files, dirs))
+}
+
+/// The files of [`walk_data_directory`].
+pub fn list_data_directory(root: &Path) -> Result<Vec<FileEntry>> {
+    Ok(walk_data_directory(root)?.0)
+}
+
+/// Opens a data-directory file for the copy; `None` when it vanished since it was
+/// listed (a dropped relation, a removed temporary file: the WAL replays that).
+///
+/// Errors: `Source` for a path leaving the data directory or another I/O error.
+pub fn open_file(pgdata: &Path, rel: &str) -> Result<Option<std::fs::File>> {
+    if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|p| p == ".." || p.is_empty()) {
+        return Err(WorkerError::Source(format!(
+            "file path '{rel}' leaves the data directory"
+        )));
+    }
+    let path = pgdata.join(rel);
+    match std::fs::File::open(&path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WorkerError::Source(format!("open {}: {e}", path.display()))),
+    }
+}

@@ -1,0 +1,161 @@
+//! Restoring a PostgreSQL set: the set's files become a data directory that a plain
+//! `postgres -D DIR` recovers to exactly the target, then promotes.
+//!
+//! What the directory gets besides the set's files (PostgreSQL's "Recovering Using a
+//! Continuous Archive Backup"):
+//! - the directories the backup recorded (also `pg_wal/`, whose contents were left
+//!   out), and the set's `backup_label` (and `tablespace_map` when there is one);
+//! - the WAL from the start of the segment holding the backup's redo point, staged
+//!   in `pg_wal/` as whole segment files (the last one zero-filled after the archived
+//!   end, which recovery reads as the end of the WAL);
+//! - `recovery.signal`, and `backstop_pg::layout::recovery_settings` appended to
+//!   `postgresql.auto.conf`: `recovery_target_lsn` (exclusive) unless the target is
+//!   the archived end itself, an explicit `recovery_target_timeline`, promotion, and
+//!   `archive_mode = off`;
+//! - mode 0700 on the directory (the server refuses a group- or world-readable one).
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use backstop_pg::{Lsn, layout as pglayout, wal};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Result, WorkerError};
+use crate::manifest::{PgSetInfo, PieceManifest, SetManifest};
+use crate::restore::write_log;
+use crate::restore_plan::{self, Candidate};
+use crate::storage::TenantStore;
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> WorkerError + '_ {
+    move |e| WorkerError::Invalid(format!("{}: {e}", path.display()))
+}
+
+fn safe(rel: &str) -> Result<()> {
+    if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|p| p == ".." || p.is_empty()) {
+        return Err(WorkerError::Corrupt(format!(
+            "manifest names an unsafe path '{rel}'"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes WAL into whole segment files of one timeline.
+struct WalWriter {
+    dir: PathBuf,
+    tli: u32,
+    seg: u64,
+    cur: Option<(u64, std::io::BufWriter<std::fs::File>, PathBuf)>,
+}
+
+impl WalWriter {
+    fn write(&mut self, mut pos: u64, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let segno = wal::segno(pos, self.seg);
+            if self.cur.as_ref().map(|c| c.0) != Some(segno) {
+                self.close()?;
+                let path = self.dir.join(wal::file_name(self.tli, segno, self.seg));
+                let mut f = std::fs::File::create(&path).map_err(io(&path))?;
+                let at = pos - segno * self.seg;
+                if at > 0 {
+                    // Only the first segment can start inside; it never does (rounds
+                    // start at a segment start), but keep offsets right regardless.
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at)).map_err(io(&path))?;
+                }
+                self.cur = Some((segno, std::io::BufWriter::new(f), path));
+            }
+            let Some((_, w, path)) = self.cur.as_mut() else {
+                return Err(WorkerError::Invalid("WAL writer has no segment".into()));
+            };
+            let room = (segno + 1) * self.seg - pos;
+            let n = room.min(bytes.len() as u64) as usize;
+            w.write_all(&bytes[..n]).map_err(io(path))?;
+            pos += n as u64;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Finishes the current segment at its full size (zeros after what was written).
+    fn close(&mut self) -> Result<()> {
+        if let Some((_, w, path)) = self.cur.take() {
+            let f = w.into_inner().map_err(|e| io(&path)(e.into_error()))?;
+            f.set_len(self.seg).map_err(io(&path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes `to` (the set's files already written there) a data directory that
+/// recovers to `c.until_scn`; returns the WAL bytes staged.
+///
+/// Errors: `Corrupt` (an unsafe path in the manifest, a gap in the archived WAL, a
+/// bad checksum), `Storage`, `Invalid` for local I/O.
+pub(crate) async fn prepare_data_directory(
+    store: &TenantStore,
+    pieces: &[PieceManifest],
+    m: &SetManifest,
+    pg: &PgSetInfo,
+    c: &Candidate,
+    to: &Path,
+    cancel: &CancellationToken,
+) -> Result<u64> {
+    for d in &pg.dirs {
+        safe(d)?;
+        let p = to.join(d);
+        std::fs::create_dir_all(&p).map_err(io(&p))?;
+    }
+    let label = to.join("backup_label");
+    std::fs::write(&label, &pg.backup_label).map_err(io(&label))?;
+    if !pg.tablespace_map.is_empty() {
+        let map = to.join("tablespace_map");
+        std::fs::write(&map, &pg.tablespace_map).map_err(io(&map))?;
+    }
+    let seg = pg.wal_segment_size.max(1);
+    let from = wal::segment_start(m.start_replay_scn, seg);
+    let runs = restore_plan::archived_runs(pieces);
+    let archived_end = restore_plan::reach(&runs, from).ok_or_else(|| {
+        WorkerError::Corrupt(format!(
+            "the archive does not hold WAL from {} (the start of the segment of the backup's redo point {})",
+            Lsn(from),
+            Lsn(m.start_replay_scn)
+        ))
+    })?;
+    if archived_end < c.until_scn {
+        return Err(WorkerError::Corrupt(format!(
+            "the archived WAL from {} reaches {}, short of the target {}",
+            Lsn(from),
+            Lsn(archived_end),
+            Lsn(c.until_scn)
+        )));
+    }
+    // Past the target too, so the record the target falls in (or just before) is
+    // whole: up to the end of the segment after the target's.
+    let stage_end = archived_end.min(wal::segment_start(c.until_scn, seg) + 2 * seg);
+    let pg_wal = to.join("pg_wal");
+    std::fs::create_dir_all(&pg_wal).map_err(io(&pg_wal))?;
+    let mut w = WalWriter {
+        dir: pg_wal,
+        tli: pg.timeline,
+        seg,
+        cur: None,
+    };
+    let staged = write_log(store, pieces, from, stage_end, cancel, |pos, b| {
+        w.write(pos, b)
+    })
+    .await?;
+    w.close()?;
+    let target = (c.until_scn < archived_end).then_some(Lsn(c.until_scn));
+    let conf = to.join("postgresql.auto.conf");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&conf)
+        .map_err(io(&conf))?;
+    f.write_all(pglayout::recovery_settings(target, pg.timeline, false).as_bytes())
+        .map_err(io(&conf))?;
+    let signal = to.join("recovery.signal");
+    std::fs::write(&signal, b"").map_err(io(&signal))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).map_err(io(to))?;
+    Ok(staged)
+}
