@@ -47,6 +47,12 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
             args.to.display()
         );
         println!("target: {}", info.target);
+        if let Some(lsn) = &info.until_lsn {
+            println!(
+                "PostgreSQL: start the server on {} as its owner; it recovers to LSN {lsn} (every WAL record before it) and promotes",
+                args.to.display()
+            );
+        }
         for f in &info.fallbacks {
             println!("fell back from {f}");
         }

@@ -205,6 +205,7 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
         )
         .unwrap_or_else(|e| panic!("restore to {target}: {e}"));
         assert_eq!(num(&info, "until_scn"), m.lsn);
+        assert_eq!(info["until_lsn"], target.as_str());
         let (ids, sum, history) = restored_state(&to, &dir.path().join(format!("sock{n}")));
         let want: Vec<i64> = marks[..=p].iter().map(|m| m.id).collect();
         assert_eq!(ids, want, "markers restored to {target}");

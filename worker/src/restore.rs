@@ -81,6 +81,10 @@ pub struct RestoreInfo {
     /// Sets that could not be restored before this one, each with its error.
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    /// PostgreSQL tenants: `until_scn` as an LSN in PostgreSQL's `X/Y` form (the
+    /// cluster replays every WAL record that starts before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_lsn: Option<String>,
 }
 
 async fn list_dirs(store: &dyn object_store::ObjectStore, prefix: &str) -> Result<Vec<String>> {
@@ -473,6 +477,10 @@ async fn restore_candidate(
         log_bytes,
         target: String::new(),
         fallbacks: Vec::new(),
+        until_lsn: m
+            .pg
+            .as_ref()
+            .map(|_| backstop_pg::Lsn(c.until_scn).to_string()),
     })
 }
 

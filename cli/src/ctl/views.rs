@@ -389,14 +389,14 @@ pub(super) async fn tenant_show(c: &Client, j: bool, name: String) -> anyhow::Re
         })),
     });
     let mut lines = vec![
-        format!("tenant:          {} (id {})", t.tenant_name, t.tenant_id),
-        format!("source:          {}", t.source),
-        format!("status:          {}", t.status),
-        format!("incarnation:     {}", t.incarnation),
+        format!("tenant:            {} (id {})", t.tenant_name, t.tenant_id),
+        format!("source:            {}", t.source),
+        format!("status:            {}", t.status),
+        format!("incarnation:       {}", t.incarnation),
     ];
     match &round {
         Some(x) => lines.push(format!(
-            "archive:         round {} {}, checkpoint SCN {}, lag {} ms{}",
+            "archive:           round {} {}, checkpoint SCN {}, lag {} ms{}",
             x.round_id,
             x.status,
             x.checkpoint_scn,
@@ -407,7 +407,7 @@ pub(super) async fn tenant_show(c: &Client, j: bool, name: String) -> anyhow::Re
                 format!(" ({})", x.comment)
             }
         )),
-        None => lines.push("archive:         never started".into()),
+        None => lines.push("archive:           never started".into()),
     }
     if backstop_common::source::is_postgresql(&t.source) {
         let pg = pg_show(
@@ -417,7 +417,7 @@ pub(super) async fn tenant_show(c: &Client, j: bool, name: String) -> anyhow::Re
         )
         .await;
         for (k, val) in &pg {
-            lines.push(format!("{:<17}{}", format!("{k}:"), val));
+            lines.push(format!("{:<19}{}", format!("{k}:"), val));
         }
         v["postgresql"] = Value::Object(
             pg.into_iter()
