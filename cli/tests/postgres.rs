@@ -145,7 +145,7 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
     );
 
     let mut marks: Vec<Mark> = Vec::new();
-    let mut times: Vec<u64> = Vec::new();
+    let mut times: Vec<(u64, usize)> = Vec::new();
     let mut sets: Vec<Value> = Vec::new();
     for (i, incremental) in [false, true, true].into_iter().enumerate() {
         let job = start_backup(&c, incremental);
@@ -158,7 +158,9 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
         bench(&pg, 1);
         marks.push(mark(&pg, (i * 10 + 5) as i64));
         std::thread::sleep(Duration::from_millis(1500));
-        times.push(now_ms());
+        // Nothing commits around this time: the cluster at this time is the one at
+        // the marker just taken.
+        times.push((now_ms(), marks.len() - 1));
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(
@@ -211,9 +213,9 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
         assert_eq!(ids, want, "markers restored to {target}");
         assert_eq!((sum, history), (m.sum, m.history), "state at {target}");
     }
-    // Two time targets: the restore reports the LSN it recovered to; exactly the
-    // markers before it are there.
-    for (n, t) in times.iter().take(2).enumerate() {
+    // Two time targets: exactly the transactions committed by then (PostgreSQL's
+    // recovery_target_time, found in the archived WAL's commit records).
+    for (n, (t, at)) in times.iter().take(2).enumerate() {
         let to = dir.path().join(format!("time{n}"));
         let info = restore(
             &dest,
@@ -222,19 +224,15 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
             &["--until-time", &t.to_string(), "--owner", "postgres"],
         )
         .unwrap();
-        let until = num(&info, "until_scn");
-        let (ids, _, _) = restored_state(&to, &dir.path().join(format!("tsock{n}")));
-        let want: Vec<i64> = marks
-            .iter()
-            .filter(|m| m.lsn <= until)
-            .map(|m| m.id)
-            .collect();
+        let (ids, sum, history) = restored_state(&to, &dir.path().join(format!("tsock{n}")));
+        let want: Vec<i64> = marks[..=*at].iter().map(|m| m.id).collect();
+        assert_eq!(ids, want, "markers restored to time {t}: {info}");
         assert_eq!(
-            ids,
-            want,
-            "markers restored to time {t} (LSN {})",
-            Lsn(until)
+            (sum, history),
+            (marks[*at].sum, marks[*at].history),
+            "state at time {t}"
         );
+        assert!(num(&info, "until_scn") > marks[*at].lsn, "{info}");
     }
     // A target the archive does not cover fails before anything is written.
     let far = Lsn(last + (1 << 30)).to_string();

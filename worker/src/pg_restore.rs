@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{PgSetInfo, PieceManifest, SetManifest};
 use crate::restore::write_log;
-use crate::restore_plan::{self, Candidate};
+use crate::restore_plan;
 use crate::storage::TenantStore;
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> WorkerError + '_ {
@@ -86,8 +86,20 @@ impl WalWriter {
     }
 }
 
+/// Where a PostgreSQL restore stops.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Goal {
+    /// The planned target (`--until-scn`, or the archive checkpoint a time maps to).
+    pub until_scn: u64,
+    /// `--until-time`, ms since the Unix epoch.
+    pub time_ms: Option<u64>,
+}
+
 /// Makes `to` (the set's files already written there) a data directory that
-/// recovers to `c.until_scn`; returns the WAL bytes staged.
+/// recovers to `goal.until_scn`, or with `goal.time_ms` (a `--until-time` target) to just
+/// before the first transaction that ended after that time (PostgreSQL's
+/// `recovery_target_time`, found in the archived WAL: the commit records' own
+/// timestamps). Returns the WAL bytes staged and the LSN recovery stops at.
 ///
 /// Errors: `Corrupt` (an unsafe path in the manifest, a gap in the archived WAL, a
 /// bad checksum), `Storage`, `Invalid` for local I/O.
@@ -96,10 +108,10 @@ pub(crate) async fn prepare_data_directory(
     pieces: &[PieceManifest],
     m: &SetManifest,
     pg: &PgSetInfo,
-    c: &Candidate,
+    goal: Goal,
     to: &Path,
     cancel: &CancellationToken,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     for d in &pg.dirs {
         safe(d)?;
         let p = to.join(d);
@@ -121,17 +133,21 @@ pub(crate) async fn prepare_data_directory(
             Lsn(m.start_replay_scn)
         ))
     })?;
-    if archived_end < c.until_scn {
+    if archived_end < goal.until_scn {
         return Err(WorkerError::Corrupt(format!(
             "the archived WAL from {} reaches {}, short of the target {}",
             Lsn(from),
             Lsn(archived_end),
-            Lsn(c.until_scn)
+            Lsn(goal.until_scn)
         )));
     }
     // Past the target too, so the record the target falls in (or just before) is
     // whole: up to the end of the segment after the target's.
-    let stage_end = archived_end.min(wal::segment_start(c.until_scn, seg) + 2 * seg);
+    let stage_end = match goal.time_ms {
+        // The transaction that ends the time target may be anywhere after it.
+        Some(_) => archived_end,
+        None => archived_end.min(wal::segment_start(goal.until_scn, seg) + 2 * seg),
+    };
     let pg_wal = to.join("pg_wal");
     std::fs::create_dir_all(&pg_wal).map_err(io(&pg_wal))?;
     let mut w = WalWriter {
@@ -145,7 +161,23 @@ pub(crate) async fn prepare_data_directory(
     })
     .await?;
     w.close()?;
-    let target = (c.until_scn < archived_end).then_some(Lsn(c.until_scn));
+    let until = match goal.time_ms {
+        Some(t) => {
+            let dir = to.join("pg_wal");
+            let (tli, start, not_before) = (pg.timeline, m.start_replay_scn, m.min_restore_scn);
+            tokio::task::spawn_blocking(move || {
+                backstop_pg::walrec::first_xact_after(
+                    &dir, tli, seg, start, stage_end, not_before, t,
+                )
+            })
+            .await
+            .map_err(|e| WorkerError::Invalid(e.to_string()))?
+            .map_err(|e| WorkerError::Corrupt(format!("scan the staged WAL: {e}")))?
+            .unwrap_or(archived_end)
+        }
+        None => goal.until_scn,
+    };
+    let target = (until < archived_end).then_some(Lsn(until));
     let conf = to.join("postgresql.auto.conf");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -157,5 +189,5 @@ pub(crate) async fn prepare_data_directory(
     let signal = to.join("recovery.signal");
     std::fs::write(&signal, b"").map_err(io(&signal))?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).map_err(io(to))?;
-    Ok(staged)
+    Ok((staged, until))
 }

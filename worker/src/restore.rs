@@ -267,13 +267,13 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
     let mut fallbacks: Vec<String> = Vec::new();
     for c in &candidates {
         prepare_dir(&args.to)?;
-        match restore_candidate(&store, &dest, &pieces, c, &args.to, cancel).await {
+        match restore_candidate(&store, &dest, &pieces, c, args, cancel).await {
             Ok(info) if args.owner.is_some() => {
                 // Ownership last, so nothing written after it stays root's.
                 give_to(&args.to, args.owner.as_deref().unwrap_or_default())?;
-                return finish(args, info, target, c, fallbacks);
+                return finish(args, info, target, fallbacks);
             }
-            Ok(info) => return finish(args, info, target, c, fallbacks),
+            Ok(info) => return finish(args, info, target, fallbacks),
             Err(e @ (WorkerError::Corrupt(_) | WorkerError::Storage(_))) => {
                 warn!(backup_set_id = c.set.backup_set_id, error = %e, "backup set could not be restored; falling back to the next one");
                 fallbacks.push(format!("backup set {}: {e}", c.set.backup_set_id));
@@ -294,13 +294,12 @@ fn finish(
     args: &RestoreArgs,
     mut info: RestoreInfo,
     target: Target,
-    c: &Candidate,
     fallbacks: Vec<String>,
 ) -> Result<RestoreInfo> {
     info.target = match target {
-        Target::Latest => format!("the latest restorable point (SCN {})", c.until_scn),
+        Target::Latest => format!("the latest restorable point (SCN {})", info.until_scn),
         Target::Scn(t) => format!("SCN {t}"),
-        Target::Time(t) => format!("time {t} ms -> SCN {}", c.until_scn),
+        Target::Time(t) => format!("time {t} ms -> SCN {}", info.until_scn),
     };
     info.fallbacks = fallbacks;
     let json = serde_json::to_vec_pretty(&info).map_err(|e| WorkerError::Invalid(e.to_string()))?;
@@ -375,9 +374,10 @@ async fn restore_candidate(
     dest: &TenantDest,
     pieces: &[PieceManifest],
     c: &Candidate,
-    to: &Path,
+    args: &RestoreArgs,
     cancel: &CancellationToken,
 ) -> Result<RestoreInfo> {
+    let to = args.to.as_path();
     let m = read_set_manifest(store, c.set.backup_set_id, cancel).await?;
     info!(tenant = %dest.tenant_name, backup_set_id = c.set.backup_set_id, target = c.until_scn, "restoring");
     let mut cache = ObjectCache {
@@ -436,9 +436,15 @@ async fn restore_candidate(
         out.flush()
             .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
     }
-    let log_bytes = match &m.pg {
+    let (log_bytes, until_scn) = match &m.pg {
         Some(pg) => {
-            crate::pg_restore::prepare_data_directory(store, pieces, &m, pg, c, to, cancel).await?
+            let time = args.until_time_ms.filter(|_| args.until_scn.is_none());
+            let goal = crate::pg_restore::Goal {
+                until_scn: c.until_scn,
+                time_ms: time,
+            };
+            crate::pg_restore::prepare_data_directory(store, pieces, &m, pg, goal, to, cancel)
+                .await?
         }
         None => {
             let path = to
@@ -462,7 +468,7 @@ async fn restore_candidate(
             .await?;
             out.flush()
                 .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
-            n
+            (n, c.until_scn)
         }
     };
     Ok(RestoreInfo {
@@ -471,7 +477,7 @@ async fn restore_candidate(
         backup_set_id: c.set.backup_set_id,
         start_replay_scn: m.start_replay_scn,
         min_restore_scn: m.min_restore_scn,
-        until_scn: c.until_scn,
+        until_scn,
         files: m.files.len() as u64,
         data_bytes,
         log_bytes,
@@ -480,7 +486,7 @@ async fn restore_candidate(
         until_lsn: m
             .pg
             .as_ref()
-            .map(|_| backstop_pg::Lsn(c.until_scn).to_string()),
+            .map(|_| backstop_pg::Lsn(until_scn).to_string()),
     })
 }
 

@@ -1,0 +1,206 @@
+//! Just enough of PostgreSQL's WAL record format to find where a time target ends:
+//! the first transaction commit or abort record whose timestamp is past it.
+//!
+//! The layout read here (PostgreSQL 15, `access/xlogrecord.h`, `access/xlog_internal.h`,
+//! `access/xact.h`):
+//! - WAL pages of [`XLOG_BLCKSZ`] bytes each start with a header: 40 bytes on a
+//!   segment's first page (`XLogLongPageHeaderData`, MAXALIGNed), 24 on the others.
+//!   Record bytes continue across pages after the header.
+//! - A record starts on an 8-byte boundary with `XLogRecord` (24 bytes): `xl_tot_len`
+//!   (u32, the whole record), `xl_xid`, `xl_prev`, `xl_info` (u8), `xl_rmid` (u8),
+//!   padding, `xl_crc`. Then block headers, then block data, then the main data, which is
+//!   the record's last bytes; its length is in the `XLR_BLOCK_ID_DATA_SHORT` (255, u8
+//!   length) or `XLR_BLOCK_ID_DATA_LONG` (254, u32 length) header.
+//! - `xl_rmid` 1 is the transaction manager: `xl_info & 0x70` 0x00 commit, 0x20 abort,
+//!   0x30 commit prepared, 0x40 abort prepared; their main data begins with `xact_time`,
+//!   microseconds since 2000-01-01 UTC. `xl_rmid` 0 with `xl_info & 0xF0` 0x40 is
+//!   `XLOG_SWITCH`: the rest of the segment is unused.
+//!
+//! All reads are bounded by the range given; a malformed record ends the scan (it is
+//! where recovery would find the end of the WAL too).
+
+use std::path::Path;
+
+use crate::{PgError, Result, wal};
+
+/// WAL page size (`XLOG_BLCKSZ`), bytes.
+pub const XLOG_BLCKSZ: u64 = 8192;
+const SHORT_HEADER: u64 = 24;
+const LONG_HEADER: u64 = 40;
+const RECORD_HEADER: u64 = 24;
+/// Milliseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH_MS: i64 = 946_684_800_000;
+
+/// Reads WAL bytes by LSN from segment files, one segment in memory at a time.
+struct Segments<'a> {
+    dir: &'a Path,
+    tli: u32,
+    seg: u64,
+    cur: Option<(u64, Vec<u8>)>,
+}
+
+impl Segments<'_> {
+    fn byte_range(&mut self, pos: u64, n: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(n as usize);
+        let mut p = pos;
+        while (out.len() as u64) < n {
+            let segno = wal::segno(p, self.seg);
+            if self.cur.as_ref().map(|c| c.0) != Some(segno) {
+                let path = self.dir.join(wal::file_name(self.tli, segno, self.seg));
+                let data = std::fs::read(&path)
+                    .map_err(|e| PgError::Query(format!("read {}: {e}", path.display())))?;
+                self.cur = Some((segno, data));
+            }
+            let Some((_, data)) = self.cur.as_ref() else {
+                return Err(PgError::Invalid("no WAL segment".into()));
+            };
+            let off = (p - segno * self.seg) as usize;
+            let take = ((n - out.len() as u64) as usize).min(data.len().saturating_sub(off));
+            if take == 0 {
+                return Err(PgError::Invalid(format!(
+                    "WAL segment {segno} ends before LSN {}",
+                    crate::Lsn(p)
+                )));
+            }
+            out.extend_from_slice(&data[off..off + take]);
+            p += take as u64;
+        }
+        Ok(out)
+    }
+}
+
+fn header_len(pos: u64, seg: u64) -> u64 {
+    if pos.is_multiple_of(seg) {
+        LONG_HEADER
+    } else {
+        SHORT_HEADER
+    }
+}
+
+/// Skips a page header when `pos` is at a page start.
+fn skip_header(pos: u64, seg: u64) -> u64 {
+    if pos.is_multiple_of(XLOG_BLCKSZ) {
+        pos + header_len(pos, seg)
+    } else {
+        pos
+    }
+}
+
+/// Reads `n` record bytes from `pos` (a position inside a page's data), skipping the
+/// page headers it crosses; returns the bytes and the position after them.
+fn read_record_bytes(r: &mut Segments<'_>, mut pos: u64, n: u64) -> Result<(Vec<u8>, u64)> {
+    let mut out = Vec::with_capacity(n as usize);
+    while (out.len() as u64) < n {
+        pos = skip_header(pos, r.seg);
+        let page_end = (pos / XLOG_BLCKSZ + 1) * XLOG_BLCKSZ;
+        let take = (n - out.len() as u64).min(page_end - pos);
+        out.extend(r.byte_range(pos, take)?);
+        pos += take;
+    }
+    Ok((out, pos))
+}
+
+/// The length of a record's main data, from its block headers (after the 24-byte
+/// record header); `None` when malformed.
+fn main_data_len(rec: &[u8]) -> Option<usize> {
+    let mut i = RECORD_HEADER as usize;
+    let u16_at = |i: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(rec.get(i..i + 2)?.try_into().ok()?) as usize)
+    };
+    // At most 32 block references plus the special headers.
+    for _ in 0..40 {
+        let id = *rec.get(i)?;
+        match id {
+            255 => return rec.get(i + 1).map(|b| *b as usize),
+            254 => {
+                return Some(u32::from_le_bytes(rec.get(i + 1..i + 5)?.try_into().ok()?) as usize);
+            }
+            253 => i += 3,
+            252 => i += 5,
+            0..=32 => {
+                let fork_flags = *rec.get(i + 1)?;
+                i += 4;
+                if fork_flags & 0x10 != 0 {
+                    // XLogRecordBlockImageHeader: length, hole_offset, bimg_info.
+                    let bimg_info = *rec.get(i + 4)?;
+                    i += 5;
+                    let compressed = bimg_info & (0x04 | 0x08 | 0x10) != 0;
+                    if bimg_info & 0x01 != 0 && compressed {
+                        u16_at(i)?;
+                        i += 2;
+                    }
+                }
+                if fork_flags & 0x80 == 0 {
+                    i += 12;
+                }
+                i += 4;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A transaction record's time, ms since the Unix epoch (`None` for other records).
+fn xact_time_ms(rec: &[u8]) -> Option<i64> {
+    let rmid = *rec.get(17)?;
+    let info = *rec.get(16)?;
+    if rmid != 1 || !matches!(info & 0x70, 0x00 | 0x20 | 0x30 | 0x40) {
+        return None;
+    }
+    let main = main_data_len(rec)?;
+    let start = rec.len().checked_sub(main)?;
+    let t = i64::from_le_bytes(rec.get(start..start + 8)?.try_into().ok()?);
+    Some(t / 1000 + PG_EPOCH_MS)
+}
+
+/// Scans the WAL in `pg_wal` (timeline `tli`) from the record starting at `from` up to
+/// `end`, and returns the start LSN of the first transaction commit or abort record at
+/// or after `not_before` whose time is later than `after_ms` (ms since the Unix
+/// epoch): recovering to just before it replays exactly the transactions that ended
+/// at or before that time. `None` when there is none before `end`.
+///
+/// Errors: [`PgError::Query`] when a segment file cannot be read.
+pub fn first_xact_after(
+    pg_wal: &Path,
+    tli: u32,
+    seg_size: u64,
+    from: u64,
+    end: u64,
+    not_before: u64,
+    after_ms: u64,
+) -> Result<Option<u64>> {
+    let mut r = Segments {
+        dir: pg_wal,
+        tli,
+        seg: seg_size,
+        cur: None,
+    };
+    let mut pos = skip_header(from, seg_size);
+    while pos + RECORD_HEADER <= end {
+        let (len, _) = read_record_bytes(&mut r, pos, 4)?;
+        let tot = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as u64;
+        if !(RECORD_HEADER..=(1 << 30)).contains(&tot) {
+            // Zeros or garbage: the end of the valid WAL.
+            return Ok(None);
+        }
+        let (rec, after) = read_record_bytes(&mut r, pos, tot)?;
+        if after > end {
+            return Ok(None);
+        }
+        if pos >= not_before
+            && let Some(t) = xact_time_ms(&rec)
+            && t > after_ms as i64
+        {
+            return Ok(Some(pos));
+        }
+        let (rmid, info) = (rec[17], rec[16]);
+        pos = if rmid == 0 && info & 0xF0 == 0x40 {
+            // XLOG_SWITCH: the next record is at the next segment's start.
+            skip_header(wal::segment_start(pos, seg_size) + seg_size, seg_size)
+        } else {
+            skip_header(after.div_ceil(8) * 8, seg_size)
+        };
+    }
+    Ok(None)
+}
