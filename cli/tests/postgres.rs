@@ -420,6 +420,20 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     assert_eq!(ids, vec![1, 2]);
     assert_eq!((sum, history), (m2.sum, m2.history));
 
+    // The views show the LSNs where a DBA looks for them, through the mysql client.
+    let (_gw, mysql) = harness::mysql::start_gateway(dir.path(), &c.meta);
+    let rows = mysql.rows(&format!(
+        "SELECT MIN_RESTORE_SCN, MIN_RESTORE_LSN FROM oceanbase.CDB_OB_BACKUP_SET_FILES WHERE BS_KEY = {}",
+        num(&set, "backup_set_id")
+    ));
+    let min = num(&set, "min_restore_scn");
+    assert_eq!(rows, vec![vec![min.to_string(), Lsn(min).to_string()]]);
+    let rows = mysql.rows(
+        "SELECT CHECKPOINT_SCN, CHECKPOINT_LSN FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID <> 1",
+    );
+    let ck: u64 = rows[0][0].parse().unwrap();
+    assert_eq!(rows[0][1], Lsn(ck).to_string());
+
     // 4. No worker runs while the server writes more WAL than max_slot_wal_keep_size
     //    and checkpoints: the slot is invalidated and the round goes INTERRUPTED
     //    with the reason; a new round starts on a new slot.

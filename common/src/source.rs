@@ -62,6 +62,12 @@ pub fn validate_source(uri: &str) -> Result<String, (Code, String)> {
     Ok(format!("dir:///{}", parts.join("/")))
 }
 
+/// An SCN as PostgreSQL writes an LSN (`pg_lsn`): the high and low 32 bits in hex,
+/// `X/Y` (e.g. `0/3000060`). Only meaningful for PostgreSQL tenants.
+pub fn lsn_text(scn: u64) -> String {
+    format!("{:X}/{:X}", scn >> 32, scn & 0xFFFF_FFFF)
+}
+
 /// Whether `uri` names a PostgreSQL source (`postgresql://` or `postgres://`).
 pub fn is_postgresql(uri: &str) -> bool {
     let uri = uri.trim_start();

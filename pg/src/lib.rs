@@ -151,7 +151,7 @@ impl Lsn {
 
 impl std::fmt::Display for Lsn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+        f.write_str(&backstop_common::source::lsn_text(self.0))
     }
 }
 

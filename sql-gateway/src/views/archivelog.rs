@@ -40,7 +40,8 @@ pub struct Archivelog;
 
 /// OceanBase's columns, then Backstop's (`START_SCN`, `CHECKPOINT_SCN`, `COMMENT`: why
 /// the round is interrupted or not advancing; on the cluster row, the first tenant's
-/// reason, prefixed with its id).
+/// reason, prefixed with its id; `CHECKPOINT_LSN`: for a PostgreSQL tenant the
+/// checkpoint as an `X/Y` LSN, NULL otherwise).
 pub const COLUMNS: &[&str] = &[
     "INCARNATION",
     "LOG_ARCHIVE_ROUND",
@@ -58,11 +59,12 @@ pub const COLUMNS: &[&str] = &[
     "START_SCN",
     "CHECKPOINT_SCN",
     "COMMENT",
+    "CHECKPOINT_LSN",
 ];
 
 impl View for Archivelog {
     fn sources(&self) -> &'static [Source] {
-        &[Source::Archive]
+        &[Source::Archive, Source::Tenants]
     }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_ARCHIVELOG"
@@ -85,6 +87,7 @@ impl View for Archivelog {
             .map(|r| {
                 let mut row = round_row(s, r);
                 row.push(Cell::from(r.comment.as_str()));
+                row.push(super::lsn_cell(s, r.tenant_id, r.checkpoint_scn));
                 row
             })
             .collect();
@@ -125,6 +128,7 @@ impl View for Archivelog {
                 Cell::from(min(|r| r.start_scn)),
                 Cell::from(min(|r| r.checkpoint_scn)),
                 Cell::from(cluster_comment.as_str()),
+                Cell::Null,
             ]);
         }
         rows

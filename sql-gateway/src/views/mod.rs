@@ -87,6 +87,20 @@ pub struct Snapshot {
     pub copies: Vec<ArchiveCopy>,
 }
 
+/// `scn` in PostgreSQL's `X/Y` form when `tenant_id` is a PostgreSQL tenant, else
+/// NULL: the appended `…_LSN` columns, where a DBA looks for an LSN.
+pub fn lsn_cell(s: &Snapshot, tenant_id: u64, scn: u64) -> Cell {
+    let pg = s
+        .tenants
+        .iter()
+        .any(|t| t.tenant_id == tenant_id && backstop_common::source::is_postgresql(&t.source));
+    if pg {
+        Cell::Text(backstop_common::source::lsn_text(scn))
+    } else {
+        Cell::Null
+    }
+}
+
 /// A catalog list a view is built from: a query fetches only the lists of the views it
 /// names (a `SELECT 1` fetches nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

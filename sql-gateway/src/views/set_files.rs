@@ -7,7 +7,8 @@ use super::{Cell, Snapshot, Source, View};
 pub struct SetFiles;
 
 /// OceanBase's columns, then Backstop's (`START_REPLAY_SCN`, `MIN_RESTORE_SCN`,
-/// `BACKUP_DEST`, `COMMENT`).
+/// `BACKUP_DEST`, `COMMENT`, and for PostgreSQL tenants `START_REPLAY_LSN` and
+/// `MIN_RESTORE_LSN`, the same SCNs as `X/Y` LSNs; NULL for others).
 pub const COLUMNS: &[&str] = &[
     "INCARNATION",
     "TENANT_ID",
@@ -33,11 +34,13 @@ pub const COLUMNS: &[&str] = &[
     "MIN_RESTORE_SCN",
     "BACKUP_DEST",
     "COMMENT",
+    "START_REPLAY_LSN",
+    "MIN_RESTORE_LSN",
 ];
 
 impl View for SetFiles {
     fn sources(&self) -> &'static [Source] {
-        &[Source::Sets]
+        &[Source::Sets, Source::Tenants]
     }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_SET_FILES"
@@ -94,6 +97,8 @@ impl View for SetFiles {
                     Cell::from(x.min_restore_scn),
                     Cell::from(x.backup_dest.as_str()),
                     Cell::from(x.comment.as_str()),
+                    super::lsn_cell(s, x.tenant_id, x.start_replay_scn),
+                    super::lsn_cell(s, x.tenant_id, x.min_restore_scn),
                 ]
             })
             .collect()
