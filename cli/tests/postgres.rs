@@ -143,6 +143,18 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
         "1",
         "ARCHIVELOG creates the archive's slot"
     );
+    wait_for(
+        "the archive to stream over the replication protocol",
+        30,
+        || {
+            (pg.query(
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'backstop'",
+            )
+            .ok()?
+                == "1")
+                .then_some(())
+        },
+    );
 
     let mut marks: Vec<Mark> = Vec::new();
     let mut times: Vec<(u64, usize)> = Vec::new();

@@ -11,6 +11,7 @@
 //! - [`Lsn`]: a WAL position, PostgreSQL's `pg_lsn`. For PostgreSQL tenants an SCN is
 //!   an LSN: a byte position in the cluster's WAL stream;
 //! - [`wal`]: WAL segment file names and reading WAL bytes from `pg_wal/`;
+//! - [`stream`]: the WAL streamed over the replication protocol (physical slot);
 //! - [`walrec`]: finding the first transaction that ended after a time in the WAL;
 //! - [`session`]: the non-exclusive hot backup (`pg_backup_start` /
 //!   `pg_backup_stop` on one held connection) and the archive's physical
@@ -20,6 +21,7 @@
 
 pub mod layout;
 pub mod session;
+pub mod stream;
 pub mod wal;
 pub mod walrec;
 

@@ -1,10 +1,12 @@
 //! PostgreSQL tenants on the worker (`postgresql://…?pgdata=/abs/path`,
 //! `docs/OPERATIONS.md`). The worker is placed next to the cluster and reads its data
 //! directory itself:
-//! - [`PgLog`]: the archive's view of the WAL. An SCN is an LSN. The archive reads
-//!   `pg_wal/` up to the server's flush LSN, and keeps what it still needs with the
-//!   physical replication slot `backstop_<tenant_id>`, advanced only to what is
-//!   durable at the destination.
+//! - [`PgLog`]: the archive's view of the WAL. An SCN is an LSN. The archive streams
+//!   the WAL over the replication protocol from the physical replication slot
+//!   `backstop_<tenant_id>` (`backstop_pg::stream`), confirming to the server only
+//!   what is durable at the destination, so the slot keeps everything else. Where the
+//!   server refuses replication connections (no `replication` line in `pg_hba.conf`)
+//!   it reads `pg_wal/` up to the flush LSN instead, and advances the slot itself.
 //! - [`start_backup`] / [`stop_backup`]: the non-exclusive hot backup. The
 //!   connection that ran `pg_backup_start` is held in this process from a backup's
 //!   prepare task to its finalize task (both run here: the tenant's placement), keyed
@@ -14,11 +16,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use backstop_common::source::PgSource;
 use backstop_common::task::FileEntry;
 use backstop_pg::session::{self, BackupSession, BackupStop};
+use backstop_pg::stream::WalStream;
 use backstop_pg::{Lsn, PgError, layout as pglayout, wal};
 use tokio_postgres::Client;
 use tracing::{info, warn};
@@ -53,6 +58,10 @@ pub struct PgLog {
     pub seg_size: u64,
     /// `backstop_<tenant_id>`.
     pub slot: String,
+    src: PgSource,
+    stream: tokio::sync::Mutex<Option<WalStream>>,
+    /// Cleared when the server refused streaming: read `pg_wal/` instead.
+    streaming: AtomicBool,
 }
 
 impl PgLog {
@@ -90,6 +99,9 @@ impl PgLog {
             timeline: info.timeline,
             seg_size: info.wal_segment_size,
             slot,
+            src,
+            stream: tokio::sync::Mutex::new(None),
+            streaming: AtomicBool::new(true),
         })
     }
 
@@ -116,11 +128,77 @@ impl PgLog {
         Ok(wal::segment_start(self.flush().await?, self.seg_size))
     }
 
-    /// Reads up to `max` bytes of WAL from `from`, never past the flush LSN.
+    /// Receives up to about `max` bytes of WAL from `from` (waiting up to 20 ms for
+    /// it): streamed, or read from `pg_wal/` where the server refuses streaming.
     ///
-    /// Errors: `LogLost` naming the segment when it is gone, or the slot was
-    /// invalidated; `Source` for other failures.
+    /// Errors: `LogLost` when the WAL at `from` is gone, the slot was invalidated or
+    /// the timeline ended; `Source` for other failures.
     pub async fn read(&self, from: u64, max: usize) -> Result<Vec<u8>> {
+        if !self.streaming.load(Ordering::Relaxed) {
+            return self.read_files(from, max).await;
+        }
+        let mut guard = self.stream.lock().await;
+        if guard.as_ref().is_none_or(|s| s.next != from || s.ended()) {
+            *guard = None;
+            let password = self
+                .src
+                .password
+                .clone()
+                .or_else(|| backstop_pg::pgpass_lookup(&self.src));
+            match WalStream::start(&self.src, password, &self.slot, Lsn(from), self.timeline).await
+            {
+                Ok(s) => {
+                    info!(slot = %self.slot, from = %Lsn(from), "streaming WAL");
+                    *guard = Some(s);
+                }
+                Err(PgError::WalLost(m)) => return Err(self.lost(from, m).await),
+                // The slot is still held by a walsender of an attempt that just died:
+                // the server lets it go within moments.
+                Err(PgError::Query(m)) if m.contains("is active for PID") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return Ok(Vec::new());
+                }
+                Err(e) => {
+                    warn!(error = %e, "streaming replication is not available; reading pg_wal/ instead");
+                    self.streaming.store(false, Ordering::Relaxed);
+                    drop(guard);
+                    return self.read_files(from, max).await;
+                }
+            }
+        }
+        let Some(s) = guard.as_mut() else {
+            return Ok(Vec::new());
+        };
+        match s.recv_wal(max, Duration::from_millis(20)).await {
+            Ok(d) => Ok(d),
+            Err(PgError::WalLost(m)) => Err(self.lost(from, m).await),
+            Err(e) => {
+                // Reconnect on the next read.
+                warn!(error = %e, "WAL stream broke; reconnecting");
+                *guard = None;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// The error for WAL that is gone at `from`, with the slot's state when it says
+    /// why.
+    async fn lost(&self, from: u64, reason: String) -> WorkerError {
+        if let Ok(Some(s)) = session::slot_state(&self.client, &self.slot).await
+            && s.wal_status == "lost"
+        {
+            return WorkerError::LogLost(format!(
+                "replication slot {} was invalidated (max_slot_wal_keep_size): WAL from {} on was removed before it was archived ({reason})",
+                self.slot,
+                Lsn(from)
+            ));
+        }
+        WorkerError::LogLost(reason)
+    }
+
+    /// Reads up to `max` bytes of WAL from `from` out of `pg_wal/`, never past the
+    /// flush LSN.
+    async fn read_files(&self, from: u64, max: usize) -> Result<Vec<u8>> {
         let until = self.flush().await?;
         if until <= from {
             return Ok(Vec::new());
@@ -131,19 +209,7 @@ impl PgLog {
             .map_err(|e| WorkerError::Source(format!("read WAL: {e}")))?;
         match got {
             Ok(bytes) => Ok(bytes),
-            Err(e @ PgError::WalLost(_)) => {
-                // Say why when the server says it: an invalidated slot.
-                if let Ok(Some(s)) = session::slot_state(&self.client, &self.slot).await
-                    && s.wal_status == "lost"
-                {
-                    return Err(WorkerError::LogLost(format!(
-                        "replication slot {} was invalidated (max_slot_wal_keep_size): WAL from {} on was removed before it was archived ({e})",
-                        self.slot,
-                        Lsn(from)
-                    )));
-                }
-                Err(worker_error(e))
-            }
+            Err(PgError::WalLost(m)) => Err(self.lost(from, m).await),
             Err(e) => Err(worker_error(e)),
         }
     }
@@ -151,17 +217,30 @@ impl PgLog {
     /// Everything below `upto` is durable at the destination: the server may
     /// recycle it. Never moves the slot back.
     pub async fn durable(&self, upto: u64) -> Result<()> {
+        if let Some(s) = self.stream.lock().await.as_mut() {
+            return s.status(upto).await.map_err(worker_error);
+        }
         let keep = wal::segment_start(upto, self.seg_size);
         session::advance_slot(&self.client, &self.slot, Lsn(keep))
             .await
             .map_err(worker_error)
     }
 
-    /// Drops the slot (`NOARCHIVELOG`: the round stopped).
+    /// Ends the stream and drops the slot (`NOARCHIVELOG`: the round stopped).
     pub async fn drop_slot(&self) -> Result<()> {
-        session::drop_slot(&self.client, &self.slot)
-            .await
-            .map_err(worker_error)?;
+        self.stream.lock().await.take();
+        // The walsender lets the slot go moments after the stream closes.
+        let mut tries = 0;
+        loop {
+            match session::drop_slot(&self.client, &self.slot).await {
+                Ok(()) => break,
+                Err(e) if tries < 50 && e.to_string().contains("is active") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(worker_error(e)),
+            }
+        }
         info!(slot = %self.slot, "replication slot dropped");
         Ok(())
     }
