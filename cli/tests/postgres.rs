@@ -493,3 +493,69 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     assert_eq!(ids, want);
     assert_eq!((sum, history), (m3.sum, m3.history));
 }
+
+/// A server whose `pg_hba.conf` allows no replication connection: the archive reads
+/// `pg_wal/` beside the cluster instead of streaming, and what it archives restores
+/// exactly.
+#[test]
+fn without_replication_connections_the_archive_reads_pg_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut pg = PgServer::init("wal_level = replica").unwrap();
+    let hba = pg.pgdata.join("pg_hba.conf");
+    let kept: Vec<String> = std::fs::read_to_string(&hba)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("replication"))
+        .map(str::to_string)
+        .collect();
+    std::fs::write(&hba, kept.join("\n") + "\n").unwrap();
+    pg.start(60).unwrap();
+    let out = pg.pgbench(&["-i", "-q", "-s", "1"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
+        .unwrap();
+    let c = Cluster::start(dir.path(), 1, 3000);
+    let dest = format!("file://{}/dest", dir.path().display());
+    c.ctl(&["tenant", "create", "pg1", "--source", &pg.uri("postgres")]);
+    c.ctl(&["param", "set", "backup_dest", &dest]);
+    c.ctl(&[
+        "param",
+        "set",
+        "backup_dest_option",
+        "log_archive_checkpoint_interval=1s",
+    ]);
+    c.start_archive("pg1");
+    let job = start_backup(&c, false);
+    bench(&pg, 2);
+    c.wait_set_of_job("pg1", job);
+    bench(&pg, 1);
+    let m = mark(&pg, 1);
+    c.wait_archived("pg1", m.lsn);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM pg_stat_replication")
+            .unwrap(),
+        "0",
+        "nothing streams"
+    );
+    let to = dir.path().join("r");
+    restore(
+        &dest,
+        "pg1",
+        &to,
+        &[
+            "--until-scn",
+            &Lsn(m.lsn).to_string(),
+            "--owner",
+            "postgres",
+        ],
+    )
+    .unwrap();
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s"));
+    assert_eq!(ids, vec![1]);
+    assert_eq!((sum, history), (m.sum, m.history));
+}
