@@ -78,6 +78,14 @@ fn num(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or_else(|| panic!("{key} in {v}"))
 }
 
+/// `backstop restore` of tenant `pg1` into `to`, given to `postgres`, with `extra`
+/// arguments (a target); panics with the error.
+fn restore_pg(dest: &str, to: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["--owner", "postgres"];
+    args.extend_from_slice(extra);
+    restore(dest, "pg1", to, &args).unwrap_or_else(|e| panic!("restore {extra:?}: {e}"))
+}
+
 /// Starts PostgreSQL on a restored directory and reads what a DBA would check.
 fn restored_state(dir: &Path, sock: &Path) -> (Vec<i64>, i64, i64) {
     std::fs::create_dir_all(sock).unwrap();
@@ -110,14 +118,34 @@ fn restored_state(dir: &Path, sock: &Path) -> (Vec<i64>, i64, i64) {
     (ids, sum, history)
 }
 
-#[test]
-fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times() {
-    let dir = tempfile::tempdir().unwrap();
-    // The restored data directories live here and postgres must reach them.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut pg = PgServer::init("wal_level = replica\nmax_wal_size = 256MB").unwrap();
+/// A test's world: a fresh PostgreSQL server (with `conf`, `pgbench -i -s scale` and
+/// a `markers` table) and a Backstop cluster (one worker with `worker_env`) that
+/// protects it as tenant `pg1`, archiving to `file://DIR/dest`.
+fn protected(
+    dir: &Path,
+    conf: &str,
+    hba_without_replication: bool,
+    scale: u32,
+    worker_env: &[(&str, &str)],
+) -> (PgServer, Cluster, String) {
+    // The restored data directories live under `dir` and postgres must reach them.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut pg = PgServer::init(conf).unwrap();
+    if hba_without_replication {
+        let hba = pg.pgdata.join("pg_hba.conf");
+        let kept: Vec<String> = std::fs::read_to_string(&hba)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("replication"))
+            .map(str::to_string)
+            .collect();
+        std::fs::write(&hba, kept.join("\n") + "\n").unwrap();
+    }
     pg.start(60).unwrap();
-    let out = pg.pgbench(&["-i", "-q", "-s", "10"]).output().unwrap();
+    let out = pg
+        .pgbench(&["-i", "-q", "-s", &scale.to_string()])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -125,9 +153,8 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
     );
     pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
         .unwrap();
-
-    let c = Cluster::start(dir.path(), 1, 3000);
-    let dest = format!("file://{}/dest", dir.path().display());
+    let c = Cluster::start_env(dir, 1, 3000, worker_env);
+    let dest = format!("file://{}/dest", dir.display());
     c.ctl(&["tenant", "create", "pg1", "--source", &pg.uri("postgres")]);
     c.ctl(&["param", "set", "backup_dest", &dest]);
     c.ctl(&[
@@ -137,6 +164,19 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
         "log_archive_checkpoint_interval=1s&log_archive_piece_switch_interval=10s",
     ]);
     c.start_archive("pg1");
+    (pg, c, dest)
+}
+
+#[test]
+fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pg, c, dest) = protected(
+        dir.path(),
+        "wal_level = replica\nmax_wal_size = 256MB",
+        false,
+        10,
+        &[],
+    );
     assert_eq!(
         pg.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'backstop_%'")
             .unwrap(),
@@ -211,13 +251,7 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
         let m = &marks[p];
         let to = dir.path().join(format!("restore{n}"));
         let target = Lsn(m.lsn).to_string();
-        let info = restore(
-            &dest,
-            "pg1",
-            &to,
-            &["--until-scn", &target, "--owner", "postgres"],
-        )
-        .unwrap_or_else(|e| panic!("restore to {target}: {e}"));
+        let info = restore_pg(&dest, &to, &["--until-scn", &target]);
         assert_eq!(num(&info, "until_scn"), m.lsn);
         assert_eq!(info["until_lsn"], target.as_str());
         let (ids, sum, history) = restored_state(&to, &dir.path().join(format!("sock{n}")));
@@ -229,13 +263,7 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
     // recovery_target_time, found in the archived WAL's commit records).
     for (n, (t, at)) in times.iter().take(2).enumerate() {
         let to = dir.path().join(format!("time{n}"));
-        let info = restore(
-            &dest,
-            "pg1",
-            &to,
-            &["--until-time", &t.to_string(), "--owner", "postgres"],
-        )
-        .unwrap();
+        let info = restore_pg(&dest, &to, &["--until-time", &t.to_string()]);
         let (ids, sum, history) = restored_state(&to, &dir.path().join(format!("tsock{n}")));
         let want: Vec<i64> = marks[..=*at].iter().map(|m| m.id).collect();
         assert_eq!(ids, want, "markers restored to time {t}: {info}");
@@ -294,18 +322,11 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
     std::fs::remove_dir_all(dir.path().join("dest")).unwrap();
     let m = marks.last().unwrap();
     let to = dir.path().join("from_copy");
-    let info = restore(
+    let info = restore_pg(
         &format!("file://{}", bk2.display()),
-        "pg1",
         &to,
-        &[
-            "--until-scn",
-            &Lsn(m.lsn).to_string(),
-            "--owner",
-            "postgres",
-        ],
-    )
-    .unwrap();
+        &["--until-scn", &Lsn(m.lsn).to_string()],
+    );
     assert_eq!(num(&info, "until_scn"), m.lsn);
     let (ids, sum, history) = restored_state(&to, &dir.path().join("sock_copy"));
     assert_eq!(ids, marks.iter().map(|m| m.id).collect::<Vec<_>>());
@@ -342,35 +363,15 @@ fn open_backups(pg: &PgServer) -> String {
 #[test]
 fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut pg = PgServer::init("wal_level = replica\nmax_slot_wal_keep_size = 64MB").unwrap();
-    pg.start(60).unwrap();
-    let out = pg.pgbench(&["-i", "-q", "-s", "2"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
-        .unwrap();
     // Every backup object upload waits 1.5 s, so a backup is still copying when the
     // cancel comes.
-    let mut c = Cluster::start_env(
+    let (pg, mut c, dest) = protected(
         dir.path(),
-        1,
-        3000,
+        "wal_level = replica\nmax_slot_wal_keep_size = 64MB",
+        false,
+        2,
         &[("FAILPOINTS", "backup::before_upload=sleep(1500)")],
     );
-    let dest = format!("file://{}/dest", dir.path().display());
-    c.ctl(&["tenant", "create", "pg1", "--source", &pg.uri("postgres")]);
-    c.ctl(&["param", "set", "backup_dest", &dest]);
-    c.ctl(&[
-        "param",
-        "set",
-        "backup_dest_option",
-        "log_archive_checkpoint_interval=1s",
-    ]);
-    c.start_archive("pg1");
 
     // 1. SIGKILL the worker while it streams; a new one resumes on the same slot.
     bench(&pg, 1);
@@ -416,18 +417,7 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     c.wait_archived("pg1", m2.lsn);
     assert!(num(&set, "min_restore_scn") <= m2.lsn);
     let to = dir.path().join("r1");
-    restore(
-        &dest,
-        "pg1",
-        &to,
-        &[
-            "--until-scn",
-            &Lsn(m2.lsn).to_string(),
-            "--owner",
-            "postgres",
-        ],
-    )
-    .unwrap();
+    restore_pg(&dest, &to, &["--until-scn", &Lsn(m2.lsn).to_string()]);
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s1"));
     assert_eq!(ids, vec![1, 2]);
     assert_eq!((sum, history), (m2.sum, m2.history));
@@ -485,7 +475,7 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     let m3 = mark(&pg, 3);
     c.wait_archived("pg1", m3.lsn);
     let to = dir.path().join("r2");
-    restore(&dest, "pg1", &to, &["--owner", "postgres"]).unwrap();
+    restore_pg(&dest, &to, &[]);
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s2"));
     let mut want = vec![1, 2, 3];
     want.extend(100..106);
@@ -500,36 +490,7 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
 #[test]
 fn without_replication_connections_the_archive_reads_pg_wal() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut pg = PgServer::init("wal_level = replica").unwrap();
-    let hba = pg.pgdata.join("pg_hba.conf");
-    let kept: Vec<String> = std::fs::read_to_string(&hba)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.contains("replication"))
-        .map(str::to_string)
-        .collect();
-    std::fs::write(&hba, kept.join("\n") + "\n").unwrap();
-    pg.start(60).unwrap();
-    let out = pg.pgbench(&["-i", "-q", "-s", "1"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
-        .unwrap();
-    let c = Cluster::start(dir.path(), 1, 3000);
-    let dest = format!("file://{}/dest", dir.path().display());
-    c.ctl(&["tenant", "create", "pg1", "--source", &pg.uri("postgres")]);
-    c.ctl(&["param", "set", "backup_dest", &dest]);
-    c.ctl(&[
-        "param",
-        "set",
-        "backup_dest_option",
-        "log_archive_checkpoint_interval=1s",
-    ]);
-    c.start_archive("pg1");
+    let (pg, c, dest) = protected(dir.path(), "wal_level = replica", true, 1, &[]);
     let job = start_backup(&c, false);
     bench(&pg, 2);
     c.wait_set_of_job("pg1", job);
@@ -543,18 +504,7 @@ fn without_replication_connections_the_archive_reads_pg_wal() {
         "nothing streams"
     );
     let to = dir.path().join("r");
-    restore(
-        &dest,
-        "pg1",
-        &to,
-        &[
-            "--until-scn",
-            &Lsn(m.lsn).to_string(),
-            "--owner",
-            "postgres",
-        ],
-    )
-    .unwrap();
+    restore_pg(&dest, &to, &["--until-scn", &Lsn(m.lsn).to_string()]);
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s"));
     assert_eq!(ids, vec![1]);
     assert_eq!((sum, history), (m.sum, m.history));

@@ -132,33 +132,24 @@ impl WalStream {
     /// Connects with `replication=true` and authenticates.
     async fn connect(src: &PgSource, password: Option<String>) -> Result<WalStream> {
         let target = src.to_uri(true);
+        let failed = |reason: String| PgError::Connect {
+            target: target.clone(),
+            reason,
+        };
         let io: Box<dyn Io> = if src.is_socket() {
             let path = format!("{}/.s.PGSQL.{}", src.host.trim_end_matches('/'), src.port);
-            let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::UnixStream::connect(&path))
+            let connecting = tokio::net::UnixStream::connect(path);
+            let s = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
                 .await
-                .map_err(|_| PgError::Connect {
-                    target: target.clone(),
-                    reason: "timed out".into(),
-                })?
-                .map_err(|e| PgError::Connect {
-                    target: target.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|_| failed("timed out".into()))?
+                .map_err(|e| failed(e.to_string()))?;
             Box::new(s)
         } else {
-            let s = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                tokio::net::TcpStream::connect((src.host.as_str(), src.port)),
-            )
-            .await
-            .map_err(|_| PgError::Connect {
-                target: target.clone(),
-                reason: "timed out".into(),
-            })?
-            .map_err(|e| PgError::Connect {
-                target: target.clone(),
-                reason: e.to_string(),
-            })?;
+            let connecting = tokio::net::TcpStream::connect((src.host.as_str(), src.port));
+            let s = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                .await
+                .map_err(|_| failed("timed out".into()))?
+                .map_err(|e| failed(e.to_string()))?;
             let _ = s.set_nodelay(true);
             Box::new(s)
         };
