@@ -213,6 +213,9 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
     let mut input_bytes = 0u64;
     let mut compressor = manifest::BlockCompressor::new(a.compression_level)?;
     for entry in &a.files {
+        if let DataFiles::Pg(_) = &src {
+            crate::pg::touch(&a.source);
+        }
         let mut file = match src.open_file(&entry.path) {
             Ok(Some(f)) => f,
             Ok(None) => continue,

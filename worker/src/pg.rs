@@ -256,17 +256,78 @@ enum Held {
 /// One source's hot backup, locked while prepare or finalize works on it.
 type HeldSlot = Arc<tokio::sync::Mutex<Option<Held>>>;
 
-fn sessions() -> &'static Mutex<HashMap<String, HeldSlot>> {
-    static S: OnceLock<Mutex<HashMap<String, HeldSlot>>> = OnceLock::new();
+/// A held hot backup that no task of its backup touched for this long is ended
+/// (its backup was cancelled or failed between tasks, when no task of it ran here to
+/// end it): the server then has no backup left in progress. A backup suspended for
+/// longer must run again.
+pub const HELD_IDLE: Duration = Duration::from_secs(15 * 60);
+
+/// A source's held backup and when a task last used it.
+#[derive(Default, Clone)]
+struct Entry {
+    held: HeldSlot,
+    touched: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+fn sessions() -> &'static Mutex<HashMap<String, Entry>> {
+    static S: OnceLock<Mutex<HashMap<String, Entry>>> = OnceLock::new();
     S.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-fn slot_of(uri: &str) -> HeldSlot {
-    let mut map = match sessions().lock() {
-        Ok(m) => m,
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
         Err(p) => p.into_inner(),
-    };
-    map.entry(uri.to_string()).or_default().clone()
+    }
+}
+
+fn slot_of(uri: &str) -> HeldSlot {
+    touch(uri);
+    lock(sessions())
+        .entry(uri.to_string())
+        .or_default()
+        .held
+        .clone()
+}
+
+/// Records that a task of the source's backup is working now (copy tasks call it
+/// for every file).
+pub fn touch(uri: &str) {
+    let e = lock(sessions()).entry(uri.to_string()).or_default().clone();
+    *lock(&e.touched) = Some(std::time::Instant::now());
+}
+
+/// Ends held backups idle for [`HELD_IDLE`]; runs once per process, every minute.
+fn start_sweeper() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    if STARTED.set(()).is_err() {
+        return;
+    }
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let entries: Vec<(String, Entry)> = lock(sessions())
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (uri, e) in entries {
+                let idle = lock(&e.touched).is_none_or(|t| t.elapsed() >= HELD_IDLE);
+                if !idle {
+                    continue;
+                }
+                let Ok(mut g) = e.held.try_lock() else {
+                    continue;
+                };
+                if matches!(g.take(), Some(Held::Running(_))) {
+                    warn!(
+                        source = %backstop_common::source::redact_source(&uri),
+                        "ended a hot backup no task used for {} minutes (its backup ended elsewhere)",
+                        HELD_IDLE.as_secs() / 60
+                    );
+                }
+            }
+        }
+    });
 }
 
 /// What a base backup's prepare found.
@@ -296,6 +357,7 @@ pub async fn start_backup(uri: &str, label: &str) -> Result<Started> {
     let start_lsn = session.start_lsn.0;
     *guard = Some(Held::Running(session));
     drop(guard);
+    start_sweeper();
     let root = PathBuf::from(&src.pgdata);
     let files = tokio::task::spawn_blocking(move || list_data_directory(&root))
         .await
