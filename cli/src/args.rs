@@ -102,7 +102,7 @@ pub struct RestoreArgs {
     /// Restore the log up to this SCN (default: everything archived). For a
     /// PostgreSQL tenant an LSN, in PostgreSQL's `X/Y` form or in decimal; the
     /// restored cluster replays every record that starts before it.
-    #[arg(long, conflicts_with = "until_time", value_parser = parse_scn)]
+    #[arg(long, conflicts_with = "until_time", value_parser = crate::ctl::parse_scn)]
     pub until_scn: Option<u64>,
     /// Restore up to the last checkpoint at or before this time (RFC 3339, e.g.
     /// 2026-11-23T18:00:00Z, or ms since the epoch).
@@ -118,13 +118,6 @@ pub struct RestoreArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// An SCN: decimal, or an LSN in PostgreSQL's `X/Y` form.
-pub fn parse_scn(s: &str) -> Result<u64, String> {
-    backstop_pg::Lsn::parse(s)
-        .map(|l| l.0)
-        .map_err(|e| format!("{e} (an SCN is decimal; a PostgreSQL LSN may be written X/Y)"))
 }
 
 /// `backstop validate`.

@@ -8,6 +8,7 @@
 //! - [`runtime`]: the worker process (register, lease, heartbeat, report).
 
 pub mod archive;
+pub mod archived_log;
 pub mod backup;
 pub mod client;
 pub mod copy;

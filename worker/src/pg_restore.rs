@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use backstop_pg::{Lsn, layout as pglayout, wal};
 use tokio_util::sync::CancellationToken;
 
+use crate::archived_log::write_log;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{PgSetInfo, PieceManifest, SetManifest};
-use crate::restore::write_log;
 use crate::restore_plan;
 use crate::storage::TenantStore;
 

@@ -82,7 +82,7 @@ pub enum CtlCmd {
         dest: String,
         /// Target SCN (default: everything archived): decimal, or a PostgreSQL LSN
         /// as `X/Y`.
-        #[arg(long, value_parser = crate::args::parse_scn)]
+        #[arg(long, value_parser = parse_scn)]
         until_scn: Option<u64>,
         /// Set to use.
         #[arg(long)]
@@ -381,4 +381,11 @@ pub enum NodeCmd {
         /// Node id.
         id: u64,
     },
+}
+
+/// An SCN: decimal, or an LSN in PostgreSQL's `X/Y` form.
+pub fn parse_scn(s: &str) -> Result<u64, String> {
+    backstop_pg::Lsn::parse(s)
+        .map(|l| l.0)
+        .map_err(|e| format!("{e} (an SCN is decimal; a PostgreSQL LSN may be written X/Y)"))
 }

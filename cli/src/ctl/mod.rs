@@ -16,6 +16,7 @@ mod views;
 
 pub use args::{
     CancelCmd, CopyCmd, CopySel, CtlArgs, CtlCmd, NodeCmd, ParamCmd, PolicyCmd, TenantCmd, UserCmd,
+    parse_scn,
 };
 
 use anyhow::bail;
