@@ -204,3 +204,56 @@ pub fn first_xact_after(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit record as PostgreSQL writes one without block references: the 24-byte
+    /// header, `XLR_BLOCK_ID_DATA_SHORT` with the main data's length, then the main
+    /// data starting with `xact_time`.
+    fn commit_record(xact_time_us: i64) -> Vec<u8> {
+        let main: Vec<u8> = xact_time_us
+            .to_le_bytes()
+            .into_iter()
+            .chain([0u8; 4])
+            .collect();
+        let tot = 24 + 2 + main.len();
+        let mut r = Vec::new();
+        r.extend_from_slice(&(tot as u32).to_le_bytes());
+        r.extend_from_slice(&[0; 12]); // xl_xid, xl_prev
+        r.push(0x00); // xl_info: XLOG_XACT_COMMIT
+        r.push(1); // xl_rmid: RM_XACT_ID
+        r.extend_from_slice(&[0; 6]); // padding, xl_crc
+        r.push(255);
+        r.push(main.len() as u8);
+        r.extend_from_slice(&main);
+        r
+    }
+
+    #[test]
+    fn a_commit_records_time_is_read_and_other_records_have_none() {
+        // 2026-12-03T00:00:00Z in PostgreSQL's microseconds since 2000-01-01.
+        let unix_ms: i64 = 1_796_256_000_000;
+        let rec = commit_record((unix_ms - PG_EPOCH_MS) * 1000);
+        assert_eq!(main_data_len(&rec), Some(12));
+        assert_eq!(xact_time_ms(&rec), Some(unix_ms));
+        let mut heap = rec.clone();
+        heap[17] = 10; // RM_HEAP_ID
+        assert_eq!(xact_time_ms(&heap), None);
+        // Truncated or garbage headers are not read past their end.
+        assert_eq!(main_data_len(&rec[..25]), None);
+        let mut bad = rec;
+        bad[24] = 200;
+        assert_eq!(main_data_len(&bad), None);
+    }
+
+    #[test]
+    fn page_headers_are_skipped_long_on_a_segments_first_page() {
+        let seg = 16 * 1024 * 1024;
+        assert_eq!(skip_header(0, seg), 40);
+        assert_eq!(skip_header(XLOG_BLCKSZ, seg), XLOG_BLCKSZ + 24);
+        assert_eq!(skip_header(100, seg), 100);
+        assert_eq!(skip_header(seg, seg), seg + 40);
+    }
+}
