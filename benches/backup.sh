@@ -21,12 +21,9 @@ PORT=$((20000 + RANDOM % 20000))
 META=127.0.0.1:$PORT
 cleanup() { kill "$SA" 2>/dev/null || true; wait "$SA" 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+# now, secs, C, J, field
+. "$(dirname "$0")/lib.sh"
 mbps() { python3 -c "print(f'{$1 / 1048576 / ($3 - $2):.0f}')"; }
-C() { "$B" ctl --meta "$META" "$@"; }
-J() { "$B" ctl --meta "$META" --json "$@"; }
-field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 echo "generating a $SIZE-byte tenant..." >&2
 "$W" init --dir "$DIR/t1" --size "$SIZE" --files 16 >/dev/null

@@ -28,12 +28,9 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+# now, secs, C, J, field
+. "$(dirname "$0")/lib.sh"
 mbps() { python3 -c "print(f'{$1 / 1048576 / $2:.0f}')"; }
-C() { "$B" ctl --meta "$META" "$@"; }
-J() { "$B" ctl --meta "$META" --json "$@"; }
-field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 echo "generating a $SIZE-byte tenant..." >&2
 "$W" init --dir "$DIR/t1" --size "$SIZE" --files 16 >/dev/null

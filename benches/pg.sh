@@ -36,12 +36,9 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+# now, secs, C, J, field
+. "$(dirname "$0")/lib.sh"
 psql_() { psql -X -qAt -h "$SOCK" -p "$1" -U postgres -d postgres -c "$2"; }
-C() { "$B" ctl --meta "$META" "$@"; }
-J() { "$B" ctl --meta "$META" --json "$@"; }
-field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 start_pg() { # DATA PORT LOG
   "${AS_PG[@]}" "$PGBIN/postgres" -D "$1" -p "$2" -k "$SOCK" -c listen_addresses='' >"$3" 2>&1 &
   PIDS+=($!)

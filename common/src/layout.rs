@@ -21,6 +21,13 @@
 
 use crate::task::BackupType;
 
+/// Whether `rel` is a relative `/`-separated path that stays inside the directory it
+/// is joined to: not empty, not absolute, no `..` and no empty component. Every path a
+/// task or a manifest names is checked with it before it is opened or written.
+pub fn is_inside(rel: &str) -> bool {
+    !rel.is_empty() && !rel.starts_with('/') && !rel.split('/').any(|p| p == ".." || p.is_empty())
+}
+
 /// `data/backup_set_ID_full|inc`, relative to the tenant prefix.
 pub fn set_dir(backup_set_id: u64, backup_type: BackupType) -> String {
     format!(

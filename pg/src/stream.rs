@@ -193,7 +193,10 @@ impl WalStream {
                         3 => frontend::password_message(pw()?.as_bytes(), &mut out)
                             .map_err(|e| proto("password", e))?,
                         5 => {
-                            let salt = [body[4], body[5], body[6], body[7]];
+                            let salt: [u8; 4] = body
+                                .get(4..8)
+                                .and_then(|s| s.try_into().ok())
+                                .ok_or_else(|| proto("MD5 authentication", "no salt"))?;
                             let hash = md5_hash(src.user.as_bytes(), pw()?.as_bytes(), salt);
                             frontend::password_message(hash.as_bytes(), &mut out)
                                 .map_err(|e| proto("password", e))?;

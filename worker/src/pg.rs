@@ -516,7 +516,7 @@ pub fn list_data_directory(root: &Path) -> Result<Vec<FileEntry>> {
 ///
 /// Errors: `Source` for a path leaving the data directory or another I/O error.
 pub fn open_file(pgdata: &Path, rel: &str) -> Result<Option<std::fs::File>> {
-    if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|p| p == ".." || p.is_empty()) {
+    if !backstop_common::layout::is_inside(rel) {
         return Err(WorkerError::Source(format!(
             "file path '{rel}' leaves the data directory"
         )));

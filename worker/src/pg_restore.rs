@@ -32,7 +32,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> WorkerError + '_ {
 }
 
 fn safe(rel: &str) -> Result<()> {
-    if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|p| p == ".." || p.is_empty()) {
+    if !backstop_common::layout::is_inside(rel) {
         return Err(WorkerError::Corrupt(format!(
             "manifest names an unsafe path '{rel}'"
         )));

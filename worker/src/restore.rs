@@ -398,7 +398,7 @@ async fn restore_candidate(
     };
     let mut data_bytes = 0u64;
     for f in &m.files {
-        if f.path.split('/').any(|p| p == ".." || p.is_empty()) || f.path.starts_with('/') {
+        if !layout::is_inside(&f.path) {
             return Err(WorkerError::Corrupt(format!(
                 "manifest names an unsafe path '{}'",
                 f.path

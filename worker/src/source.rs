@@ -125,10 +125,7 @@ impl DirSource {
 
     /// Resolves a datafile path from a task, refusing anything outside `data/`.
     pub fn datafile_path(&self, rel: &str) -> Result<PathBuf> {
-        if rel.is_empty()
-            || rel.starts_with('/')
-            || rel.split('/').any(|p| p == ".." || p.is_empty())
-        {
+        if !backstop_common::layout::is_inside(rel) {
             return Err(WorkerError::Source(format!(
                 "datafile path '{rel}' leaves the tenant root"
             )));
