@@ -111,6 +111,11 @@ pub struct RestoreArgs {
     /// Use this backup set (default: the newest that reaches the target).
     #[arg(long)]
     pub backup_set: Option<u64>,
+    /// Restore from this incarnation (default: the newest at the destination). After
+    /// a point-in-time restore was protected again (ALTER TENANT … SOURCE), the
+    /// history before it, including points past the fork, is incarnation N-1.
+    #[arg(long)]
+    pub incarnation: Option<u64>,
     /// PostgreSQL tenants: give the restored data directory to this user, the one
     /// who will run `postgres -D DIR` (default: whoever runs the restore).
     #[arg(long)]
@@ -135,6 +140,9 @@ pub struct ValidateArgs {
     /// Piece to check, as ROUND/PIECE (e.g. 1/3).
     #[arg(long)]
     pub piece: Option<String>,
+    /// The incarnation the set or piece is in (default: the newest).
+    #[arg(long)]
+    pub incarnation: Option<u64>,
 }
 
 /// `backstop standalone`.

@@ -26,6 +26,7 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
         until_scn: a.until_scn,
         until_time_ms,
         backup_set: a.backup_set,
+        incarnation: a.incarnation,
         owner: a.owner,
     };
     let cancel = CancellationToken::new();
@@ -34,9 +35,10 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
         println!(
-            "restored tenant {} ({}) from backup set {} to SCN {}: {} datafiles ({} bytes), log [{}, {}) ({} bytes) into {}",
+            "restored tenant {} ({}) incarnation {} from backup set {} to SCN {}: {} datafiles ({} bytes), log [{}, {}) ({} bytes) into {}",
             info.tenant_name,
             info.tenant_id,
+            info.incarnation,
             info.backup_set_id,
             info.until_scn,
             info.files,
@@ -62,7 +64,7 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
 
 /// `backstop validate`.
 pub async fn validate(a: args::ValidateArgs) -> anyhow::Result<()> {
-    let dest = find_tenant(&a.dest, &a.tenant).await?;
+    let dest = find_tenant(&a.dest, &a.tenant, a.incarnation).await?;
     let store = TenantStore::open(&dest)?;
     let cancel = CancellationToken::new();
     let (what, v) = match (a.backup_set, a.piece.as_deref()) {

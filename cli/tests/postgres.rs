@@ -409,9 +409,31 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     });
     assert!(took < Duration::from_secs(10), "cancel took {took:?}");
 
-    // 3. A full backup completes and restores exactly.
+    // 3. SIGKILL the worker while a full backup copies: its pg_backup_start
+    //    connection dies with it, so the server aborts that backup; the set starts
+    //    again from its prepare on the new worker, completes and restores exactly.
     let job = start_backup(&c, false);
+    wait_for("the backup to copy", 30, || {
+        let tasks = c.try_ctl(&["tasks"])?;
+        tasks
+            .as_array()?
+            .iter()
+            .any(|t| t["task_type"] == "BACKUP_COPY" && t["status"] == "DOING")
+            .then_some(())
+    });
+    c.kill_worker(1);
+    c.add_worker();
     let set = c.wait_set_of_job("pg1", job);
+    assert!(
+        set["comment"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("started again from prepare"),
+        "{set}"
+    );
+    wait_for("no backup in progress on the server", 10, || {
+        (open_backups(&pg) == "0").then_some(())
+    });
     bench(&pg, 1);
     let m2 = mark(&pg, 2);
     c.wait_archived("pg1", m2.lsn);
@@ -439,7 +461,7 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     // 4. No worker runs while the server writes more WAL than max_slot_wal_keep_size
     //    and checkpoints: the slot is invalidated and the round goes INTERRUPTED
     //    with the reason; a new round starts on a new slot.
-    c.kill_worker(1);
+    c.kill_worker(2);
     for i in 0..6 {
         pg.query(&format!("INSERT INTO markers VALUES ({})", 100 + i))
             .unwrap();
@@ -508,4 +530,107 @@ fn without_replication_connections_the_archive_reads_pg_wal() {
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s"));
     assert_eq!(ids, vec![1]);
     assert_eq!((sum, history), (m.sum, m.history));
+}
+
+/// Incarnations: the protected cluster (timeline 1) is restored to a point and
+/// promoted (timeline 2); `ALTER TENANT … SOURCE` through the mysql client re-points
+/// the tenant at it, which opens incarnation 2, archived and backed up apart. A
+/// point-in-time restore on timeline 2 and one onto timeline 1 past the fork each
+/// recover exactly, and the views show both incarnations.
+#[test]
+fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, c, dest) = protected(dir.path(), "wal_level = replica", false, 1, &[]);
+    let job = start_backup(&c, false);
+    c.wait_set_of_job("pg1", job);
+    bench(&a, 1);
+    let m1 = mark(&a, 1);
+    bench(&a, 1);
+    let fork = mark(&a, 2);
+    bench(&a, 1);
+    let m3 = mark(&a, 3);
+    c.wait_archived("pg1", m3.lsn);
+    let (_gw, mysql) = harness::mysql::start_gateway(dir.path(), &c.meta);
+
+    // The point-in-time restore at `fork`, started: it promotes onto timeline 2.
+    let b_dir = dir.path().join("b");
+    restore_pg(&dest, &b_dir, &["--until-scn", &Lsn(fork.lsn).to_string()]);
+    let sock = dir.path().join("sb");
+    std::fs::create_dir_all(&sock).unwrap();
+    chown_postgres(&sock).unwrap();
+    let mut b = PgServer::on(&b_dir, &sock);
+    b.start(120).unwrap();
+    wait_for("promotion", 60, || {
+        (b.query("SELECT pg_is_in_recovery()").ok()? == "f").then_some(())
+    });
+    let tli = || {
+        b.query("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+            .unwrap()
+    };
+    assert_eq!(tli(), "00000002");
+
+    // Re-pointing is refused while the archive runs, and for another database.
+    let b_uri = b.uri("postgres");
+    let e = mysql.fails(&format!("ALTER TENANT pg1 SOURCE = '{b_uri}'"));
+    assert!(e.contains("9011") && e.contains("NOARCHIVELOG"), "{e}");
+    let mut other = PgServer::init("wal_level = replica").unwrap();
+    other.start(60).unwrap();
+    c.ctl(&["noarchivelog", "--tenant", "pg1"]);
+    wait_for("archive STOP", 60, || {
+        (c.round("pg1")["status"] == "STOP").then_some(())
+    });
+    let e = mysql.fails(&format!(
+        "ALTER TENANT pg1 SOURCE = '{}'",
+        other.uri("postgres")
+    ));
+    assert!(e.contains("another database"), "{e}");
+    other.stop();
+    a.stop();
+
+    mysql.exec(&format!("ALTER TENANT pg1 SOURCE = '{b_uri}'"));
+    let t = c.ctl(&["tenant", "show", "pg1"]);
+    assert_eq!(t["incarnation"], 2, "{t}");
+    assert_eq!(t["recorded_timeline"], 2, "{t}");
+
+    // Incarnation 2: its own round and full backup, and new work on timeline 2.
+    c.start_archive("pg1");
+    let job = start_backup(&c, false);
+    c.wait_set_of_job("pg1", job);
+    bench(&b, 1);
+    let m4 = mark(&b, 4);
+    c.wait_archived("pg1", m4.lsn);
+    let rows = mysql.rows(
+        "SELECT DISTINCT INCARNATION FROM oceanbase.CDB_OB_BACKUP_SET_DETAILS WHERE TENANT_ID <> 1 ORDER BY 1",
+    );
+    assert_eq!(rows, vec![vec!["1".to_string()], vec!["2".to_string()]]);
+    let rows = mysql
+        .rows("SELECT INCARNATION FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID <> 1");
+    assert_eq!(rows, vec![vec!["2".to_string()]]);
+
+    // A point on timeline 2: the fork's history plus marker 4, never marker 3.
+    let to = dir.path().join("r2");
+    let info = restore_pg(&dest, &to, &["--until-scn", &Lsn(m4.lsn).to_string()]);
+    assert_eq!(info["incarnation"], 2, "{info}");
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s2"));
+    assert_eq!(ids, vec![1, 2, 4]);
+    assert_eq!((sum, history), (m4.sum, m4.history));
+
+    // A point on timeline 1 past the fork: marker 3, which timeline 2 never had.
+    let to = dir.path().join("r1");
+    let info = restore_pg(
+        &dest,
+        &to,
+        &[
+            "--incarnation",
+            "1",
+            "--until-scn",
+            &Lsn(m3.lsn).to_string(),
+        ],
+    );
+    assert_eq!(info["incarnation"], 1, "{info}");
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s1"));
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!((sum, history), (m3.sum, m3.history));
+    assert!(m1.lsn < fork.lsn);
+    b.stop();
 }

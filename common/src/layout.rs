@@ -15,6 +15,7 @@
 //!     manifest.d/EPOCH_SEQ    journal: one delta per checkpoint (JSON)
 //!     .frozen                 marker, written when the piece is frozen
 //!   info/tenant               tenant identity (JSON: id, name, cluster)
+//!   info/pg_timeline          PostgreSQL: the system and timeline of this incarnation
 //!   info/backup_set_ID        index entry of a complete set (JSON)
 //!   info/round_R_piece_P      index entry of a piece (JSON)
 //! ```
@@ -49,6 +50,11 @@ pub fn part_manifest(set_dir: &str, part: u32, attempt: u32) -> String {
 
 /// Tenant identity at a destination.
 pub const TENANT_INFO: &str = "info/tenant";
+
+/// PostgreSQL tenants: the system and timeline whose history this incarnation holds,
+/// with that timeline's history file (JSON), written by the first archive round or
+/// backup of the incarnation.
+pub const PG_TIMELINE: &str = "info/pg_timeline";
 
 /// The set manifest.
 pub fn set_manifest(set_dir: &str) -> String {

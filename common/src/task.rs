@@ -392,6 +392,13 @@ pub enum TaskOutcome {
         /// Items that could not be removed (`dir: why`), kept for the cleaner.
         failed: Vec<String>,
     },
+    /// A data backup must start again from its prepare: the hot backup it copied under
+    /// was aborted on the server (PostgreSQL: the worker holding the `pg_backup_start`
+    /// connection restarted), so what was copied cannot be finished.
+    Restart {
+        /// Why, for the set's comment.
+        reason: String,
+    },
 }
 
 /// A checkpoint of the continuous archive copy: one piece copied up to a point.

@@ -121,6 +121,19 @@ pub enum Command {
         /// Answer `Dropped(false)` instead of `OB_ENTRY_NOT_EXIST`.
         if_exists: bool,
     },
+    /// `ALTER TENANT name SOURCE = '…'`, and the identity `CREATE TENANT` checked.
+    ///
+    /// A changed source needs the tenant idle (no live job: `OB_BACKUP_IN_PROGRESS`).
+    /// The same `system_identifier` on another timeline opens the next incarnation;
+    /// another `system_identifier` is another database (`OB_OP_NOT_ALLOW`).
+    SetTenantSource {
+        /// Tenant name.
+        name: String,
+        /// Normalized source URI.
+        source: String,
+        /// What the check of a `postgresql://` source found; `None` for `dir://`.
+        identity: Option<crate::state::SourceIdentity>,
+    },
 }
 
 /// Commands of the data plane.

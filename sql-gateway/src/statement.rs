@@ -50,6 +50,14 @@ pub enum Statement {
         /// IF NOT EXISTS.
         if_not_exists: bool,
     },
+    /// `ALTER TENANT name SOURCE [=] 'uri'`: re-points an idle tenant, for example at
+    /// a restored PostgreSQL cluster (a new timeline opens the next incarnation).
+    AlterTenantSource {
+        /// Name.
+        name: String,
+        /// Source URI.
+        source: String,
+    },
     /// `DROP TENANT [IF EXISTS] name`.
     DropTenant {
         /// Name.
@@ -316,6 +324,14 @@ pub fn parse(sql: &str) -> Result<Option<Statement>, SqlError> {
         }
         Some("ALTER") => {
             p.pos += 1;
+            if p.keyword("TENANT") {
+                let name = p.ident("a tenant name")?;
+                p.expect("SOURCE")?;
+                p.opt_eq();
+                let source = p.string("a quoted source URI")?;
+                p.done()?;
+                return Ok(Some(Statement::AlterTenantSource { name, source }));
+            }
             if !p.keyword("SYSTEM") {
                 return Ok(Some(Statement::NotYet(format!("ALTER {}", p.rest_text(1)))));
             }

@@ -43,6 +43,14 @@ fn parses_the_statements_case_insensitively() {
             if_not_exists: true
         })
     );
+    assert_eq!(
+        parse("alter tenant pg1 source = 'postgresql://u@h:5432/d?pgdata=/p'").unwrap(),
+        Some(Statement::AlterTenantSource {
+            name: "pg1".into(),
+            source: "postgresql://u@h:5432/d?pgdata=/p".into(),
+        })
+    );
+    assert!(parse("ALTER TENANT pg1 SOURCE").is_err());
     assert!(matches!(
         parse("ALTER SYSTEM DELETE OBSOLETE BACKUP").unwrap(),
         Some(Statement::NotYet(_))

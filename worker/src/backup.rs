@@ -411,6 +411,17 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         Some(src) => (src.log_end()?, None),
         None => {
             let (stop, info) = crate::pg::finish_backup(&a.source).await?;
+            let found = crate::pg::PgTimeline {
+                system_identifier: info.system_identifier,
+                timeline: info.timeline,
+                history: info.timeline_history.clone().unwrap_or_default(),
+            };
+            let (inc, name) = (a.dest.incarnation, &a.dest.tenant_name);
+            if let Some(reason) =
+                crate::pg::claim_timeline(&store, inc, name, &found, &ctx.abort).await?
+            {
+                return Err(WorkerError::Invalid(reason));
+            }
             (Scn(stop), Some(info))
         }
     };

@@ -40,6 +40,11 @@ pub enum WorkerError {
     /// Bad input (arguments, unknown tenant, no such set).
     #[error("{0}")]
     Invalid(String),
+    /// The hot backup a data backup copied under is gone on the server (PostgreSQL:
+    /// the connection that ran `pg_backup_start` ended); reported as
+    /// `TaskOutcome::Restart`, so the backup starts again from its prepare.
+    #[error("hot backup aborted: {0}")]
+    BackupAborted(String),
 }
 
 impl WorkerError {

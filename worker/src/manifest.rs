@@ -240,6 +240,11 @@ pub struct PgSetInfo {
     pub wal_segment_size: u64,
     /// `pg_control_system().system_identifier`.
     pub system_identifier: u64,
+    /// The contents of `pg_wal/TTTTTTTT.history` for `timeline` (absent on timeline
+    /// 1, which has no history): recovery with `recovery_target_timeline = T` needs
+    /// it, so the restore writes it into `pg_wal/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline_history: Option<String>,
 }
 
 /// Index entry of a complete set, under `info/`.

@@ -13,6 +13,8 @@
 //!   by the source URI.
 //! - [`list_data_directory`] and [`open_file`]: what a base backup copies (PostgreSQL's
 //!   documented exclusion list, `backstop_pg::layout`).
+//! - [`claim_timeline`]: one incarnation holds one timeline of one system, so a
+//!   cluster restored under the archive is never spliced onto the old history.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,8 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::error::{Result, WorkerError};
-use crate::manifest::PgSetInfo;
+use crate::manifest::{self, PgSetInfo};
+use crate::storage::TenantStore;
 
 /// Parses a PostgreSQL source URI.
 ///
@@ -58,6 +61,8 @@ pub struct PgLog {
     pub seg_size: u64,
     /// `backstop_<tenant_id>`.
     pub slot: String,
+    /// `pg_control_system().system_identifier`.
+    pub system_identifier: u64,
     src: PgSource,
     stream: tokio::sync::Mutex<Option<WalStream>>,
     /// Cleared when the server refused streaming: read `pg_wal/` instead.
@@ -99,10 +104,16 @@ impl PgLog {
             timeline: info.timeline,
             seg_size: info.wal_segment_size,
             slot,
+            system_identifier: info.system_identifier,
             src,
             stream: tokio::sync::Mutex::new(None),
             streaming: AtomicBool::new(true),
         })
+    }
+
+    /// The cluster's data directory (the source's `pgdata`).
+    pub fn pgdata(&self) -> String {
+        self.src.pgdata.clone()
     }
 
     /// The server's flush LSN: the end of the WAL that may be read.
@@ -368,17 +379,18 @@ pub async fn start_backup(uri: &str, label: &str) -> Result<Started> {
 /// Ends the hot backup prepare started in this process (`pg_backup_stop`); a
 /// retried finalize gets the answer of the first.
 ///
-/// Errors: `Invalid` when this process holds no backup for the source (the worker
-/// restarted between prepare and finalize: the server aborted that backup, so the
-/// backup must run again); `Source` when `pg_backup_stop` fails.
+/// Errors: `BackupAborted` when this process holds no live backup for the source
+/// (the worker restarted between prepare and finalize, or the server ended that
+/// connection: the server aborted the backup, so it starts again from its prepare);
+/// `Source` when `pg_backup_stop` fails.
 pub async fn stop_backup(uri: &str) -> Result<BackupStop> {
     let held = slot_of(uri);
     let mut guard = held.lock().await;
     match guard.take() {
         Some(Held::Running(s)) => {
             if !s.is_alive() {
-                return Err(WorkerError::Invalid(
-                    "the connection holding the hot backup ended (the server aborted the backup); run the backup again".into(),
+                return Err(WorkerError::BackupAborted(
+                    "the connection holding pg_backup_start ended, so the server aborted that backup".into(),
                 ));
             }
             let stop = s.stop().await.map_err(worker_error)?;
@@ -389,8 +401,8 @@ pub async fn stop_backup(uri: &str) -> Result<BackupStop> {
             *guard = Some(Held::Stopped(stop.clone()));
             Ok(stop)
         }
-        None => Err(WorkerError::Invalid(
-            "no hot backup is held for this tenant on this worker (it restarted after the backup's prepare, so the server aborted that backup); run the backup again".into(),
+        None => Err(WorkerError::BackupAborted(
+            "no hot backup is held for this tenant on this worker (it restarted after the backup's prepare, so the server aborted that backup)".into(),
         )),
     }
 }
@@ -412,6 +424,7 @@ pub async fn finish_backup(uri: &str) -> Result<(u64, PgSetInfo)> {
         .await
         .map_err(|e| WorkerError::Source(e.to_string()))??;
     let timeline = backup_label_timeline(&stop.backup_label).unwrap_or(info.timeline);
+    let timeline_history = read_history(&src.pgdata, timeline)?;
     Ok((
         stop.stop_lsn.0,
         PgSetInfo {
@@ -421,8 +434,76 @@ pub async fn finish_backup(uri: &str) -> Result<(u64, PgSetInfo)> {
             timeline,
             wal_segment_size: info.wal_segment_size,
             system_identifier: info.system_identifier,
+            timeline_history,
         },
     ))
+}
+
+/// `pg_wal/TTTTTTTT.history` of `timeline` in the data directory: `None` on timeline
+/// 1 (it has no history) or when the server has removed the file.
+///
+/// Errors: `Source` when the file exists but cannot be read.
+pub fn read_history(pgdata: &str, timeline: u32) -> Result<Option<String>> {
+    if timeline <= 1 {
+        return Ok(None);
+    }
+    let path = Path::new(pgdata)
+        .join("pg_wal")
+        .join(wal::history_file_name(timeline));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WorkerError::Source(format!("read {}: {e}", path.display()))),
+    }
+}
+
+/// What `info/pg_timeline` records: the one PostgreSQL system and timeline whose
+/// history an incarnation's directory holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PgTimeline {
+    /// `pg_control_system().system_identifier`.
+    pub system_identifier: u64,
+    /// The timeline every set and piece of the incarnation is on.
+    pub timeline: u32,
+    /// `pg_wal/TTTTTTTT.history` of that timeline (empty on timeline 1).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub history: String,
+}
+
+/// Records `found` as the incarnation's system and timeline when nothing is recorded
+/// yet; otherwise checks that it is the recorded one. Returns why not: the server
+/// was restored or promoted under the archive (another timeline), or it is another
+/// cluster (another system), and its WAL must not be added to this history.
+///
+/// Errors: `Storage` or `Corrupt` when `info/pg_timeline` cannot be read or written.
+pub async fn claim_timeline(
+    store: &TenantStore,
+    incarnation: u64,
+    tenant_name: &str,
+    found: &PgTimeline,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<String>> {
+    let key = backstop_common::layout::PG_TIMELINE;
+    if !store.exists(key).await? {
+        store.put(key, manifest::to_json(found)?, cancel).await?;
+        return Ok(None);
+    }
+    let had: PgTimeline = manifest::from_json(&store.get(key, cancel).await?, key)?;
+    if had.system_identifier != found.system_identifier {
+        return Ok(Some(format!(
+            "the server is PostgreSQL system {}, but incarnation {incarnation} of tenant {tenant_name} holds system {}: it is another database",
+            found.system_identifier, had.system_identifier
+        )));
+    }
+    if had.timeline != found.timeline {
+        return Ok(Some(format!(
+            "the server is on timeline {}, but incarnation {incarnation} of tenant {tenant_name} holds timeline {} (the cluster was restored or promoted): run ALTER TENANT {tenant_name} SOURCE = '…' to open incarnation {} for it",
+            found.timeline,
+            had.timeline,
+            incarnation + 1
+        )));
+    }
+    Ok(None)
 }
 
 /// The `START TIMELINE:` line of a `backup_label`.

@@ -150,6 +150,10 @@ pub(crate) async fn prepare_data_directory(
     };
     let pg_wal = to.join("pg_wal");
     std::fs::create_dir_all(&pg_wal).map_err(io(&pg_wal))?;
+    if let Some(history) = &pg.timeline_history {
+        let path = pg_wal.join(wal::history_file_name(pg.timeline));
+        std::fs::write(&path, history).map_err(io(&path))?;
+    }
     let mut w = WalWriter {
         dir: pg_wal,
         tli: pg.timeline,

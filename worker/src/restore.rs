@@ -49,6 +49,9 @@ pub struct RestoreArgs {
     pub until_time_ms: Option<u64>,
     /// Use this set.
     pub backup_set: Option<u64>,
+    /// Restore from this incarnation (default: the newest at the destination). A
+    /// PostgreSQL point past a fork is on the old incarnation's timeline.
+    pub incarnation: Option<u64>,
     /// PostgreSQL tenants: give the restored data directory to this user (the one
     /// who runs `postgres -D DIR`); default: whoever runs the restore.
     pub owner: Option<String>,
@@ -61,6 +64,9 @@ pub struct RestoreInfo {
     pub tenant_id: u64,
     /// Tenant name.
     pub tenant_name: String,
+    /// Incarnation restored from.
+    #[serde(default)]
+    pub incarnation: u64,
     /// Set used.
     pub backup_set_id: u64,
     /// First SCN of the restored log (the log segment is named after it).
@@ -104,8 +110,12 @@ async fn list_dirs(store: &dyn object_store::ObjectStore, prefix: &str) -> Resul
         .collect())
 }
 
-/// Finds a tenant (by name or id) at a destination from its `info/tenant` entries.
-pub async fn find_tenant(uri: &str, tenant: &str) -> Result<TenantDest> {
+/// Finds a tenant (by name or id) at a destination from its `info/tenant` entries:
+/// `incarnation`, or the newest one.
+///
+/// Errors: `Invalid` when no such tenant (or incarnation) is there, or the name is
+/// ambiguous; `Storage` when listing fails.
+pub async fn find_tenant(uri: &str, tenant: &str, incarnation: Option<u64>) -> Result<TenantDest> {
     let parsed =
         backstop_common::BackupDest::parse(uri).map_err(|e| WorkerError::Invalid(e.to_string()))?;
     let root = match &parsed {
@@ -163,6 +173,17 @@ pub async fn find_tenant(uri: &str, tenant: &str) -> Result<TenantDest> {
         )));
     }
     found.sort_by_key(|d| d.incarnation);
+    if let Some(n) = incarnation {
+        let have: Vec<String> = found.iter().map(|d| d.incarnation.to_string()).collect();
+        found.retain(|d| d.incarnation == n);
+        if found.is_empty() && !have.is_empty() {
+            return Err(WorkerError::Invalid(format!(
+                "tenant '{tenant}' has no incarnation {n} at {} (it has {})",
+                parsed.root_path(),
+                have.join(", ")
+            )));
+        }
+    }
     found.pop().ok_or_else(|| {
         WorkerError::Invalid(format!("no tenant '{tenant}' at {}", parsed.root_path()))
     })
@@ -254,7 +275,7 @@ impl ObjectCache<'_> {
 /// set turns out to be broken (a missing or corrupt object); the result says which
 /// set and point it took, and what it fell back from.
 pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<RestoreInfo> {
-    let dest = find_tenant(&args.dest, &args.tenant).await?;
+    let dest = find_tenant(&args.dest, &args.tenant, args.incarnation).await?;
     let store = TenantStore::open(&dest)?;
     let pieces = piece_manifests(&store, cancel).await?;
     let sets = complete_sets(&store, cancel).await?;
@@ -475,6 +496,7 @@ async fn restore_candidate(
     Ok(RestoreInfo {
         tenant_id: dest.tenant_id.0,
         tenant_name: dest.tenant_name.clone(),
+        incarnation: dest.incarnation,
         backup_set_id: c.set.backup_set_id,
         start_replay_scn: m.start_replay_scn,
         min_restore_scn: m.min_restore_scn,

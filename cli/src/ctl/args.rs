@@ -258,7 +258,7 @@ pub enum TenantCmd {
     Create {
         /// Tenant name.
         name: String,
-        /// Source URI, dir:///abs/path.
+        /// Source URI: dir:///abs/path or postgresql://USER@HOST:PORT/DB?pgdata=/abs/path.
         #[arg(long)]
         source: String,
         /// Free text.
@@ -267,6 +267,16 @@ pub enum TenantCmd {
         /// Succeed if it already exists.
         #[arg(long)]
         if_not_exists: bool,
+    },
+    /// Re-point an idle tenant at another source (`ALTER TENANT name SOURCE = …`),
+    /// for example a restored PostgreSQL cluster: the same system on a new timeline
+    /// opens the next incarnation.
+    Alter {
+        /// Tenant name.
+        name: String,
+        /// New source URI.
+        #[arg(long)]
+        source: String,
     },
     /// Remove a tenant from the catalog.
     Drop {

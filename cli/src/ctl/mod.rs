@@ -68,6 +68,14 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             let t = rpc!(c, create_tenant, req);
             print(j, tenant_json(&t), tenants_text(std::slice::from_ref(&t)))
         }
+        CtlCmd::Tenant(TenantCmd::Alter { name, source }) => {
+            let req = AlterTenantSourceRequest {
+                tenant_name: name,
+                source,
+            };
+            let t = rpc!(c, alter_tenant_source, req);
+            print(j, tenant_json(&t), tenants_text(std::slice::from_ref(&t)))
+        }
         CtlCmd::Tenant(TenantCmd::Drop { name, if_exists }) => {
             let req = DropTenantRequest {
                 tenant_name: name.clone(),

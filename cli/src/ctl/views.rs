@@ -223,7 +223,7 @@ pub(super) async fn sets(c: &Client, j: bool, tenant: Option<String>) -> anyhow:
         "start_replay_scn": s.start_replay_scn, "min_restore_scn": s.min_restore_scn,
         "input_bytes": s.input_bytes, "output_bytes": s.output_bytes, "file_count": s.file_count,
         "start_time_ms": s.start_time_ms, "end_time_ms": s.end_time_ms, "backup_dest": s.backup_dest,
-        "comment": s.comment, "job_id": s.job_id,
+        "comment": s.comment, "job_id": s.job_id, "incarnation": s.incarnation,
     })).collect();
     print(j, Value::Array(v), text)
 }
@@ -383,6 +383,7 @@ pub(super) async fn tenant_show(c: &Client, j: bool, name: String) -> anyhow::Re
     let mut v = json!({
         "tenant_id": t.tenant_id, "tenant_name": t.tenant_name, "source": t.source,
         "status": t.status, "incarnation": t.incarnation,
+        "recorded_system_identifier": t.system_identifier, "recorded_timeline": t.timeline,
         "round": round.as_ref().map(|x| json!({
             "round_id": x.round_id, "status": x.status, "checkpoint_scn": x.checkpoint_scn,
             "lag_ms": x.lag_ms, "comment": x.comment,
@@ -394,6 +395,12 @@ pub(super) async fn tenant_show(c: &Client, j: bool, name: String) -> anyhow::Re
         format!("status:            {}", t.status),
         format!("incarnation:       {}", t.incarnation),
     ];
+    if t.system_identifier != 0 {
+        lines.push(format!(
+            "recorded identity: system {}, timeline {}",
+            t.system_identifier, t.timeline
+        ));
+    }
     match &round {
         Some(x) => lines.push(format!(
             "archive:           round {} {}, checkpoint SCN {}, lag {} ms{}",

@@ -29,11 +29,12 @@ pub fn round(r: &RoundRecord) -> pb::ArchiveRound {
         backup_dest: shown_dest(&r.dest.uri),
         comment: r.comment.clone(),
         job_id: r.job_id.0,
+        incarnation: r.dest.incarnation,
     }
 }
 
-/// Piece to message.
-pub fn piece(p: &PieceRecord) -> pb::Piece {
+/// Piece to message; `incarnation` is its round's.
+pub fn piece((p, incarnation): &(PieceRecord, u64)) -> pb::Piece {
     pb::Piece {
         tenant_id: p.tenant_id.0,
         round_id: p.round_id,
@@ -47,6 +48,7 @@ pub fn piece(p: &PieceRecord) -> pb::Piece {
         create_time_ms: p.create_time_ms,
         checkpoint_time_ms: p.checkpoint_time_ms,
         backup_dest: p.backup_dest.clone(),
+        incarnation: *incarnation,
     }
 }
 
@@ -70,6 +72,7 @@ pub fn set(s: &BackupSetRecord) -> pb::BackupSet {
         backup_dest: shown_dest(&s.dest.uri),
         comment: s.comment.clone(),
         job_id: s.job_id.0,
+        incarnation: s.dest.incarnation,
     }
 }
 
@@ -125,7 +128,25 @@ pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
         JobKind::ArchiveCopy { copy_id } => (*copy_id, String::new(), -1, "", 0),
         _ => (0, String::new(), -1, "", 0),
     };
+    let incarnation = match &j.kind {
+        JobKind::Archive { round_id } => state
+            .work
+            .rounds
+            .get(&(j.tenant_id, *round_id))
+            .map(|r| r.dest.incarnation),
+        JobKind::Backup { backup_set_id, .. }
+        | JobKind::Validate { backup_set_id }
+        | JobKind::SetCopy { backup_set_id, .. } => state
+            .work
+            .sets
+            .get(&(j.tenant_id, *backup_set_id, 0))
+            .map(|s| s.dest.incarnation),
+        _ => None,
+    }
+    .or_else(|| state.tenants.get(&j.tenant_id).map(|t| t.incarnation))
+    .unwrap_or(1);
     pb::Job {
+        incarnation,
         copy_id,
         backup_dest,
         max_backup_times,
@@ -224,6 +245,7 @@ pub fn archive_copy(c: &crate::state::ArchiveCopyRecord) -> pb::ArchiveCopy {
         backup_dest: shown_dest(&c.dest.uri),
         comment: c.comment.clone(),
         job_id: c.job_id.0,
+        incarnation: c.dest.incarnation,
     }
 }
 

@@ -19,7 +19,9 @@ use crate::command::{CancelTarget, Command, Reply, WorkCommand};
 use crate::error::MetaError;
 use crate::node::MetaNode;
 use crate::service::convert;
-use crate::state::{CopySelection, MetaState, ParamRecord, TenantRecord, UserRecord};
+use crate::state::{
+    CopySelection, MetaState, ParamRecord, SourceIdentity, TenantRecord, UserRecord,
+};
 use backstop_common::TenantId;
 
 /// Serves the metadata API for one node.
@@ -119,12 +121,24 @@ impl MetaSvc {
     }
 }
 
-/// For a `postgresql://` source: the server answers, can be protected, and
-/// `pgdata` is its data directory (read here too when this host has that path).
-/// Errors carry `OB_INVALID_ARGUMENT` with [`backstop_pg::PgError`]'s message.
-async fn check_pg_source(source: &str) -> Result<(), MetaError> {
+/// Validates and normalizes a source URI, and checks a `postgresql://` one against
+/// its server: it answers, can be protected, and `pgdata` is its data directory (read
+/// here too when this host has that path). Returns the normalized URI and, for
+/// PostgreSQL, the identity found.
+///
+/// Errors carry `OB_INVALID_ARGUMENT` ([`backstop_pg::PgError`]'s message for the
+/// server checks).
+async fn checked_source(source: &str) -> Result<(String, Option<SourceIdentity>), MetaError> {
+    let source = validate_source(source).map_err(|(code, msg)| MetaError::new(code, msg))?;
+    backstop_common::source::check_dir_layout(&source)
+        .map_err(|(code, msg)| MetaError::new(code, msg))?;
+    let identity = check_pg_source(&source).await?;
+    Ok((source, identity))
+}
+
+async fn check_pg_source(source: &str) -> Result<Option<SourceIdentity>, MetaError> {
     if !backstop_common::source::is_postgresql(source) {
-        return Ok(());
+        return Ok(None);
     }
     let pg = backstop_common::source::PgSource::parse(source)
         .map_err(|(code, msg)| MetaError::new(code, msg))?;
@@ -137,7 +151,10 @@ async fn check_pg_source(source: &str) -> Result<(), MetaError> {
         timeline = info.timeline,
         "PostgreSQL source checked"
     );
-    Ok(())
+    Ok(Some(SourceIdentity {
+        system_identifier: info.system_identifier,
+        timeline: info.timeline,
+    }))
 }
 
 /// Converts a tenant record to its message.
@@ -151,6 +168,8 @@ pub fn tenant_msg(t: &TenantRecord) -> Tenant {
         status: t.status.as_str().to_string(),
         incarnation: t.incarnation,
         create_time_ms: t.create_time_ms,
+        system_identifier: t.identity.map_or(0, |i| i.system_identifier),
+        timeline: t.identity.map_or(0, |i| i.timeline),
     }
 }
 
@@ -201,20 +220,47 @@ impl MetaService for MetaSvc {
     ) -> Result<Response<Tenant>, Status> {
         let req = request.into_inner();
         let name = checked("tenant", &req.tenant_name)?;
-        let source =
-            validate_source(&req.source).map_err(|(code, msg)| MetaError::new(code, msg))?;
-        backstop_common::source::check_dir_layout(&source)
-            .map_err(|(code, msg)| MetaError::new(code, msg))?;
-        check_pg_source(&source).await?;
         if req.comment.len() > 4096 {
             return Err(MetaError::invalid("tenant comment longer than 4096 bytes").into());
         }
+        let (source, identity) = checked_source(&req.source).await?;
         let cmd = Command::CreateTenant {
-            name,
-            source,
+            name: name.clone(),
+            source: source.clone(),
             comment: req.comment,
             if_not_exists: req.if_not_exists,
             root_password: PasswordHash::new(""),
+        };
+        let t = match self.node.write(cmd).await? {
+            Reply::Tenant(t) => t,
+            other => return Err(unexpected(other)),
+        };
+        // The identity goes in with its own command (layout-2 logs keep decoding); a
+        // tenant that `IF NOT EXISTS` found with another source is left as it is.
+        if identity.is_none() || t.source != source || t.identity.is_some() {
+            return Ok(Response::new(tenant_msg(&t)));
+        }
+        let cmd = Command::SetTenantSource {
+            name,
+            source,
+            identity,
+        };
+        match self.node.write(cmd).await? {
+            Reply::Tenant(t) => Ok(Response::new(tenant_msg(&t))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn alter_tenant_source(
+        &self,
+        request: Request<AlterTenantSourceRequest>,
+    ) -> Result<Response<Tenant>, Status> {
+        let req = request.into_inner();
+        let (source, identity) = checked_source(&req.source).await?;
+        let cmd = Command::SetTenantSource {
+            name: req.tenant_name.trim().to_string(),
+            source,
+            identity,
         };
         match self.node.write(cmd).await? {
             Reply::Tenant(t) => Ok(Response::new(tenant_msg(&t))),
@@ -747,7 +793,14 @@ impl MetaService for MetaSvc {
                     s.work
                         .pieces
                         .values()
-                        .map(|x| (x.tenant_id, x.clone()))
+                        .map(|x| {
+                            let inc = s
+                                .work
+                                .rounds
+                                .get(&(x.tenant_id, x.round_id))
+                                .map_or(1, |r| r.dest.incarnation);
+                            (x.tenant_id, (x.clone(), inc))
+                        })
                         .collect()
                 },
                 convert::piece,

@@ -6,7 +6,15 @@
 //! job DOING: BackupPrepare --Prepared--> BackupCopy × n --last Copied--> BackupFinalize
 //! set DOING --Finalized--> SUCCESS, AVAILABLE once the archive covers
 //!                          [start_replay_scn, min_restore_scn] (`coverage`)
+//! BackupFinalize --Restart--> BackupPrepare (a new generation of the same set)
 //! ```
+//!
+//! A finalize that finds the hot backup gone on the server (a PostgreSQL worker that
+//! restarted after the prepare: the `pg_backup_start` connection died with it)
+//! reports `Restart`: the set starts again from a new prepare task. The new
+//! generation's parts are numbered after the old ones, so their objects never share a
+//! key, and its finalize removes the old generation's objects as unreferenced. After
+//! `MAX_ATTEMPTS` prepares the job fails with the reason.
 //!
 //! Refused, with nothing changed: no archive round `DOING` (`BackupCanNotStart`, with
 //! OceanBase's message), a data backup already running for the tenant
@@ -17,7 +25,10 @@ use backstop_common::params::Param;
 use backstop_common::task::{BackupType, FileEntry, TaskOutcome, TaskSpec};
 use backstop_common::{Code, Scn};
 
-use super::records::{BackupSetRecord, JobKind, RoundStatus, SetStatus, TaskRecord, TaskStatus};
+use super::records::{
+    BackupSetRecord, JobKind, JobStatus, MAX_ATTEMPTS, RoundStatus, SetStatus, TaskRecord,
+    TaskStatus,
+};
 use super::{MetaState, Outcome, Touched, refuse};
 use crate::command::Reply;
 
@@ -60,6 +71,9 @@ impl MetaState {
             .sets
             .values()
             .filter(|s| s.tenant_id == tenant_id && s.copy_id == 0 && s.usable())
+            // An incremental never reaches back across a RESETLOGS: its base is in the
+            // tenant's current incarnation.
+            .filter(|s| s.dest.incarnation == dest.incarnation)
             .filter(|s| {
                 backstop_common::BackupDest::parse(&s.dest.uri)
                     .map(|d| d.root_path())
@@ -75,7 +89,8 @@ impl MetaState {
                 return Err(refuse(
                     Code::BackupCanNotStart,
                     format!(
-                        "tenant '{tenant}' has no successful backup at this backup_dest to base an incremental on; take a full backup first"
+                        "tenant '{tenant}' has no successful backup at this backup_dest in incarnation {} to base an incremental on; take a full backup first",
+                        dest.incarnation
                     ),
                 ));
             }
@@ -161,6 +176,13 @@ impl MetaState {
         let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, 0)).cloned() else {
             return touched;
         };
+        // A restarted backup's parts come after the earlier generations'.
+        let first_part = self
+            .work
+            .tasks
+            .values()
+            .filter(|t| t.job_id == prepare.job_id && matches!(t.spec, TaskSpec::BackupCopy { .. }))
+            .count();
         let total: u64 = files.iter().map(|f| f.size).sum();
         let compression_level = backstop_common::params::parse_compression(
             self.param(Param::BackupCompression, Some(tenant_id)),
@@ -187,7 +209,7 @@ impl MetaState {
                 backup_set_id,
                 backup_type,
                 base_set_id: set.base_set_id,
-                part: part as u32,
+                part: (first_part + part) as u32,
                 files: part_files,
                 compression_level,
             };
@@ -210,11 +232,15 @@ impl MetaState {
         backup_set_id: u64,
         now: u64,
     ) -> Vec<Touched> {
+        // Only the current generation: the copy tasks after the job's last prepare.
+        let generation = self.last_prepare(copy.job_id);
+        let current = |t: &&TaskRecord| t.job_id == copy.job_id && t.task_id > generation;
         let all_done = self
             .work
             .tasks
             .values()
-            .filter(|t| t.job_id == copy.job_id && matches!(t.spec, TaskSpec::BackupCopy { .. }))
+            .filter(current)
+            .filter(|t| matches!(t.spec, TaskSpec::BackupCopy { .. }))
             .all(|t| t.status == TaskStatus::Done);
         if !all_done {
             return Vec::new();
@@ -228,7 +254,7 @@ impl MetaState {
             .work
             .tasks
             .values()
-            .filter(|t| t.job_id == copy.job_id)
+            .filter(current)
             .filter_map(|t| match t.spec {
                 TaskSpec::BackupCopy { part, .. } => Some((part, t.attempt)),
                 _ => None,
@@ -247,6 +273,74 @@ impl MetaState {
         };
         let id = self.new_task(copy.job_id, tenant_id, spec, 0, now);
         vec![Touched::Task(id)]
+    }
+
+    /// The task id of the job's latest prepare (0 when none).
+    fn last_prepare(&self, job_id: backstop_common::JobId) -> u64 {
+        self.work
+            .tasks
+            .values()
+            .filter(|t| t.job_id == job_id && matches!(t.spec, TaskSpec::BackupPrepare { .. }))
+            .map(|t| t.task_id)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// `TaskOutcome::Restart` from a data backup's copy or finalize task: the hot
+    /// backup is gone, so the set starts again from a new prepare task (module docs).
+    /// A job that is ending or suspended handles it as a retryable failure; after
+    /// `MAX_ATTEMPTS` prepares the job fails. `None` for any other task.
+    pub(super) fn restart_backup(
+        &mut self,
+        task: &TaskRecord,
+        reason: &str,
+        now: u64,
+    ) -> Option<Result<Vec<Touched>, (Code, String)>> {
+        if !matches!(
+            task.spec,
+            TaskSpec::BackupCopy { .. } | TaskSpec::BackupFinalize { .. }
+        ) {
+            return None;
+        }
+        let job = self.work.jobs.get(&task.job_id)?.clone();
+        let JobKind::Backup { backup_set_id, .. } = job.kind else {
+            return None;
+        };
+        let prepares = self
+            .work
+            .tasks
+            .values()
+            .filter(|t| t.job_id == job.job_id && matches!(t.spec, TaskSpec::BackupPrepare { .. }))
+            .count();
+        if job.status != JobStatus::Doing {
+            return Some(self.task_failed(task.task_id, task.attempt, reason, true, now));
+        }
+        if prepares >= MAX_ATTEMPTS as usize {
+            let why = format!("{reason} (the backup started again {prepares} times)");
+            return Some(self.task_failed(task.task_id, task.attempt, &why, false, now));
+        }
+        if let Some(t) = self.work.tasks.get_mut(&task.task_id) {
+            t.status = TaskStatus::Failed;
+            t.last_error = reason.to_string();
+            t.worker_id = None;
+            t.update_time_ms = now;
+        }
+        let tenant = self.tenants.get(&task.tenant_id).cloned();
+        let spec = TaskSpec::BackupPrepare {
+            source: tenant
+                .as_ref()
+                .map(|t| t.source.clone())
+                .unwrap_or_default(),
+            begin_hook: tenant.and_then(|t| t.begin_backup_hook),
+        };
+        let prepare = self.new_task(job.job_id, task.tenant_id, spec, 0, now);
+        let mut touched = vec![Touched::Task(task.task_id), Touched::Task(prepare)];
+        let key = (task.tenant_id, backup_set_id, 0);
+        if let Some(set) = self.work.sets.get_mut(&key) {
+            set.comment = format!("started again from prepare: {reason}");
+            touched.push(Touched::Set(key.0, key.1, key.2));
+        }
+        Some(Ok(touched))
     }
 
     /// A data backup task's report: `Prepared` plans the copy tasks, each `Copied`

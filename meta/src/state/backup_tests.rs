@@ -1,6 +1,6 @@
 //! Unit tests of `backup.rs`.
 
-use backstop_common::task::{FileEntry, TaskOutcome};
+use backstop_common::task::{FileEntry, TaskOutcome, TaskSpec};
 use backstop_common::{Code, Scn};
 
 use crate::command::{Command, WorkCommand};
@@ -136,4 +136,96 @@ fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
         (inc.backup_type, inc.base_set_id),
         (backstop_common::task::BackupType::Incremental, Some(1))
     );
+}
+
+#[test]
+fn a_finalize_that_finds_the_hot_backup_gone_starts_the_set_again_from_prepare() {
+    let mut s = setup();
+    let archive = start_archive(&mut s);
+    ok(checkpoint(&mut s, archive, 1, 1, 500));
+    start_and_prepare(&mut s, false, 100);
+    copy_part(&mut s);
+    let restart = |s: &mut MetaState| {
+        run_next(
+            s,
+            TaskOutcome::Restart {
+                reason: "no hot backup is held".into(),
+            },
+        )
+    };
+    restart(&mut s);
+    let set = &s.work.sets[&(T1, 1, 0)];
+    assert_eq!(set.status, SetStatus::Doing);
+    assert!(set.comment.contains("no hot backup"), "{}", set.comment);
+    // The new prepare, then a copy whose part follows the first generation's.
+    run_next(
+        &mut s,
+        TaskOutcome::Prepared {
+            start_replay_scn: Scn(150),
+            files: vec![FileEntry {
+                path: "f".into(),
+                size: 10,
+            }],
+        },
+    );
+    let parts: Vec<u32> = s
+        .work
+        .tasks
+        .values()
+        .filter_map(|t| match t.spec {
+            TaskSpec::BackupCopy { part, .. } => Some(part),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(parts, vec![0, 1]);
+    copy_part(&mut s);
+    // The finalize merges only the current generation's part.
+    let fin = s.assignable_tasks(2)[0];
+    let TaskSpec::BackupFinalize {
+        parts,
+        start_replay_scn,
+        ..
+    } = &s.work.tasks[&fin].spec
+    else {
+        panic!("{:?}", s.work.tasks[&fin].spec)
+    };
+    assert_eq!((parts.clone(), *start_replay_scn), (vec![(1, 1)], Scn(150)));
+    finalize(&mut s, 170);
+    assert_eq!(s.work.sets[&(T1, 1, 0)].status, SetStatus::Success);
+}
+
+#[test]
+fn a_backup_restarted_too_often_fails_with_the_reason() {
+    let mut s = setup();
+    start_archive(&mut s);
+    start_and_prepare(&mut s, false, 100);
+    for n in 0..3 {
+        copy_part(&mut s);
+        run_next(
+            &mut s,
+            TaskOutcome::Restart {
+                reason: "connection ended".into(),
+            },
+        );
+        if n < 2 {
+            run_next(
+                &mut s,
+                TaskOutcome::Prepared {
+                    start_replay_scn: Scn(100),
+                    files: vec![FileEntry {
+                        path: "f".into(),
+                        size: 10,
+                    }],
+                },
+            );
+        }
+    }
+    let job = s
+        .work
+        .jobs
+        .values()
+        .find(|j| matches!(j.kind, JobKind::Backup { .. }))
+        .unwrap();
+    assert!(job.comment.contains("started again 3 times"), "{job:?}");
+    assert_ne!(job.status, JobStatus::Doing);
 }

@@ -25,6 +25,7 @@ mod policy;
 mod records;
 mod restore;
 mod set_copy;
+mod tenant;
 #[cfg(test)]
 mod test_support;
 mod validate;
@@ -89,6 +90,21 @@ pub struct TenantRecord {
     pub begin_backup_hook: Option<String>,
     /// Shell command run after datafiles are copied.
     pub end_backup_hook: Option<String>,
+    /// For a `postgresql://` source: the cluster's identity as last checked
+    /// (`CREATE TENANT` or `ALTER TENANT … SOURCE`); `None` for `dir://` and sys.
+    pub identity: Option<SourceIdentity>,
+}
+
+/// Who a PostgreSQL source is: `pg_control_system().system_identifier` (fixed at
+/// `initdb`, kept by every physical copy and restore) and the timeline the current
+/// incarnation follows. A new timeline with the same system identifier is a new
+/// incarnation (a promoted point-in-time restore: OceanBase's and Oracle's RESETLOGS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceIdentity {
+    /// PostgreSQL `system_identifier`.
+    pub system_identifier: u64,
+    /// PostgreSQL timeline id (`TimeLineID`, 1 after `initdb`).
+    pub timeline: u32,
 }
 
 /// A parameter value.
@@ -188,6 +204,7 @@ impl Default for MetaState {
                 create_time_ms: 0,
                 begin_backup_hook: None,
                 end_backup_hook: None,
+                identity: None,
             },
         );
         MetaState {
@@ -304,6 +321,7 @@ impl MetaState {
                     create_time_ms: now,
                     begin_backup_hook: None,
                     end_backup_hook: None,
+                    identity: None,
                 };
                 self.tenants.insert(id, record.clone());
                 let root = (id, "root".to_string());
@@ -419,6 +437,11 @@ impl MetaState {
                 Ok((Reply::Tenant(t.clone()), vec![Touched::Tenant(id)]))
             }
             Command::Work(work) => self.apply_work(work, now),
+            Command::SetTenantSource {
+                name,
+                source,
+                identity,
+            } => self.set_tenant_source(name, source, *identity),
             Command::CreateUser {
                 tenant,
                 user,

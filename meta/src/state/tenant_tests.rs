@@ -163,3 +163,86 @@ fn destination_rules_follow_oceanbase() {
         "file:///other"
     );
 }
+
+mod source {
+    use crate::command::{Command, Reply, Response, WorkCommand};
+    use crate::state::test_support::*;
+    use crate::state::*;
+    use backstop_common::Code;
+    const PG_A: &str = "postgresql://bk@127.0.0.1:5432/postgres?pgdata=/a";
+    const PG_B: &str = "postgresql://bk@127.0.0.1:5433/postgres?pgdata=/b";
+
+    fn set_source(s: &mut MetaState, source: &str, id: Option<(u64, u32)>) -> Response {
+        s.apply(&req(Command::SetTenantSource {
+            name: "t1".into(),
+            source: source.into(),
+            identity: id.map(|(system_identifier, timeline)| SourceIdentity {
+                system_identifier,
+                timeline,
+            }),
+        }))
+        .0
+    }
+
+    #[test]
+    fn a_new_timeline_of_the_same_system_opens_the_next_incarnation_once_the_tenant_is_idle() {
+        let mut s = setup();
+        // t1 as a PostgreSQL tenant whose create recorded its identity.
+        s.tenants.get_mut(&T1).unwrap().source = PG_A.into();
+        ok(set_source(&mut s, PG_A, Some((7, 1))));
+        assert_eq!(
+            s.tenants[&T1].identity,
+            Some(SourceIdentity {
+                system_identifier: 7,
+                timeline: 1
+            })
+        );
+        let archive = start_archive(&mut s);
+        backup(&mut s, false, 100, 150);
+        // Busy: neither another source nor a new timeline while the archive runs.
+        assert_eq!(
+            err(set_source(&mut s, PG_B, Some((7, 2)))),
+            Code::BackupInProgress
+        );
+        assert_eq!(
+            err(set_source(&mut s, PG_A, Some((7, 2)))),
+            Code::BackupInProgress
+        );
+        // Another database, or another source kind: refused whatever the state.
+        assert_eq!(
+            err(set_source(&mut s, PG_A, Some((8, 1)))),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            err(set_source(&mut s, "dir:///x", None)),
+            Code::InvalidArgument
+        );
+        assert_eq!(s.tenants[&T1].incarnation, 1);
+        noarchivelog(&mut s, archive, 200);
+        let Reply::Tenant(t) = ok(set_source(&mut s, PG_B, Some((7, 2)))) else {
+            panic!()
+        };
+        assert_eq!((t.incarnation, t.source.as_str()), (2, PG_B));
+        // Checking the same cluster again changes nothing.
+        ok(set_source(&mut s, PG_B, Some((7, 2))));
+        assert_eq!(s.tenants[&T1].incarnation, 2);
+        // New rounds go to incarnation 2; an incremental never reaches back to a
+        // set of incarnation 1.
+        ok(work(
+            &mut s,
+            WorkCommand::StartArchive {
+                tenant: "t1".into(),
+            },
+        ));
+        let round = s.work.rounds.values().max_by_key(|r| r.round_id).unwrap();
+        assert_eq!(round.dest.incarnation, 2);
+        let r = work(
+            &mut s,
+            WorkCommand::StartBackup {
+                tenant: "t1".into(),
+                incremental: true,
+            },
+        );
+        assert_eq!(err(r), Code::BackupCanNotStart);
+    }
+}

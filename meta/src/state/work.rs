@@ -146,6 +146,15 @@ impl MetaState {
                 touched.extend(self.task_interrupted(&task, reason, now));
             }
             TaskOutcome::Canceled => self.task_canceled(task_id, now),
+            TaskOutcome::Restart { reason } => match self.restart_backup(&task, reason, now) {
+                Some(done) => touched.extend(done?),
+                None => {
+                    return Err(refuse(
+                        Code::InvalidArgument,
+                        format!("a {} task cannot start its job again", task.spec.kind()),
+                    ));
+                }
+            },
             TaskOutcome::Suspended => self.task_suspended(&task, now),
             _ => {
                 let done = match &task.spec {

@@ -8,6 +8,7 @@
 
 mod log_store;
 mod state_machine;
+mod upgrade;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::types::StorageError;
 
 /// Version of the on-disk layout described in `keys.rs`. Bump it when the layout
 /// changes and add a step to [`upgrade`].
-pub const DATA_VERSION: u32 = 2;
+pub const DATA_VERSION: u32 = 3;
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -83,52 +84,8 @@ fn open_db(dir: &Path) -> Result<DB, OpenError> {
         path: path.clone(),
         source,
     })?;
-    upgrade(&db, &path)?;
+    upgrade::upgrade(&db, &path)?;
     Ok(db)
-}
-
-/// Brings the layout up to [`DATA_VERSION`]. A fresh database gets the current
-/// version; version 1 is the first layout, so there is no step yet.
-fn upgrade(db: &DB, path: &str) -> Result<(), OpenError> {
-    let corrupt = |reason: String| OpenError::Corrupt {
-        path: path.to_string(),
-        reason,
-    };
-    let cf = db
-        .cf_handle(keys::CF_SM)
-        .ok_or_else(|| corrupt("missing column family sm".to_string()))?;
-    let found = db
-        .get_cf(&cf, keys::DATA_VERSION)
-        .map_err(|e| corrupt(e.to_string()))?;
-    let version = match found {
-        None => {
-            db.put_cf(cf, keys::DATA_VERSION, DATA_VERSION.to_be_bytes())
-                .map_err(|e| corrupt(e.to_string()))?;
-            DATA_VERSION
-        }
-        Some(bytes) => {
-            let raw: [u8; 4] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| corrupt("data version is not 4 bytes".to_string()))?;
-            u32::from_be_bytes(raw)
-        }
-    };
-    if version > DATA_VERSION {
-        return Err(OpenError::TooNew {
-            path: path.to_string(),
-            found: version,
-        });
-    }
-    // Layout 1 was written by pre-release builds only (before backup-of-backup added
-    // counters to `c/cluster`); it is not carried forward.
-    if version < DATA_VERSION {
-        return Err(corrupt(format!(
-            "layout {version} was written by a pre-release build; this build reads layout {DATA_VERSION}: remove this data dir and rejoin the node (or restore the cluster's catalog)"
-        )));
-    }
-    // Steps from older layouts go here: `if version == 2 { …; version = 3 }`.
-    Ok(())
 }
 
 pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError {

@@ -44,9 +44,9 @@ struct ClusterMeta {
 
 /// Snapshot payload: the layout version and the whole catalog.
 #[derive(Debug, Serialize, Deserialize)]
-struct SnapshotPayload {
-    data_version: u32,
-    state: MetaState,
+pub(super) struct SnapshotPayload {
+    pub(super) data_version: u32,
+    pub(super) state: MetaState,
 }
 
 /// A snapshot as kept in the `raft` CF, so it survives a restart.
@@ -404,7 +404,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let payload: SnapshotPayload = decode(&data).map_err(read_err)?;
+        let payload = super::upgrade::decode_snapshot(&data).map_err(read_err)?;
         if payload.data_version > DATA_VERSION {
             return Err(read_err(std::io::Error::other(format!(
                 "snapshot has layout version {}, newer than this build's {DATA_VERSION}",

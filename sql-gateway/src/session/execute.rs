@@ -98,6 +98,22 @@ impl Session {
                     info: String::new(),
                 })
             }
+            Statement::AlterTenantSource { name, source } => {
+                if !self.is_sys() {
+                    return Err(SqlError::no_privilege("change a tenant's source"));
+                }
+                self.meta
+                    .alter_tenant_source(AlterTenantSourceRequest {
+                        tenant_name: name,
+                        source,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(Reply::Ok {
+                    affected: 1,
+                    info: String::new(),
+                })
+            }
             Statement::DropTenant { name, if_exists } => {
                 if !self.is_sys() {
                     return Err(SqlError::no_privilege("drop tenants"));

@@ -17,7 +17,7 @@ pub fn round_row(s: &Snapshot, r: &ArchiveRound) -> Vec<Cell> {
         .map(|p| p.backup_piece_id)
         .collect();
     vec![
-        Cell::from(1u64),
+        Cell::from(r.incarnation),
         Cell::from(r.round_id),
         Cell::from(r.tenant_id),
         Cell::from(r.status.as_str()),
@@ -112,7 +112,7 @@ impl View for Archivelog {
             };
             let (input, output) = (sum(|r| r.input_bytes), sum(|r| r.output_bytes));
             rows.push(vec![
-                Cell::from(1u64),
+                Cell::from(current.values().map(|r| r.incarnation).max().unwrap_or(1)),
                 Cell::from(current.values().map(|r| r.round_id).max().unwrap_or(0)),
                 Cell::from(1u64),
                 Cell::from(status),

@@ -59,7 +59,7 @@ impl View for ArchivelogProgress {
                     .max()
                     .unwrap_or(0);
                 Some(vec![
-                    Cell::from(1u64),
+                    Cell::from(r.incarnation),
                     Cell::from(t.tenant_id),
                     Cell::from(r.round_id),
                     Cell::from(piece),

@@ -83,7 +83,7 @@ impl View for CleanHistory {
                     Cell::from(j.copy_id),
                     time(start),
                     time(j.end_time_ms),
-                    Cell::from(1u64),
+                    Cell::from(j.incarnation),
                     Cell::from(if j.job_type == "CLEAN" {
                         "CLEAN LEFTOVERS"
                     } else {
@@ -126,7 +126,7 @@ impl View for TaskCleanHistory {
                     .map_or(0, |j| j.copy_id);
                 vec![
                     Cell::from(t.tenant_id),
-                    Cell::from(1u64),
+                    Cell::from(super::task_incarnation(s, t)),
                     Cell::from(t.job_id),
                     Cell::from(copy_id),
                     Cell::from(""),

@@ -215,7 +215,7 @@ fn set_job_row(s: &Snapshot, j: &Job, history: bool) -> Vec<Cell> {
     vec![
         Cell::from(j.job_id),
         Cell::from(j.tenant_id),
-        Cell::from(1u64),
+        Cell::from(j.incarnation),
         Cell::from(j.backup_set_id),
         Cell::from(match j.copy_type.as_str() {
             "A" => "ALL_BACKUP_SET",
@@ -245,7 +245,7 @@ fn set_task_row(s: &Snapshot, t: &Task) -> Vec<Cell> {
     let done = u64::from(t.status == "FINISH");
     vec![
         Cell::from(t.job_id),
-        Cell::from(1u64),
+        Cell::from(super::task_incarnation(s, t)),
         Cell::from(t.backup_set_id),
         Cell::from(t.copy_id),
         Cell::from(set_type(s, t)),
@@ -285,7 +285,7 @@ fn set_task_history_row(s: &Snapshot, t: &Task) -> Vec<Cell> {
         .unwrap_or("file");
     vec![
         Cell::from(t.job_id),
-        Cell::from(1u64),
+        Cell::from(super::task_incarnation(s, t)),
         Cell::from(t.tenant_id),
         Cell::from(t.backup_set_id),
         Cell::from(t.copy_id),
@@ -327,7 +327,7 @@ fn piece_job_row(j: &Job, history: bool) -> Vec<Cell> {
     vec![
         Cell::from(j.job_id),
         Cell::from(j.tenant_id),
-        Cell::from(1u64),
+        Cell::from(j.incarnation),
         Cell::from(j.backup_piece_id),
         times(j.max_backup_times),
         result_code(&j.result),
@@ -358,7 +358,7 @@ fn piece_task_row(s: &Snapshot, t: &Task) -> Vec<Cell> {
     };
     vec![
         Cell::from(t.job_id),
-        Cell::from(1u64),
+        Cell::from(super::task_incarnation(s, t)),
         Cell::from(t.tenant_id),
         Cell::from(t.round_id),
         Cell::from(t.backup_piece_id),
@@ -395,7 +395,8 @@ fn copy_piece_ids(s: &Snapshot, c: &ArchiveCopy) -> (u64, u64) {
 
 /// Archive copy rows, then the cluster-level row per copy on `sys`.
 fn archive_copy_rows(s: &Snapshot, with_pieces: bool) -> Vec<Vec<Cell>> {
-    let row = |round: u64,
+    let row = |inc: u64,
+               round: u64,
                copy_id: u64,
                tenant: u64,
                status: &str,
@@ -406,7 +407,7 @@ fn archive_copy_rows(s: &Snapshot, with_pieces: bool) -> Vec<Vec<Cell>> {
                scns: (u64, u64),
                extra: Option<(&ArchiveCopy,)>| {
         let mut r = vec![
-            Cell::from(1u64),
+            Cell::from(inc),
             Cell::from(round),
             Cell::from(copy_id),
             Cell::from(tenant),
@@ -442,6 +443,7 @@ fn archive_copy_rows(s: &Snapshot, with_pieces: bool) -> Vec<Vec<Cell>> {
     let mut rows = Vec::new();
     for c in &s.copies {
         rows.push(row(
+            c.incarnation,
             c.round_id,
             c.copy_id,
             c.tenant_id,
@@ -469,6 +471,7 @@ fn archive_copy_rows(s: &Snapshot, with_pieces: bool) -> Vec<Vec<Cell>> {
         };
         let min = |f: fn(&&ArchiveCopy) -> u64| of.iter().map(f).min().unwrap_or(0);
         rows.push(row(
+            of.iter().map(|c| c.incarnation).max().unwrap_or(1),
             of.iter().map(|c| c.round_id).max().unwrap_or(0),
             copy_id,
             1,

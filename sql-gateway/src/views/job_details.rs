@@ -60,7 +60,7 @@ impl View for JobDetails {
                     other => other,
                 };
                 vec![
-                    Cell::from(1u64),
+                    Cell::from(x.incarnation),
                     Cell::from(x.tenant_id),
                     Cell::from(x.backup_set_id),
                     Cell::from(x.backup_type.as_str()),

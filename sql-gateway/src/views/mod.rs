@@ -87,6 +87,15 @@ pub struct Snapshot {
     pub copies: Vec<ArchiveCopy>,
 }
 
+/// The incarnation a task works in: its job's (a task row carries none itself), 1
+/// when the job is not in the snapshot.
+pub fn task_incarnation(s: &Snapshot, t: &Task) -> u64 {
+    s.jobs
+        .iter()
+        .find(|j| j.job_id == t.job_id)
+        .map_or(1, |j| j.incarnation)
+}
+
 /// `scn` in PostgreSQL's `X/Y` form when `tenant_id` is a PostgreSQL tenant, else
 /// NULL: the appended `…_LSN` columns, where a DBA looks for an LSN.
 pub fn lsn_cell(s: &Snapshot, tenant_id: u64, scn: u64) -> Cell {

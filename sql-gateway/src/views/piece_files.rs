@@ -63,7 +63,7 @@ impl View for PieceFiles {
                     .copied()
                     .unwrap_or(p.backup_piece_id);
                 vec![
-                    Cell::from(1u64),
+                    Cell::from(p.incarnation),
                     Cell::from(p.tenant_id),
                     Cell::from(p.round_id),
                     Cell::from(p.backup_piece_id),

@@ -67,7 +67,7 @@ impl View for Progress {
                 let files = x.file_count;
                 let finished = if x.status == "SUCCESS" { files } else { 0 };
                 vec![
-                    Cell::from(1u64),
+                    Cell::from(x.incarnation),
                     Cell::from(x.backup_set_id),
                     Cell::from(x.backup_type.as_str()),
                     Cell::from(x.tenant_id),

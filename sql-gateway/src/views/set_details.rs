@@ -62,7 +62,7 @@ impl View for SetDetails {
                     "file"
                 };
                 vec![
-                    Cell::from(1u64),
+                    Cell::from(x.incarnation),
                     Cell::from(x.tenant_id),
                     Cell::from(x.backup_set_id),
                     Cell::from(x.copy_id),

@@ -66,7 +66,7 @@ impl View for SetFiles {
                     x.output_bytes.saturating_mul(1000) / elapsed_ms
                 };
                 vec![
-                    Cell::from(1u64),
+                    Cell::from(x.incarnation),
                     Cell::from(x.tenant_id),
                     Cell::from(x.backup_set_id),
                     Cell::from(x.copy_id),

@@ -47,7 +47,7 @@ fn rows(s: &Snapshot, finished: bool) -> Vec<Vec<Cell>> {
                 Cell::from(j.job_id),
                 Cell::from(j.tenant_id),
                 Cell::from(name),
-                Cell::from(1u64),
+                Cell::from(j.incarnation),
                 Cell::from(j.backup_set_id),
                 Cell::from(percent),
                 Cell::from(match j.status.as_str() {

@@ -36,7 +36,7 @@ fn rows(s: &Snapshot, history: bool) -> Vec<Vec<Cell>> {
                 Cell::from(t.job_id),
                 Cell::from(t.task_id),
                 Cell::from(t.tenant_id),
-                Cell::from(1u64),
+                Cell::from(super::task_incarnation(s, t)),
                 Cell::from(t.backup_set_id),
                 Cell::from(match t.status.as_str() {
                     "PENDING" => "SCHEDULE",
@@ -64,7 +64,7 @@ pub struct ValidationTask;
 
 impl View for ValidationTask {
     fn sources(&self) -> &'static [Source] {
-        &[Source::Tasks]
+        &[Source::Tasks, Source::Jobs]
     }
     fn name(&self) -> &'static str {
         "CDB_OB_TENANT_BACKUP_VALIDATION_TASK"
@@ -84,7 +84,7 @@ pub struct ValidationTaskHistory;
 
 impl View for ValidationTaskHistory {
     fn sources(&self) -> &'static [Source] {
-        &[Source::Tasks]
+        &[Source::Tasks, Source::Jobs]
     }
     fn name(&self) -> &'static str {
         "CDB_OB_BACKUP_VALIDATION_TASK_HISTORY"

@@ -229,6 +229,19 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
         Err(WorkerError::LogLost(reason)) => return Ok(TaskOutcome::Interrupted { reason }),
         Err(e) => return Err(e),
     };
+    if let LogSource::Pg(pg) = &src {
+        let found = crate::pg::PgTimeline {
+            system_identifier: pg.system_identifier,
+            timeline: pg.timeline,
+            history: crate::pg::read_history(&pg.pgdata(), pg.timeline)?.unwrap_or_default(),
+        };
+        let (inc, name) = (args.dest.incarnation, &args.dest.tenant_name);
+        if let Some(reason) =
+            crate::pg::claim_timeline(&store, inc, name, &found, &ctx.abort).await?
+        {
+            return Ok(TaskOutcome::Interrupted { reason });
+        }
+    }
     let piece = Piece::new(args.piece.clone(), args.round_id);
     let journal = JournalWriter::new(ctx, &piece.dir);
     let ckpt = args.checkpoint_scn.0;

@@ -45,6 +45,10 @@ pub(super) async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<EndedByCe
                 return (a.task_id, a.attempt);
             }
         },
+        Err(WorkerError::BackupAborted(reason)) => {
+            warn!(%reason, "the hot backup is gone; the backup starts again from its prepare");
+            TaskOutcome::Restart { reason }
+        }
         Err(e) => {
             if e.is_retryable() {
                 warn!(error = %e, "task failed");
@@ -189,6 +193,7 @@ pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcom
                 until_scn,
                 until_time_ms: None,
                 backup_set,
+                incarnation: None,
                 owner: None,
             };
             let info = crate::restore::restore(&args, &ctx.abort).await?;
