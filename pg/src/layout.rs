@@ -62,6 +62,43 @@ pub fn keeps_dir(rel: &str) -> bool {
     }
 }
 
+/// Whether `rel` is a segment of a relation's main fork (`base/DB/RELFILENODE[.N]`,
+/// `global/RELFILENODE[.N]`, or the same under `pg_tblspc/`): the files whose pages
+/// an incremental may take from its base by page LSN. The other forks are not: the
+/// free space map is never WAL-logged, and clearing a visibility map bit does not
+/// advance the map page's LSN, so their pages are compared by content instead.
+pub fn is_relation_main_fork(rel: &str) -> bool {
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    let Some(name) = parts.pop() else {
+        return false;
+    };
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let file_ok = match name.split_once('.') {
+        Some((node, seg)) => numeric(node) && numeric(seg),
+        None => numeric(name),
+    };
+    file_ok
+        && match parts.as_slice() {
+            ["global"] => true,
+            ["base", db] => numeric(db),
+            ["pg_tblspc", spc, _version, db] => numeric(spc) && numeric(db),
+            _ => false,
+        }
+}
+
+/// A page's `pd_lsn`: the end of the last WAL record that changed it. `None` for a
+/// page that is new (all zeros, or `pd_upper` 0: `PageIsNew`) or has no LSN, which
+/// says nothing about when it changed. `page` is one whole page (8 KiB); the header
+/// is in the server's byte order (little-endian here).
+pub fn page_lsn(page: &[u8]) -> Option<u64> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(page.get(at..at + 4)?.try_into().ok()?))
+    };
+    let upper = u16::from_le_bytes(page.get(14..16)?.try_into().ok()?);
+    let lsn = (u64::from(word(0)?) << 32) | u64::from(word(4)?);
+    (upper != 0 && lsn != 0).then_some(lsn)
+}
+
 /// Settings a restore appends to `postgresql.auto.conf`: recover from the WAL the
 /// restore staged in `pg_wal/` (`restore_command` only says "not in the archive",
 /// so the server reads `pg_wal/`), stop at `target` (`recovery_target_lsn`,
@@ -94,6 +131,44 @@ pub fn recovery_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn main_fork_segments_are_told_from_other_files() {
+        for yes in [
+            "base/5/16384",
+            "base/5/16384.1",
+            "global/1262",
+            "pg_tblspc/16390/PG_15_202209061/5/16400",
+        ] {
+            assert!(is_relation_main_fork(yes), "{yes}");
+        }
+        for no in [
+            "base/5/16384_fsm",
+            "base/5/16384_vm",
+            "base/5/16384_init",
+            "base/5/pg_filenode.map",
+            "base/5/PG_VERSION",
+            "global/pg_control",
+            "pg_xact/0000",
+            "base/x/16384",
+            "base/5/16384.",
+            "16384",
+        ] {
+            assert!(!is_relation_main_fork(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_page_lsn_is_read_from_its_header_and_new_pages_have_none() {
+        let mut page = vec![0u8; 8192];
+        assert_eq!(page_lsn(&page), None);
+        page[0..4].copy_from_slice(&1u32.to_le_bytes());
+        page[4..8].copy_from_slice(&0x0300_0060u32.to_le_bytes());
+        assert_eq!(page_lsn(&page), None, "pd_upper 0: a new page");
+        page[14..16].copy_from_slice(&8000u16.to_le_bytes());
+        assert_eq!(page_lsn(&page), Some(0x1_0300_0060));
+        assert_eq!(page_lsn(&page[..10]), None);
+    }
 
     #[test]
     fn the_documented_exclusions_hold() {

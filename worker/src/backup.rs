@@ -186,15 +186,19 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
     let src = DataFiles::open(&a.source)?;
     let block_size = manifest::block_size_for(&a.source);
     let set_dir = layout::set_dir(a.backup_set_id, a.backup_type);
-    let base: HashMap<String, FileManifest> = match (a.backup_type, a.base_set_id) {
-        (BackupType::Incremental, Some(base_id)) => read_set_manifest(&store, base_id, &ctx.abort)
-            .await?
-            .files
-            .into_iter()
-            .map(|f| (f.path.clone(), f))
-            .collect(),
-        _ => HashMap::new(),
-    };
+    let (base, base_start): (HashMap<String, FileManifest>, u64) =
+        match (a.backup_type, a.base_set_id) {
+            (BackupType::Incremental, Some(base_id)) => {
+                let m = read_set_manifest(&store, base_id, &ctx.abort).await?;
+                let files = m.files.into_iter().map(|f| (f.path.clone(), f)).collect();
+                (files, m.start_replay_scn)
+            }
+            _ => (HashMap::new(), 0),
+        };
+    // PostgreSQL relation pages whose LSN is below the base set's start were not
+    // changed by any WAL record since before the base was copied, so the base's copy
+    // is the page (hint bits aside): they are referenced without comparing content.
+    let by_page_lsn = matches!(src, DataFiles::Pg(_)) && base_start > 0;
     ctx.progress.total.store(
         a.files.iter().map(|f| f.size).sum(),
         std::sync::atomic::Ordering::Relaxed,
@@ -230,6 +234,7 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
             .get(&entry.path)
             .map(|f| f.blocks.as_slice())
             .unwrap_or(&[]);
+        let by_lsn = by_page_lsn && backstop_pg::layout::is_relation_main_fork(&entry.path);
         let mut blocks = Vec::new();
         let mut size = 0u64;
         loop {
@@ -258,6 +263,15 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
             }
             for raw in chunk.chunks(block_size) {
                 let index = blocks.len();
+                if let Some(b) = base_blocks.get(index)
+                    && by_lsn
+                    && raw.len() == block_size
+                    && b.raw_len as usize == block_size
+                    && backstop_pg::layout::page_lsn(raw).is_some_and(|lsn| lsn < base_start)
+                {
+                    blocks.push(b.clone());
+                    continue;
+                }
                 let sum = manifest::checksum(raw);
                 if let Some(b) = base_blocks.get(index)
                     && b.checksum == sum
