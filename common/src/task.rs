@@ -43,6 +43,8 @@ pub enum BackupType {
     /// Every block of every datafile.
     Full,
     /// Only blocks whose checksum differs from the base set; the rest are referenced.
+    /// PostgreSQL relation pages whose page LSN is below the base set's start LSN are
+    /// referenced without comparing.
     Incremental,
 }
 
