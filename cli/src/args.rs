@@ -52,6 +52,27 @@ pub enum Cmd {
     Restore(RestoreArgs),
     /// Check every checksum of a backup set or piece at a destination.
     Validate(ValidateArgs),
+    /// PostgreSQL's archive_command for a tenant whose source has `archive=push`:
+    /// `archive_command = 'backstop wal-push --dest URI --tenant NAME %p %f'`.
+    WalPush(WalPushArgs),
+}
+
+/// `backstop wal-push`.
+#[derive(Debug, clap::Args)]
+pub struct WalPushArgs {
+    /// The tenant's backup_dest (with credentials for s3://).
+    #[arg(long)]
+    pub dest: String,
+    /// Tenant name or id.
+    #[arg(long)]
+    pub tenant: String,
+    /// Incarnation (default: the newest at the destination).
+    #[arg(long)]
+    pub incarnation: Option<u64>,
+    /// The file to archive (%p, relative to the data directory).
+    pub path: PathBuf,
+    /// Its name (%f).
+    pub name: String,
 }
 
 /// `backstop gateway`.

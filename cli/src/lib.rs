@@ -32,7 +32,7 @@ pub fn main_with(args: Args) -> ExitCode {
     };
     let is_ctl = matches!(
         args.command,
-        Cmd::Ctl(_) | Cmd::Restore(_) | Cmd::Validate(_)
+        Cmd::Ctl(_) | Cmd::Restore(_) | Cmd::Validate(_) | Cmd::WalPush(_)
     );
     init_logging(&args, &file, is_ctl);
     failpoints::arm();
@@ -61,6 +61,7 @@ pub fn main_with(args: Args) -> ExitCode {
             Cmd::Worker(a) => run_worker(a).await,
             Cmd::Restore(a) => offline::restore(a).await,
             Cmd::Validate(a) => offline::validate(a).await,
+            Cmd::WalPush(a) => offline::wal_push(a).await,
         }
     });
     match result {

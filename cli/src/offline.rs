@@ -93,3 +93,16 @@ pub async fn validate(a: args::ValidateArgs) -> anyhow::Result<()> {
     }
     bail!("{what}: {} of {} objects are bad", v.bad.len(), v.objects)
 }
+
+/// `backstop wal-push`: exit 0 only once the file is durable at the destination (or
+/// the same bytes already were); PostgreSQL retries it otherwise.
+pub async fn wal_push(a: args::WalPushArgs) -> anyhow::Result<()> {
+    use backstop_worker::wal_push::{Pushed, push};
+    let done = push(&a.dest, &a.tenant, a.incarnation, &a.path, &a.name)
+        .await
+        .with_context(|| format!("wal-push {}", a.name))?;
+    if done == Pushed::AlreadyThere {
+        eprintln!("{} was already archived with the same contents", a.name);
+    }
+    Ok(())
+}

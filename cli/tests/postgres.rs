@@ -634,3 +634,110 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     assert!(m1.lsn < fork.lsn);
     b.stop();
 }
+
+/// `archive=push`: the cluster's `archive_command` is `backstop wal-push` (run by the
+/// server as `postgres`); there is no replication slot. The pushed segments become
+/// pieces, a push of the same bytes again succeeds and of other bytes fails, and a
+/// full backup restores exactly to a marker.
+#[test]
+fn wal_push_as_the_archive_command_feeds_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The binary where the postgres user can run it.
+    let bin = dir.path().join("backstop");
+    std::fs::copy(env!("CARGO_BIN_EXE_backstop"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dest_dir = dir.path().join("dest");
+    let dest = format!("file://{}", dest_dir.display());
+    let conf = format!(
+        "wal_level = replica\narchive_mode = on\narchive_command = '{} wal-push --dest {dest} --tenant pg1 %p %f'",
+        bin.display()
+    );
+    let mut pg = PgServer::init(&conf).unwrap();
+    pg.start(60).unwrap();
+    let out = pg.pgbench(&["-i", "-q", "-s", "1"]).output().unwrap();
+    assert!(out.status.success());
+    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
+        .unwrap();
+    let c = Cluster::start_env(dir.path(), 1, 3000, &[]);
+    let source = format!("{}&archive=push", pg.uri("postgres"));
+    c.ctl(&["tenant", "create", "pg1", "--source", &source]);
+    c.ctl(&["param", "set", "backup_dest", &dest]);
+    c.ctl(&[
+        "param",
+        "set",
+        "backup_dest_option",
+        "log_archive_checkpoint_interval=1s&log_archive_piece_switch_interval=10s",
+    ]);
+    c.ctl(&["archivelog", "--tenant", "pg1"]);
+    // The round writes the tenant's area; the server's user may write wal_push/ in it
+    // (a destination shared by the worker and archive_command).
+    let area = wait_for("the tenant's area", 30, || {
+        let cluster = std::fs::read_dir(&dest_dir).ok()?.next()?.ok()?.path();
+        let id = std::fs::read_dir(cluster).ok()?.next()?.ok()?.path();
+        let t = id.join("incarnation_1/1001");
+        t.join("info/tenant").exists().then_some(t)
+    });
+    let push_dir = area.join("wal_push");
+    std::fs::create_dir_all(&push_dir).unwrap();
+    chown_postgres(&push_dir).unwrap();
+    let switch = || {
+        pg.query("SELECT pg_switch_wal()").unwrap();
+    };
+    bench(&pg, 1);
+    switch();
+    wait_for("archive DOING", 60, || {
+        (c.round("pg1")["status"] == "DOING").then_some(())
+    });
+    let job = start_backup(&c, false);
+    c.wait_set_of_job("pg1", job);
+    bench(&pg, 1);
+    let m = mark(&pg, 1);
+    switch();
+    c.wait_archived("pg1", m.lsn);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM pg_replication_slots")
+            .unwrap(),
+        "0",
+        "no slot with archive=push"
+    );
+    assert_eq!(
+        pg.query("SELECT archived_count > 0 FROM pg_stat_archiver")
+            .unwrap(),
+        "t"
+    );
+
+    // Idempotent: the same bytes again succeed, other bytes are refused.
+    let seg = dir.path().join("seg");
+    let mut bytes = vec![7u8; 16 << 20];
+    std::fs::write(&seg, &bytes).unwrap();
+    let push = |name: &str| {
+        std::process::Command::new(&bin)
+            .args(["wal-push", "--dest", &dest, "--tenant", "pg1"])
+            .arg(&seg)
+            .arg(name)
+            .output()
+            .unwrap()
+    };
+    let far = "0000000100000000000000F0";
+    assert!(push(far).status.success());
+    let again = push(far);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already archived"));
+    bytes[100] = 8;
+    std::fs::write(&seg, &bytes).unwrap();
+    let other = push(far);
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("other contents"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    assert!(!push("postgresql.conf").status.success());
+
+    let to = dir.path().join("r");
+    restore_pg(&dest, &to, &["--until-scn", &Lsn(m.lsn).to_string()]);
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s"));
+    assert_eq!(ids, vec![1]);
+    assert_eq!((sum, history), (m.sum, m.history));
+}

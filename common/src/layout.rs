@@ -16,6 +16,8 @@
 //!     .frozen                 marker, written when the piece is frozen
 //!   info/tenant               tenant identity (JSON: id, name, cluster)
 //!   info/pg_timeline          PostgreSQL: the system and timeline of this incarnation
+//!   wal_push/NAME             PostgreSQL archive=push: a file wal-push stored (zstd),
+//!                             until the archive has taken it into a piece
 //!   info/backup_set_ID        index entry of a complete set (JSON)
 //!   info/round_R_piece_P      index entry of a piece (JSON)
 //! ```
@@ -55,6 +57,15 @@ pub const TENANT_INFO: &str = "info/tenant";
 /// with that timeline's history file (JSON), written by the first archive round or
 /// backup of the incarnation.
 pub const PG_TIMELINE: &str = "info/pg_timeline";
+
+/// PostgreSQL `archive=push` tenants: a file `backstop wal-push` stored (zstd) for the
+/// archive to take into pieces.
+pub fn wal_push(name: &str) -> String {
+    format!("{WAL_PUSH_DIR}/{name}")
+}
+
+/// Where [`wal_push`] objects are.
+pub const WAL_PUSH_DIR: &str = "wal_push";
 
 /// The set manifest.
 pub fn set_manifest(set_dir: &str) -> String {

@@ -111,6 +111,10 @@ pub struct PgSource {
     pub dbname: String,
     /// The server's `data_directory` as the worker's host sees it, absolute.
     pub pgdata: String,
+    /// `archive=push`: the cluster's `archive_command` runs `backstop wal-push`, and
+    /// the archive takes the WAL from what it pushed instead of streaming it from a
+    /// replication slot (`archive=stream`, the default).
+    pub archive_push: bool,
 }
 
 impl std::fmt::Debug for PgSource {
@@ -157,8 +161,21 @@ impl PgSource {
         let mut port = url.port();
         let mut pgdata = None;
         let mut dbname = url.path().trim_start_matches('/').to_string();
+        let mut archive_push = false;
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
+                "archive" => {
+                    archive_push = match v.as_ref() {
+                        "push" => true,
+                        "stream" => false,
+                        other => {
+                            return Err(invalid(format!(
+                                "tenant source {}: archive='{other}' is neither stream (a replication slot, the default) nor push (archive_command = 'backstop wal-push …')",
+                                shown()
+                            )));
+                        }
+                    }
+                }
                 "pgdata" => pgdata = Some(v.into_owned()),
                 "host" => host = v.into_owned(),
                 "port" => {
@@ -175,7 +192,7 @@ impl PgSource {
                 "user" => {}
                 other => {
                     return Err(invalid(format!(
-                        "tenant source {}: unknown parameter '{other}' (known: pgdata, host, port, password, dbname)",
+                        "tenant source {}: unknown parameter '{other}' (known: pgdata, host, port, password, dbname, archive)",
                         shown()
                     )));
                 }
@@ -216,6 +233,7 @@ impl PgSource {
             port: port.unwrap_or(5432),
             dbname,
             pgdata,
+            archive_push,
         })
     }
 
@@ -247,6 +265,9 @@ impl PgSource {
             out.push('&');
         }
         out.push_str(&format!("pgdata={}", enc(&self.pgdata)));
+        if self.archive_push {
+            out.push_str("&archive=push");
+        }
         if let Some(p) = &self.password {
             let p = if redacted { "***".to_string() } else { enc(p) };
             out.push_str(&format!("&password={p}"));
@@ -405,6 +426,10 @@ mod tests {
         assert_eq!((sock.host.as_str(), sock.port), ("/tmp/s", 6000));
         assert_eq!(PgSource::parse(&sock.to_uri(false)).unwrap(), sock);
         assert!(!format!("{sock:?}").contains("=x"));
+        let push = PgSource::parse("postgresql://bk@db1/app?pgdata=/d&archive=push").unwrap();
+        assert!(push.archive_push && !pg.archive_push);
+        assert_eq!(PgSource::parse(&push.to_uri(false)).unwrap(), push);
+        assert!(PgSource::parse("postgresql://bk@db1/app?pgdata=/d&archive=ftp").is_err());
         for bad in [
             "postgresql://db1/app?pgdata=/d",
             "postgresql://u@db1/app",

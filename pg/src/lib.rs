@@ -335,7 +335,9 @@ pub async fn check(src: &PgSource, local: bool) -> Result<ServerInfo> {
     if level == "minimal" {
         return Err(PgError::WalLevel { target, level });
     }
-    if !row.get::<_, bool>(1) {
+    // With archive=push the WAL comes through archive_command: no replication
+    // connection, no slot.
+    if !row.get::<_, bool>(1) && !src.archive_push {
         return Err(PgError::NoReplication {
             user: src.user.clone(),
         });

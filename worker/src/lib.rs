@@ -24,5 +24,6 @@ pub mod runtime;
 pub mod source;
 pub mod storage;
 pub mod validate;
+pub mod wal_push;
 
 pub use error::{Result, WorkerError};

@@ -6,7 +6,10 @@
 //!   `backstop_<tenant_id>` (`backstop_pg::stream`), confirming to the server only
 //!   what is durable at the destination, so the slot keeps everything else. Where the
 //!   server refuses replication connections (no `replication` line in `pg_hba.conf`)
-//!   it reads `pg_wal/` up to the flush LSN instead, and advances the slot itself.
+//!   it reads `pg_wal/` up to the flush LSN instead, and advances the slot itself. A
+//!   source with `archive=push` has no slot: `backstop wal-push` (the cluster's
+//!   `archive_command`) stores finished segments at the destination, and the archive
+//!   takes them from there (`crate::wal_push`).
 //! - [`start_backup`] / [`stop_backup`]: the non-exclusive hot backup. The
 //!   connection that ran `pg_backup_start` is held in this process from a backup's
 //!   prepare task to its finalize task (both run here: the tenant's placement), keyed
@@ -67,6 +70,15 @@ pub struct PgLog {
     stream: tokio::sync::Mutex<Option<WalStream>>,
     /// Cleared when the server refused streaming: read `pg_wal/` instead.
     streaming: AtomicBool,
+    /// `archive=push`: the destination area `wal-push` writes, the segment last read
+    /// from it (segment number, bytes), and the first segment not yet removed.
+    push: Option<Pushed>,
+}
+
+struct Pushed {
+    store: TenantStore,
+    current: tokio::sync::Mutex<Option<(u64, Vec<u8>)>>,
+    kept_from: std::sync::atomic::AtomicU64,
 }
 
 impl PgLog {
@@ -76,7 +88,12 @@ impl PgLog {
     ///
     /// Errors: `Source` (cannot connect, not the recorded data directory);
     /// `LogLost` when a resumed round's slot was invalidated.
-    pub async fn open(uri: &str, tenant_id: u64, fresh: bool) -> Result<PgLog> {
+    pub async fn open(
+        uri: &str,
+        tenant_id: u64,
+        fresh: bool,
+        store: &TenantStore,
+    ) -> Result<PgLog> {
         let src = parse(uri)?;
         let client = backstop_pg::connect(&src).await.map_err(worker_error)?;
         let target = src.to_uri(true);
@@ -84,18 +101,27 @@ impl PgLog {
             .await
             .map_err(worker_error)?;
         let slot = session::slot_name(tenant_id);
-        match session::ensure_slot(&client, &slot).await {
-            Err(PgError::WalLost(reason)) if fresh => {
-                warn!(%slot, %reason, "replacing the invalidated slot for the new round");
-                session::drop_slot(&client, &slot)
-                    .await
-                    .map_err(worker_error)?;
-                session::ensure_slot(&client, &slot)
-                    .await
-                    .map_err(worker_error)?;
-            }
-            other => {
-                other.map_err(worker_error)?;
+        let push = src.archive_push.then(|| Pushed {
+            store: store.clone(),
+            current: tokio::sync::Mutex::new(None),
+            kept_from: std::sync::atomic::AtomicU64::new(0),
+        });
+        // With archive=push, archive_command keeps every segment until wal-push
+        // stored it: there is no slot.
+        if push.is_none() {
+            match session::ensure_slot(&client, &slot).await {
+                Err(PgError::WalLost(reason)) if fresh => {
+                    warn!(%slot, %reason, "replacing the invalidated slot for the new round");
+                    session::drop_slot(&client, &slot)
+                        .await
+                        .map_err(worker_error)?;
+                    session::ensure_slot(&client, &slot)
+                        .await
+                        .map_err(worker_error)?;
+                }
+                other => {
+                    other.map_err(worker_error)?;
+                }
             }
         }
         Ok(PgLog {
@@ -108,6 +134,7 @@ impl PgLog {
             src,
             stream: tokio::sync::Mutex::new(None),
             streaming: AtomicBool::new(true),
+            push,
         })
     }
 
@@ -145,6 +172,9 @@ impl PgLog {
     /// Errors: `LogLost` when the WAL at `from` is gone, the slot was invalidated or
     /// the timeline ended; `Source` for other failures.
     pub async fn read(&self, from: u64, max: usize) -> Result<Vec<u8>> {
+        if let Some(push) = &self.push {
+            return self.read_pushed(push, from, max).await;
+        }
         if !self.streaming.load(Ordering::Relaxed) {
             return self.read_files(from, max).await;
         }
@@ -225,9 +255,74 @@ impl PgLog {
         }
     }
 
+    /// Up to `max` bytes from `from` out of the segment `wal-push` stored for it
+    /// (waiting 200 ms when it is not there yet: the server archives a segment once it
+    /// is full or switched).
+    ///
+    /// Errors: `Corrupt` for a stored segment that is not one; `Storage`.
+    async fn read_pushed(&self, push: &Pushed, from: u64, max: usize) -> Result<Vec<u8>> {
+        let segno = wal::segno(from, self.seg_size);
+        let mut current = push.current.lock().await;
+        if current.as_ref().is_none_or(|(n, _)| *n != segno) {
+            let name = wal::file_name(self.timeline, segno, self.seg_size);
+            let key = backstop_common::layout::wal_push(&name);
+            if !push.store.exists(&key).await? {
+                drop(current);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Ok(Vec::new());
+            }
+            let stored = push
+                .store
+                .get(&key, &tokio_util::sync::CancellationToken::new())
+                .await?;
+            let raw = crate::wal_push::decode(&stored, &key)?;
+            if raw.len() as u64 != self.seg_size {
+                return Err(WorkerError::Corrupt(format!(
+                    "{key} holds {} bytes, not a {}-byte WAL segment",
+                    raw.len(),
+                    self.seg_size
+                )));
+            }
+            *current = Some((segno, raw));
+        }
+        let Some((_, raw)) = current.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let at = (from - segno * self.seg_size) as usize;
+        let end = at.saturating_add(max).min(raw.len());
+        Ok(raw.get(at..end).map(<[u8]>::to_vec).unwrap_or_default())
+    }
+
+    /// `archive=push`: removes the pushed segments of this timeline that end at or
+    /// below `upto` (committed into pieces).
+    async fn remove_pushed(&self, push: &Pushed, upto: u64) -> Result<()> {
+        let below = wal::segno(upto, self.seg_size);
+        if push.kept_from.load(Ordering::Relaxed) >= below {
+            return Ok(());
+        }
+        for key in push
+            .store
+            .list(backstop_common::layout::WAL_PUSH_DIR)
+            .await?
+        {
+            let name = key.rsplit('/').next().unwrap_or("");
+            if let Some((tli, segno)) = wal::parse_file_name(name, self.seg_size)
+                && tli == self.timeline
+                && segno < below
+            {
+                push.store.delete(&key).await?;
+            }
+        }
+        push.kept_from.store(below, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Everything below `upto` is durable at the destination: the server may
     /// recycle it. Never moves the slot back.
     pub async fn durable(&self, upto: u64) -> Result<()> {
+        if let Some(push) = &self.push {
+            return self.remove_pushed(push, upto).await;
+        }
         if let Some(s) = self.stream.lock().await.as_mut() {
             return s.status(upto).await.map_err(worker_error);
         }
@@ -239,6 +334,9 @@ impl PgLog {
 
     /// Ends the stream and drops the slot (`NOARCHIVELOG`: the round stopped).
     pub async fn drop_slot(&self) -> Result<()> {
+        if self.push.is_some() {
+            return Ok(());
+        }
         self.stream.lock().await.take();
         // The walsender lets the slot go moments after the stream closes.
         let mut tries = 0;

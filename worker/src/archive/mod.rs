@@ -116,10 +116,15 @@ enum LogSource {
 }
 
 impl LogSource {
-    async fn open(uri: &str, tenant_id: u64, fresh: bool) -> Result<LogSource> {
+    async fn open(
+        uri: &str,
+        tenant_id: u64,
+        fresh: bool,
+        store: &TenantStore,
+    ) -> Result<LogSource> {
         if backstop_common::source::is_postgresql(uri) {
             return Ok(LogSource::Pg(std::sync::Arc::new(
-                PgLog::open(uri, tenant_id, fresh).await?,
+                PgLog::open(uri, tenant_id, fresh, store).await?,
             )));
         }
         Ok(LogSource::Dir(DirSource::open(uri)?))
@@ -224,7 +229,7 @@ struct Archiver<'a> {
 pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome> {
     let store = TenantStore::open(&args.dest)?;
     crate::backup::write_tenant_info(&store, &args.dest, &ctx.abort).await?;
-    let src = match LogSource::open(&args.source, args.dest.tenant_id.0, args.fresh).await {
+    let src = match LogSource::open(&args.source, args.dest.tenant_id.0, args.fresh, &store).await {
         Ok(s) => s,
         Err(WorkerError::LogLost(reason)) => return Ok(TaskOutcome::Interrupted { reason }),
         Err(e) => return Err(e),
