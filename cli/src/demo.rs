@@ -3,7 +3,8 @@
 //! destinations, then runs what a DBA would: archiving, a full backup, a copy of it to
 //! the second destination and the continuous archive copy. It stays idempotent across
 //! restarts (a tenant that exists is reused) and keeps the generator writing until
-//! shutdown, so the views keep moving.
+//! shutdown, so the views keep moving. Where PostgreSQL is installed it also protects
+//! a small PostgreSQL cluster as tenant `pgdemo` (`demo_pg.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,6 +111,7 @@ pub async fn run(
     if exists {
         info!("demo tenant exists; the generator keeps writing");
         ready(sql);
+        postgres_half(c, data_dir, stop);
         return Ok(());
     }
     info!(tenant = %paths.tenant.display(), "setting up the demo");
@@ -185,7 +187,18 @@ pub async fn run(
     c.backup_manage(manage(BackupVerb::StartBackupArchivelog))
         .await?;
     ready(sql);
+    postgres_half(c, data_dir, stop);
     Ok(())
+}
+
+/// The PostgreSQL tenant, beside the `dir://` one: a failure there is logged and
+/// leaves the rest of the demo running.
+fn postgres_half(mut c: MetaServiceClient<Channel>, data_dir: PathBuf, stop: CancellationToken) {
+    tokio::spawn(async move {
+        if let Err(e) = crate::demo_pg::run(&mut c, &data_dir, stop).await {
+            warn!(error = %format!("{e:#}"), "demo: the PostgreSQL tenant is not set up");
+        }
+    });
 }
 
 fn list() -> ListRequest {

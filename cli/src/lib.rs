@@ -5,6 +5,7 @@ pub mod args;
 pub mod config;
 pub mod ctl;
 pub mod demo;
+mod demo_pg;
 mod failpoints;
 pub mod offline;
 

@@ -34,10 +34,14 @@ fn the_demo_is_ready_on_every_fresh_start_and_logins_are_never_refused_early() {
                 &format!("127.0.0.1:{sql}"),
             ],
             &log,
-            &[(
-                "BACKSTOP_DEMO_TENANT_BYTES".into(),
-                (2u64 << 20).to_string(),
-            )],
+            &[
+                (
+                    "BACKSTOP_DEMO_TENANT_BYTES".into(),
+                    (2u64 << 20).to_string(),
+                ),
+                // Twenty initdbs would only slow this test; tests/demo.rs covers it.
+                ("BACKSTOP_DEMO_POSTGRES".into(), "off".into()),
+            ],
         );
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
