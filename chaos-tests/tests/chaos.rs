@@ -104,3 +104,8 @@ fn storage_faults() {
 fn disk_full() {
     scenario("disk-full", 11);
 }
+
+#[test]
+fn postgres() {
+    scenario("postgres", 13);
+}

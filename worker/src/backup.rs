@@ -424,7 +424,7 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
     let (min_restore_scn, pg) = match &src {
         Some(src) => (src.log_end()?, None),
         None => {
-            let (stop, info) = crate::pg::finish_backup(&a.source).await?;
+            let (stop, info) = crate::pg::finish_backup(&a.source, a.start_replay_scn.0).await?;
             let found = crate::pg::PgTimeline {
                 system_identifier: info.system_identifier,
                 timeline: info.timeline,

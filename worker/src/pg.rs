@@ -358,8 +358,9 @@ impl PgLog {
 /// A hot backup between prepare and finalize.
 enum Held {
     Running(BackupSession),
-    /// `pg_backup_stop` ran; kept so a retried finalize gets the same answer.
-    Stopped(BackupStop),
+    /// `pg_backup_stop` ran for the backup that started at this LSN; kept so a
+    /// retried finalize gets the same answer.
+    Stopped(u64, BackupStop),
 }
 
 /// One source's hot backup, locked while prepare or finalize works on it.
@@ -477,26 +478,46 @@ pub async fn start_backup(uri: &str, label: &str) -> Result<Started> {
 /// Ends the hot backup prepare started in this process (`pg_backup_stop`); a
 /// retried finalize gets the answer of the first.
 ///
-/// Errors: `BackupAborted` when this process holds no live backup for the source
-/// (the worker restarted between prepare and finalize, or the server ended that
-/// connection: the server aborted the backup, so it starts again from its prepare);
-/// `Source` when `pg_backup_stop` fails.
-pub async fn stop_backup(uri: &str) -> Result<BackupStop> {
+/// Only the backup that started at `start_lsn` (the set's `start_replay_scn`) is
+/// ended: a backup this process holds from another set (its prepare ran here, its
+/// finalize never did) is closed, so the server aborts it, and never answers for
+/// this one.
+///
+/// Errors: `BackupAborted` when this process holds no live backup of this set for the
+/// source (the worker restarted between prepare and finalize, the prepare ran on
+/// another worker, or the server ended that connection: the server aborted the
+/// backup, so it starts again from its prepare); `Source` when `pg_backup_stop`
+/// fails.
+pub async fn stop_backup(uri: &str, start_lsn: u64) -> Result<BackupStop> {
     let held = slot_of(uri);
     let mut guard = held.lock().await;
+    let other = |held_from: u64| {
+        WorkerError::BackupAborted(format!(
+            "the hot backup this worker holds started at {}, this set's at {}: its prepare ran elsewhere, so the server has no backup of it here",
+            Lsn(held_from),
+            Lsn(start_lsn)
+        ))
+    };
     match guard.take() {
         Some(Held::Running(s)) => {
+            if s.start_lsn.0 != start_lsn {
+                // Dropping the session closes its connection: that backup ends.
+                return Err(other(s.start_lsn.0));
+            }
             if !s.is_alive() {
                 return Err(WorkerError::BackupAborted(
                     "the connection holding pg_backup_start ended, so the server aborted that backup".into(),
                 ));
             }
             let stop = s.stop().await.map_err(worker_error)?;
-            *guard = Some(Held::Stopped(stop.clone()));
+            *guard = Some(Held::Stopped(start_lsn, stop.clone()));
             Ok(stop)
         }
-        Some(Held::Stopped(stop)) => {
-            *guard = Some(Held::Stopped(stop.clone()));
+        Some(Held::Stopped(from, stop)) => {
+            if from != start_lsn {
+                return Err(other(from));
+            }
+            *guard = Some(Held::Stopped(from, stop.clone()));
             Ok(stop)
         }
         None => Err(WorkerError::BackupAborted(
@@ -510,8 +531,8 @@ pub async fn stop_backup(uri: &str) -> Result<BackupStop> {
 ///
 /// Errors: as [`stop_backup`]; `Source` when the server or the data directory
 /// cannot be read.
-pub async fn finish_backup(uri: &str) -> Result<(u64, PgSetInfo)> {
-    let stop = stop_backup(uri).await?;
+pub async fn finish_backup(uri: &str, start_lsn: u64) -> Result<(u64, PgSetInfo)> {
+    let stop = stop_backup(uri, start_lsn).await?;
     let src = parse(uri)?;
     let client = backstop_pg::connect(&src).await.map_err(worker_error)?;
     let info = backstop_pg::server_info(&client, &src.to_uri(true))

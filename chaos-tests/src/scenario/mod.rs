@@ -32,7 +32,8 @@ mod report;
 
 use invariants::{
     acknowledged_work_kept, archive_continuity, cancels_within_bound, catalog_equals_storage,
-    copies_validate_and_restore, jobs_settle, leader_times_monotonic, replicas_agree,
+    copies_validate_and_restore, jobs_settle, leader_times_monotonic, postgres_restores_exact,
+    replicas_agree,
 };
 pub use nemesis::{Fault, Nemesis, Rng};
 pub use report::{Operation, Report, Verdict};
@@ -50,6 +51,9 @@ pub struct Scenario {
     pub metas: usize,
     /// Workers.
     pub workers: usize,
+    /// Also protect a PostgreSQL cluster under pgbench (tenant `pg1`), checked by
+    /// `postgres_restores_exact`.
+    pub postgres: bool,
 }
 
 /// Every scenario.
@@ -61,6 +65,7 @@ pub fn scenarios() -> Vec<Scenario> {
             nemeses: vec![Nemesis::KillMetaLeader, Nemesis::KillMetaFollower],
             metas: 3,
             workers: 2,
+            postgres: false,
         },
         Scenario {
             name: "meta-partitions",
@@ -73,6 +78,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             metas: 3,
             workers: 2,
+            postgres: false,
         },
         Scenario {
             name: "failpoints",
@@ -80,6 +86,7 @@ pub fn scenarios() -> Vec<Scenario> {
             nemeses: vec![Nemesis::Failpoint],
             metas: 3,
             workers: 2,
+            postgres: false,
         },
         Scenario {
             name: "worker-faults",
@@ -92,6 +99,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             metas: 3,
             workers: 2,
+            postgres: false,
         },
         Scenario {
             name: "storage-faults",
@@ -105,6 +113,7 @@ pub fn scenarios() -> Vec<Scenario> {
             ],
             metas: 3,
             workers: 2,
+            postgres: false,
         },
         Scenario {
             name: "disk-full",
@@ -112,6 +121,15 @@ pub fn scenarios() -> Vec<Scenario> {
             nemeses: vec![Nemesis::DiskFull, Nemesis::KillWorker],
             metas: 3,
             workers: 2,
+            postgres: false,
+        },
+        Scenario {
+            name: "postgres",
+            about: "a PostgreSQL tenant under pgbench beside the dir:// ones: workers killed mid-stream and mid-backup, backup_backup_dest on S3 failing and slow; restores start PostgreSQL",
+            nemeses: vec![Nemesis::KillWorker, Nemesis::S3Errors, Nemesis::S3Slow],
+            metas: 3,
+            workers: 2,
+            postgres: true,
         },
         Scenario {
             name: "everything",
@@ -119,6 +137,7 @@ pub fn scenarios() -> Vec<Scenario> {
             nemeses: Nemesis::ALL.to_vec(),
             metas: 3,
             workers: 2,
+            postgres: false,
         },
     ]
 }
@@ -144,6 +163,15 @@ const TENANTS: [&str; 2] = ["t1", "t2"];
 /// the log end (an idle tenant must still back up, copy and restore).
 const IDLE: &str = "t3";
 
+/// The PostgreSQL tenant of a `postgres` scenario.
+const PG_TENANT: &str = "pg1";
+
+/// A PostgreSQL cluster a run protects, and the pgbench writing to it.
+struct PgWorld {
+    server: backstop_testkit::pg::PgServer,
+    load: Option<std::process::Child>,
+}
+
 struct Run {
     /// `backup_backup_dest` (a `file://` dir, or S3 behind the proxy).
     copy_dest: String,
@@ -161,6 +189,19 @@ struct Run {
     started_ms: u64,
     /// Leader clock jumps: (wall ms when armed, shift ms).
     clock_shifts: Vec<(u64, i64)>,
+    /// The `postgres` scenario's cluster.
+    pg: Option<PgWorld>,
+}
+
+impl Run {
+    /// The tenants operations pick from.
+    fn tenants(&self) -> Vec<&'static str> {
+        let mut all = vec![TENANTS[0], TENANTS[1], IDLE];
+        if self.pg.is_some() {
+            all.push(PG_TENANT);
+        }
+        all
+    }
 }
 
 /// Runs `scenario` for `duration` with `seed` in `dir`; returns the report (also
@@ -206,7 +247,11 @@ pub async fn run(
         failpoints_armed: (seed % backstop_common::failpoints::WORKER_POINTS.len() as u64) as usize,
         started_ms: now_ms().saturating_sub(started.elapsed().as_millis() as u64),
         clock_shifts: Vec::new(),
+        pg: None,
     };
+    if scenario.postgres {
+        r.pg = Some(start_postgres(dir).context("start PostgreSQL")?);
+    }
     // Tenants fed by the generator.
     let stop_load = Arc::new(AtomicBool::new(false));
     let mut loads = Vec::new();
@@ -233,19 +278,58 @@ pub async fn run(
     for l in loads {
         let _ = l.join();
     }
+    if let Some(pg) = r.pg.as_mut()
+        && let Some(mut load) = pg.load.take()
+    {
+        let _ = load.kill();
+        let _ = load.wait();
+    }
     let mut report = report?;
     report.total_s = started.elapsed().as_secs_f64();
     std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     Ok(report)
 }
 
+/// A PostgreSQL cluster (`pgbench -i -s 2` and a `markers` table) with pgbench
+/// writing about 50 transactions a second until the run ends. The run's directory is
+/// opened to the `postgres` user, who runs the restored clusters under it.
+fn start_postgres(dir: &Path) -> anyhow::Result<PgWorld> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    let mut server = backstop_testkit::pg::PgServer::init("wal_level = replica")?;
+    server.start(60)?;
+    let init = server.pgbench(&["-i", "-q", "-s", "2"]).output()?;
+    if !init.status.success() {
+        bail!("pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    server.query("CREATE TABLE markers (id int PRIMARY KEY)")?;
+    let load = server
+        .pgbench(&["-n", "-c", "2", "-R", "50", "-T", "3600"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    Ok(PgWorld {
+        server,
+        load: Some(load),
+    })
+}
+
 async fn setup(r: &mut Run, dir: &Path) -> anyhow::Result<()> {
     let mut m = r.meta().await?;
     workload::init(&dir.join(IDLE), Shape::of_size(1 << 20, 1), 99)?;
-    for t in TENANTS.into_iter().chain([IDLE]) {
+    let mut sources: Vec<(&str, String)> = TENANTS
+        .into_iter()
+        .chain([IDLE])
+        .map(|t| (t, format!("dir://{}", dir.join(t).display())))
+        .collect();
+    if let Some(pg) = &r.pg {
+        sources.push((PG_TENANT, pg.server.uri("postgres")));
+    }
+    let archived = sources.len();
+    for (t, source) in sources {
         m.create_tenant(CreateTenantRequest {
             tenant_name: t.to_string(),
-            source: format!("dir://{}", dir.join(t).display()),
+            source,
             comment: String::new(),
             if_not_exists: true,
         })
@@ -278,7 +362,7 @@ async fn setup(r: &mut Run, dir: &Path) -> anyhow::Result<()> {
         let mut m = m.clone();
         async move {
             let rounds = m.list_archive(list()).await?.into_inner().rounds;
-            Ok(rounds.iter().filter(|x| x.status == "DOING").count() == TENANTS.len() + 1)
+            Ok(rounds.iter().filter(|x| x.status == "DOING").count() == archived)
         }
     })
     .await?;
@@ -334,7 +418,7 @@ async fn exercise(
     let healed_ms = now_ms();
     r.sql("ALTER SYSTEM RESUME BACKUP").await;
     // An archive cycle cut short by a fault may have left a tenant without a round.
-    for t in TENANTS.into_iter().chain([IDLE]) {
+    for t in r.tenants() {
         r.sql(&format!("ALTER SYSTEM ARCHIVELOG TENANT = {t}"))
             .await;
     }
@@ -351,6 +435,9 @@ async fn exercise(
     verdicts.push(archive_continuity(r).await);
     verdicts.push(catalog_equals_storage(r).await);
     verdicts.push(copies_validate_and_restore(r).await);
+    if r.pg.is_some() {
+        verdicts.push(postgres_restores_exact(r).await);
+    }
     Ok(Report {
         scenario: scenario.name.to_string(),
         seed: r.cluster.seed(),

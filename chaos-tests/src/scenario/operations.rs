@@ -12,7 +12,7 @@ use crate::proxy::Mode;
 
 use super::nemesis::{Fault, Nemesis};
 use super::report::Operation;
-use super::{IDLE, Run, TENANTS, list, now_ms};
+use super::{Run, TENANTS, list, now_ms};
 
 impl Run {
     pub(super) fn at(&self) -> f64 {
@@ -60,7 +60,7 @@ impl Run {
 
     /// One operation chosen by the seed.
     pub(super) async fn operate(&mut self) {
-        let all = [TENANTS[0], TENANTS[1], IDLE];
+        let all = self.tenants();
         let t = all[self.rng.below(all.len() as u64) as usize];
         // Rarely, the escape hatch: it ends every job and pauses the copies; the next
         // START BACKUP ARCHIVELOG resumes them.

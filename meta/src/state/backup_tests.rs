@@ -229,3 +229,32 @@ fn a_backup_restarted_too_often_fails_with_the_reason() {
     assert!(job.comment.contains("started again 3 times"), "{job:?}");
     assert_ne!(job.status, JobStatus::Doing);
 }
+
+#[test]
+fn a_postgresql_backup_copies_and_finalizes_where_its_prepare_ran() {
+    let mut s = setup();
+    s.tenants.get_mut(&T1).unwrap().source =
+        "postgresql://bk@127.0.0.1:5432/postgres?pgdata=/a".into();
+    start_archive(&mut s);
+    start_and_prepare(&mut s, false, 100);
+    // The prepare ran on worker 2: its copy waits for worker 2.
+    assert!(s.assignable_tasks(1).is_empty());
+    let copy = s.assignable_tasks(2)[0];
+    assert!(matches!(
+        s.work.tasks[&copy].spec,
+        TaskSpec::BackupCopy { .. }
+    ));
+    // Worker 2 restarted (it registers again): the hot backup died with it, so any
+    // worker may take the task (its finalize will start the set again).
+    let r = s.apply(&crate::command::Request {
+        time_ms: 5_000,
+        command: Command::Work(WorkCommand::RegisterWorker {
+            worker_id: 2,
+            addr: "w2".into(),
+            slots: 2,
+            tenants: vec![],
+        }),
+    });
+    ok(r.0);
+    assert_eq!(s.assignable_tasks(1), vec![copy]);
+}

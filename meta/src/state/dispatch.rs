@@ -37,6 +37,7 @@ impl MetaState {
             .values()
             .filter(|t| t.status == TaskStatus::Pending)
             .filter(|t| self.task_runnable(t.task_id))
+            .filter(|t| self.pinned_worker(t).is_none_or(|w| w == worker_id))
             .filter(|t| {
                 worker.tenants.is_empty()
                     || self.tenants.get(&t.tenant_id).is_some_and(|ten| {
@@ -48,6 +49,36 @@ impl MetaState {
             })
             .map(|t| t.task_id)
             .collect()
+    }
+
+    /// The worker a task must run on, if any: a PostgreSQL backup's copy and finalize
+    /// tasks run where its prepare ran, because that process holds the connection on
+    /// which `pg_backup_start` ran (the copies keep it alive, the finalize ends it). A
+    /// worker that registered again since then has lost it: the pin is gone, and the
+    /// finalize that finds no backup there starts the set again (`restart_backup`).
+    pub(super) fn pinned_worker(&self, t: &TaskRecord) -> Option<u64> {
+        if !matches!(
+            t.spec,
+            TaskSpec::BackupCopy { .. } | TaskSpec::BackupFinalize { .. }
+        ) {
+            return None;
+        }
+        let source = &self.tenants.get(&t.tenant_id)?.source;
+        if !backstop_common::source::is_postgresql(source) {
+            return None;
+        }
+        let prepare = self
+            .work
+            .tasks
+            .values()
+            .filter(|p| p.job_id == t.job_id && matches!(p.spec, TaskSpec::BackupPrepare { .. }))
+            .max_by_key(|p| p.task_id)?;
+        if prepare.status != TaskStatus::Done {
+            return None;
+        }
+        let worker = prepare.worker_id?;
+        let w = self.work.workers.get(&worker)?;
+        (w.register_time_ms <= prepare.update_time_ms).then_some(worker)
     }
 
     pub(super) fn new_job(&mut self, tenant_id: TenantId, kind: JobKind, now: u64) -> JobId {

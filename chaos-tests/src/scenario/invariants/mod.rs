@@ -10,6 +10,7 @@ mod catalog_equals_storage;
 mod copies_validate_and_restore;
 mod jobs_settle;
 mod leader_times_monotonic;
+mod postgres_restores_exact;
 mod replicas_agree;
 mod storage;
 
@@ -20,6 +21,7 @@ pub(crate) use catalog_equals_storage::catalog_equals_storage;
 pub(crate) use copies_validate_and_restore::copies_validate_and_restore;
 pub(crate) use jobs_settle::jobs_settle;
 pub(crate) use leader_times_monotonic::leader_times_monotonic;
+pub(crate) use postgres_restores_exact::postgres_restores_exact;
 pub(crate) use replicas_agree::replicas_agree;
 
 pub(crate) const FOLLOWERS: [&str; 2] = ["ARCHIVE", "BACKUP_ARCHIVELOG"];
