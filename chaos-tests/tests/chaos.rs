@@ -36,12 +36,18 @@ fn scenario_for(name: &str, seed: u64, duration: Duration) -> backstop_chaos::sc
     ensure_binary();
     let s = scenarios().into_iter().find(|s| s.name == name).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // BACKSTOP_CHAOS_KEEP=1 keeps the run's directory (logs, destinations, report).
+    let kept = std::env::var_os("BACKSTOP_CHAOS_KEEP").map(|_| dir.path().to_path_buf());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let report = rt.block_on(run(&s, seed, duration, dir.path())).unwrap();
+    if let Some(path) = kept {
+        std::mem::forget(dir);
+        println!("kept {}", path.display());
+    }
     println!("{}", report.table());
     assert!(
         !report.faults.is_empty(),

@@ -40,8 +40,12 @@ type Msg = (u8, Bytes);
 pub struct WalStream {
     io: Box<dyn Io>,
     buf: BytesMut,
-    /// The next LSN expected from the server.
+    /// The next LSN [`WalStream::recv_wal`] hands out.
     pub next: u64,
+    /// The next LSN expected from the server (`next` plus what is pending).
+    received: u64,
+    /// Bytes received past what the last `recv_wal` could take: `[next, received)`.
+    pending: Vec<u8>,
     /// The server's WAL end as its last message said.
     pub server_end: u64,
     flushed: u64,
@@ -157,6 +161,8 @@ impl WalStream {
             io,
             buf: BytesMut::with_capacity(64 * 1024),
             next: 0,
+            received: 0,
+            pending: Vec::new(),
             server_end: 0,
             flushed: 0,
             ended: false,
@@ -325,18 +331,27 @@ impl WalStream {
             }
         }
         w.next = from.0;
+        w.received = from.0;
         w.flushed = from.0;
         Ok(w)
     }
 
-    /// Receives WAL for up to `wait`, at most `max` bytes (it may return a little
-    /// more, the rest of one server message); empty when nothing came. Answers
-    /// keepalives that ask for it.
+    /// Receives WAL for up to `wait`, at most `max` bytes (the rest of a server
+    /// message that does not fit is kept for the next call); empty when nothing came.
+    /// Answers keepalives that ask for it.
     ///
     /// Errors: [`PgError::WalLost`] when the timeline ended (the server was
     /// promoted); [`PgError::Query`] for a broken stream.
     pub async fn recv_wal(&mut self, max: usize, wait: Duration) -> Result<Vec<u8>> {
         let mut data = Vec::new();
+        if !self.pending.is_empty() {
+            let take = max.min(self.pending.len());
+            data.extend(self.pending.drain(..take));
+            self.next += take as u64;
+            if data.len() >= max {
+                return Ok(data);
+            }
+        }
         let mut wait = Some(wait);
         while data.len() < max {
             let Some((tag, body)) = self.recv(wait).await? else {
@@ -355,19 +370,23 @@ impl WalStream {
                             let start = b.get_u64();
                             let end = b.get_u64();
                             let _sent = b.get_i64();
-                            if start != self.next {
+                            if start != self.received {
                                 return Err(proto(
                                     "XLogData",
                                     format!(
                                         "WAL at {} where {} was expected",
                                         Lsn(start),
-                                        Lsn(self.next)
+                                        Lsn(self.received)
                                     ),
                                 ));
                             }
-                            self.next = start + b.len() as u64;
+                            self.received = start + b.len() as u64;
                             self.server_end = self.server_end.max(end);
-                            data.extend_from_slice(&b);
+                            let room = max - data.len();
+                            let take = room.min(b.len());
+                            data.extend_from_slice(&b[..take]);
+                            self.pending.extend_from_slice(&b[take..]);
+                            self.next = self.received - self.pending.len() as u64;
                         }
                         b'k' if b.len() >= 17 => {
                             let end = b.get_u64();
@@ -386,7 +405,7 @@ impl WalStream {
                     self.ended = true;
                     return Err(PgError::WalLost(format!(
                         "the server ended timeline streaming at {} (it was promoted or switched timeline)",
-                        Lsn(self.next)
+                        Lsn(self.received)
                     )));
                 }
                 _ => {}
@@ -405,7 +424,7 @@ impl WalStream {
             - PG_EPOCH_US;
         let mut msg = BytesMut::with_capacity(34);
         msg.put_u8(b'r');
-        msg.put_u64(self.next);
+        msg.put_u64(self.received);
         msg.put_u64(self.flushed);
         msg.put_u64(self.flushed);
         msg.put_i64(now_us);

@@ -205,6 +205,120 @@ pub fn first_xact_after(
     Ok(None)
 }
 
+/// What the staged WAL holds at an LSN target (recovery stops before the first record
+/// that starts at or after it, and must read that record whole to know it is there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtTarget {
+    /// A whole record starts at or after the target: recovery stops before it.
+    Whole,
+    /// Every record before the target is whole, and none at or after it is (the WAL
+    /// ends first): recovering to the end of the WAL replays exactly the records
+    /// before the target.
+    EndsThere,
+    /// A record that starts before the target is not whole: the WAL does not reach the
+    /// target yet.
+    Short,
+}
+
+/// Where the records around `target` are in the WAL in `pg_wal` (timeline `tli`) that
+/// ends at `end`: found from the header of the page `target` is in
+/// (`xlp_rem_len` says where that page's first record starts), so only the pages from
+/// there to the first record at or after `target` are read.
+///
+/// Errors: none for missing or zeroed WAL (that is `EndsThere` or `Short`).
+pub fn at_target(pg_wal: &Path, tli: u32, seg_size: u64, target: u64, end: u64) -> AtTarget {
+    let mut r = Segments {
+        dir: pg_wal,
+        tli,
+        seg: seg_size,
+        cur: None,
+    };
+    // The first record that starts in target's page or a later one.
+    let mut page = target / XLOG_BLCKSZ * XLOG_BLCKSZ;
+    let mut pos = loop {
+        let hdr = header_len(page, seg_size);
+        if page + hdr > end {
+            return AtTarget::EndsThere;
+        }
+        let Ok(h) = r.byte_range(page, hdr) else {
+            return AtTarget::EndsThere;
+        };
+        let magic = u16::from_le_bytes([h[0], h[1]]);
+        if magic == 0 {
+            return AtTarget::EndsThere;
+        }
+        let info = u16::from_le_bytes([h[2], h[3]]);
+        let rem = u64::from(u32::from_le_bytes([h[16], h[17], h[18], h[19]]));
+        // XLP_FIRST_IS_CONTRECORD: the page begins with the rest of a record.
+        let first = if info & 0x0001 != 0 {
+            (page + hdr + rem).div_ceil(8) * 8
+        } else {
+            page + hdr
+        };
+        if first < page + XLOG_BLCKSZ {
+            break first;
+        }
+        if page + hdr + rem > end {
+            // A record that started before the target continues past the WAL's end.
+            return AtTarget::Short;
+        }
+        page += XLOG_BLCKSZ;
+    };
+    // Records from there until one starts at or after the target.
+    for _ in 0..100_000 {
+        pos = skip_header(pos, seg_size);
+        if pos + RECORD_HEADER > end {
+            return if pos >= target {
+                AtTarget::EndsThere
+            } else {
+                AtTarget::Short
+            };
+        }
+        let tot = match read_record_bytes(&mut r, pos, RECORD_HEADER) {
+            Ok((h, _)) => (
+                u64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]])),
+                h[16],
+                h[17],
+            ),
+            Err(_) => (0, 0, 0),
+        };
+        let (len, info, rmid) = tot;
+        if !(RECORD_HEADER..=(1 << 30)).contains(&len) {
+            // Zeros or garbage: the end of the valid WAL.
+            return if pos >= target {
+                AtTarget::EndsThere
+            } else {
+                AtTarget::Short
+            };
+        }
+        // Where the record ends, page headers skipped.
+        let (mut at, mut left) = (pos, len);
+        while left > 0 {
+            at = skip_header(at, seg_size);
+            let page_end = (at / XLOG_BLCKSZ + 1) * XLOG_BLCKSZ;
+            let take = left.min(page_end - at);
+            at += take;
+            left -= take;
+        }
+        if pos >= target {
+            return if at <= end {
+                AtTarget::Whole
+            } else {
+                AtTarget::EndsThere
+            };
+        }
+        if at > end {
+            return AtTarget::Short;
+        }
+        pos = if rmid == 0 && info & 0xF0 == 0x40 {
+            wal::segment_start(pos, seg_size) + seg_size
+        } else {
+            at.div_ceil(8) * 8
+        };
+    }
+    AtTarget::Whole
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +360,26 @@ mod tests {
         let mut bad = rec;
         bad[24] = 200;
         assert_eq!(main_data_len(&bad), None);
+    }
+
+    #[test]
+    fn the_record_at_a_target_is_whole_missing_or_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = 16 * 1024 * 1024;
+        let mut data = vec![0u8; seg as usize];
+        data[0..2].copy_from_slice(&0xD110u16.to_le_bytes()); // xlp_magic
+        // A 50-byte record after the 40-byte long page header: bytes [40, 90).
+        data[40..44].copy_from_slice(&50u32.to_le_bytes());
+        std::fs::write(dir.path().join(wal::file_name(1, 0, seg)), &data).unwrap();
+        let at = |target, end| at_target(dir.path(), 1, seg, target, end);
+        assert_eq!(at(40, 96), AtTarget::Whole);
+        assert_eq!(at(96, 200), AtTarget::EndsThere, "zeros after the record");
+        assert_eq!(at(60, 80), AtTarget::Short, "inside a record the WAL cuts");
+        assert_eq!(
+            at(40, 80),
+            AtTarget::EndsThere,
+            "the record at the target is cut"
+        );
     }
 
     #[test]

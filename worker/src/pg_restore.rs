@@ -181,7 +181,30 @@ pub(crate) async fn prepare_data_directory(
         }
         None => goal.until_scn,
     };
-    let target = (until < archived_end).then_some(Lsn(until));
+    // Recovery must read the record at the target whole to stop before it; where the
+    // archive ends before that record does (the target is the newest committed
+    // work), recovering to the end replays the same records: every one before it.
+    let whole_after = until < stage_end
+        && {
+            let (dir, tli) = (to.join("pg_wal"), pg.timeline);
+            let end = stage_end;
+            let at = tokio::task::spawn_blocking(move || {
+                backstop_pg::walrec::at_target(&dir, tli, seg, until, end)
+            })
+            .await
+            .map_err(|e| WorkerError::Invalid(e.to_string()))?;
+            match at {
+                backstop_pg::walrec::AtTarget::Whole => true,
+                backstop_pg::walrec::AtTarget::EndsThere => false,
+                backstop_pg::walrec::AtTarget::Short => {
+                    return Err(WorkerError::Invalid(format!(
+                        "the archive ends inside the WAL record that LSN {} falls in: restore to an earlier LSN, or once archiving has passed it",
+                        Lsn(until)
+                    )));
+                }
+            }
+        };
+    let target = (until < archived_end && whole_after).then_some(Lsn(until));
     let conf = to.join("postgresql.auto.conf");
     let mut f = std::fs::OpenOptions::new()
         .create(true)

@@ -258,3 +258,35 @@ fn a_postgresql_backup_copies_and_finalizes_where_its_prepare_ran() {
     ok(r.0);
     assert_eq!(s.assignable_tasks(1), vec![copy]);
 }
+
+#[test]
+fn a_lease_lost_where_the_postgresql_hot_backup_lives_starts_the_set_again() {
+    let mut s = setup();
+    s.tenants.get_mut(&T1).unwrap().source =
+        "postgresql://bk@127.0.0.1:5432/postgres?pgdata=/a".into();
+    start_archive(&mut s);
+    start_and_prepare(&mut s, false, 100);
+    let copy = s.assignable_tasks(2)[0];
+    let attempt = assign(&mut s, copy, 2);
+    ok(work(
+        &mut s,
+        WorkCommand::ExpireTask {
+            task_id: copy,
+            attempt,
+            reason: "lease expired".into(),
+        },
+    ));
+    // The copy is over; a new prepare waits for any worker.
+    assert_eq!(s.work.tasks[&copy].status, TaskStatus::Failed);
+    let next = s.assignable_tasks(1);
+    assert_eq!(next.len(), 1);
+    assert!(matches!(
+        s.work.tasks[&next[0]].spec,
+        TaskSpec::BackupPrepare { .. }
+    ));
+    assert!(
+        s.work.sets[&(T1, 1, 0)]
+            .comment
+            .contains("held the hot backup")
+    );
+}

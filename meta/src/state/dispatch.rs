@@ -26,6 +26,10 @@ use super::records::{
 use super::{MetaState, Outcome, Touched, refuse, stale};
 use crate::command::Reply;
 
+/// How long a PostgreSQL backup's copy and finalize tasks wait for the worker that ran
+/// its prepare (ms): the worker's own limit for a hot backup no task uses (15 min).
+pub const PG_BACKUP_PIN_MS: u64 = 15 * 60 * 1000;
+
 impl MetaState {
     /// Tasks a worker may take now, oldest first.
     pub fn assignable_tasks(&self, worker_id: u64) -> Vec<u64> {
@@ -54,8 +58,11 @@ impl MetaState {
     /// The worker a task must run on, if any: a PostgreSQL backup's copy and finalize
     /// tasks run where its prepare ran, because that process holds the connection on
     /// which `pg_backup_start` ran (the copies keep it alive, the finalize ends it). A
-    /// worker that registered again since then has lost it: the pin is gone, and the
-    /// finalize that finds no backup there starts the set again (`restart_backup`).
+    /// worker that registered again since then has lost it, and one that ran out of a
+    /// lease on such a task starts the set again (`ExpireTask`); either way the pin is
+    /// gone. So is a pin older than [`PG_BACKUP_PIN_MS`] (a worker that died between
+    /// tasks and never came back): any worker may then take the task, and a finalize
+    /// that finds no backup there starts the set again (`restart_backup`).
     pub(super) fn pinned_worker(&self, t: &TaskRecord) -> Option<u64> {
         if !matches!(
             t.spec,
@@ -78,7 +85,8 @@ impl MetaState {
         }
         let worker = prepare.worker_id?;
         let w = self.work.workers.get(&worker)?;
-        (w.register_time_ms <= prepare.update_time_ms).then_some(worker)
+        let fresh = self.last_time_ms < prepare.update_time_ms.saturating_add(PG_BACKUP_PIN_MS);
+        (w.register_time_ms <= prepare.update_time_ms && fresh).then_some(worker)
     }
 
     pub(super) fn new_job(&mut self, tenant_id: TenantId, kind: JobKind, now: u64) -> JobId {

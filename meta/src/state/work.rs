@@ -9,7 +9,7 @@
 use backstop_common::Code;
 use backstop_common::task::{TaskOutcome, TaskSpec};
 
-use super::records::JobStatus;
+use super::records::{JobStatus, TaskStatus};
 use super::{MetaState, Outcome, Touched, refuse};
 use crate::command::{Reply, WorkCommand};
 
@@ -31,6 +31,20 @@ impl MetaState {
                 attempt,
                 reason,
             } => {
+                // A PostgreSQL backup's hot backup lives in the process whose lease ran
+                // out: its copy or finalize cannot finish anywhere else, so the set
+                // starts again from its prepare.
+                if let Some(task) = self.work.tasks.get(task_id).cloned()
+                    && task.attempt == *attempt
+                    && task.status == TaskStatus::Running
+                    && task.worker_id.is_some()
+                    && self.pinned_worker(&task) == task.worker_id
+                {
+                    let why = format!("{reason}, and that worker held the hot backup");
+                    if let Some(done) = self.restart_backup(&task, &why, now) {
+                        return Ok((Reply::Done, done?));
+                    }
+                }
                 let touched = self.task_failed(*task_id, *attempt, reason, true, now)?;
                 Ok((Reply::Done, touched))
             }

@@ -43,7 +43,9 @@ impl Archiver<'_> {
             .await?
             .into_iter()
             .filter_map(|k| layout::parse_log_object(&k).map(|(s, e)| (s, e, k)))
-            .filter(|(s, e, _)| e > s && e - s <= LOG_OBJECT_MAX as u64)
+            // Up to 1 MiB over the limit: a build before 2026-12-03 let a PostgreSQL
+            // stream message (up to 128 KiB) overshoot it.
+            .filter(|(s, e, _)| e > s && e - s <= LOG_OBJECT_MAX as u64 + (1 << 20))
             .collect();
         present.sort();
         let mut chain: Vec<LogObject> = Vec::new();
