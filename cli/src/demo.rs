@@ -101,14 +101,7 @@ pub async fn run(
     }
     let channel = Channel::from_shared(format!("http://{meta_addr}"))?.connect_lazy();
     let mut c = MetaServiceClient::new(channel);
-    let exists = c
-        .list_tenants(ListTenantsRequest {})
-        .await?
-        .into_inner()
-        .tenants
-        .iter()
-        .any(|t| t.tenant_name == TENANT);
-    if exists {
+    if crate::demo_pg::tenant_exists(&mut c, TENANT).await? {
         info!("demo tenant exists; the generator keeps writing");
         ready(sql);
         postgres_half(c, data_dir, stop);

@@ -173,14 +173,7 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let exists = c
-        .list_tenants(ListTenantsRequest {})
-        .await?
-        .into_inner()
-        .tenants
-        .iter()
-        .any(|t| t.tenant_name == TENANT);
-    if !exists {
+    if !tenant_exists(c, TENANT).await? {
         // The server accepts connections a moment after its socket appears.
         let mut last = None;
         for _ in 0..50 {
@@ -225,6 +218,19 @@ pub async fn run(
     spawn_held(load, "pgbench")?;
     info!(tenant = TENANT, pgdata = %pgdata.display(), "demo: PostgreSQL tenant protected");
     Ok(())
+}
+
+/// Whether the catalog has a tenant of that name (the demo reuses what exists).
+pub(crate) async fn tenant_exists(
+    c: &mut MetaServiceClient<Channel>,
+    name: &str,
+) -> anyhow::Result<bool> {
+    Ok(c.list_tenants(ListTenantsRequest {})
+        .await?
+        .into_inner()
+        .tenants
+        .iter()
+        .any(|t| t.tenant_name == name))
 }
 
 async fn wait_doing(

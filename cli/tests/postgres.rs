@@ -339,6 +339,18 @@ fn a_full_and_two_incrementals_under_pgbench_restore_exactly_to_lsns_and_times()
     });
 }
 
+/// Waits until a backup's copy task runs.
+fn wait_copying(c: &Cluster) {
+    wait_for("the backup to copy", 30, || {
+        let tasks = c.try_ctl(&["tasks"])?;
+        tasks
+            .as_array()?
+            .iter()
+            .any(|t| t["task_type"] == "BACKUP_COPY" && t["status"] == "DOING")
+            .then_some(())
+    });
+}
+
 fn job_status(c: &Cluster, job: u64) -> Option<String> {
     let jobs = c.try_ctl(&["jobs", "--all"])?;
     let j = jobs
@@ -390,14 +402,7 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     // 2. Cancel a backup while it copies: the job is CANCELED and the server has no
     //    backup left in progress.
     let job = start_backup(&c, false);
-    wait_for("the backup to copy", 30, || {
-        let tasks = c.try_ctl(&["tasks"])?;
-        tasks
-            .as_array()?
-            .iter()
-            .any(|t| t["task_type"] == "BACKUP_COPY" && t["status"] == "DOING")
-            .then_some(())
-    });
+    wait_copying(&c);
     let asked = std::time::Instant::now();
     c.ctl(&["cancel", "backup", "--tenant", "pg1"]);
     wait_for("the cancelled backup to end", 30, || {
@@ -413,14 +418,7 @@ fn a_killed_worker_a_cancelled_backup_and_an_invalidated_slot() {
     //    connection dies with it, so the server aborts that backup; the set starts
     //    again from its prepare on the new worker, completes and restores exactly.
     let job = start_backup(&c, false);
-    wait_for("the backup to copy", 30, || {
-        let tasks = c.try_ctl(&["tasks"])?;
-        tasks
-            .as_array()?
-            .iter()
-            .any(|t| t["task_type"] == "BACKUP_COPY" && t["status"] == "DOING")
-            .then_some(())
-    });
+    wait_copying(&c);
     c.kill_worker(1);
     c.add_worker();
     let set = c.wait_set_of_job("pg1", job);

@@ -258,15 +258,22 @@ fn restores_take_the_latest_restorable_point_fall_back_and_refuse_ambiguity() {
         .next()
         .unwrap()
         .path();
-    let status = std::process::Command::new("cp")
-        .args([
-            "-r",
-            cluster.to_str().unwrap(),
-            bk.join("other_cluster").to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // The archive still writes there: a staging file may vanish mid-copy, so copy
+    // again until one copy sees a still moment.
+    let copied = (0..10).any(|_| {
+        let _ = std::fs::remove_dir_all(bk.join("other_cluster"));
+        std::process::Command::new("cp")
+            .args([
+                "-r",
+                cluster.to_str().unwrap(),
+                bk.join("other_cluster").to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    });
+    assert!(copied, "cp -r of the destination");
     for (f, _) in files(&bk.join("other_cluster")) {
         if f.ends_with("info/tenant") {
             let path = bk.join("other_cluster").join(&f);

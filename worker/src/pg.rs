@@ -275,7 +275,7 @@ impl PgLog {
                 .store
                 .get(&key, &tokio_util::sync::CancellationToken::new())
                 .await?;
-            let raw = crate::wal_push::decode(&stored, &key)?;
+            let raw = decode_pushed(&stored, &key)?;
             if raw.len() as u64 != self.seg_size {
                 return Err(WorkerError::Corrupt(format!(
                     "{key} holds {} bytes, not a {}-byte WAL segment",
@@ -574,6 +574,13 @@ pub fn read_history(pgdata: &str, timeline: u32) -> Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(WorkerError::Source(format!("read {}: {e}", path.display()))),
     }
+}
+
+/// The bytes of an object `backstop wal-push` stored (`crate::wal_push`).
+///
+/// Errors: `Corrupt` when it is not a zstd frame.
+pub fn decode_pushed(stored: &[u8], key: &str) -> Result<Vec<u8>> {
+    zstd::decode_all(stored).map_err(|e| WorkerError::Corrupt(format!("{key}: not zstd: {e}")))
 }
 
 /// What `info/pg_timeline` records: the one PostgreSQL system and timeline whose

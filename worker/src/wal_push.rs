@@ -77,7 +77,7 @@ pub async fn push(
     let key = backstop_common::layout::wal_push(name);
     let cancel = CancellationToken::new();
     if store.exists(&key).await? {
-        let had = decode(&store.get(&key, &cancel).await?, &key)?;
+        let had = crate::pg::decode_pushed(&store.get(&key, &cancel).await?, &key)?;
         if had == raw {
             return Ok(Pushed::AlreadyThere);
         }
@@ -91,13 +91,6 @@ pub async fn push(
         zstd::encode_all(&raw[..], 1).map_err(|e| WorkerError::Invalid(format!("zstd: {e}")))?;
     store.put(&key, Bytes::from(packed), &cancel).await?;
     Ok(Pushed::Stored)
-}
-
-/// The bytes of a pushed object.
-///
-/// Errors: `Corrupt` when it is not a zstd frame.
-pub fn decode(stored: &[u8], key: &str) -> Result<Vec<u8>> {
-    zstd::decode_all(stored).map_err(|e| WorkerError::Corrupt(format!("{key}: not zstd: {e}")))
 }
 
 #[cfg(test)]

@@ -17,14 +17,33 @@ use openraft::{AnyError, StorageIOError};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use log_store::LogStore;
-pub use state_machine::{Applied, StateMachineStore, StoredSnapshot};
+pub use state_machine::{Applied, StateMachineStore};
+
+use serde::{Deserialize, Serialize};
 
 use crate::keys;
-use crate::types::StorageError;
+use crate::state::MetaState;
+use crate::types::{SnapshotMeta, StorageError};
 
 /// Version of the on-disk layout described in `keys.rs`. Bump it when the layout
 /// changes and add a step to [`upgrade`].
 pub const DATA_VERSION: u32 = 3;
+
+/// Snapshot payload: the layout version and the whole catalog.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SnapshotPayload {
+    pub(crate) data_version: u32,
+    pub(crate) state: MetaState,
+}
+
+/// A snapshot as kept in the `raft` CF, so it survives a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    /// openraft's metadata.
+    pub meta: SnapshotMeta,
+    /// Encoded [`SnapshotPayload`].
+    pub data: Vec<u8>,
+}
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]

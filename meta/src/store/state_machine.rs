@@ -11,7 +11,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
-use super::{DATA_VERSION, cf, read_err, write_err};
+use super::{DATA_VERSION, SnapshotPayload, StoredSnapshot, cf, read_err, write_err};
 use crate::codec::{decode, encode};
 use crate::command::{Reply, Response};
 use crate::keys;
@@ -40,22 +40,6 @@ struct ClusterMeta {
     next_job_id: u64,
     next_task_id: u64,
     next_leftover_id: u64,
-}
-
-/// Snapshot payload: the layout version and the whole catalog.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct SnapshotPayload {
-    pub(super) data_version: u32,
-    pub(super) state: MetaState,
-}
-
-/// A snapshot as kept in the `raft` CF, so it survives a restart.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredSnapshot {
-    /// openraft's metadata.
-    pub meta: SnapshotMeta,
-    /// Encoded [`SnapshotPayload`].
-    pub data: Vec<u8>,
 }
 
 /// State machine storage. Cloning shares the database and the in-memory catalog.

@@ -13,8 +13,7 @@ use backstop_common::TenantId;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::state_machine::{SnapshotPayload, StoredSnapshot};
-use super::{DATA_VERSION, OpenError};
+use super::{DATA_VERSION, OpenError, SnapshotPayload, StoredSnapshot};
 use crate::codec::{CodecError, decode, encode};
 use crate::keys;
 use crate::state::{
