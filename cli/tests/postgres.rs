@@ -118,6 +118,21 @@ fn restored_state(dir: &Path, sock: &Path) -> (Vec<i64>, i64, i64) {
     (ids, sum, history)
 }
 
+/// `pgbench -i -s scale` and the `markers` table on a running server.
+fn load(pg: &PgServer, scale: u32) {
+    let out = pg
+        .pgbench(&["-i", "-q", "-s", &scale.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
+        .unwrap();
+}
+
 /// A test's world: a fresh PostgreSQL server (with `conf`, `pgbench -i -s scale` and
 /// a `markers` table) and a Backstop cluster (one worker with `worker_env`) that
 /// protects it as tenant `pg1`, archiving to `file://DIR/dest`.
@@ -142,17 +157,7 @@ fn protected(
         std::fs::write(&hba, kept.join("\n") + "\n").unwrap();
     }
     pg.start(60).unwrap();
-    let out = pg
-        .pgbench(&["-i", "-q", "-s", &scale.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
-        .unwrap();
+    load(&pg, scale);
     let c = Cluster::start_env(dir, 1, 3000, worker_env);
     let dest = format!("file://{}/dest", dir.display());
     c.ctl(&["tenant", "create", "pg1", "--source", &pg.uri("postgres")]);
@@ -653,10 +658,7 @@ fn wal_push_as_the_archive_command_feeds_the_archive() {
     );
     let mut pg = PgServer::init(&conf).unwrap();
     pg.start(60).unwrap();
-    let out = pg.pgbench(&["-i", "-q", "-s", "1"]).output().unwrap();
-    assert!(out.status.success());
-    pg.query("CREATE TABLE markers (id int PRIMARY KEY)")
-        .unwrap();
+    load(&pg, 1);
     let c = Cluster::start_env(dir.path(), 1, 3000, &[]);
     let source = format!("{}&archive=push", pg.uri("postgres"));
     c.ctl(&["tenant", "create", "pg1", "--source", &source]);
