@@ -85,6 +85,43 @@ pub struct GatewayArgs {
     /// MySQL listen address.
     #[arg(long, env = "BACKSTOP_SQL_LISTEN", default_value = "127.0.0.1:2881")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub limits: SqlLimitArgs,
+}
+
+/// What SQL clients may hold (MySQL's variable names; `docs/OPERATIONS.md`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SqlLimitArgs {
+    /// Connections served at once (max_connections); more are refused with 1040.
+    #[arg(long, env = "BACKSTOP_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a client has from connecting to logging in (connect_timeout).
+    #[arg(long, env = "BACKSTOP_CONNECT_TIMEOUT", default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Seconds a logged-in connection may sit idle (wait_timeout).
+    #[arg(long, env = "BACKSTOP_WAIT_TIMEOUT", default_value_t = 28_800)]
+    pub wait_timeout: u64,
+    /// Milliseconds a SELECT on the views may run (max_execution_time); past it
+    /// the query is interrupted with 3024.
+    #[arg(long, env = "BACKSTOP_MAX_EXECUTION_TIME", default_value_t = 10_000)]
+    pub max_execution_time: u64,
+    /// Bytes of text a SELECT's result may hold; a bigger one fails with 1104.
+    #[arg(long, env = "BACKSTOP_MAX_RESULT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_result_bytes: usize,
+}
+
+impl SqlLimitArgs {
+    /// The gateway's limits.
+    pub fn limits(&self) -> backstop_sql_gateway::Limits {
+        use std::time::Duration;
+        backstop_sql_gateway::Limits {
+            max_connections: self.max_connections,
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+            wait_timeout: Duration::from_secs(self.wait_timeout),
+            max_execution_time: Duration::from_millis(self.max_execution_time),
+            max_result_bytes: self.max_result_bytes,
+        }
+    }
 }
 
 /// `backstop worker`.
@@ -141,9 +178,28 @@ pub struct RestoreArgs {
     /// who will run `postgres -D DIR` (default: whoever runs the restore).
     #[arg(long)]
     pub owner: Option<String>,
+    /// PostgreSQL tenants: restore a tablespace into another directory, as
+    /// `OLD=NEW` (OLD its location when the backup was taken, or its OID; NEW an
+    /// absolute directory, empty or missing), like `pg_basebackup
+    /// --tablespace-mapping`. Repeat it per tablespace. A tablespace not named goes
+    /// back to its old location, which must then be empty or missing.
+    #[arg(long = "tablespace-map", value_name = "OLD=NEW", value_parser = parse_tablespace_mapping)]
+    pub tablespace_map: Vec<(String, String)>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--tablespace-map OLD=NEW`.
+fn parse_tablespace_mapping(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((old, new)) if !old.is_empty() && new.starts_with('/') => {
+            Ok((old.to_string(), new.to_string()))
+        }
+        _ => Err(format!(
+            "'{s}': expected OLD=NEW, OLD a tablespace's old location or OID and NEW an absolute directory"
+        )),
+    }
 }
 
 /// `backstop validate`.
@@ -178,6 +234,8 @@ pub struct StandaloneArgs {
     /// MySQL listen address of the SQL gateway.
     #[arg(long, env = "BACKSTOP_SQL_LISTEN", default_value = "127.0.0.1:2881")]
     pub sql_listen: SocketAddr,
+    #[command(flatten)]
+    pub sql_limits: SqlLimitArgs,
     /// Set up a demo: a tenant fed by the workload generator, archiving, a full
     /// backup and its copy to a second destination (all under the data dir).
     #[arg(long)]

@@ -51,7 +51,7 @@ pub fn main_with(args: Args) -> ExitCode {
         match args.command {
             Cmd::Standalone(a) => {
                 let config = config::standalone_config(&a, &file)?;
-                serve(config, Some(a.sql_listen), a.demo).await
+                serve(config, Some((a.sql_listen, a.sql_limits.limits())), a.demo).await
             }
             Cmd::Meta(a) => {
                 let config = config::meta_config(&a, &file)?;
@@ -104,9 +104,10 @@ fn init_logging(args: &Args, file: &FileConfig, is_ctl: bool) {
 /// stop accepting, let in-flight requests finish, stop Raft, flush RocksDB.
 async fn serve(
     config: MetaConfig,
-    sql_listen: Option<std::net::SocketAddr>,
+    sql: Option<(std::net::SocketAddr, backstop_sql_gateway::Limits)>,
     demo: bool,
 ) -> anyhow::Result<()> {
+    let sql_listen = sql.map(|(listen, _)| listen);
     let standalone = sql_listen.is_some();
     if let Some(sql) = sql_listen
         && !sql.ip().is_loopback()
@@ -130,11 +131,12 @@ async fn serve(
             return Err(anyhow::anyhow!("{e}").context("start standalone"));
         }
     }
-    let gateway = match sql_listen {
-        Some(listen) => {
+    let gateway = match sql {
+        Some((listen, limits)) => {
             let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
                 listen,
                 meta: node.addr().to_string(),
+                limits,
             })
             .await?;
             if config_root_password_empty(&node).await {
@@ -247,6 +249,7 @@ async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
     let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
         listen: a.listen,
         meta: a.meta,
+        limits: a.limits.limits(),
     })
     .await?;
     let token = CancellationToken::new();

@@ -28,6 +28,7 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
         backup_set: a.backup_set,
         incarnation: a.incarnation,
         owner: a.owner,
+        tablespace_map: a.tablespace_map,
     };
     let cancel = CancellationToken::new();
     let info = restore::restore(&args, &cancel).await.context("restore")?;
@@ -53,6 +54,12 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
             println!(
                 "PostgreSQL: start the server on {} as its owner; it recovers to LSN {lsn} (every WAL record before it) and promotes",
                 args.to.display()
+            );
+        }
+        for t in &info.tablespaces {
+            println!(
+                "tablespace {}: {} (was {})",
+                t.oid, t.location, t.old_location
             );
         }
         for f in &info.fallbacks {

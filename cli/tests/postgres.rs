@@ -88,6 +88,16 @@ fn restore_pg(dest: &str, to: &Path, extra: &[&str]) -> Value {
 
 /// Starts PostgreSQL on a restored directory and reads what a DBA would check.
 fn restored_state(dir: &Path, sock: &Path) -> (Vec<i64>, i64, i64) {
+    let (ids, sum, history, _) = restored_state_and(dir, sock, &[]);
+    (ids, sum, history)
+}
+
+/// [`restored_state`], and the answers to `extra` queries on the restored cluster.
+fn restored_state_and(
+    dir: &Path,
+    sock: &Path,
+    extra: &[&str],
+) -> (Vec<i64>, i64, i64, Vec<String>) {
     std::fs::create_dir_all(sock).unwrap();
     chown_postgres(sock).unwrap();
     let mut s = PgServer::on(dir, sock);
@@ -112,10 +122,11 @@ fn restored_state(dir: &Path, sock: &Path) -> (Vec<i64>, i64, i64) {
         .unwrap()
         .parse()
         .unwrap();
+    let answers = extra.iter().map(|q| s.query(q).unwrap()).collect();
     // It accepts writes: the restore promoted it.
     s.query("CREATE TABLE after_restore (x int)").unwrap();
     s.stop();
-    (ids, sum, history)
+    (ids, sum, history, answers)
 }
 
 /// `pgbench -i -s scale` and the `markers` table on a running server.
@@ -533,6 +544,97 @@ fn without_replication_connections_the_archive_reads_pg_wal() {
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s"));
     assert_eq!(ids, vec![1]);
     assert_eq!((sum, history), (m.sum, m.history));
+}
+
+/// Tablespaces: `pgbench_history` (which pgbench appends to) and a table of its own
+/// live in a tablespace outside the data directory; a full and an incremental backup
+/// read them through the `pg_tblspc` link. A restore that would write into the live
+/// tablespace's location is refused before anything is written there; with
+/// `--tablespace-map` it recovers exactly, the tablespace at its new place.
+#[test]
+fn tablespaces_are_backed_up_through_their_links_and_restored_where_the_map_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut pg, c, dest) = protected(dir.path(), "wal_level = replica", false, 1, &[]);
+    let ts = dir.path().join("ts1");
+    std::fs::create_dir_all(&ts).unwrap();
+    chown_postgres(&ts).unwrap();
+    pg.query(&format!(
+        "CREATE TABLESPACE ts1 LOCATION '{}'",
+        ts.display()
+    ))
+    .unwrap();
+    pg.query("ALTER TABLE pgbench_history SET TABLESPACE ts1")
+        .unwrap();
+    pg.query("CREATE TABLE spaced (id int, pad text) TABLESPACE ts1")
+        .unwrap();
+    pg.query("INSERT INTO spaced SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")
+        .unwrap();
+    let job = start_backup(&c, false);
+    bench(&pg, 2);
+    c.wait_set_of_job("pg1", job);
+    pg.query("INSERT INTO spaced SELECT g, 'y' FROM generate_series(20001, 20500) g")
+        .unwrap();
+    bench(&pg, 2);
+    let job = start_backup(&c, true);
+    let set = c.wait_set_of_job("pg1", job);
+    assert_eq!(set["backup_type"], "I", "{set}");
+    bench(&pg, 1);
+    let m = mark(&pg, 1);
+    c.wait_archived("pg1", m.lsn);
+
+    let listing = |p: &Path| -> Vec<(String, u64)> {
+        walkdir::WalkDir::new(p)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().display().to_string(), e.metadata().unwrap().len())
+            })
+            .collect()
+    };
+    let live = listing(&ts);
+    let to = dir.path().join("r");
+    let lsn = Lsn(m.lsn).to_string();
+    let e = restore(
+        &dest,
+        "pg1",
+        &to,
+        &["--owner", "postgres", "--until-scn", &lsn],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("not empty") && e.contains("--tablespace-map"),
+        "{e}"
+    );
+    assert_eq!(
+        listing(&ts),
+        live,
+        "nothing was written into the live tablespace"
+    );
+
+    let new = dir.path().join("ts1-restored");
+    let map = format!("{}={}", ts.display(), new.display());
+    let info = restore_pg(&dest, &to, &["--until-scn", &lsn, "--tablespace-map", &map]);
+    assert_eq!(
+        info["tablespaces"][0]["location"],
+        new.display().to_string(),
+        "{info}"
+    );
+    let (ids, sum, history, answers) = restored_state_and(
+        &to,
+        &dir.path().join("s"),
+        &[
+            "SELECT count(*) FROM spaced",
+            "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1'",
+        ],
+    );
+    assert_eq!(ids, vec![1]);
+    assert_eq!((sum, history), (m.sum, m.history));
+    assert_eq!(
+        answers,
+        vec!["20500".to_string(), new.display().to_string()]
+    );
+    pg.stop();
 }
 
 /// Incarnations: the protected cluster (timeline 1) is restored to a point and

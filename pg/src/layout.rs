@@ -62,6 +62,53 @@ pub fn keeps_dir(rel: &str) -> bool {
     }
 }
 
+/// The tablespace OID when `rel` is a tablespace link: `pg_tblspc/OID` (PostgreSQL
+/// keeps one symlink per tablespace there, pointing at its `LOCATION`).
+pub fn tablespace_link(rel: &str) -> Option<&str> {
+    let oid = rel.strip_prefix("pg_tblspc/")?;
+    (!oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit())).then_some(oid)
+}
+
+/// One line of a `tablespace_map` (what `pg_backup_stop` returns as its third
+/// column): a tablespace's OID and the absolute directory its link points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablespaceLink {
+    /// `pg_tablespace.oid`, the name of the link in `pg_tblspc/`.
+    pub oid: String,
+    /// The tablespace's `LOCATION` when the backup was taken.
+    pub location: String,
+}
+
+/// Parses a `tablespace_map`: one `OID PATH` line per tablespace, where PostgreSQL
+/// escapes a newline, carriage return or backslash in the path with a backslash.
+/// Lines that are not `OID PATH` are skipped.
+pub fn parse_tablespace_map(text: &str) -> Vec<TablespaceLink> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    let mut chars = text.chars();
+    let mut end_line = |line: &mut String| {
+        if let Some((oid, location)) = line.split_once(' ')
+            && tablespace_link(&format!("pg_tblspc/{oid}")).is_some()
+            && !location.is_empty()
+        {
+            out.push(TablespaceLink {
+                oid: oid.to_string(),
+                location: location.to_string(),
+            });
+        }
+        line.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => line.extend(chars.next()),
+            '\n' => end_line(&mut line),
+            c => line.push(c),
+        }
+    }
+    end_line(&mut line);
+    out
+}
+
 /// Whether `rel` is a segment of a relation's main fork (`base/DB/RELFILENODE[.N]`,
 /// `global/RELFILENODE[.N]`, or the same under `pg_tblspc/`): the files whose pages
 /// an incremental may take from its base by page LSN. The other forks are not: the
@@ -131,6 +178,28 @@ pub fn recovery_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tablespace_map_gives_each_oid_its_location() {
+        let map = "16390 /srv/ts one\n16391 /srv/a\\\\b\n\nnot a line\n";
+        assert_eq!(
+            parse_tablespace_map(map),
+            vec![
+                TablespaceLink {
+                    oid: "16390".into(),
+                    location: "/srv/ts one".into()
+                },
+                TablespaceLink {
+                    oid: "16391".into(),
+                    location: "/srv/a\\b".into()
+                },
+            ]
+        );
+        assert!(parse_tablespace_map("").is_empty());
+        assert_eq!(tablespace_link("pg_tblspc/16390"), Some("16390"));
+        assert_eq!(tablespace_link("pg_tblspc/16390/PG_15_1"), None);
+        assert_eq!(tablespace_link("pg_tblspc/x"), None);
+    }
 
     #[test]
     fn main_fork_segments_are_told_from_other_files() {

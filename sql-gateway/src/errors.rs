@@ -17,6 +17,38 @@ pub const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
 /// Unknown database.
 pub const ER_BAD_DB: u16 = 1049;
 
+/// `text` with the inside of every quoted string (`'…'`, `"…"`) replaced by `***`,
+/// for error messages that quote a statement: a string may hold a key or a password,
+/// and errors are logged and shown. An unterminated string is hidden to the end.
+pub fn redact_quoted(text: &str) -> String {
+    redact(text, &['\'', '"'])
+}
+
+/// [`redact_quoted`] for the quote characters in `quotes` only (SQLite's messages
+/// put the token they stopped at in `"…"`, which is worth showing unless it is a
+/// `'…'` string).
+pub fn redact(text: &str, quotes: &[char]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if quotes.contains(&c) {
+                    out.push_str("***");
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// An error as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ERROR {errno}: {message}")]
@@ -80,5 +112,23 @@ impl SqlError {
             .and_then(Code::from_name)
             .unwrap_or(Code::RpcFailed);
         SqlError::coded(code, status.message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_strings_never_reach_an_error_message() {
+        assert_eq!(
+            redact_quoted("ALTER SYSTEM SET backup_dest = 's3://b?secret_key=abc' x"),
+            "ALTER SYSTEM SET backup_dest = '***' x"
+        );
+        assert_eq!(
+            redact_quoted("a \"pw\" 'unterminated key"),
+            "a \"***\" '***"
+        );
+        assert_eq!(redact_quoted("no strings"), "no strings");
     }
 }

@@ -9,9 +9,12 @@
 //! - [`views`]: one file per view.
 //! - [`errors`], [`errpacket`]: error numbers and how they reach the client.
 //! - [`limit`]: the bound on a client's packet size.
+//! - [`guard`]: what a client may hold: connections, login and idle time, query time
+//!   and result size.
 
 pub mod errors;
 pub mod errpacket;
+pub mod guard;
 pub mod limit;
 pub mod server;
 pub mod session;
@@ -19,4 +22,5 @@ pub mod shim;
 pub mod statement;
 pub mod views;
 
+pub use guard::Limits;
 pub use server::{Gateway, GatewayConfig, GatewayError};

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
@@ -14,6 +14,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use crate::errpacket::ErrorRewriter;
+use crate::guard::{IdleTimeout, Limits, refuse_too_many};
 use crate::limit::PacketLimit;
 use crate::shim::Backend;
 
@@ -25,6 +26,8 @@ pub struct GatewayConfig {
     /// Meta node addresses, comma-separated (any members; writes are forwarded to the
     /// leader).
     pub meta: String,
+    /// What clients are allowed (connections, timeouts, query bounds).
+    pub limits: Limits,
 }
 
 /// Why the gateway could not start.
@@ -42,6 +45,7 @@ pub enum GatewayError {
 pub struct Gateway {
     listener: TcpListener,
     meta: MetaServiceClient<tonic::transport::Channel>,
+    limits: Limits,
 }
 
 impl Gateway {
@@ -79,6 +83,7 @@ impl Gateway {
         };
         Ok(Gateway {
             listener,
+            limits: config.limits,
             // Catalog lists grow with the catalog (100,000 pieces are ~9 MB): allow
             // large answers instead of tonic's 4 MiB default.
             meta: MetaServiceClient::new(channel)
@@ -91,9 +96,13 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` fires.
+    /// Serves until `shutdown` fires. A connection over `max_connections` is
+    /// answered with error 1040 and closed; each one served has the login and idle
+    /// deadlines of [`Limits`].
     pub async fn serve(self, shutdown: CancellationToken) {
         let ids = Arc::new(AtomicU32::new(1));
+        let active = Arc::new(AtomicUsize::new(0));
+        let limits = self.limits;
         if let Ok(addr) = self.listener.local_addr() {
             info!(%addr, "sql gateway listening (mysql protocol)");
         }
@@ -114,23 +123,35 @@ impl Gateway {
             if let Err(e) = stream.set_nodelay(true) {
                 debug!(error = %e, "set TCP_NODELAY");
             }
+            if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+                active.fetch_sub(1, Ordering::AcqRel);
+                warn!(%peer, max_connections = limits.max_connections, "too many connections: refused with 1040");
+                conns.spawn(refuse_too_many(stream));
+                continue;
+            }
             let login_failure = crate::errpacket::LoginFailure::default();
+            let logged_in = Arc::new(AtomicBool::new(false));
             let backend = Backend::new(
                 self.meta.clone(),
                 ids.fetch_add(1, Ordering::Relaxed),
                 login_failure.clone(),
+                logged_in.clone(),
+                limits,
             );
             let stop = shutdown.clone();
+            let active = active.clone();
             conns.spawn(async move {
                 let (r, w) = stream.into_split();
+                let r = IdleTimeout::new(PacketLimit::new(r), &limits, logged_in);
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    result = AsyncMysqlIntermediary::run_on(backend, PacketLimit::new(r), ErrorRewriter::with_login_failure(w, login_failure)) => {
+                    result = AsyncMysqlIntermediary::run_on(backend, r, ErrorRewriter::with_login_failure(w, login_failure)) => {
                         if let Err(e) = result {
                             debug!(%peer, error = %e, "connection ended");
                         }
                     }
                 }
+                active.fetch_sub(1, Ordering::AcqRel);
             });
         }
         conns.close();

@@ -3,6 +3,8 @@
 //! statement to the [`Session`].
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
@@ -18,6 +20,7 @@ use tracing::debug;
 
 use crate::errors::{self, SqlError};
 use crate::errpacket::tag;
+use crate::guard::Limits;
 use crate::session::{Reply, Session};
 use crate::views::Cell;
 
@@ -29,6 +32,8 @@ pub struct Backend {
     conn_id: u32,
     identity: Mutex<Option<(String, String, u64)>>,
     session: Option<Session>,
+    logged_in: Arc<AtomicBool>,
+    limits: Limits,
 }
 
 /// Splits `user@tenant[#cluster]`; no tenant means `sys`.
@@ -42,11 +47,15 @@ pub fn split_user(login: &str) -> (String, String) {
 
 impl Backend {
     /// A shim for one connection. A login that cannot be checked puts its error
-    /// into `login_failure`, for the connection's [`crate::errpacket::ErrorRewriter`].
+    /// into `login_failure`, for the connection's [`crate::errpacket::ErrorRewriter`];
+    /// a login that succeeds sets `logged_in` (the connection's idle clock then
+    /// follows `wait_timeout`). Sessions run under `limits`.
     pub fn new(
         meta: MetaServiceClient<Channel>,
         conn_id: u32,
         login_failure: crate::errpacket::LoginFailure,
+        logged_in: Arc<AtomicBool>,
+        limits: Limits,
     ) -> Backend {
         let mut salt = [0u8; 20];
         for b in &mut salt {
@@ -60,6 +69,8 @@ impl Backend {
             conn_id,
             identity: Mutex::new(None),
             session: None,
+            logged_in,
+            limits,
         }
     }
 
@@ -95,7 +106,13 @@ impl Backend {
                     message: "not authenticated".into(),
                 });
             };
-            self.session = Some(Session::new(user, tenant, tenant_id, self.meta.clone()));
+            self.session = Some(Session::new(
+                user,
+                tenant,
+                tenant_id,
+                self.meta.clone(),
+                self.limits,
+            ));
         }
         self.session.as_mut().ok_or_else(|| SqlError {
             errno: errors::ER_ACCESS_DENIED,
@@ -190,6 +207,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Backend {
             return false;
         };
         *self.identity.lock().await = Some((user, t.tenant_name, t.tenant_id));
+        self.logged_in.store(true, Ordering::Release);
         true
     }
 

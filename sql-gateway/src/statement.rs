@@ -155,9 +155,14 @@ impl Parser {
     }
 
     fn near(&self) -> String {
+        // Strings are never echoed (they may hold keys), and at most a few tokens.
         let rest: Vec<String> = self.tokens[self.pos.min(self.tokens.len())..]
             .iter()
-            .map(|t| t.to_string())
+            .take(8)
+            .map(|t| match t {
+                Token::SingleQuotedString(_) | Token::DoubleQuotedString(_) => "'***'".into(),
+                t => t.to_string(),
+            })
             .collect();
         if rest.is_empty() {
             "at the end of the statement".to_string()

@@ -100,7 +100,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-            let backend = Backend::new(MetaServiceClient::new(channel), 1, Default::default());
+            let backend = Backend::new(MetaServiceClient::new(channel), 1, Default::default(), Default::default(), Default::default());
             let (mut client, server) = tokio::io::duplex(64 * 1024);
             let (sr, sw) = tokio::io::split(server);
             let serve = tokio::spawn(AsyncMysqlIntermediary::run_on(backend, sr, ErrorRewriter::new(sw)));

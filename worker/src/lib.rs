@@ -16,6 +16,7 @@ pub mod ctx;
 pub mod error;
 pub mod manifest;
 pub mod pg;
+pub mod pg_datadir;
 pub mod pg_restore;
 pub mod piece_journal;
 pub mod restore;

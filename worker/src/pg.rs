@@ -14,8 +14,8 @@
 //!   connection that ran `pg_backup_start` is held in this process from a backup's
 //!   prepare task to its finalize task (both run here: the tenant's placement), keyed
 //!   by the source URI.
-//! - [`list_data_directory`] and [`open_file`]: what a base backup copies (PostgreSQL's
-//!   documented exclusion list, `backstop_pg::layout`).
+//! - `crate::pg_datadir`: what a base backup copies (PostgreSQL's documented
+//!   exclusion list, `backstop_pg::layout`), tablespaces included.
 //! - [`claim_timeline`]: one incarnation holds one timeline of one system, so a
 //!   cluster restored under the archive is never spliced onto the old history.
 
@@ -29,7 +29,7 @@ use backstop_common::source::PgSource;
 use backstop_common::task::FileEntry;
 use backstop_pg::session::{self, BackupSession, BackupStop};
 use backstop_pg::stream::WalStream;
-use backstop_pg::{Lsn, PgError, layout as pglayout, wal};
+use backstop_pg::{Lsn, PgError, wal};
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
@@ -469,7 +469,7 @@ pub async fn start_backup(uri: &str, label: &str) -> Result<Started> {
     drop(guard);
     start_sweeper();
     let root = PathBuf::from(&src.pgdata);
-    let files = tokio::task::spawn_blocking(move || list_data_directory(&root))
+    let files = tokio::task::spawn_blocking(move || crate::pg_datadir::list_data_directory(&root))
         .await
         .map_err(|e| WorkerError::Source(e.to_string()))??;
     Ok(Started { start_lsn, files })
@@ -539,9 +539,10 @@ pub async fn finish_backup(uri: &str, start_lsn: u64) -> Result<(u64, PgSetInfo)
         .await
         .map_err(worker_error)?;
     let root = PathBuf::from(&src.pgdata);
-    let (_, dirs) = tokio::task::spawn_blocking(move || walk_data_directory(&root))
-        .await
-        .map_err(|e| WorkerError::Source(e.to_string()))??;
+    let (_, dirs) =
+        tokio::task::spawn_blocking(move || crate::pg_datadir::walk_data_directory(&root))
+            .await
+            .map_err(|e| WorkerError::Source(e.to_string()))??;
     let timeline = backup_label_timeline(&stop.backup_label).unwrap_or(info.timeline);
     let timeline_history = read_history(&src.pgdata, timeline)?;
     Ok((
@@ -647,91 +648,5 @@ pub async fn forget_backup(uri: &str) {
     let mut guard = held.lock().await;
     if matches!(guard.take(), Some(Held::Running(_))) {
         warn!("hot backup ended without pg_backup_stop (cancelled); the server aborts it");
-    }
-}
-
-/// Every file a base backup copies from the data directory `root`, sorted, with
-/// relative `/` paths, and every directory it recreates. Symlinks (tablespaces in
-/// `pg_tblspc/`) are refused: tablespaces are not supported yet.
-///
-/// Errors: `Source` naming the path.
-pub fn walk_data_directory(root: &Path) -> Result<(Vec<FileEntry>, Vec<String>)> {
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
-    for entry in walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .min_depth(1)
-    {
-        let entry = match entry {
-            Ok(e) => e,
-            // Removed while listed (temporary files, dropped relations): WAL replay
-            // recreates what matters.
-            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
-                continue;
-            }
-            Err(e) => return Err(WorkerError::Source(format!("walk {}: {e}", root.display()))),
-        };
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .map_err(|e| WorkerError::Source(e.to_string()))?
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
-        let kind = entry.file_type();
-        if kind.is_symlink() {
-            return Err(WorkerError::Source(format!(
-                "{} is a symlink: tablespaces and linked directories are not supported yet",
-                entry.path().display()
-            )));
-        }
-        if kind.is_dir() {
-            if pglayout::keeps_dir(&rel) {
-                dirs.push(rel);
-            }
-            continue;
-        }
-        if !kind.is_file() || !pglayout::copies_file(&rel) {
-            continue;
-        }
-        let size = match entry.metadata() {
-            Ok(m) => m.len(),
-            Err(e) if e.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound) => {
-                continue;
-            }
-            Err(e) => {
-                return Err(WorkerError::Source(format!(
-                    "{}: {e}",
-                    entry.path().display()
-                )));
-            }
-        };
-        files.push(FileEntry { path: rel, size });
-    }
-    Ok((files, dirs))
-}
-
-/// The files of [`walk_data_directory`].
-pub fn list_data_directory(root: &Path) -> Result<Vec<FileEntry>> {
-    Ok(walk_data_directory(root)?.0)
-}
-
-/// Opens a data-directory file for the copy; `None` when it vanished since it was
-/// listed (a dropped relation, a removed temporary file: the WAL replays that).
-///
-/// Errors: `Source` for a path leaving the data directory or another I/O error.
-pub fn open_file(pgdata: &Path, rel: &str) -> Result<Option<std::fs::File>> {
-    if !backstop_common::layout::is_inside(rel) {
-        return Err(WorkerError::Source(format!(
-            "file path '{rel}' leaves the data directory"
-        )));
-    }
-    let path = pgdata.join(rel);
-    match std::fs::File::open(&path) {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(WorkerError::Source(format!("open {}: {e}", path.display()))),
     }
 }

@@ -4,7 +4,11 @@
 //! What the directory gets besides the set's files (PostgreSQL's "Recovering Using a
 //! Continuous Archive Backup"):
 //! - the directories the backup recorded (also `pg_wal/`, whose contents were left
-//!   out), and the set's `backup_label` (and `tablespace_map` when there is one);
+//!   out), and the set's `backup_label`;
+//! - a `pg_tblspc/OID` link per tablespace of the set's `tablespace_map`, to its old
+//!   location or where `--tablespace-map` says ([`link_tablespaces`]), made before
+//!   the files are written through it (as `pg_basebackup`'s plain format does, so no
+//!   `tablespace_map` file is written);
 //! - the WAL from the start of the segment holding the backup's redo point, staged
 //!   in `pg_wal/` as whole segment files (the last one zero-filled after the archived
 //!   end, which recovery reads as the end of the WAL);
@@ -86,6 +90,133 @@ impl WalWriter {
     }
 }
 
+/// A tablespace a restore recreated: its OID and the directory its link points at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestoredTablespace {
+    /// `pg_tablespace.oid`: the link is `pg_tblspc/OID` in the data directory.
+    pub oid: String,
+    /// Where the tablespace's files were written (absolute).
+    pub location: String,
+    /// Its location when the backup was taken.
+    pub old_location: String,
+}
+
+/// Makes a `pg_tblspc/OID` link in `to` for each tablespace of the set, pointing at
+/// its old location or at the new one `map` gives (`(OLD, NEW)`, OLD the old
+/// location or the OID). Each directory must be absolute and empty or missing (it is
+/// created, mode 0700), so a restore never writes into a live cluster's tablespace.
+///
+/// Errors: `Invalid`, before anything is written into a tablespace: a mapping that
+/// names no tablespace of the set, a relative directory, two tablespaces in one
+/// directory, or a directory that is not empty (name it with `--tablespace-map`).
+pub(crate) fn link_tablespaces(
+    pg: &PgSetInfo,
+    map: &[(String, String)],
+    to: &Path,
+) -> Result<Vec<RestoredTablespace>> {
+    let spaces = pglayout::parse_tablespace_map(&pg.tablespace_map);
+    let listed = || {
+        let all: Vec<String> = spaces
+            .iter()
+            .map(|t| format!("{} at {}", t.oid, t.location))
+            .collect();
+        if all.is_empty() {
+            "it has none".to_string()
+        } else {
+            format!("its tablespaces: {}", all.join(", "))
+        }
+    };
+    for (old, _) in map {
+        if !spaces.iter().any(|t| &t.oid == old || &t.location == old) {
+            return Err(WorkerError::Invalid(format!(
+                "--tablespace-map {old}=…: the backup set has no tablespace with that location or OID ({})",
+                listed()
+            )));
+        }
+    }
+    let mut out: Vec<RestoredTablespace> = Vec::new();
+    for t in &spaces {
+        let location = map
+            .iter()
+            .find(|(old, _)| old == &t.oid || old == &t.location)
+            .map_or(t.location.as_str(), |(_, new)| new.as_str());
+        let dir = Path::new(location);
+        if !dir.is_absolute() {
+            return Err(WorkerError::Invalid(format!(
+                "tablespace {}: '{location}' is not an absolute directory",
+                t.oid
+            )));
+        }
+        if out.iter().any(|o| o.location == location) {
+            return Err(WorkerError::Invalid(format!(
+                "two tablespaces would be restored into {location}"
+            )));
+        }
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(WorkerError::Invalid(format!(
+                        "tablespace {} would be restored into {location}, which is not empty (a live cluster's tablespace?): give it an empty or new directory with --tablespace-map {}=DIR",
+                        t.oid, t.location
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(dir)(e)),
+        }
+        out.push(RestoredTablespace {
+            oid: t.oid.clone(),
+            location: location.to_string(),
+            old_location: t.location.clone(),
+        });
+    }
+    for t in &out {
+        let dir = Path::new(&t.location);
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        let links = to.join("pg_tblspc");
+        std::fs::create_dir_all(&links).map_err(io(&links))?;
+        let link = links.join(&t.oid);
+        std::os::unix::fs::symlink(dir, &link).map_err(io(&link))?;
+    }
+    Ok(out)
+}
+
+/// Empties the tablespace directories a failed restore into `to` linked from
+/// `to/pg_tblspc/` ([`link_tablespaces`] found them empty or missing), so the
+/// restore can be redone; the data directory itself is the caller's.
+///
+/// Errors: `Invalid` for local I/O.
+pub(crate) fn clear_tablespaces(to: &Path) -> Result<()> {
+    let links = to.join("pg_tblspc");
+    let entries = match std::fs::read_dir(&links) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&links)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io(&links))?;
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let inside = match std::fs::read_dir(&target) {
+            Ok(i) => i,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&target)(e)),
+        };
+        for item in inside {
+            let p = item.map_err(io(&target))?.path();
+            let gone = if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            gone.map_err(io(&p))?;
+        }
+    }
+    Ok(())
+}
+
 /// Where a PostgreSQL restore stops.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Goal {
@@ -119,10 +250,6 @@ pub(crate) async fn prepare_data_directory(
     }
     let label = to.join("backup_label");
     std::fs::write(&label, &pg.backup_label).map_err(io(&label))?;
-    if !pg.tablespace_map.is_empty() {
-        let map = to.join("tablespace_map");
-        std::fs::write(&map, &pg.tablespace_map).map_err(io(&map))?;
-    }
     let seg = pg.wal_segment_size.max(1);
     let from = wal::segment_start(m.start_replay_scn, seg);
     let runs = restore_plan::archived_runs(pieces);

@@ -55,6 +55,12 @@ pub struct RestoreArgs {
     /// PostgreSQL tenants: give the restored data directory to this user (the one
     /// who runs `postgres -D DIR`); default: whoever runs the restore.
     pub owner: Option<String>,
+    /// PostgreSQL tenants: where tablespaces go, as `(OLD, NEW)` pairs (OLD is a
+    /// tablespace's location when the backup was taken, or its OID; NEW an absolute
+    /// directory that is empty or missing), as `pg_basebackup --tablespace-mapping`.
+    /// A tablespace not named goes back to its old location, which must then be
+    /// empty or missing.
+    pub tablespace_map: Vec<(String, String)>,
 }
 
 /// What a restore did; also written to `backstop_restore.json`.
@@ -92,6 +98,10 @@ pub struct RestoreInfo {
     /// cluster replays every WAL record that starts before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_lsn: Option<String>,
+    /// PostgreSQL tenants: each tablespace restored, with the directory its
+    /// `pg_tblspc/OID` link now points at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tablespaces: Vec<crate::pg_restore::RestoredTablespace>,
 }
 
 async fn list_dirs(store: &dyn object_store::ObjectStore, prefix: &str) -> Result<Vec<String>> {
@@ -229,6 +239,7 @@ pub async fn complete_sets(
 fn prepare_dir(to: &Path) -> Result<()> {
     // A directory left by a failed restore (it still has the marker) is ours to redo.
     if to.join(IN_PROGRESS).exists() {
+        crate::pg_restore::clear_tablespaces(to)?;
         std::fs::remove_dir_all(to)
             .map_err(|e| WorkerError::Invalid(format!("clear {}: {e}", to.display())))?;
     }
@@ -292,7 +303,11 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
         match restore_candidate(&store, &dest, &pieces, c, args, cancel).await {
             Ok(info) if args.owner.is_some() => {
                 // Ownership last, so nothing written after it stays root's.
-                give_to(&args.to, args.owner.as_deref().unwrap_or_default())?;
+                let user = args.owner.as_deref().unwrap_or_default();
+                give_to(&args.to, user)?;
+                for t in &info.tablespaces {
+                    give_to(Path::new(&t.location), user)?;
+                }
                 return finish(args, info, target, fallbacks);
             }
             Ok(info) => return finish(args, info, target, fallbacks),
@@ -330,6 +345,9 @@ fn finish(
     // Durable before it looks complete: a crash after the marker is gone must not
     // leave files the page cache never wrote.
     sync_tree(&args.to)?;
+    for t in &info.tablespaces {
+        sync_tree(Path::new(&t.location))?;
+    }
     std::fs::remove_file(args.to.join(IN_PROGRESS))
         .map_err(|e| WorkerError::Invalid(e.to_string()))?;
     sync_dir(&args.to)?;
@@ -416,6 +434,11 @@ async fn restore_candidate(
             to.to_path_buf()
         }
         None => to.join("data"),
+    };
+    // Tablespace links before the files, which are written through them.
+    let tablespaces = match &m.pg {
+        Some(pg) => crate::pg_restore::link_tablespaces(pg, &args.tablespace_map, to)?,
+        None => Vec::new(),
     };
     let mut data_bytes = 0u64;
     for f in &m.files {
@@ -510,5 +533,6 @@ async fn restore_candidate(
             .pg
             .as_ref()
             .map(|_| backstop_pg::Lsn(until_scn).to_string()),
+        tablespaces,
     })
 }

@@ -334,7 +334,7 @@ impl DataFiles {
     pub fn open_file(&self, rel: &str) -> Result<Option<std::fs::File>> {
         match self {
             DataFiles::Dir(src) => src.open_datafile(rel).map(Some),
-            DataFiles::Pg(root) => crate::pg::open_file(root, rel),
+            DataFiles::Pg(root) => crate::pg_datadir::open_file(root, rel),
         }
     }
 }

@@ -165,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
     let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
         listen: "127.0.0.1:0".parse()?,
         meta: addr.clone(),
+        limits: Default::default(),
     })
     .await?;
     let sql_port = gw.local_addr()?.port();

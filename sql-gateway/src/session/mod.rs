@@ -7,13 +7,14 @@
 //! - this file: the session and `handle`, which routes a statement to them.
 
 use crate::errors::SqlError;
+use crate::guard::Limits;
 use crate::statement::{self};
 use crate::views::{self, Cell, Rows};
 use backstop_common::TenantId;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use tonic::transport::Channel;
 
-use self::probes::{describe, like, variable};
+use self::probes::{Like, describe};
 
 mod execute;
 mod probes;
@@ -44,6 +45,7 @@ pub struct Session {
     /// Current database.
     pub database: Option<String>,
     meta: MetaServiceClient<Channel>,
+    limits: Limits,
 }
 
 fn rows(columns: &[&str], rows: Vec<Vec<Cell>>) -> Reply {
@@ -61,12 +63,14 @@ fn ok() -> Reply {
 }
 
 impl Session {
-    /// A session for `user@tenant`, already authenticated.
+    /// A session for `user@tenant`, already authenticated, whose `SELECT`s run
+    /// within `limits`.
     pub fn new(
         user: String,
         tenant: String,
         tenant_id: u64,
         meta: MetaServiceClient<Channel>,
+        limits: Limits,
     ) -> Session {
         Session {
             user,
@@ -74,6 +78,7 @@ impl Session {
             tenant_id,
             database: None,
             meta,
+            limits,
         }
     }
 
@@ -128,6 +133,7 @@ impl Session {
             | ["show", "session", "variables", ..]
             | ["show", "global", "variables", ..] => {
                 let pattern = text.split('\'').nth(1).unwrap_or("%").to_string();
+                let matcher = Like::new(&pattern)?;
                 let names = [
                     "version_comment",
                     "version",
@@ -140,12 +146,15 @@ impl Session {
                     "time_zone",
                     "lower_case_table_names",
                     "wait_timeout",
+                    "max_execution_time",
+                    "max_connections",
+                    "connect_timeout",
                 ];
                 let matched = names
                     .iter()
-                    .filter(|n| like(n, &pattern))
+                    .filter(|n| matcher.matches(n))
                     .filter_map(|n| {
-                        variable(n).map(|v| {
+                        self.variable(n).map(|v| {
                             vec![Cell::from(*n), Cell::from(v.as_text().unwrap_or_default())]
                         })
                     })
@@ -164,12 +173,12 @@ impl Session {
             {
                 self.select_builtins(text)
             }
-            ["select", ..] => self.select(text).await,
+            ["select", ..] | ["with", ..] => self.select(text).await,
             _ => match statement::parse(text)? {
                 Some(stmt) => self.execute(stmt).await,
                 None => Err(SqlError::syntax(format!(
                     "You have an error in your SQL syntax; '{}' is not a statement Backstop knows",
-                    text.chars().take(60).collect::<String>()
+                    crate::errors::redact_quoted(&text.chars().take(60).collect::<String>())
                 ))),
             },
         }

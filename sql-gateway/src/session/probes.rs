@@ -5,7 +5,8 @@ use super::{Reply, Session, rows};
 use crate::errors::SqlError;
 use crate::views::{self, Cell, Rows};
 
-/// Session variables clients ask for on connect.
+/// Session variables clients ask for on connect, fixed ones (the gateway's limits
+/// are `Session::variable`'s).
 pub(super) fn variable(name: &str) -> Option<Cell> {
     let v = match name.to_ascii_lowercase().as_str() {
         "version_comment" => "Backstop: OceanBase-compatible backup service",
@@ -23,7 +24,6 @@ pub(super) fn variable(name: &str) -> Option<Cell> {
         "time_zone" | "system_time_zone" => "UTC",
         "transaction_isolation" | "tx_isolation" => "READ-COMMITTED",
         "lower_case_table_names" => return Some(Cell::Int(0)),
-        "wait_timeout" | "interactive_timeout" => return Some(Cell::Int(28800)),
         "net_write_timeout" => return Some(Cell::Int(60)),
         "performance_schema" => return Some(Cell::Int(0)),
         "license" => "Apache-2.0",
@@ -55,20 +55,69 @@ pub(super) fn describe(name: &str) -> Result<Reply, SqlError> {
     ))
 }
 
-/// SQL `LIKE` with `%` and `_`, case-insensitive.
-pub(super) fn like(s: &str, pattern: &str) -> bool {
-    fn go(s: &[u8], p: &[u8]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some(b'%') => (0..=s.len()).any(|i| go(&s[i..], &p[1..])),
-            Some(b'_') => !s.is_empty() && go(&s[1..], &p[1..]),
-            Some(c) => s.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && go(&s[1..], &p[1..]),
+/// The longest `LIKE` pattern accepted (characters); MySQL's identifiers are at most
+/// 64, so a longer pattern can only be an attack.
+const MAX_LIKE_PATTERN: usize = 1024;
+
+/// SQL `LIKE` with `%` and `_` (and `\\` escaping either), case-insensitive, as
+/// `SHOW VARIABLES LIKE '…'` matches names. The pattern becomes a `regex`, whose
+/// matching time is linear in the input whatever the pattern (no backtracking, no
+/// recursion).
+pub(super) struct Like(regex::Regex);
+
+impl Like {
+    /// Errors: 1064 for a pattern over [`MAX_LIKE_PATTERN`] characters.
+    pub(super) fn new(pattern: &str) -> Result<Like, SqlError> {
+        if pattern.chars().count() > MAX_LIKE_PATTERN {
+            return Err(SqlError::syntax(format!(
+                "LIKE pattern longer than {MAX_LIKE_PATTERN} characters"
+            )));
         }
+        let mut re = String::from("^");
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '%' => re.push_str(".*"),
+                '_' => re.push('.'),
+                '\\' => {
+                    if let Some(next) = chars.next() {
+                        re.push_str(&regex::escape(&next.to_string()));
+                    }
+                }
+                c => re.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        re.push('$');
+        regex::RegexBuilder::new(&re)
+            .case_insensitive(true)
+            .dot_matches_new_line(true)
+            .size_limit(32 << 20)
+            .build()
+            .map(Like)
+            .map_err(|_| SqlError::syntax("LIKE pattern too complex"))
     }
-    go(s.as_bytes(), pattern.as_bytes())
+
+    /// Whether `s` matches.
+    pub(super) fn matches(&self, s: &str) -> bool {
+        self.0.is_match(s)
+    }
 }
 
 impl Session {
+    /// A variable as this session sees it: the gateway's limits, then the fixed
+    /// answers of [`variable`].
+    pub(super) fn variable(&self, name: &str) -> Option<Cell> {
+        let l = &self.limits;
+        let secs = |d: std::time::Duration| Some(Cell::Int(d.as_secs() as i64));
+        match name.to_ascii_lowercase().as_str() {
+            "wait_timeout" | "interactive_timeout" => secs(l.wait_timeout),
+            "connect_timeout" => secs(l.connect_timeout),
+            "max_connections" => Some(Cell::Int(l.max_connections as i64)),
+            "max_execution_time" => Some(Cell::Int(l.max_execution_time.as_millis() as i64)),
+            _ => variable(name),
+        }
+    }
+
     /// `SELECT @@x [AS a], DATABASE(), USER(), VERSION() [LIMIT n]`.
     pub(super) fn select_builtins(&self, text: &str) -> Result<Reply, SqlError> {
         let body = text[6..].trim();
@@ -92,13 +141,13 @@ impl Session {
                 let name = name
                     .trim_start_matches("session.")
                     .trim_start_matches("global.");
-                variable(name).unwrap_or(Cell::Null)
+                self.variable(name).unwrap_or(Cell::Null)
             } else if e == "database()" {
                 self.database.clone().map_or(Cell::Null, Cell::from)
             } else if e == "user()" || e == "current_user()" {
                 Cell::Text(format!("{}@{}", self.user, self.tenant))
             } else if e == "version()" {
-                variable("version").unwrap_or(Cell::Null)
+                self.variable("version").unwrap_or(Cell::Null)
             } else {
                 return Err(SqlError::syntax(format!(
                     "You have an error in your SQL syntax near '{expr}'"
@@ -111,5 +160,31 @@ impl Session {
             columns,
             rows: vec![row],
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_matches_as_sql_does_and_a_bomb_is_cheap() {
+        let m = |p: &str, s: &str| Like::new(p).unwrap().matches(s);
+        assert!(m("%", "wait_timeout"));
+        assert!(m("WAIT%", "wait_timeout"));
+        assert!(m("w_it\\_timeout", "wait_timeout"));
+        assert!(!m("w_it\\_timeout", "waitXtimeout"));
+        assert!(!m("wait", "wait_timeout"));
+        assert!(
+            m("%.%", "a.b") && !m("%.%", "ab"),
+            "regex characters are literal"
+        );
+        // Exponential for a backtracking matcher; linear here.
+        let bomb = format!("{}b", "%a".repeat(500));
+        let started = std::time::Instant::now();
+        assert!(!m(&bomb, &"a".repeat(1000)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let e = Like::new(&"%".repeat(MAX_LIKE_PATTERN + 1)).err().unwrap();
+        assert_eq!(e.errno, crate::errors::ER_PARSE_ERROR);
     }
 }

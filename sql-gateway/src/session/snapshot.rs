@@ -92,7 +92,11 @@ impl Session {
             Some(self.tenant_id)
         };
         let sql = text.to_string();
-        tokio::task::spawn_blocking(move || views::query(&sql, &snapshot, tenant))
+        let bounds = views::Bounds {
+            time: self.limits.max_execution_time,
+            max_bytes: self.limits.max_result_bytes,
+        };
+        tokio::task::spawn_blocking(move || views::query(&sql, &snapshot, tenant, bounds))
             .await
             .map_err(|e| SqlError::coded(Code::Internal, e.to_string()))?
             .map(Reply::Rows)

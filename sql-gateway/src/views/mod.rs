@@ -229,9 +229,50 @@ pub struct Rows {
     pub rows: Vec<Vec<Cell>>,
 }
 
-/// Runs a `SELECT` over the views. `tenant` restricts rows (`None` = root@sys).
-pub fn query(sql: &str, snapshot: &Snapshot, tenant: Option<u64>) -> Result<Rows, SqlError> {
+/// How far one `SELECT` may go (the gateway's `crate::guard::Limits`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Wall time from the start of the query, loading the views included; then it is
+    /// interrupted with 3024.
+    pub time: std::time::Duration,
+    /// Bytes the result may take in memory (cell text and the cells themselves);
+    /// past it the query fails with 1104.
+    pub max_bytes: usize,
+}
+
+/// The longest string or blob a query may build (SQLite's `SQLITE_LIMIT_LENGTH`).
+const MAX_VALUE_BYTES: i32 = 16 * 1024 * 1024;
+/// SQLite's page cache per query (KiB, as `PRAGMA cache_size` takes a negative
+/// number); sorts and recursive queries past it spill to temporary files, so a
+/// query's memory stays bounded.
+const CACHE_KIB: i64 = 16 * 1024;
+
+/// Runs a `SELECT` (or `WITH … SELECT`) over the views, within `bounds`. `tenant`
+/// restricts rows (`None` = root@sys).
+///
+/// Errors: 1064 for text SQLite does not accept or a statement that would write;
+/// 1146 for an unknown table; 3024 when it runs past `bounds.time`; 1104 for a
+/// result or a value too big.
+pub fn query(
+    sql: &str,
+    snapshot: &Snapshot,
+    tenant: Option<u64>,
+    bounds: Bounds,
+) -> Result<Rows, SqlError> {
+    let deadline = std::time::Instant::now() + bounds.time;
     let conn = rusqlite::Connection::open_in_memory().map_err(internal)?;
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        MAX_VALUE_BYTES,
+    )
+    .map_err(internal)?;
+    conn.execute_batch(&format!(
+        "PRAGMA temp_store = FILE; PRAGMA cache_size = -{CACHE_KIB};"
+    ))
+    .map_err(internal)?;
+    // Checked every few thousand virtual-machine steps: a recursive CTE or a huge
+    // join is stopped at the deadline.
+    conn.progress_handler(4_000, Some(move || std::time::Instant::now() >= deadline));
     conn.execute_batch("ATTACH DATABASE ':memory:' AS oceanbase")
         .map_err(internal)?;
     // One transaction for every insert: SQLite commits (even in memory) per statement
@@ -242,19 +283,42 @@ pub fn query(sql: &str, snapshot: &Snapshot, tenant: Option<u64>) -> Result<Rows
     }
     conn.execute_batch("COMMIT").map_err(internal)?;
     let mut stmt = conn.prepare(sql).map_err(|e| sqlite_error(&e))?;
+    if !stmt.readonly() {
+        return Err(SqlError::syntax(
+            "You have an error in your SQL syntax: only SELECT reads the views",
+        ));
+    }
     let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
     let n = columns.len();
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     let mut rows = stmt.query([]).map_err(|e| sqlite_error(&e))?;
     while let Some(row) = rows.next().map_err(|e| sqlite_error(&e))? {
         let mut cells = Vec::with_capacity(n);
         for i in 0..n {
-            cells.push(match row.get_ref(i).map_err(internal)? {
+            let cell = match row.get_ref(i).map_err(internal)? {
                 ValueRef::Null => Cell::Null,
                 ValueRef::Integer(v) => Cell::Int(v),
                 ValueRef::Real(v) => Cell::Real(v),
                 ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
                 ValueRef::Blob(b) => Cell::Text(String::from_utf8_lossy(b).into_owned()),
+            };
+            // What the cell costs in memory, not only its text.
+            bytes += std::mem::size_of::<Cell>()
+                + match &cell {
+                    Cell::Text(t) => t.len(),
+                    _ => 0,
+                };
+            cells.push(cell);
+        }
+        bytes += std::mem::size_of::<Vec<Cell>>();
+        if bytes > bounds.max_bytes {
+            return Err(SqlError {
+                errno: crate::guard::ER_TOO_BIG_SELECT,
+                message: format!(
+                    "The result set is over {} bytes (the gateway's max_result_bytes); narrow it with WHERE or LIMIT",
+                    bounds.max_bytes
+                ),
             });
         }
         out.push(cells);
@@ -311,7 +375,31 @@ fn internal(e: rusqlite::Error) -> SqlError {
 }
 
 fn sqlite_error(e: &rusqlite::Error) -> SqlError {
-    let msg = e.to_string();
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::OperationInterrupted) => {
+            return SqlError {
+                errno: crate::guard::ER_QUERY_TIMEOUT,
+                message:
+                    "Query execution was interrupted, maximum statement execution time exceeded"
+                        .into(),
+            };
+        }
+        Some(ErrorCode::TooBig) => {
+            return SqlError {
+                errno: crate::guard::ER_TOO_BIG_SELECT,
+                message: format!("A value in the query is over {MAX_VALUE_BYTES} bytes"),
+            };
+        }
+        Some(ErrorCode::OutOfMemory) => {
+            return SqlError::coded(
+                backstop_common::Code::Internal,
+                "view engine: out of memory",
+            );
+        }
+        _ => {}
+    }
+    let msg = crate::errors::redact(&e.to_string(), &['\'']);
     if let Some(rest) = msg.strip_prefix("no such table: ") {
         return SqlError::no_such_table(rest);
     }

@@ -195,6 +195,7 @@ pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcom
                 backup_set,
                 incarnation: None,
                 owner: None,
+                tablespace_map: Vec::new(),
             };
             let info = crate::restore::restore(&args, &ctx.abort).await?;
             Ok(TaskOutcome::Restored {
