@@ -113,6 +113,7 @@ pub async fn run(
         source: format!("dir://{}", paths.tenant.display()),
         comment: "fed by the workload generator (backstop standalone --demo)".to_string(),
         if_not_exists: true,
+        root_password: None,
     })
     .await?;
     for (name, value) in [

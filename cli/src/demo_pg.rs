@@ -199,6 +199,7 @@ pub async fn run(
             source,
             comment: "a PostgreSQL cluster under pgbench (backstop standalone --demo)".to_string(),
             if_not_exists: true,
+            root_password: None,
         })
         .await?;
         c.archivelog(ArchivelogRequest {

@@ -109,14 +109,6 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let sql_listen = sql.map(|(listen, _)| listen);
     let standalone = sql_listen.is_some();
-    if let Some(sql) = sql_listen
-        && !sql.ip().is_loopback()
-        && config.root_password.is_empty()
-    {
-        anyhow::bail!(
-            "refusing to serve SQL on {sql} while root@sys has an empty password: set BACKSTOP_ROOT_PASSWORD (or meta.root_password) for a new cluster"
-        );
-    }
     let data_dir = config.data_dir.clone();
     let node: Arc<MetaNode> = MetaNode::start(config)
         .await
@@ -130,6 +122,19 @@ async fn serve(
             node.shutdown().await;
             return Err(anyhow::anyhow!("{e}").context("start standalone"));
         }
+        if let Some(listen) = sql_listen
+            && !listen.ip().is_loopback()
+        {
+            let empty = node.read_local(empty_password_users).await;
+            if !empty.is_empty() {
+                node.shutdown().await;
+                anyhow::bail!(refusal(
+                    listen,
+                    &empty,
+                    "set BACKSTOP_ROOT_PASSWORD for a new cluster"
+                ));
+            }
+        }
     }
     let gateway = match sql {
         Some((listen, limits)) => {
@@ -139,8 +144,9 @@ async fn serve(
                 limits,
             })
             .await?;
-            if config_root_password_empty(&node).await {
-                warn!(%listen, "root@sys has an empty password (loopback only); set one with ALTER USER or BACKSTOP_ROOT_PASSWORD");
+            let empty = node.read_local(empty_password_users).await;
+            if !empty.is_empty() {
+                warn!(%listen, users = %empty.join(", "), "users with an empty password (loopback only); set them with SET PASSWORD, or BACKSTOP_ROOT_PASSWORD for a new cluster");
             }
             Some(tokio::spawn(gw.serve(stop_worker.clone())))
         }
@@ -228,23 +234,44 @@ async fn run_worker_loop(config: WorkerConfig, token: CancellationToken) -> anyh
     Ok(())
 }
 
-/// Whether root@sys still logs in with an empty password.
-async fn config_root_password_empty(node: &MetaNode) -> bool {
-    node.read_local(|s| {
-        s.users
-            .get(&(backstop_common::TenantId::SYS, "root".to_string()))
-            .is_none_or(|u| u.password.mysql_native.is_empty())
-    })
-    .await
+/// The catalog's users that log in with an empty password, as `user@tenant`.
+fn empty_password_users(s: &backstop_meta::state::MetaState) -> Vec<String> {
+    s.users
+        .values()
+        .filter(|u| u.password.mysql_native.is_empty())
+        .map(|u| {
+            let tenant = s
+                .tenants
+                .get(&u.tenant_id)
+                .map_or("sys", |t| t.name.as_str());
+            format!("{}@{tenant}", u.user)
+        })
+        .collect()
+}
+
+/// Why a gateway on a non-loopback address does not start.
+fn refusal(listen: std::net::SocketAddr, empty: &[String], hint: &str) -> String {
+    let mut named: Vec<&str> = empty.iter().take(8).map(String::as_str).collect();
+    if empty.len() > 8 {
+        named.push("…");
+    }
+    format!(
+        "refusing to serve SQL on {listen} (not loopback) while users have an empty password: {}; {hint}, or set them with `backstop ctl user alter USER@TENANT --password …`",
+        named.join(", ")
+    )
 }
 
 /// `backstop gateway`: runs until SIGINT/SIGTERM.
 async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
-    if !a.listen.ip().is_loopback() && root_password_is_empty(&a.meta).await? {
-        anyhow::bail!(
-            "refusing to serve SQL on {} while root@sys has an empty password: set one first (ALTER USER root IDENTIFIED BY '…' as root@sys on a loopback gateway)",
-            a.listen
-        );
+    if !a.listen.ip().is_loopback() {
+        let empty = empty_password_users_of(&a.meta).await?;
+        if !empty.is_empty() {
+            anyhow::bail!(refusal(
+                a.listen,
+                &empty,
+                "set them first through a loopback gateway (SET PASSWORD)"
+            ));
+        }
     }
     let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
         listen: a.listen,
@@ -260,8 +287,8 @@ async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks the metadata service whether root@sys logs in with an empty password.
-async fn root_password_is_empty(meta: &str) -> anyhow::Result<bool> {
+/// Asks the metadata service which users log in with an empty password.
+async fn empty_password_users_of(meta: &str) -> anyhow::Result<Vec<String>> {
     let first = meta
         .split(',')
         .map(str::trim)
@@ -270,20 +297,22 @@ async fn root_password_is_empty(meta: &str) -> anyhow::Result<bool> {
     let mut client = backstop_proto::meta::meta_service_client::MetaServiceClient::new(
         backstop_meta::network::channel(first)?,
     );
-    let req = backstop_proto::meta::VerifyNativePasswordRequest {
-        user_name: "root".to_string(),
-        tenant_name: "sys".to_string(),
-        salt: vec![b'x'; 20],
-        auth_data: Vec::new(),
-    };
-    match client.verify_native_password(req).await {
-        Ok(_) => Ok(true),
-        Err(s) if s.code() == tonic::Code::Unauthenticated => Ok(false),
-        Err(s) => anyhow::bail!(
-            "ask the metadata service at {meta} about root@sys: {}",
-            s.message()
-        ),
-    }
+    let users = client
+        .list_users(backstop_proto::meta::ListUsersRequest::default())
+        .await
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "ask the metadata service at {meta} for its users: {}",
+                s.message()
+            )
+        })?
+        .into_inner()
+        .users;
+    Ok(users
+        .into_iter()
+        .filter(|u| u.empty_password)
+        .map(|u| format!("{}@{}", u.user_name, u.tenant_name))
+        .collect())
 }
 
 /// `backstop worker`: runs until SIGINT/SIGTERM.

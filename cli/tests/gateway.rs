@@ -178,14 +178,14 @@ fn a_dba_drives_backups_and_reads_the_views_with_the_mysql_client() {
     let other = dir.path().join("t2");
     workload::init(&other, Shape::of_size(1 << 20, 1), 2).unwrap();
     m.root_ok(&format!(
-        "CREATE TENANT t2 SOURCE 'dir://{}';",
+        "CREATE TENANT t2 SOURCE 'dir://{}' ROOT PASSWORD 't2root';",
         other.display()
     ));
     m.root_ok("ALTER SYSTEM ARCHIVELOG TENANT = t2;");
-    // The tenant's root (empty password, as OceanBase) creates a user; ctl can too.
+    // The tenant's root (its password from CREATE TENANT) creates a user; ctl can too.
     let created = m.run(
         "root@t2",
-        None,
+        Some("t2root"),
         &[],
         "CREATE USER 'alice'@'%' IDENTIFIED BY 's3cret';",
     );

@@ -134,6 +134,16 @@ pub enum Command {
         /// What the check of a `postgresql://` source found; `None` for `dir://`.
         identity: Option<crate::state::SourceIdentity>,
     },
+    /// `GRANT|REVOKE BACKUP_ADMIN ON *.* TO|FROM 'user'` (layout 4). A tenant's
+    /// `root` keeps it (`OB_OP_NOT_ALLOW` on a revoke).
+    SetUserPrivilege {
+        /// Tenant name.
+        tenant: String,
+        /// User name.
+        user: String,
+        /// true = granted.
+        backup_admin: bool,
+    },
 }
 
 /// Commands of the data plane.

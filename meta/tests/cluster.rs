@@ -337,6 +337,7 @@ async fn bad_input_gives_typed_errors_over_grpc() {
         source: source.into(),
         comment: String::new(),
         if_not_exists: false,
+        root_password: None,
     };
     client
         .create_tenant(tenant("t1", "dir:///data/t1"))

@@ -103,8 +103,13 @@ impl Gateway {
         let ids = Arc::new(AtomicU32::new(1));
         let active = Arc::new(AtomicUsize::new(0));
         let limits = self.limits;
+        let mut exposed = false;
         if let Ok(addr) = self.listener.local_addr() {
             info!(%addr, "sql gateway listening (mysql protocol)");
+            exposed = !addr.ip().is_loopback();
+            if exposed {
+                info!(%addr, "non-loopback listener: logins are refused while any user has an empty password");
+            }
         }
         let conns = tokio_util::task::TaskTracker::new();
         loop {
@@ -137,7 +142,8 @@ impl Gateway {
                 login_failure.clone(),
                 logged_in.clone(),
                 limits,
-            );
+            )
+            .exposed(exposed);
             let stop = shutdown.clone();
             let active = active.clone();
             conns.spawn(async move {

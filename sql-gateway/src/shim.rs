@@ -16,7 +16,7 @@ use opensrv_mysql::{
 use tokio::io::AsyncWrite;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::errors::{self, SqlError};
 use crate::errpacket::tag;
@@ -34,7 +34,11 @@ pub struct Backend {
     session: Option<Session>,
     logged_in: Arc<AtomicBool>,
     limits: Limits,
+    exposed: bool,
 }
+
+/// The most users an "empty password" refusal names.
+const MAX_NAMED: usize = 8;
 
 /// Splits `user@tenant[#cluster]`; no tenant means `sys`.
 pub fn split_user(login: &str) -> (String, String) {
@@ -71,7 +75,38 @@ impl Backend {
             session: None,
             logged_in,
             limits,
+            exposed: false,
         }
+    }
+
+    /// Marks the shim as serving a non-loopback listener: then no login succeeds
+    /// while any user in the catalog has an empty password (checked at each login,
+    /// so setting the passwords opens the gateway without a restart).
+    pub fn exposed(mut self, exposed: bool) -> Backend {
+        self.exposed = exposed;
+        self
+    }
+
+    /// The catalog's users with an empty password, as `user@tenant` (at most
+    /// [`MAX_NAMED`] of them, then `…`); `Err` when the catalog cannot be read.
+    async fn empty_passwords(&self) -> Result<Vec<String>, tonic::Status> {
+        let users = self
+            .meta
+            .clone()
+            .list_users(backstop_proto::meta::ListUsersRequest::default())
+            .await?
+            .into_inner()
+            .users;
+        let mut named: Vec<String> = users
+            .iter()
+            .filter(|u| u.empty_password)
+            .map(|u| format!("{}@{}", u.user_name, u.tenant_name))
+            .collect();
+        if named.len() > MAX_NAMED {
+            named.truncate(MAX_NAMED);
+            named.push("…".into());
+        }
+        Ok(named)
     }
 
     /// A login the metadata service did not answer (unreachable, no leader, timed
@@ -206,6 +241,25 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Backend {
         else {
             return false;
         };
+        if self.exposed {
+            match self.empty_passwords().await {
+                Ok(empty) if empty.is_empty() => {}
+                Ok(empty) => {
+                    warn!(users = %empty.join(", "), "login refused: this gateway listens on a non-loopback address and some users have an empty password");
+                    let message = format!(
+                        "this gateway listens on a non-loopback address and will not serve while users have an empty password: {}. Set them (backstop ctl user alter USER@TENANT --password …, or SET PASSWORD through a loopback gateway)",
+                        empty.join(", ")
+                    );
+                    *self.login_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((errors::ER_ACCESS_DENIED, message));
+                    return false;
+                }
+                Err(status) => {
+                    self.unchecked_login(&status);
+                    return false;
+                }
+            }
+        }
         *self.identity.lock().await = Some((user, t.tenant_name, t.tenant_id));
         self.logged_in.store(true, Ordering::Release);
         true

@@ -49,6 +49,9 @@ pub enum Statement {
         comment: String,
         /// IF NOT EXISTS.
         if_not_exists: bool,
+        /// `ROOT PASSWORD [=] 'pw'`; `None`: the metadata service generates one and
+        /// the statement answers it once.
+        root_password: Option<String>,
     },
     /// `ALTER TENANT name SOURCE [=] 'uri'`: re-points an idle tenant, for example at
     /// a restored PostgreSQL cluster (a new timeline opens the next incarnation).
@@ -81,6 +84,24 @@ pub enum Statement {
         name: String,
         /// New password.
         password: String,
+    },
+    /// `SET PASSWORD [FOR 'name'[@'host']] = 'pw'` (or `= PASSWORD('pw')`): MySQL's
+    /// spelling of `ALTER USER … IDENTIFIED BY`; without `FOR`, the session's user.
+    SetPassword {
+        /// User name (`None`: the session's user).
+        name: Option<String>,
+        /// New password.
+        password: String,
+    },
+    /// `GRANT priv ON *.* TO 'name'[@'host']` / `REVOKE priv ON *.* FROM 'name'…`
+    /// (MySQL's dynamic privilege `BACKUP_ADMIN` is the one Backstop has).
+    Grant {
+        /// Privilege name, as written.
+        privilege: String,
+        /// User name (in the session's tenant).
+        name: String,
+        /// true = GRANT, false = REVOKE.
+        grant: bool,
     },
     /// `DROP USER [IF EXISTS] 'name'[@'host']`.
     DropUser {
@@ -192,6 +213,14 @@ impl Parser {
         } else {
             Err(self.error(kw))
         }
+    }
+
+    fn punct(&mut self, token: &Token, what: &str) -> Result<(), SqlError> {
+        if self.tokens.get(self.pos) == Some(token) {
+            self.pos += 1;
+            return Ok(());
+        }
+        Err(self.error(what))
     }
 
     fn opt_eq(&mut self) {
@@ -327,6 +356,49 @@ pub fn parse(sql: &str) -> Result<Option<Statement>, SqlError> {
             p.done()?;
             Ok(Some(stmt))
         }
+        Some("SET")
+            if p.tokens.get(1).is_some_and(
+                |t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case("PASSWORD")),
+            ) =>
+        {
+            p.pos += 2;
+            let name = if p.keyword("FOR") {
+                Some(p.user_name()?)
+            } else {
+                None
+            };
+            if !matches!(p.tokens.get(p.pos), Some(Token::Eq)) {
+                return Err(p.error("="));
+            }
+            p.pos += 1;
+            let password = if p.keyword("PASSWORD") {
+                p.punct(&Token::LParen, "(")?;
+                let pw = p.string("a quoted password")?;
+                p.punct(&Token::RParen, ")")?;
+                pw
+            } else {
+                p.string("a quoted password")?
+            };
+            p.done()?;
+            Ok(Some(Statement::SetPassword { name, password }))
+        }
+        Some("GRANT") | Some("REVOKE") => {
+            let grant = p.peek_word().as_deref() == Some("GRANT");
+            p.pos += 1;
+            let privilege = p.ident("a privilege")?;
+            p.expect("ON")?;
+            p.punct(&Token::Mul, "*.*")?;
+            p.punct(&Token::Period, "*.*")?;
+            p.punct(&Token::Mul, "*.*")?;
+            p.expect(if grant { "TO" } else { "FROM" })?;
+            let name = p.user_name()?;
+            p.done()?;
+            Ok(Some(Statement::Grant {
+                privilege,
+                name,
+                grant,
+            }))
+        }
         Some("ALTER") => {
             p.pos += 1;
             if p.keyword("TENANT") {
@@ -359,18 +431,26 @@ pub fn parse(sql: &str) -> Result<Option<Statement>, SqlError> {
             p.expect("SOURCE")?;
             p.opt_eq();
             let source = p.string("a quoted source URI")?;
-            let comment = if p.keyword("COMMENT") {
-                p.opt_eq();
-                p.string("a quoted comment")?
-            } else {
-                String::new()
-            };
+            let (mut comment, mut root_password) = (String::new(), None);
+            loop {
+                if p.keyword("COMMENT") {
+                    p.opt_eq();
+                    comment = p.string("a quoted comment")?;
+                } else if p.keyword("ROOT") {
+                    p.expect("PASSWORD")?;
+                    p.opt_eq();
+                    root_password = Some(p.string("a quoted password")?);
+                } else {
+                    break;
+                }
+            }
             p.done()?;
             Ok(Some(Statement::CreateTenant {
                 name,
                 source,
                 comment,
                 if_not_exists,
+                root_password,
             }))
         }
         Some("DROP")

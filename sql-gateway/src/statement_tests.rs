@@ -40,7 +40,18 @@ fn parses_the_statements_case_insensitively() {
             name: "t1".into(),
             source: "dir:///d".into(),
             comment: "c".into(),
-            if_not_exists: true
+            if_not_exists: true,
+            root_password: None,
+        })
+    );
+    assert_eq!(
+        parse("CREATE TENANT t2 SOURCE 'dir:///d' ROOT PASSWORD = 'pw' COMMENT 'c'").unwrap(),
+        Some(Statement::CreateTenant {
+            name: "t2".into(),
+            source: "dir:///d".into(),
+            comment: "c".into(),
+            if_not_exists: false,
+            root_password: Some("pw".into()),
         })
     );
     assert_eq!(
@@ -170,4 +181,42 @@ fn syntax_errors_say_where() {
             .errno,
         1064
     );
+}
+
+#[test]
+fn passwords_and_grants_parse_in_mysqls_spellings() {
+    assert_eq!(
+        parse("SET PASSWORD = 'a'").unwrap(),
+        Some(Statement::SetPassword {
+            name: None,
+            password: "a".into()
+        })
+    );
+    assert_eq!(
+        parse("set password for 'bob'@'%' = PASSWORD('b');").unwrap(),
+        Some(Statement::SetPassword {
+            name: Some("bob".into()),
+            password: "b".into()
+        })
+    );
+    assert_eq!(
+        parse("GRANT BACKUP_ADMIN ON *.* TO 'alice'@'%'").unwrap(),
+        Some(Statement::Grant {
+            privilege: "BACKUP_ADMIN".into(),
+            name: "alice".into(),
+            grant: true
+        })
+    );
+    assert_eq!(
+        parse("revoke backup_admin on *.* from alice").unwrap(),
+        Some(Statement::Grant {
+            privilege: "backup_admin".into(),
+            name: "alice".into(),
+            grant: false
+        })
+    );
+    let err = parse("GRANT BACKUP_ADMIN ON db.* TO alice").unwrap_err();
+    assert_eq!(err.errno, 1064, "{}", err.message);
+    let err = parse("SET PASSWORD FOR bob 'zq9secret'").unwrap_err();
+    assert!(!err.message.contains("zq9secret"), "{}", err.message);
 }

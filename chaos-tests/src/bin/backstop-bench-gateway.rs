@@ -144,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
                         source: format!("dir:///bench/{name}"),
                         comment: String::new(),
                         if_not_exists: false,
+                        root_password: None,
                     })
                     .await?;
                 fill(&node, name, pieces).await?;

@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
                             source: "dir:///bench/src".into(),
                             comment: String::new(),
                             if_not_exists: false,
+                            root_password: None,
                         })
                         .await?;
                     hist.lock().await.record(t0.elapsed().as_micros() as u64)?;

@@ -332,6 +332,7 @@ async fn setup(r: &mut Run, dir: &Path) -> anyhow::Result<()> {
             source,
             comment: String::new(),
             if_not_exists: true,
+            root_password: None,
         })
         .await?;
     }

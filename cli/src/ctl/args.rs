@@ -267,6 +267,9 @@ pub enum TenantCmd {
         /// Succeed if it already exists.
         #[arg(long)]
         if_not_exists: bool,
+        /// The tenant root's password (default: a generated one, printed once).
+        #[arg(long, env = "BACKSTOP_TENANT_ROOT_PASSWORD", hide_env_values = true)]
+        root_password: Option<String>,
     },
     /// Re-point an idle tenant at another source (`ALTER TENANT name SOURCE = …`),
     /// for example a restored PostgreSQL cluster: the same system on a new timeline
@@ -363,6 +366,20 @@ pub enum UserCmd {
         /// Only this tenant's.
         #[arg(long)]
         tenant: Option<String>,
+    },
+    /// Grant a privilege (`GRANT BACKUP_ADMIN ON *.* TO 'user'`).
+    Grant {
+        /// Privilege: BACKUP_ADMIN (may run backup statements).
+        privilege: String,
+        /// `user@tenant`.
+        user: String,
+    },
+    /// Revoke a privilege (`REVOKE BACKUP_ADMIN ON *.* FROM 'user'`).
+    Revoke {
+        /// Privilege: BACKUP_ADMIN.
+        privilege: String,
+        /// `user@tenant`.
+        user: String,
     },
 }
 

@@ -58,15 +58,26 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             source,
             comment,
             if_not_exists,
+            root_password,
         }) => {
             let req = CreateTenantRequest {
                 tenant_name: name,
                 source,
                 comment,
                 if_not_exists,
+                root_password,
             };
             let t = rpc!(c, create_tenant, req);
-            print(j, tenant_json(&t), tenants_text(std::slice::from_ref(&t)))
+            let mut json = tenant_json(&t);
+            let mut text = tenants_text(std::slice::from_ref(&t));
+            if !t.generated_root_password.is_empty() {
+                json["generated_root_password"] = t.generated_root_password.clone().into();
+                text.push_str(&format!(
+                    "\nroot@{} password (shown once): {}",
+                    t.tenant_name, t.generated_root_password
+                ));
+            }
+            print(j, json, text)
         }
         CtlCmd::Tenant(TenantCmd::Alter { name, source }) => {
             let req = AlterTenantSourceRequest {
@@ -172,16 +183,45 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             };
             print(j, json!({"dropped": r.dropped}), text)
         }
+        CtlCmd::User(UserCmd::Grant { privilege, user }) => {
+            let (user_name, tenant_name) = split_user(&user)?;
+            let req = SetUserPrivilegeRequest {
+                user_name,
+                tenant_name,
+                privilege: privilege.clone(),
+                grant: true,
+            };
+            let u = rpc!(c, set_user_privilege, req);
+            print(j, user_json(&u), format!("granted {privilege} to {user}"))
+        }
+        CtlCmd::User(UserCmd::Revoke { privilege, user }) => {
+            let (user_name, tenant_name) = split_user(&user)?;
+            let req = SetUserPrivilegeRequest {
+                user_name,
+                tenant_name,
+                privilege: privilege.clone(),
+                grant: false,
+            };
+            let u = rpc!(c, set_user_privilege, req);
+            print(j, user_json(&u), format!("revoked {privilege} from {user}"))
+        }
         CtlCmd::User(UserCmd::List { tenant }) => {
             let req = ListUsersRequest {
                 tenant_name: tenant.unwrap_or_default(),
             };
             let r = rpc!(c, list_users, req);
             let text = table(
-                &["USER", "TENANT"],
+                &["USER", "TENANT", "BACKUP_ADMIN", "PASSWORD"],
                 r.users
                     .iter()
-                    .map(|u| vec![u.user_name.clone(), u.tenant_name.clone()])
+                    .map(|u| {
+                        vec![
+                            u.user_name.clone(),
+                            u.tenant_name.clone(),
+                            if u.backup_admin { "YES" } else { "NO" }.to_string(),
+                            if u.empty_password { "EMPTY" } else { "set" }.to_string(),
+                        ]
+                    })
                     .collect(),
             );
             print(

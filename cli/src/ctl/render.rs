@@ -123,7 +123,8 @@ pub(super) fn params_text(ps: &[Parameter]) -> String {
 }
 
 pub(super) fn user_json(u: &User) -> Value {
-    json!({"user_name": u.user_name, "tenant_name": u.tenant_name, "create_time_ms": u.create_time_ms})
+    json!({"user_name": u.user_name, "tenant_name": u.tenant_name, "create_time_ms": u.create_time_ms,
+           "backup_admin": u.backup_admin, "empty_password": u.empty_password})
 }
 
 /// A verb as ctl prints it: `cancel_backup_backupset`, the statement's words.

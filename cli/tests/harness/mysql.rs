@@ -31,6 +31,32 @@ impl Mysql {
         )
     }
 
+    /// Runs `sql` with `mysql -B -N -e` as `user` (`user@tenant`), with a password
+    /// when given: (exit ok, stdout, stderr).
+    pub fn run_as(&self, user: &str, password: Option<&str>, sql: &str) -> (bool, String, String) {
+        let mut cmd = Command::new("mysql");
+        cmd.args([
+            "-h127.0.0.1",
+            &format!("-P{}", self.port),
+            &format!("-u{user}"),
+            "--connect-timeout=5",
+            "-B",
+            "-N",
+        ]);
+        if let Some(pw) = password {
+            cmd.arg(format!("-p{pw}"));
+        }
+        let out = cmd
+            .args(["-e", sql])
+            .output()
+            .expect("mysql client (scripts/setup.sh installs mariadb-client)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Runs statements; panics with the server's error.
     pub fn exec(&self, sql: &str) -> String {
         let (ok, out, err) = self.run(&["--table"], sql);

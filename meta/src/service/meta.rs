@@ -18,10 +18,8 @@ use tonic::{Request, Response, Status};
 use crate::command::{CancelTarget, Command, Reply, WorkCommand};
 use crate::error::MetaError;
 use crate::node::MetaNode;
-use crate::service::convert;
-use crate::state::{
-    CopySelection, MetaState, ParamRecord, SourceIdentity, TenantRecord, UserRecord,
-};
+use crate::service::{convert, users};
+use crate::state::{CopySelection, MetaState, ParamRecord, SourceIdentity, TenantRecord};
 use backstop_common::TenantId;
 
 /// Serves the metadata API for one node.
@@ -35,13 +33,13 @@ impl MetaSvc {
     }
 }
 
-fn checked(kind: &str, name: &str) -> Result<String, MetaError> {
+pub(super) fn checked(kind: &str, name: &str) -> Result<String, MetaError> {
     let name = name.trim();
     validate_name(kind, name).map_err(|(code, msg)| MetaError::new(code, msg))?;
     Ok(name.to_string())
 }
 
-fn unexpected(reply: Reply) -> Status {
+pub(super) fn unexpected(reply: Reply) -> Status {
     MetaError::internal(format!("unexpected reply {reply:?}")).to_status()
 }
 
@@ -170,6 +168,7 @@ pub fn tenant_msg(t: &TenantRecord) -> Tenant {
         create_time_ms: t.create_time_ms,
         system_identifier: t.identity.map_or(0, |i| i.system_identifier),
         timeline: t.identity.map_or(0, |i| i.timeline),
+        generated_root_password: String::new(),
     }
 }
 
@@ -185,18 +184,6 @@ fn param_msg(state: &MetaState, p: &ParamRecord) -> Parameter {
         value: p.param.display_value(&p.value),
         info: p.param.info().to_string(),
         update_time_ms: p.update_time_ms,
-    }
-}
-
-fn user_msg(state: &MetaState, u: &UserRecord) -> User {
-    User {
-        user_name: u.user.clone(),
-        tenant_name: state
-            .tenants
-            .get(&u.tenant_id)
-            .map(|t| t.name.clone())
-            .unwrap_or_default(),
-        create_time_ms: u.create_time_ms,
     }
 }
 
@@ -224,21 +211,45 @@ impl MetaService for MetaSvc {
             return Err(MetaError::invalid("tenant comment longer than 4096 bytes").into());
         }
         let (source, identity) = checked_source(&req.source).await?;
+        let generated = match &req.root_password {
+            Some(_) => None,
+            None => Some(users::generated_password()),
+        };
+        let password = req.root_password.as_deref().or(generated.as_deref());
         let cmd = Command::CreateTenant {
             name: name.clone(),
             source: source.clone(),
             comment: req.comment,
             if_not_exists: req.if_not_exists,
-            root_password: PasswordHash::new(""),
+            root_password: PasswordHash::new(password.unwrap_or_default()),
         };
         let t = match self.node.write(cmd).await? {
             Reply::Tenant(t) => t,
             other => return Err(unexpected(other)),
         };
+        // The generated password is shown once, and only if this call made the
+        // tenant (`IF NOT EXISTS` may have found an older one, whose root's hash the
+        // fresh random password cannot match).
+        let generated = match generated {
+            Some(pw) => {
+                let root = (t.tenant_id, "root".to_string());
+                // A linearizable read: a follower that forwarded the write sees it.
+                let made = self
+                    .node
+                    .read(|s| s.users.get(&root).is_some_and(|u| u.password.verify(&pw)))
+                    .await?;
+                made.then_some(pw)
+            }
+            None => None,
+        };
+        let shown = |mut msg: Tenant| {
+            msg.generated_root_password = generated.clone().unwrap_or_default();
+            msg
+        };
         // The identity goes in with its own command (layout-2 logs keep decoding); a
         // tenant that `IF NOT EXISTS` found with another source is left as it is.
         if identity.is_none() || t.source != source || t.identity.is_some() {
-            return Ok(Response::new(tenant_msg(&t)));
+            return Ok(Response::new(shown(tenant_msg(&t))));
         }
         let cmd = Command::SetTenantSource {
             name,
@@ -246,7 +257,7 @@ impl MetaService for MetaSvc {
             identity,
         };
         match self.node.write(cmd).await? {
-            Reply::Tenant(t) => Ok(Response::new(tenant_msg(&t))),
+            Reply::Tenant(t) => Ok(Response::new(shown(tenant_msg(&t)))),
             other => Err(unexpected(other)),
         }
     }
@@ -372,115 +383,42 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<CreateUserRequest>,
     ) -> Result<Response<User>, Status> {
-        let req = request.into_inner();
-        let user = checked("user", &req.user_name)?;
-        let tenant = req.tenant_name.trim().to_string();
-        let cmd = Command::CreateUser {
-            tenant,
-            user,
-            password: PasswordHash::new(&req.password),
-            if_not_exists: req.if_not_exists,
-        };
-        match self.node.write(cmd).await? {
-            Reply::User(u) => Ok(Response::new(
-                self.node.read_local(|s| user_msg(s, &u)).await,
-            )),
-            other => Err(unexpected(other)),
-        }
+        users::create_user(&self.node, request).await
     }
 
     async fn alter_user(
         &self,
         request: Request<AlterUserRequest>,
     ) -> Result<Response<User>, Status> {
-        let req = request.into_inner();
-        let cmd = Command::AlterUser {
-            tenant: req.tenant_name.trim().to_string(),
-            user: req.user_name.trim().to_string(),
-            password: PasswordHash::new(&req.password),
-        };
-        match self.node.write(cmd).await? {
-            Reply::User(u) => Ok(Response::new(
-                self.node.read_local(|s| user_msg(s, &u)).await,
-            )),
-            other => Err(unexpected(other)),
-        }
+        users::alter_user(&self.node, request).await
     }
 
     async fn drop_user(
         &self,
         request: Request<DropUserRequest>,
     ) -> Result<Response<DropUserResponse>, Status> {
-        let req = request.into_inner();
-        let cmd = Command::DropUser {
-            tenant: req.tenant_name.trim().to_string(),
-            user: req.user_name.trim().to_string(),
-            if_exists: req.if_exists,
-        };
-        match self.node.write(cmd).await? {
-            Reply::Dropped(dropped) => Ok(Response::new(DropUserResponse { dropped })),
-            other => Err(unexpected(other)),
-        }
+        users::drop_user(&self.node, request).await
     }
 
     async fn list_users(
         &self,
         request: Request<ListUsersRequest>,
     ) -> Result<Response<ListUsersResponse>, Status> {
-        let tenant = request.into_inner().tenant_name.trim().to_string();
-        let users = self
-            .node
-            .read(|s| -> Result<Vec<User>, MetaError> {
-                let filter = if tenant.is_empty() {
-                    None
-                } else {
-                    Some(
-                        s.tenant_by_name(&tenant)
-                            .ok_or_else(|| {
-                                MetaError::new(
-                                    Code::EntryNotExist,
-                                    format!("tenant '{tenant}' does not exist"),
-                                )
-                            })?
-                            .tenant_id,
-                    )
-                };
-                Ok(s.users
-                    .values()
-                    .filter(|u| filter.is_none_or(|t| t == u.tenant_id))
-                    .map(|u| user_msg(s, u))
-                    .collect())
-            })
-            .await??;
-        Ok(Response::new(ListUsersResponse { users }))
+        users::list_users(&self.node, request).await
+    }
+
+    async fn set_user_privilege(
+        &self,
+        request: Request<SetUserPrivilegeRequest>,
+    ) -> Result<Response<User>, Status> {
+        users::set_user_privilege(&self.node, request).await
     }
 
     async fn verify_user(
         &self,
         request: Request<VerifyUserRequest>,
     ) -> Result<Response<User>, Status> {
-        let req = request.into_inner();
-        let denied = || {
-            MetaError::new(
-                Code::AccessDenied,
-                format!(
-                    "access denied for user '{}@{}'",
-                    req.user_name, req.tenant_name
-                ),
-            )
-        };
-        let user = self
-            .node
-            .read(|s| {
-                let tenant = s.tenant_by_name(req.tenant_name.trim())?;
-                let u = s
-                    .users
-                    .get(&(tenant.tenant_id, req.user_name.trim().to_string()))?;
-                u.password.verify(&req.password).then(|| user_msg(s, u))
-            })
-            .await?
-            .ok_or_else(denied)?;
-        Ok(Response::new(user))
+        users::verify_user(&self.node, request).await
     }
 
     async fn set_tenant_hooks(
@@ -901,28 +839,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<VerifyNativePasswordRequest>,
     ) -> Result<Response<User>, Status> {
-        let req = request.into_inner();
-        let denied = MetaError::new(
-            Code::AccessDenied,
-            format!(
-                "Access denied for user '{}@{}'",
-                req.user_name, req.tenant_name
-            ),
-        );
-        let user = self
-            .node
-            .read(|s| {
-                let tenant = s.tenant_by_name(req.tenant_name.trim())?;
-                let u = s
-                    .users
-                    .get(&(tenant.tenant_id, req.user_name.trim().to_string()))?;
-                u.password
-                    .verify_native(&req.salt, &req.auth_data)
-                    .then(|| user_msg(s, u))
-            })
-            .await?
-            .ok_or(denied)?;
-        Ok(Response::new(user))
+        users::verify_native_password(&self.node, request).await
     }
 
     async fn add_node(

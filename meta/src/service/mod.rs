@@ -3,6 +3,7 @@
 pub mod convert;
 mod meta;
 mod raft;
+mod users;
 mod worker;
 
 pub use meta::MetaSvc;

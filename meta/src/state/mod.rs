@@ -28,6 +28,7 @@ mod set_copy;
 mod tenant;
 #[cfg(test)]
 mod test_support;
+mod users;
 mod validate;
 mod work;
 
@@ -131,6 +132,9 @@ pub struct UserRecord {
     pub password: PasswordHash,
     /// ms since the epoch (leader clock).
     pub create_time_ms: u64,
+    /// MySQL's `BACKUP_ADMIN` dynamic privilege: may run backup statements. A
+    /// tenant's `root` always holds it; other users get it by `GRANT` (layout 4).
+    pub backup_admin: bool,
 }
 
 /// Key of a parameter: tenant 0 stands for cluster level.
@@ -287,6 +291,7 @@ impl MetaState {
                             user: "root".to_string(),
                             password: root_password.clone(),
                             create_time_ms: now,
+                            backup_admin: true,
                         },
                     );
                     return Ok((Reply::Done, vec![Touched::User(key)]));
@@ -332,6 +337,7 @@ impl MetaState {
                         user: "root".to_string(),
                         password: root_password.clone(),
                         create_time_ms: now,
+                        backup_admin: true,
                     },
                 );
                 Ok((
@@ -464,6 +470,7 @@ impl MetaState {
                     user: user.clone(),
                     password: password.clone(),
                     create_time_ms: now,
+                    backup_admin: false,
                 };
                 self.users.insert(key.clone(), record.clone());
                 Ok((Reply::User(record), vec![Touched::User(key)]))
@@ -484,6 +491,11 @@ impl MetaState {
                 record.password = password.clone();
                 Ok((Reply::User(record.clone()), vec![Touched::User(key)]))
             }
+            Command::SetUserPrivilege {
+                tenant,
+                user,
+                backup_admin,
+            } => self.set_user_privilege(tenant, user, *backup_admin),
             Command::DropUser {
                 tenant,
                 user,

@@ -27,7 +27,7 @@ use crate::types::{SnapshotMeta, StorageError};
 
 /// Version of the on-disk layout described in `keys.rs`. Bump it when the layout
 /// changes and add a step to [`upgrade`].
-pub const DATA_VERSION: u32 = 3;
+pub const DATA_VERSION: u32 = 4;
 
 /// Snapshot payload: the layout version and the whole catalog.
 #[derive(Debug, Serialize, Deserialize)]

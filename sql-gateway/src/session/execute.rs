@@ -4,7 +4,10 @@
 use super::{Reply, Session, ok};
 use crate::errors::SqlError;
 use crate::statement::Statement;
-use crate::views::Source;
+use crate::views::{Cell, Source};
+
+/// `ER_NONEXISTING_GRANT`.
+const ER_NONEXISTING_GRANT: u16 = 1141;
 use backstop_common::Code;
 use backstop_proto::meta::*;
 
@@ -32,6 +35,7 @@ impl Session {
                 Ok(ok())
             }
             Statement::Archivelog { enable, tenants } => {
+                self.require_backup_admin().await?;
                 let tenants = self.resolve_ids(tenants).await?;
                 for tenant in self.targets_or_all(tenants)? {
                     self.meta
@@ -48,6 +52,7 @@ impl Session {
                 incremental,
                 tenants,
             } => {
+                self.require_backup_admin().await?;
                 let tenants = self.resolve_ids(tenants).await?;
                 for tenant in self.targets_or_all(tenants)? {
                     self.meta
@@ -61,6 +66,7 @@ impl Session {
                 Ok(ok())
             }
             Statement::ValidateBackupset { backup_set_id } => {
+                self.require_backup_admin().await?;
                 let tenant = if self.is_sys() {
                     self.set_owner(backup_set_id).await?
                 } else {
@@ -80,23 +86,40 @@ impl Session {
                 source,
                 comment,
                 if_not_exists,
+                root_password,
             } => {
                 if !self.is_sys() {
                     return Err(SqlError::no_privilege("create tenants"));
                 }
-                self.meta
+                let t = self
+                    .meta
                     .create_tenant(CreateTenantRequest {
                         tenant_name: name,
                         source,
                         comment,
                         if_not_exists,
+                        root_password,
                     })
                     .await
-                    .map_err(st)?;
-                Ok(Reply::Ok {
-                    affected: 1,
-                    info: String::new(),
-                })
+                    .map_err(st)?
+                    .into_inner();
+                if t.generated_root_password.is_empty() {
+                    return Ok(Reply::Ok {
+                        affected: 1,
+                        info: String::new(),
+                    });
+                }
+                // MySQL's answer to `CREATE USER … IDENTIFIED BY RANDOM PASSWORD`,
+                // with the tenant appended: the password is shown this once.
+                Ok(super::rows(
+                    &["user", "host", "generated password", "tenant"],
+                    vec![vec![
+                        Cell::from("root"),
+                        Cell::from("%"),
+                        Cell::from(t.generated_root_password.as_str()),
+                        Cell::from(t.tenant_name.as_str()),
+                    ]],
+                ))
             }
             Statement::AlterTenantSource { name, source } => {
                 if !self.is_sys() {
@@ -163,6 +186,42 @@ impl Session {
                     .map_err(st)?;
                 Ok(ok())
             }
+            Statement::SetPassword { name, password } => {
+                let name = name.unwrap_or_else(|| self.user.clone());
+                if name != self.user {
+                    self.require_tenant_root("change other users' passwords")?;
+                }
+                self.meta
+                    .alter_user(AlterUserRequest {
+                        user_name: name,
+                        tenant_name: self.tenant.clone(),
+                        password,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
+            Statement::Grant {
+                privilege,
+                name,
+                grant,
+            } => {
+                self.require_tenant_root(if grant {
+                    "grant privileges"
+                } else {
+                    "revoke privileges"
+                })?;
+                self.meta
+                    .set_user_privilege(SetUserPrivilegeRequest {
+                        user_name: name,
+                        tenant_name: self.tenant.clone(),
+                        privilege,
+                        grant,
+                    })
+                    .await
+                    .map_err(st)?;
+                Ok(ok())
+            }
             Statement::DropUser { name, if_exists } => {
                 self.require_tenant_root("drop users")?;
                 self.meta
@@ -187,6 +246,11 @@ impl Session {
                 if verb == BackupVerb::CancelAllBackupForce && !self.is_sys() {
                     return Err(SqlError::no_privilege("run CANCEL ALL BACKUP FORCE"));
                 }
+                // A destination is where a tenant's backups go: root@sys chooses it.
+                if !dest.is_empty() && !self.is_sys() {
+                    return Err(SqlError::no_privilege("choose BACKUP_BACKUP_DEST"));
+                }
+                self.require_backup_admin().await?;
                 let tenants = self.resolve_ids(tenants).await?;
                 let mut tenants = self.targets(tenants)?;
                 if verb == BackupVerb::ValidateCopy && tenants.is_empty() {
@@ -241,6 +305,81 @@ impl Session {
                     ),
                 )
             })
+    }
+
+    /// Backup statements need `BACKUP_ADMIN`: a tenant's `root` holds it, other
+    /// users by `GRANT`. Read from the catalog on each statement, so a `REVOKE`
+    /// applies at once.
+    ///
+    /// Errors: `ER_SPECIFIC_ACCESS_DENIED` (1227) with MySQL's wording.
+    pub(super) async fn require_backup_admin(&mut self) -> Result<(), SqlError> {
+        if self.user == "root" {
+            return Ok(());
+        }
+        let holds = self
+            .meta
+            .list_users(ListUsersRequest {
+                tenant_name: self.tenant.clone(),
+            })
+            .await
+            .map_err(|s| SqlError::from_status(&s))?
+            .into_inner()
+            .users
+            .iter()
+            .any(|u| u.user_name == self.user && u.backup_admin);
+        if holds {
+            return Ok(());
+        }
+        Err(SqlError {
+            errno: crate::errors::ER_SPECIFIC_ACCESS_DENIED,
+            message: "Access denied; you need (at least one of) the BACKUP_ADMIN privilege(s) for this operation".into(),
+        })
+    }
+
+    /// `SHOW GRANTS [FOR 'name'[@'host']]`, in MySQL's form. Another user's grants
+    /// are the tenant root's to read.
+    pub(super) async fn show_grants(&mut self, text: &str) -> Result<Reply, SqlError> {
+        let lower = text.to_ascii_lowercase();
+        let name = match lower.find(" for ") {
+            Some(i) => {
+                let raw = text[i + 5..].trim();
+                let user = raw.split('@').next().unwrap_or(raw);
+                user.trim()
+                    .trim_matches(|c| c == '\'' || c == '`' || c == '"')
+                    .to_string()
+            }
+            None => self.user.clone(),
+        };
+        if name != self.user {
+            self.require_tenant_root("read other users' grants")?;
+        }
+        let user = self
+            .meta
+            .list_users(ListUsersRequest {
+                tenant_name: self.tenant.clone(),
+            })
+            .await
+            .map_err(|s| SqlError::from_status(&s))?
+            .into_inner()
+            .users
+            .into_iter()
+            .find(|u| u.user_name == name)
+            .ok_or_else(|| SqlError {
+                errno: ER_NONEXISTING_GRANT,
+                message: format!(
+                    "There is no such grant defined for user '{}' on host '%'",
+                    name.chars().take(64).collect::<String>()
+                ),
+            })?;
+        let mut grants = vec![format!("GRANT USAGE ON *.* TO `{name}`@`%`")];
+        if user.backup_admin {
+            grants.push(format!("GRANT BACKUP_ADMIN ON *.* TO `{name}`@`%`"));
+        }
+        let column = format!("Grants for {name}@%");
+        Ok(super::rows(
+            &[column.as_str()],
+            grants.into_iter().map(|g| vec![Cell::from(g)]).collect(),
+        ))
     }
 
     /// Users are managed by the `root` user of their tenant.

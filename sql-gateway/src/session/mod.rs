@@ -18,6 +18,7 @@ use self::probes::{Like, describe};
 
 mod execute;
 mod probes;
+mod set;
 mod snapshot;
 
 /// What a statement answers.
@@ -46,6 +47,8 @@ pub struct Session {
     pub database: Option<String>,
     meta: MetaServiceClient<Channel>,
     limits: Limits,
+    /// Session variables `SET` changed (names lower-case; bounded by `set.rs`'s list).
+    vars: std::collections::BTreeMap<String, String>,
 }
 
 fn rows(columns: &[&str], rows: Vec<Vec<Cell>>) -> Reply {
@@ -79,6 +82,7 @@ impl Session {
             database: None,
             meta,
             limits,
+            vars: Default::default(),
         }
     }
 
@@ -107,7 +111,14 @@ impl Session {
         let words: Vec<&str> = lower.split_whitespace().collect();
         match words.as_slice() {
             [] => Ok(ok()),
-            ["set", ..] => Ok(ok()),
+            ["set", "password", ..] => match statement::parse(text)? {
+                Some(stmt) => self.execute(stmt).await,
+                None => Err(SqlError::syntax(
+                    "You have an error in your SQL syntax near SET PASSWORD",
+                )),
+            },
+            ["set", ..] => self.set_variables(text).map(|_| ok()),
+            ["show", "grants", ..] => self.show_grants(text).await,
             ["use", db] => self.use_database(db).map(|_| ok()),
             ["show", "databases"] | ["show", "schemas"] => {
                 Ok(rows(&["Database"], vec![vec![Cell::from("oceanbase")]]))

@@ -114,7 +114,10 @@ impl Session {
             "connect_timeout" => secs(l.connect_timeout),
             "max_connections" => Some(Cell::Int(l.max_connections as i64)),
             "max_execution_time" => Some(Cell::Int(l.max_execution_time.as_millis() as i64)),
-            _ => variable(name),
+            n => match self.vars.get(n) {
+                Some(v) => Some(Cell::from(v.as_str())),
+                None => variable(name),
+            },
         }
     }
 
