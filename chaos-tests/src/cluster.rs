@@ -26,8 +26,9 @@ impl LocalCluster {
                 dir.path().join(format!("n{id}")),
             );
             config.raft = raft.clone();
-            if let Some(first) = nodes.first() {
-                config.join = vec![first.addr().to_string()];
+            match nodes.first() {
+                Some(first) => config.join = vec![first.addr().to_string()],
+                None => config.bootstrap = true,
             }
             nodes.push(MetaNode::start(config).await?);
         }

@@ -205,6 +205,8 @@ impl ProcCluster {
         ];
         if i > 0 {
             args.extend(["--join", &self.meta_addrs[0]]);
+        } else {
+            args.push("--bootstrap");
         }
         let routes: Vec<String> = self.meta_links[i]
             .iter()

@@ -258,9 +258,17 @@ pub struct MetaArgs {
     #[arg(long, env = "BACKSTOP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Join an existing cluster through these members (comma-separated host:port).
-    /// Without it, a node with an empty data dir bootstraps a new cluster.
-    #[arg(long, env = "BACKSTOP_JOIN", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "BACKSTOP_JOIN",
+        value_delimiter = ',',
+        conflicts_with = "bootstrap"
+    )]
     pub join: Vec<String>,
+    /// Create a new cluster if the data dir holds none. Without it or --join, a node
+    /// on an empty data dir refuses to start (it never founds a cluster by accident).
+    #[arg(long)]
+    pub bootstrap: bool,
     /// Name given to a new cluster [default: backstop].
     #[arg(long, env = "BACKSTOP_CLUSTER_NAME")]
     pub cluster_name: Option<String>,

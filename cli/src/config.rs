@@ -121,6 +121,7 @@ pub fn meta_config(args: &MetaArgs, file: &FileConfig) -> anyhow::Result<MetaCon
         args.join.clone()
     };
     config.join.retain(|a| !a.trim().is_empty());
+    config.bootstrap = args.bootstrap;
     apply_file(&mut config, f);
     if let Some(name) = args.cluster_name.clone() {
         config.cluster_name = name;
@@ -150,6 +151,8 @@ pub fn standalone_config(args: &StandaloneArgs, file: &FileConfig) -> anyhow::Re
         .or_else(|| f.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("backstop-data"));
     let mut config = MetaConfig::new(f.node_id.unwrap_or(1), listen, data_dir.join("meta"));
+    // standalone founds its own one-node cluster in its own data dir.
+    config.bootstrap = true;
     apply_file(&mut config, f);
     Ok(config)
 }

@@ -153,6 +153,43 @@ fn full_and_incrementals_under_load_restore_exactly_on_s3_then_s3_goes_away() {
 }
 
 #[test]
+fn s3_keys_from_the_environment_stay_out_of_the_catalog_and_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3::start(dir.path(), "backups");
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let c = Cluster::start_env(dir.path(), 1, 3000, &keys);
+    // No access_id / access_key: the worker signs with its own environment's keys.
+    let dest = format!("s3://backups/envkeys?host=http://127.0.0.1:{}", s3.port);
+    let src = dir.path().join("t1");
+    workload::init(&src, Shape::of_size(2 << 20, 2), 9).unwrap();
+    c.setup_tenant("t1", &src, &dest, false);
+    c.start_archive("t1");
+    let set = c.backup("t1", false);
+    let params = c.ctl(&["param", "show"]).to_string();
+    assert!(
+        !params.contains("access_key") && !set.to_string().contains("access_key"),
+        "{params}"
+    );
+    // restore reads it with keys from its environment too, nothing on the command line.
+    let to = dir.path().join("restored");
+    let out = std::process::Command::new(harness::BIN)
+        .args(["restore", "--dest", &dest, "--tenant", "t1", "--to"])
+        .arg(&to)
+        .envs(keys)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    workload::verify(&to, &src, None).unwrap();
+}
+
+#[test]
 fn a_real_source_tree_backs_up_and_restores_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let c = Cluster::start(dir.path(), 1, 3000);

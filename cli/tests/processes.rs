@@ -142,6 +142,8 @@ fn three_meta_processes_survive_sigkill_of_the_leader() {
         ];
         if i > 0 {
             args.extend(["--join", &addrs[0]]);
+        } else {
+            args.push("--bootstrap");
         }
         spawn(&args, &dir.path().join(log))
     };
@@ -239,4 +241,47 @@ fn three_meta_processes_survive_sigkill_of_the_leader() {
         assert!(names.contains(a), "restarted node misses {a}");
     }
     let _ = all;
+}
+
+#[test]
+fn a_meta_node_on_an_empty_data_dir_needs_bootstrap_or_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n1");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("log");
+    let mut p = spawn(
+        &[
+            "meta",
+            "--node-id",
+            "1",
+            "--listen",
+            &addr,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &log,
+    );
+    let code = wait_for("meta to refuse", 30, || p.0.try_wait().unwrap());
+    assert!(!code.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("holds no cluster")
+            && text.contains("--bootstrap")
+            && text.contains("--join"),
+        "{text}"
+    );
+    assert!(ctl_json(&addr, &["status"]).is_none(), "nothing serves");
+    // Both flags at once is a usage error.
+    let out = Command::new(BIN)
+        .args(["meta", "--node-id", "1", "--listen", &addr, "--data-dir"])
+        .arg(&data)
+        .args(["--bootstrap", "--join", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

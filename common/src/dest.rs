@@ -4,7 +4,11 @@
 //! - `file:///abs/path`: a local or NFS directory; must not carry `?…` storage info
 //!   (OceanBase answers `OB_NOT_SUPPORTED` for that).
 //! - `s3://bucket/prefix?host=…&access_id=…&access_key=…[&s3_region=…]`: an S3 or
-//!   S3-compatible bucket, path-style; `host` may be `http://127.0.0.1:9000`.
+//!   S3-compatible bucket, path-style; `host` may be `http://127.0.0.1:9000`. Without
+//!   `access_id` and `access_key` (both or neither), the process that opens the store
+//!   takes its credentials from its own environment (`AWS_ACCESS_KEY_ID`,
+//!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or object_store's AWS chain: web
+//!   identity, ECS, instance metadata), so the keys are never in the catalog.
 //!
 //! The access key is a secret: [`BackupDest`]'s `Display` and `Debug` show it as
 //! `access_key=***`, so it never reaches logs, views or errors.
@@ -52,10 +56,10 @@ pub enum BackupDest {
         prefix: String,
         /// Endpoint URL (`http://host:port` or `https://…`); `None` means AWS.
         host: Option<String>,
-        /// Access key id.
-        access_id: String,
-        /// Secret access key; never displayed.
-        access_key: String,
+        /// Access key id; `None` (with `access_key`): from the opener's environment.
+        access_id: Option<String>,
+        /// Secret access key; never displayed. `None` exactly when `access_id` is.
+        access_key: Option<String>,
         /// Region; `None` means `us-east-1`.
         region: Option<String>,
     },
@@ -124,8 +128,10 @@ impl BackupDest {
                 if let Some(host) = host {
                     push("host", host);
                 }
-                push("access_id", access_id);
-                push("access_key", if redacted { "***" } else { access_key });
+                if let (Some(id), Some(key)) = (access_id, access_key) {
+                    push("access_id", id);
+                    push("access_key", if redacted { "***" } else { key });
+                }
                 if let Some(region) = region {
                     push("s3_region", region);
                 }
@@ -255,11 +261,11 @@ fn parse_s3(rest: &str) -> Result<BackupDest, DestError> {
             "s3:// host must start with http:// or https://, got '{h}'"
         )));
     }
-    let (Some(access_id), Some(access_key)) = (access_id, access_key) else {
+    if access_id.is_some() != access_key.is_some() {
         return Err(DestError::Invalid(
-            "s3:// destination needs access_id and access_key".to_string(),
+            "s3:// destination needs both access_id and access_key, or neither (then the credentials come from each process's environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)".to_string(),
         ));
-    };
+    }
     Ok(BackupDest::S3 {
         bucket: bucket.to_string(),
         prefix: prefix.to_string(),
@@ -330,6 +336,24 @@ mod tests {
             let err = BackupDest::parse(bad).unwrap_err();
             assert!(matches!(err, DestError::Invalid(_)), "{bad}: {err:?}");
         }
+    }
+
+    #[test]
+    fn s3_keys_may_come_from_the_environment_instead() {
+        let d = BackupDest::parse("s3://bkt/p?host=http://127.0.0.1:9000").unwrap();
+        assert!(matches!(
+            &d,
+            BackupDest::S3 {
+                access_id: None,
+                access_key: None,
+                ..
+            }
+        ));
+        assert_eq!(
+            d.to_uri_with_secret(),
+            "s3://bkt/p?host=http://127.0.0.1:9000"
+        );
+        assert_eq!(d.to_string(), "s3://bkt/p?host=http://127.0.0.1:9000");
     }
 
     #[test]

@@ -46,9 +46,13 @@ pub struct MetaConfig {
     pub advertise: Option<String>,
     /// Directory of this node's RocksDB (created if missing).
     pub data_dir: PathBuf,
-    /// Existing members to join through; empty: bootstrap a new group if the data dir
-    /// is new.
+    /// Existing members to join through.
     pub join: Vec<String>,
+    /// Create a new cluster when the data dir holds none (`--bootstrap`). Without it
+    /// (the default) and without `join`, a node on an empty data dir refuses to start
+    /// instead of silently founding a second cluster. Ignored once the data dir holds
+    /// a cluster.
+    pub bootstrap: bool,
     /// `cluster_name` given to a new cluster.
     pub cluster_name: String,
     /// Initial password of `root@sys` in a new cluster (empty by default).
@@ -71,6 +75,7 @@ impl MetaConfig {
             advertise: None,
             data_dir: data_dir.into(),
             join: Vec::new(),
+            bootstrap: false,
             cluster_name: "backstop".to_string(),
             root_password: String::new(),
             raft: RaftTuning::default(),

@@ -25,6 +25,7 @@ fn tuning() -> RaftTuning {
 
 async fn start(id: u64, dir: &Path, listen: SocketAddr, join: Vec<String>) -> Arc<MetaNode> {
     let mut config = MetaConfig::new(id, listen, dir.join(format!("n{id}")));
+    config.bootstrap = join.is_empty();
     config.join = join;
     config.raft = tuning();
     MetaNode::start(config).await.expect("start node")

@@ -56,7 +56,8 @@ pub async fn write_log(
         let raw = manifest::decompress(
             &stored,
             next.compressed,
-            (next.end - next.start) as usize,
+            manifest::span(next.start, next.end, &next.key)?,
+            manifest::MAX_LOG_OBJECT_RAW,
             &next.checksum,
             &next.key,
         )?;

@@ -23,6 +23,26 @@ pub const BLOCK_SIZE: usize = 32 * 1024;
 /// in every standard build), so an incremental stores the pages that changed.
 pub const PG_BLOCK_SIZE: usize = 8 * 1024;
 
+/// The largest raw size of a data block any set holds (bytes): every block size of
+/// the format is at most this ([`BLOCK_SIZE`], [`PG_BLOCK_SIZE`]).
+pub const MAX_BLOCK_RAW: usize = BLOCK_SIZE;
+/// The largest raw size of an archived log object (bytes): the archive cuts log
+/// objects at this size.
+pub const MAX_LOG_OBJECT_RAW: usize = 8 * 1024 * 1024;
+
+/// `end - start` of a byte range a manifest names, as a length.
+///
+/// Errors: `Corrupt` when `end < start` (a damaged manifest), naming `what`.
+pub fn span(start: u64, end: u64, what: &str) -> Result<usize> {
+    end.checked_sub(start)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            WorkerError::Corrupt(format!(
+                "{what}: range ends ({end}) before it starts ({start})"
+            ))
+        })
+}
+
 /// The block size of a set of `source`'s tenant.
 pub fn block_size_for(source: &str) -> usize {
     if backstop_common::source::is_postgresql(source) {
@@ -89,13 +109,26 @@ impl BlockCompressor {
 }
 
 /// Reverses [`compress`], checking the raw size and checksum.
+///
+/// `raw_len` comes from a manifest, that is from storage, so it is trusted only up
+/// to `limit` (the format's bound for this kind of object: [`MAX_BLOCK_RAW`] or
+/// [`MAX_LOG_OBJECT_RAW`]); the output buffer is never larger.
+///
+/// Errors: `Corrupt` for a `raw_len` over `limit`, data zstd cannot decode, or a size
+/// or checksum that does not match.
 pub fn decompress(
     stored: &[u8],
     compressed: bool,
     raw_len: usize,
+    limit: usize,
     want: &str,
     what: &str,
 ) -> Result<Vec<u8>> {
+    if raw_len > limit {
+        return Err(WorkerError::Corrupt(format!(
+            "{what}: the manifest says {raw_len} bytes, more than the format's {limit}"
+        )));
+    }
     let raw = if compressed {
         zstd::bulk::decompress(stored, raw_len)
             .map_err(|e| WorkerError::Corrupt(format!("{what}: cannot decompress: {e}")))?
@@ -356,4 +389,38 @@ pub fn check_version(found: u32, key: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_raw_length_from_storage_is_trusted_only_up_to_the_formats_bound() {
+        let raw = vec![5u8; BLOCK_SIZE];
+        let (stored, compressed) = compress(3, &raw).unwrap();
+        let sum = checksum(&raw);
+        let back = decompress(&stored, compressed, raw.len(), MAX_BLOCK_RAW, &sum, "b").unwrap();
+        assert_eq!(back, raw);
+        // A manifest claiming an exabyte gets an error, not an allocation.
+        let err = decompress(&stored, compressed, 1 << 60, MAX_BLOCK_RAW, &sum, "b").unwrap_err();
+        assert!(
+            matches!(err, WorkerError::Corrupt(ref m) if m.contains("more than the format's")),
+            "{err}"
+        );
+        let err = decompress(
+            &stored,
+            compressed,
+            MAX_BLOCK_RAW + 1,
+            MAX_BLOCK_RAW,
+            &sum,
+            "b",
+        );
+        assert!(err.is_err());
+        // A range that ends before it starts is a damaged manifest, not an underflow.
+        assert!(matches!(span(10, 4, "o"), Err(WorkerError::Corrupt(_))));
+        assert_eq!(span(4, 10, "o").unwrap(), 6);
+    }
 }

@@ -471,6 +471,7 @@ async fn restore_candidate(
                 stored,
                 b.loc.compressed,
                 b.raw_len as usize,
+                manifest::MAX_BLOCK_RAW,
                 &b.checksum,
                 &b.loc.object,
             )?;

@@ -60,10 +60,20 @@ pub fn open_dest(uri: &str) -> Result<Arc<dyn ObjectStore>> {
             region,
             ..
         } => {
-            let mut b = AmazonS3Builder::new()
+            // Keys in the URI win; without them, this process's environment and
+            // object_store's AWS credential chain provide them.
+            let mut b = match (&access_id, &access_key) {
+                (Some(id), Some(key)) => AmazonS3Builder::new()
+                    .with_access_key_id(id)
+                    .with_secret_access_key(key),
+                _ => AmazonS3Builder::from_env(),
+            };
+            let region = region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+            b = b
                 .with_bucket_name(&bucket)
-                .with_access_key_id(&access_id)
-                .with_secret_access_key(&access_key)
                 .with_region(region.as_deref().unwrap_or("us-east-1"))
                 .with_virtual_hosted_style_request(false)
                 .with_retry(RetryConfig {

@@ -82,6 +82,7 @@ pub async fn validate_set(
                     stored,
                     b.loc.compressed,
                     b.raw_len as usize,
+                    manifest::MAX_BLOCK_RAW,
                     &b.checksum,
                     key,
                 )
@@ -138,14 +139,18 @@ pub async fn validate_piece(
         match store.get(&o.key, cancel).await {
             Ok(data) => {
                 if manifest::checksum(&data) != o.stored_checksum
-                    || manifest::decompress(
-                        &data,
-                        o.compressed,
-                        (o.end - o.start) as usize,
-                        &o.checksum,
-                        &o.key,
-                    )
-                    .is_err()
+                    || manifest::span(o.start, o.end, &o.key)
+                        .and_then(|len| {
+                            manifest::decompress(
+                                &data,
+                                o.compressed,
+                                len,
+                                manifest::MAX_LOG_OBJECT_RAW,
+                                &o.checksum,
+                                &o.key,
+                            )
+                        })
+                        .is_err()
                 {
                     out.bad.push(format!("{}: checksum mismatch", o.key));
                 }

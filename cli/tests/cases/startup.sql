@@ -8,4 +8,8 @@ SHOW VARIABLES LIKE 'version%';
 SHOW WARNINGS;
 SET NAMES utf8mb4;
 SET autocommit = 1;
+SET SESSION sql_mode = 'ANSI', @@session.time_zone = '+08:00'; SELECT @@autocommit, @@sql_mode, @@time_zone;
+SET no_such_variable = 1;
+SET wait_timeout = 5;
+SET GLOBAL sql_mode = '';
 USE nowhere;

@@ -1,5 +1,5 @@
 -- Tenants and users from SQL.
-CREATE TENANT t1 SOURCE = 'dir:///srv/t1' COMMENT 'first';
+CREATE TENANT t1 SOURCE = 'dir:///srv/t1' ROOT PASSWORD 'r1' COMMENT 'first';
 CREATE TENANT IF NOT EXISTS t1 SOURCE 'dir:///srv/other';
 CREATE TENANT t1 SOURCE 'dir:///srv/t1';
 CREATE TENANT t2 SOURCE 'file:///srv/t2';
@@ -10,5 +10,13 @@ DROP TENANT nope;
 DROP TENANT sys;
 CREATE USER 'alice'@'%' IDENTIFIED BY 'pw';
 CREATE USER alice IDENTIFIED BY 'pw';
+SHOW GRANTS FOR alice;
+GRANT BACKUP_ADMIN ON *.* TO 'alice'@'%';
+SHOW GRANTS FOR 'alice'@'%';
+REVOKE BACKUP_ADMIN ON *.* FROM alice;
+GRANT SELECT ON *.* TO alice;
+GRANT BACKUP_ADMIN ON oceanbase.* TO alice;
+SET PASSWORD FOR alice = 'pw2';
+SHOW GRANTS FOR ghost;
 DROP USER IF EXISTS ghost;
 DROP USER alice;

@@ -74,6 +74,7 @@ impl Cluster {
                 &meta,
                 "--data-dir",
                 meta_dir.to_str().unwrap(),
+                "--bootstrap",
             ],
             &dir.join("meta.log"),
         );
@@ -369,6 +370,8 @@ impl MetaCluster {
         ];
         if i > 0 {
             args.extend(["--join", &self.addrs[0]]);
+        } else {
+            args.push("--bootstrap");
         }
         spawn(&args, &self.dir.join(format!("meta{}.log", i + 1)))
     }

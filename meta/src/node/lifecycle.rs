@@ -47,7 +47,8 @@ pub(super) async fn open_with_retry(
 
 impl MetaNode {
     /// Opens the data dir, starts Raft and the gRPC server, then bootstraps a new
-    /// one-node group (no `join`, fresh data dir) or joins through `join`.
+    /// one-node group (`bootstrap`, fresh data dir) or joins through `join`. A fresh
+    /// data dir with neither is `OB_INVALID_ARGUMENT`.
     ///
     /// Errors: `OB_IO_ERROR` if the data dir cannot be opened (in use by another
     /// process, written by a newer release); `OB_INVALID_ARGUMENT` for a bad config;
@@ -142,8 +143,17 @@ impl MetaNode {
             info!(node_id = self.id, "restarting from existing data");
             return Ok(());
         }
+        if self.config.join.is_empty() && !self.config.bootstrap {
+            return Err(MetaError::invalid(format!(
+                "data dir {} holds no cluster: pass --bootstrap to create a new cluster here, or --join HOST:PORT to join an existing one (a member whose data dir was lost rejoins with --join after `ctl node remove`)",
+                self.config.data_dir.display()
+            )));
+        }
         if self.config.join.is_empty() {
-            info!(node_id = self.id, "bootstrapping a new one-node group");
+            info!(
+                node_id = self.id,
+                "bootstrapping a new one-node group (--bootstrap)"
+            );
             let members = BTreeMap::from([(self.id, BasicNode::new(&self.addr))]);
             return match self.raft.initialize(members).await {
                 Ok(()) => Ok(()),

@@ -25,8 +25,8 @@ use crate::storage::TenantStore;
 mod pieces;
 mod recover;
 
-/// Largest log object, bytes.
-pub const LOG_OBJECT_MAX: usize = 8 * 1024 * 1024;
+/// Largest log object, bytes (the format's bound, [`crate::manifest::MAX_LOG_OBJECT_RAW`]).
+pub const LOG_OBJECT_MAX: usize = crate::manifest::MAX_LOG_OBJECT_RAW;
 /// Most manifest entries (log objects plus checkpoints) one piece holds before it is
 /// switched, whatever `log_archive_piece_switch_interval` says (also 0, "one piece per
 /// round"). A checkpoint writes only its new entries to the piece's journal
