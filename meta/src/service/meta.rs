@@ -10,7 +10,7 @@ use std::sync::Arc;
 use backstop_common::Code;
 use backstop_common::auth::PasswordHash;
 use backstop_common::params::Param;
-use backstop_common::source::{validate_name, validate_source};
+use backstop_common::source::validate_source;
 use backstop_proto::meta::meta_service_server::MetaService;
 use backstop_proto::meta::*;
 use tonic::{Request, Response, Status};
@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::command::{CancelTarget, Command, Reply, WorkCommand};
 use crate::error::MetaError;
 use crate::node::MetaNode;
+use crate::service::checks::{checked, unexpected};
 use crate::service::{convert, users};
 use crate::state::{CopySelection, MetaState, ParamRecord, SourceIdentity, TenantRecord};
 use backstop_common::TenantId;
@@ -31,16 +32,6 @@ impl MetaSvc {
     pub(crate) fn new(node: Arc<MetaNode>) -> Self {
         Self { node }
     }
-}
-
-pub(super) fn checked(kind: &str, name: &str) -> Result<String, MetaError> {
-    let name = name.trim();
-    validate_name(kind, name).map_err(|(code, msg)| MetaError::new(code, msg))?;
-    Ok(name.to_string())
-}
-
-pub(super) fn unexpected(reply: Reply) -> Status {
-    MetaError::internal(format!("unexpected reply {reply:?}")).to_status()
 }
 
 impl MetaSvc {

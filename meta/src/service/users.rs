@@ -10,7 +10,7 @@ use crate::error::MetaError;
 use crate::node::MetaNode;
 use crate::state::{MetaState, UserRecord};
 
-use super::meta::{checked, unexpected};
+use super::checks::{checked, unexpected};
 
 /// A user as the API shows it: never a hash.
 pub(super) fn user_msg(state: &MetaState, u: &UserRecord) -> User {
@@ -24,6 +24,14 @@ pub(super) fn user_msg(state: &MetaState, u: &UserRecord) -> User {
         create_time_ms: u.create_time_ms,
         backup_admin: u.backup_admin || u.user == "root",
         empty_password: u.password.mysql_native.is_empty(),
+    }
+}
+
+/// Proposes `cmd` and answers the user record it replies with.
+async fn write_user(node: &MetaNode, cmd: Command) -> Result<Response<User>, Status> {
+    match node.write(cmd).await? {
+        Reply::User(u) => Ok(Response::new(node.read_local(|s| user_msg(s, &u)).await)),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -41,10 +49,7 @@ pub(super) async fn create_user(
         password: PasswordHash::new(&req.password),
         if_not_exists: req.if_not_exists,
     };
-    match node.write(cmd).await? {
-        Reply::User(u) => Ok(Response::new(node.read_local(|s| user_msg(s, &u)).await)),
-        other => Err(unexpected(other)),
-    }
+    write_user(node, cmd).await
 }
 
 /// `MetaService::alter_user`.
@@ -58,10 +63,7 @@ pub(super) async fn alter_user(
         user: req.user_name.trim().to_string(),
         password: PasswordHash::new(&req.password),
     };
-    match node.write(cmd).await? {
-        Reply::User(u) => Ok(Response::new(node.read_local(|s| user_msg(s, &u)).await)),
-        other => Err(unexpected(other)),
-    }
+    write_user(node, cmd).await
 }
 
 /// `MetaService::drop_user`.
@@ -193,10 +195,7 @@ pub(super) async fn set_user_privilege(
         user: req.user_name.trim().to_string(),
         backup_admin: req.grant,
     };
-    match node.write(cmd).await? {
-        Reply::User(u) => Ok(Response::new(node.read_local(|s| user_msg(s, &u)).await)),
-        other => Err(unexpected(other)),
-    }
+    write_user(node, cmd).await
 }
 
 /// A new tenant root's password when `CREATE TENANT` names none: 20 characters

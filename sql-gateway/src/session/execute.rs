@@ -172,34 +172,10 @@ impl Session {
                     .map_err(st)?;
                 Ok(ok())
             }
-            Statement::AlterUser { name, password } => {
-                if name != self.user {
-                    self.require_tenant_root("change other users' passwords")?;
-                }
-                self.meta
-                    .alter_user(AlterUserRequest {
-                        user_name: name,
-                        tenant_name: self.tenant.clone(),
-                        password,
-                    })
-                    .await
-                    .map_err(st)?;
-                Ok(ok())
-            }
+            Statement::AlterUser { name, password } => self.set_password(name, password).await,
             Statement::SetPassword { name, password } => {
                 let name = name.unwrap_or_else(|| self.user.clone());
-                if name != self.user {
-                    self.require_tenant_root("change other users' passwords")?;
-                }
-                self.meta
-                    .alter_user(AlterUserRequest {
-                        user_name: name,
-                        tenant_name: self.tenant.clone(),
-                        password,
-                    })
-                    .await
-                    .map_err(st)?;
-                Ok(ok())
+                self.set_password(name, password).await
             }
             Statement::Grant {
                 privilege,
@@ -305,6 +281,23 @@ impl Session {
                     ),
                 )
             })
+    }
+
+    /// `ALTER USER … IDENTIFIED BY` / `SET PASSWORD`: one's own password, or (the
+    /// tenant's root) another user's.
+    async fn set_password(&mut self, name: String, password: String) -> Result<Reply, SqlError> {
+        if name != self.user {
+            self.require_tenant_root("change other users' passwords")?;
+        }
+        self.meta
+            .alter_user(AlterUserRequest {
+                user_name: name,
+                tenant_name: self.tenant.clone(),
+                password,
+            })
+            .await
+            .map_err(|s| SqlError::from_status(&s))?;
+        Ok(ok())
     }
 
     /// Backup statements need `BACKUP_ADMIN`: a tenant's `root` holds it, other
