@@ -55,6 +55,46 @@ pub enum Cmd {
     /// PostgreSQL's archive_command for a tenant whose source has `archive=push`:
     /// `archive_command = 'backstop wal-push --dest URI --tenant NAME %p %f'`.
     WalPush(WalPushArgs),
+    /// Create a cluster CA and issue the certificates of meta nodes, workers,
+    /// gateways and clients (for installs without a PKI of their own).
+    Cert(crate::cert::CertArgs),
+}
+
+/// TLS files of one process (`docs/SECURITY.md`); the config file's `[tls]`
+/// section gives the same. Without them a process speaks plaintext gRPC, which a
+/// meta node allows on loopback only.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// The cluster CA certificate (PEM) that signs every peer (`backstop cert init`).
+    #[arg(long, env = "BACKSTOP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// This process's certificate (PEM), signed by the CA (`backstop cert issue`).
+    #[arg(long, env = "BACKSTOP_TLS_CERT", requires = "tls_ca")]
+    pub tls_cert: Option<PathBuf>,
+    /// This process's private key (PEM).
+    #[arg(long, env = "BACKSTOP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The flags, else the config file's `[tls]`, loaded; `None` for plaintext.
+    pub fn load(
+        &self,
+        file: Option<&backstop_client::TlsFiles>,
+    ) -> anyhow::Result<Option<backstop_client::Tls>> {
+        let files = match &self.tls_ca {
+            Some(ca) => backstop_client::TlsFiles {
+                ca: ca.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            },
+            None => match file {
+                Some(f) => f.clone(),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(backstop_client::Tls::load(&files)?))
+    }
 }
 
 /// `backstop wal-push`.
@@ -87,6 +127,9 @@ pub struct GatewayArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub limits: SqlLimitArgs,
+    /// TLS to the meta service (a `gateway` certificate).
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// What SQL clients may hold (MySQL's variable names; `docs/OPERATIONS.md`).
@@ -143,6 +186,13 @@ pub struct WorkerArgs {
     /// so copies do not starve the primary's backups (OceanBase `backup_net_limit`).
     #[arg(long, env = "BACKSTOP_COPY_RATE", default_value_t = 0)]
     pub copy_rate: u64,
+    /// TLS to the meta service (a `worker` certificate).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Run tenants' begin/end backup hook commands (shell commands only root@sys can
+    /// set). Without it, a backup of a tenant with hooks fails with a clear error.
+    #[arg(long, env = "BACKSTOP_ALLOW_HOOKS")]
+    pub allow_hooks: bool,
 }
 
 /// `backstop restore`.
@@ -240,6 +290,9 @@ pub struct StandaloneArgs {
     /// backup and its copy to a second destination (all under the data dir).
     #[arg(long)]
     pub demo: bool,
+    /// Let the embedded worker run tenants' begin/end backup hook commands.
+    #[arg(long, env = "BACKSTOP_ALLOW_HOOKS")]
+    pub allow_hooks: bool,
 }
 
 /// `backstop meta`.
@@ -277,4 +330,8 @@ pub struct MetaArgs {
     /// proxies.
     #[arg(long = "peer-addr", value_name = "ID=HOST:PORT")]
     pub peer_addrs: Vec<String>,
+    /// TLS of the gRPC port and of calls to peers (a `meta` certificate naming this
+    /// node's host). Required unless `--listen` is a loopback address.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }

@@ -14,6 +14,11 @@
 //! root_password = ""        # or BACKSTOP_ROOT_PASSWORD
 //! task_lease_ms = 10000     # a worker silent this long loses its tasks
 //!
+//! [tls]                    # or --tls-ca/--tls-cert/--tls-key (docs/SECURITY.md)
+//! ca = "/etc/backstop/tls/ca.pem"
+//! cert = "/etc/backstop/tls/meta1.pem"
+//! key = "/etc/backstop/tls/meta1.key"
+//!
 //! [meta.raft]
 //! heartbeat_ms = 100
 //! election_timeout_min_ms = 500
@@ -42,6 +47,8 @@ pub struct FileConfig {
     pub log: LogSection,
     /// `[meta]`.
     pub meta: MetaSection,
+    /// `[tls]`: this process's TLS files, used when no `--tls-ca` is given.
+    pub tls: Option<backstop_client::TlsFiles>,
 }
 
 /// `[log]`.
@@ -122,6 +129,7 @@ pub fn meta_config(args: &MetaArgs, file: &FileConfig) -> anyhow::Result<MetaCon
     };
     config.join.retain(|a| !a.trim().is_empty());
     config.bootstrap = args.bootstrap;
+    config.tls = args.tls.load(file.tls.as_ref())?;
     apply_file(&mut config, f);
     if let Some(name) = args.cluster_name.clone() {
         config.cluster_name = name;

@@ -2,6 +2,7 @@
 //! the long-running services and the `ctl` client.
 
 pub mod args;
+pub mod cert;
 pub mod config;
 pub mod ctl;
 pub mod demo;
@@ -33,7 +34,7 @@ pub fn main_with(args: Args) -> ExitCode {
     };
     let is_ctl = matches!(
         args.command,
-        Cmd::Ctl(_) | Cmd::Restore(_) | Cmd::Validate(_) | Cmd::WalPush(_)
+        Cmd::Ctl(_) | Cmd::Restore(_) | Cmd::Validate(_) | Cmd::WalPush(_) | Cmd::Cert(_)
     );
     init_logging(&args, &file, is_ctl);
     failpoints::arm();
@@ -51,18 +52,25 @@ pub fn main_with(args: Args) -> ExitCode {
         match args.command {
             Cmd::Standalone(a) => {
                 let config = config::standalone_config(&a, &file)?;
-                serve(config, Some((a.sql_listen, a.sql_limits.limits())), a.demo).await
+                serve(
+                    config,
+                    Some((a.sql_listen, a.sql_limits.limits())),
+                    a.demo,
+                    a.allow_hooks,
+                )
+                .await
             }
             Cmd::Meta(a) => {
                 let config = config::meta_config(&a, &file)?;
-                serve(config, None, false).await
+                serve(config, None, false, false).await
             }
-            Cmd::Gateway(a) => run_gateway(a).await,
+            Cmd::Gateway(a) => run_gateway(a, &file).await,
             Cmd::Ctl(a) => ctl::run(a).await,
-            Cmd::Worker(a) => run_worker(a).await,
+            Cmd::Worker(a) => run_worker(a, &file).await,
             Cmd::Restore(a) => offline::restore(a).await,
             Cmd::Validate(a) => offline::validate(a).await,
             Cmd::WalPush(a) => offline::wal_push(a).await,
+            Cmd::Cert(a) => cert::run(a),
         }
     });
     match result {
@@ -106,6 +114,7 @@ async fn serve(
     config: MetaConfig,
     sql: Option<(std::net::SocketAddr, backstop_sql_gateway::Limits)>,
     demo: bool,
+    allow_hooks: bool,
 ) -> anyhow::Result<()> {
     let sql_listen = sql.map(|(listen, _)| listen);
     let standalone = sql_listen.is_some();
@@ -142,6 +151,7 @@ async fn serve(
                 listen,
                 meta: node.addr().to_string(),
                 limits,
+                tls: None,
             })
             .await?;
             let empty = node.read_local(empty_password_users).await;
@@ -160,6 +170,8 @@ async fn serve(
             tenants: Vec::new(),
             addr: format!("standalone@{}", node.addr()),
             copy_rate: 0,
+            tls: None,
+            allow_hooks,
         };
         let token = stop_worker.clone();
         info!(
@@ -262,9 +274,10 @@ fn refusal(listen: std::net::SocketAddr, empty: &[String], hint: &str) -> String
 }
 
 /// `backstop gateway`: runs until SIGINT/SIGTERM.
-async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
+async fn run_gateway(a: args::GatewayArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let tls = a.tls.load(file.tls.as_ref())?;
     if !a.listen.ip().is_loopback() {
-        let empty = empty_password_users_of(&a.meta).await?;
+        let empty = empty_password_users_of(&a.meta, tls.as_ref()).await?;
         if !empty.is_empty() {
             anyhow::bail!(refusal(
                 a.listen,
@@ -277,6 +290,7 @@ async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
         listen: a.listen,
         meta: a.meta,
         limits: a.limits.limits(),
+        tls,
     })
     .await?;
     let token = CancellationToken::new();
@@ -288,14 +302,17 @@ async fn run_gateway(a: args::GatewayArgs) -> anyhow::Result<()> {
 }
 
 /// Asks the metadata service which users log in with an empty password.
-async fn empty_password_users_of(meta: &str) -> anyhow::Result<Vec<String>> {
+async fn empty_password_users_of(
+    meta: &str,
+    tls: Option<&backstop_client::Tls>,
+) -> anyhow::Result<Vec<String>> {
     let first = meta
         .split(',')
         .map(str::trim)
         .find(|a| !a.is_empty())
         .unwrap_or(meta);
     let mut client = backstop_proto::meta::meta_service_client::MetaServiceClient::new(
-        backstop_meta::network::channel(first)?,
+        backstop_meta::network::channel(first, tls)?,
     );
     let users = client
         .list_users(backstop_proto::meta::ListUsersRequest::default())
@@ -316,7 +333,7 @@ async fn empty_password_users_of(meta: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// `backstop worker`: runs until SIGINT/SIGTERM.
-async fn run_worker(a: args::WorkerArgs) -> anyhow::Result<()> {
+async fn run_worker(a: args::WorkerArgs, file: &FileConfig) -> anyhow::Result<()> {
     let config = WorkerConfig {
         meta: a
             .meta
@@ -331,6 +348,8 @@ async fn run_worker(a: args::WorkerArgs) -> anyhow::Result<()> {
         tenants: a.tenants,
         addr: format!("pid {}", std::process::id()),
         copy_rate: a.copy_rate,
+        tls: a.tls.load(file.tls.as_ref())?,
+        allow_hooks: a.allow_hooks,
     };
     let token = CancellationToken::new();
     let t = token.clone();

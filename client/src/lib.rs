@@ -25,7 +25,10 @@ use backstop_common::Code;
 use backstop_proto::meta::ClusterStatusRequest;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::worker::worker_service_client::WorkerServiceClient;
-use backstop_proto::{ERROR_CODE_KEY, LEADER_ADDR_KEY, LEADER_TIME_KEY, MAX_LIST_MESSAGE_BYTES};
+use backstop_proto::{
+    ERROR_CODE_KEY, LEADER_ADDR_KEY, LEADER_TIME_KEY, LOGIN_PASSWORD_KEY, LOGIN_USER_KEY,
+    MAX_LIST_MESSAGE_BYTES,
+};
 use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
 
@@ -46,6 +49,9 @@ pub enum ClientError {
     /// `OB_TASK_STALE`: the task attempt the call was about is no longer current.
     #[error("{0}")]
     Stale(String),
+    /// A login that cannot be sent.
+    #[error("{0}")]
+    BadLogin(String),
     /// The service answered with an error (its code is in the status's
     /// `x-backstop-code`; `backstop_meta::MetaError::from_status` reads it).
     #[error("{}", .0.message())]
@@ -60,17 +66,77 @@ pub enum ClientError {
     },
 }
 
-/// A lazily connecting channel to `host:port` (plaintext gRPC, 500 ms connect timeout,
-/// `TCP_NODELAY`).
-pub fn channel(addr: &str) -> Result<Channel, ClientError> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| ClientError::BadAddress {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?
+pub use backstop_proto::tls::{PeerIdentity, Role, Tls, TlsError, TlsFiles, peer_identity};
+
+/// A lazily connecting channel to `host:port` (500 ms connect timeout,
+/// `TCP_NODELAY`): plaintext gRPC without `tls`, else TLS verified against the
+/// cluster CA, presenting this process's certificate if it has one. The server's
+/// certificate must name the host of `addr` (a DNS name or IP SAN).
+pub fn channel(addr: &str, tls: Option<&Tls>) -> Result<Channel, ClientError> {
+    let bad = |e: &dyn std::fmt::Display| ClientError::BadAddress {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| bad(&e))?
         .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.client()).map_err(|e| bad(&e))?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+/// A password login (`ctl --user u@tenant`), sent as request metadata
+/// ([`LOGIN_USER_KEY`], [`LOGIN_PASSWORD_KEY`]) on every call.
+#[derive(Clone)]
+pub struct Login {
+    /// `user@tenant` (`root@sys` is the cluster administrator).
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Login({}, ***)", self.user)
+    }
+}
+
+/// How a [`MetaClient`] proves who it is: TLS (with or without a certificate of its
+/// own) and an optional password login. The default is plaintext and anonymous,
+/// which only a plaintext meta node on loopback accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// TLS material; `None` for plaintext.
+    pub tls: Option<Tls>,
+    /// A password login sent with every call.
+    pub login: Option<Login>,
+}
+
+impl Security {
+    /// `msg` as a request carrying the login, if any. Errors:
+    /// [`ClientError::BadAddress`] never; a login that cannot be sent as metadata
+    /// (non-ASCII) is [`ClientError::BadLogin`].
+    pub fn request<T>(&self, msg: T) -> Result<tonic::Request<T>, ClientError> {
+        let mut req = tonic::Request::new(msg);
+        if let Some(login) = &self.login {
+            let value = |s: &str| {
+                tonic::metadata::MetadataValue::try_from(s).map_err(|_| {
+                    ClientError::BadLogin(
+                        "user names and passwords sent to the meta service must be visible ASCII"
+                            .to_string(),
+                    )
+                })
+            };
+            req.metadata_mut()
+                .insert(LOGIN_USER_KEY, value(&login.user)?);
+            req.metadata_mut()
+                .insert(LOGIN_PASSWORD_KEY, value(&login.password)?);
+        }
+        Ok(req)
+    }
 }
 
 /// The meta leader's clock as last seen in an answer: its time (ms since the epoch)
@@ -121,30 +187,43 @@ pub struct MetaClient {
     pub leader_clock: LeaderClock,
     /// How long a call keeps trying while no leader answers (default 10 s).
     pub patience: Duration,
+    /// TLS and login of every call.
+    pub security: Security,
 }
 
 impl MetaClient {
     /// A client over the given member addresses (`host:port`) that calls the leader,
     /// with 10 s of patience.
     pub fn new(addrs: Vec<String>) -> Arc<MetaClient> {
-        Arc::new(MetaClient {
-            addrs,
-            route: Route::Leader,
-            leader: Mutex::new(None),
-            leader_clock: LeaderClock::default(),
-            patience: Duration::from_secs(10),
-        })
+        Self::with(addrs, Route::Leader, Duration::from_secs(10))
     }
 
-    /// A client routing its calls as `route`, trying for `patience` per call.
+    /// A client routing its calls as `route`, trying for `patience` per call
+    /// (plaintext, anonymous).
     pub fn with(addrs: Vec<String>, route: Route, patience: Duration) -> Arc<MetaClient> {
+        Self::secured(addrs, route, patience, Security::default())
+    }
+
+    /// [`MetaClient::with`] over TLS and/or with a login.
+    pub fn secured(
+        addrs: Vec<String>,
+        route: Route,
+        patience: Duration,
+        security: Security,
+    ) -> Arc<MetaClient> {
         Arc::new(MetaClient {
             addrs,
             route,
             leader: Mutex::new(None),
             leader_clock: LeaderClock::default(),
             patience,
+            security,
         })
+    }
+
+    /// `msg` as a request carrying this client's login, if any.
+    pub fn request<T>(&self, msg: T) -> Result<tonic::Request<T>, ClientError> {
+        self.security.request(msg)
     }
 
     /// The configured member addresses.
@@ -157,9 +236,13 @@ impl MetaClient {
     async fn discover(&self) -> Option<String> {
         let mut hint = None;
         for addr in &self.addrs {
-            let Ok(ch) = channel(addr) else { continue };
+            let Ok(ch) = channel(addr, self.security.tls.as_ref()) else {
+                continue;
+            };
             let mut c = MetaServiceClient::new(ch);
-            let mut req = tonic::Request::new(ClusterStatusRequest { with_digest: false });
+            let Ok(mut req) = self.request(ClusterStatusRequest { with_digest: false }) else {
+                continue;
+            };
             req.set_timeout(Duration::from_secs(2));
             if let Ok(s) = c.get_cluster_status(req).await {
                 let s = s.into_inner();
@@ -229,7 +312,7 @@ impl MetaClient {
                 }
             };
             for addr in targets {
-                let client = make(channel(&addr)?);
+                let client = make(channel(&addr, self.security.tls.as_ref())?);
                 let sent = Instant::now();
                 match f(client).await {
                     Ok(resp) => {

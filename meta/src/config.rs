@@ -64,6 +64,10 @@ pub struct MetaConfig {
     /// Addresses to reach peers by instead of the ones in the membership, by node id
     /// (NAT, tunnels, the chaos harness's per-link proxies); empty by default.
     pub peer_addrs: BTreeMap<u64, String>,
+    /// TLS of the gRPC port and of every call to peers (`--tls-ca/--tls-cert/
+    /// --tls-key`, `[tls]`). `None` (plaintext) is allowed only when `listen` is a
+    /// loopback address; [`crate::MetaNode::start`] refuses anything else.
+    pub tls: Option<backstop_proto::tls::Tls>,
 }
 
 impl MetaConfig {
@@ -81,6 +85,7 @@ impl MetaConfig {
             raft: RaftTuning::default(),
             task_lease_ms: 10_000,
             peer_addrs: BTreeMap::new(),
+            tls: None,
         }
     }
 

@@ -10,7 +10,14 @@ use openraft::error::{NetworkError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+use backstop_proto::CLUSTER_ID_KEY;
+use backstop_proto::tls::Tls;
+use tokio::sync::RwLock;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::store::Applied;
 
 use crate::codec::{decode, encode};
 use crate::error::MetaError;
@@ -45,29 +52,62 @@ pub fn from_payload<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Met
     decode(&payload.data).map_err(|e| MetaError::invalid(format!("decode raft payload: {e}")))
 }
 
-/// A lazily connecting gRPC channel to `addr` (`host:port`).
-pub fn channel(addr: &str) -> Result<Channel, MetaError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| MetaError::invalid(format!("bad node address '{addr}': {e}")))?
+/// A lazily connecting gRPC channel to `addr` (`host:port`): plaintext without
+/// `tls`, else TLS verified against the cluster CA, presenting this node's
+/// certificate (the peer's must name the host of `addr`).
+pub fn channel(addr: &str, tls: Option<&Tls>) -> Result<Channel, MetaError> {
+    let bad =
+        |e: &dyn std::fmt::Display| MetaError::invalid(format!("bad node address '{addr}': {e}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| bad(&e))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.client()).map_err(|e| bad(&e))?;
+    }
     Ok(endpoint.connect_lazy())
 }
 
 /// A Raft client for `addr`.
-pub fn raft_client(addr: &str) -> Result<RaftServiceClient<Channel>, MetaError> {
-    Ok(RaftServiceClient::new(channel(addr)?)
+pub fn raft_client(addr: &str, tls: Option<&Tls>) -> Result<RaftServiceClient<Channel>, MetaError> {
+    Ok(RaftServiceClient::new(channel(addr, tls)?)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
+/// Attaches this node's `cluster_id` ([`CLUSTER_ID_KEY`]) to a Raft RPC or a
+/// forwarded command, so that a node of another cluster refuses it.
+pub fn with_cluster_id<T>(mut request: tonic::Request<T>, cluster_id: u64) -> tonic::Request<T> {
+    request.metadata_mut().insert(
+        CLUSTER_ID_KEY,
+        tonic::metadata::MetadataValue::from(cluster_id),
+    );
+    request
+}
+
+/// The `cluster_id` of the catalog in `applied` (`0` before the cluster has one).
+pub(crate) async fn cluster_id_of(applied: &RwLock<Applied>) -> u64 {
+    applied
+        .read()
+        .await
+        .state
+        .cluster
+        .as_ref()
+        .map_or(0, |c| c.cluster_id)
+}
+
 /// Builds [`Network`] connections for openraft.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct NetworkFactory {
     /// `MetaConfig::peer_addrs`: node id → address overriding the membership's.
     pub routes: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+    /// `MetaConfig::tls`.
+    pub tls: Option<Tls>,
+    /// This node's catalog, for the `cluster_id` every RPC carries.
+    pub applied: Arc<RwLock<Applied>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -80,8 +120,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         }
         Network {
             target,
-            client: raft_client(&node.addr).ok(),
+            client: raft_client(&node.addr, self.tls.as_ref()).ok(),
             node,
+            applied: self.applied.clone(),
         }
     }
 }
@@ -91,6 +132,7 @@ pub struct Network {
     target: NodeId,
     node: Node,
     client: Option<RaftServiceClient<Channel>>,
+    applied: Arc<RwLock<Applied>>,
 }
 
 /// Which RPC to call.
@@ -119,7 +161,8 @@ impl Network {
             return Err(unreachable(&format!("bad address '{}'", self.node.addr)));
         };
         let payload = to_payload(req).map_err(|e| RpcError::<E>::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(payload);
+        let cluster_id = cluster_id_of(&self.applied).await;
+        let mut request = with_cluster_id(tonic::Request::new(payload), cluster_id);
         request.set_timeout(option.hard_ttl());
         let result = match rpc {
             Rpc::Vote => client.vote(request).await,

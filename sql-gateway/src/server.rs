@@ -28,6 +28,9 @@ pub struct GatewayConfig {
     pub meta: String,
     /// What clients are allowed (connections, timeouts, query bounds).
     pub limits: Limits,
+    /// TLS to the meta service (a `gateway` certificate; `docs/SECURITY.md`);
+    /// `None` for plaintext to a meta node on loopback.
+    pub tls: Option<backstop_proto::tls::Tls>,
 }
 
 /// Why the gateway could not start.
@@ -64,12 +67,21 @@ impl Gateway {
             .map(str::trim)
             .filter(|a| !a.is_empty())
         {
-            endpoints.push(
-                Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| GatewayError::Meta(config.meta.clone(), e.to_string()))?
-                    .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true),
-            );
+            let bad =
+                |e: &dyn std::fmt::Display| GatewayError::Meta(config.meta.clone(), e.to_string());
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+                .map_err(|e| bad(&e))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true);
+            if let Some(tls) = &config.tls {
+                endpoint = endpoint.tls_config(tls.client()).map_err(|e| bad(&e))?;
+            }
+            endpoints.push(endpoint);
         }
         let channel = match endpoints.len() {
             0 => {

@@ -76,7 +76,8 @@ pub async fn prepare(ctx: &TaskCtx, source: &str, begin_hook: Option<&str>) -> R
     let src = DirSource::open(source)?;
     let start_replay_scn = src.log_end()?;
     if let Some(hook) = begin_hook {
-        src.run_hook("begin_backup", hook, HOOK_TIMEOUT).await?;
+        src.run_hook("begin_backup", hook, HOOK_TIMEOUT, ctx.allow_hooks)
+            .await?;
     }
     ctx.check()?;
     let files = src.list_datafiles()?;
@@ -411,7 +412,8 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         Some(DirSource::open(&a.source)?)
     };
     if let (Some(src), Some(hook)) = (&src, &a.end_hook) {
-        src.run_hook("end_backup", hook, HOOK_TIMEOUT).await?;
+        src.run_hook("end_backup", hook, HOOK_TIMEOUT, ctx.allow_hooks)
+            .await?;
     }
     let store = TenantStore::open(&a.dest)?;
     let set_dir = layout::set_dir(a.backup_set_id, a.backup_type);

@@ -16,7 +16,9 @@ impl From<ClientError> for WorkerError {
             ClientError::NoAddress => {
                 WorkerError::Meta("no meta leader answered: no meta address".into())
             }
-            e @ ClientError::BadAddress { .. } => WorkerError::Invalid(e.to_string()),
+            e @ (ClientError::BadAddress { .. } | ClientError::BadLogin(_)) => {
+                WorkerError::Invalid(e.to_string())
+            }
         }
     }
 }

@@ -102,6 +102,8 @@ pub struct TaskCtx {
     /// archive): an archive commits what it has read at once. Cleared by the archive
     /// when it commits.
     pub checkpoint_now: Arc<AtomicBool>,
+    /// The worker was started with `--allow-hooks`: it runs tenants' hook commands.
+    pub allow_hooks: bool,
 }
 
 impl TaskCtx {

@@ -396,6 +396,7 @@ mod tests {
                 std::time::Duration::from_secs(600),
             )),
             checkpoint_now: Default::default(),
+            allow_hooks: false,
         }
     }
 

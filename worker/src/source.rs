@@ -277,8 +277,23 @@ impl DirSource {
     }
 
     /// Runs a hook with `sh -c`, with `BACKSTOP_TENANT_ROOT` set, killing it after
-    /// `timeout`.
-    pub async fn run_hook(&self, which: &str, command: &str, timeout: Duration) -> Result<()> {
+    /// `timeout`. Only a worker started with `--allow-hooks` runs hooks (`allowed`);
+    /// any other refuses with [`WorkerError::Hook`], as it does when the hook fails or
+    /// times out. A failed hook's error carries the first [`HOOK_STDERR_BYTES`] of
+    /// its stderr, with secrets (`access_key=`, `password=`) masked; the error
+    /// becomes the job's comment.
+    pub async fn run_hook(
+        &self,
+        which: &str,
+        command: &str,
+        timeout: Duration,
+        allowed: bool,
+    ) -> Result<()> {
+        if !allowed {
+            return Err(WorkerError::Hook(format!(
+                "{which}: this worker was not started with --allow-hooks, so it runs no tenant hook commands (docs/SECURITY.md)"
+            )));
+        }
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(command)
@@ -289,22 +304,77 @@ impl DirSource {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| WorkerError::Hook(format!("{which}: start '{command}': {e}")))?;
-        let status = tokio::time::timeout(timeout, child.wait())
-            .await
-            .map_err(|_| {
-                WorkerError::Hook(format!(
-                    "{which}: '{command}' did not finish within {}s",
-                    timeout.as_secs()
-                ))
-            })?
-            .map_err(|e| WorkerError::Hook(format!("{which}: {e}")))?;
+        let stderr = child.stderr.take();
+        // Read at most HOOK_STDERR_BYTES, then drain the rest so the hook never
+        // blocks on a full pipe.
+        let reader = async move {
+            use tokio::io::AsyncReadExt;
+            let mut kept = Vec::new();
+            if let Some(mut err) = stderr {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = HOOK_STDERR_BYTES.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+            kept
+        };
+        let run = async {
+            let (status, kept) = tokio::join!(child.wait(), reader);
+            (status, kept)
+        };
+        let (status, kept) = tokio::time::timeout(timeout, run).await.map_err(|_| {
+            WorkerError::Hook(format!(
+                "{which}: '{}' did not finish within {}s",
+                redact_secrets(command),
+                timeout.as_secs()
+            ))
+        })?;
+        let status = status.map_err(|e| WorkerError::Hook(format!("{which}: {e}")))?;
         if !status.success() {
+            let text = String::from_utf8_lossy(&kept);
+            let text = text.trim();
+            let detail = if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", redact_secrets(text))
+            };
             return Err(WorkerError::Hook(format!(
-                "{which}: '{command}' exited with {status}"
+                "{which}: '{}' exited with {status}{detail}",
+                redact_secrets(command)
             )));
         }
         Ok(())
     }
+}
+
+/// How much of a failed hook's stderr its error keeps (bytes).
+pub const HOOK_STDERR_BYTES: usize = 2048;
+
+/// Masks the values of `access_key=`, `secret_access_key=` and `password=` (up to the
+/// next `&`, space or quote) in text a hook printed or was given.
+pub fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let next = ["access_key=", "password="]
+            .iter()
+            .filter_map(|k| rest.find(k).map(|p| (p, k.len())))
+            .min();
+        let Some((pos, len)) = next else { break };
+        let (head, tail) = rest.split_at(pos + len);
+        out.push_str(head);
+        out.push_str("***");
+        let end = tail
+            .find(|c: char| c == '&' || c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The files a data backup copies: a `dir://` tenant's `data/`, or a PostgreSQL

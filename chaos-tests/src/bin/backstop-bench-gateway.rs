@@ -167,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
         listen: "127.0.0.1:0".parse()?,
         meta: addr.clone(),
         limits: Default::default(),
+        tls: None,
     })
     .await?;
     let sql_port = gw.local_addr()?.port();

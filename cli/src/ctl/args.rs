@@ -17,6 +17,15 @@ pub struct CtlArgs {
     /// Give up after this many seconds without a reachable leader.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// Log in as USER@TENANT (`root@sys` is the cluster administrator); the
+    /// password comes from the BACKSTOP_PASSWORD environment variable. Not needed
+    /// with a client certificate (`--tls-cert`), whose CN names the user.
+    #[arg(long, env = "BACKSTOP_USER")]
+    pub user: Option<String>,
+    /// TLS to the meta service: the cluster CA, and a `client` certificate if you
+    /// log in with one.
+    #[command(flatten)]
+    pub tls: crate::args::TlsArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCmd,
@@ -339,7 +348,7 @@ pub enum UserCmd {
         /// `user@tenant`.
         user: String,
         /// Password.
-        #[arg(long, env = "BACKSTOP_PASSWORD", hide_env_values = true)]
+        #[arg(long, env = "BACKSTOP_NEW_PASSWORD", hide_env_values = true)]
         password: String,
         /// Succeed if it already exists.
         #[arg(long)]
@@ -350,7 +359,7 @@ pub enum UserCmd {
         /// `user@tenant`.
         user: String,
         /// New password.
-        #[arg(long, env = "BACKSTOP_PASSWORD", hide_env_values = true)]
+        #[arg(long, env = "BACKSTOP_NEW_PASSWORD", hide_env_values = true)]
         password: String,
     },
     /// Drop user@tenant.
@@ -415,4 +424,18 @@ pub fn parse_scn(s: &str) -> Result<u64, String> {
     backstop_pg::Lsn::parse(s)
         .map(|l| l.0)
         .map_err(|e| format!("{e} (an SCN is decimal; a PostgreSQL LSN may be written X/Y)"))
+}
+
+impl CtlArgs {
+    /// TLS and login from the flags and the environment.
+    pub fn security(&self) -> anyhow::Result<backstop_client::Security> {
+        let login = self.user.as_ref().map(|user| backstop_client::Login {
+            user: user.trim().to_string(),
+            password: std::env::var("BACKSTOP_PASSWORD").unwrap_or_default(),
+        });
+        Ok(backstop_client::Security {
+            tls: self.tls.load(None)?,
+            login,
+        })
+    }
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use backstop_client::{ClientError, MetaClient, Route};
+use backstop_client::{ClientError, MetaClient, Route, Security};
 use backstop_meta::MetaError;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
+use backstop_proto::meta::{ListTenantsRequest, ListTenantsResponse};
 use tonic::transport::Channel;
 
 /// Calls one `MetaService` method with `req` through [`Client::call`].
@@ -18,8 +19,8 @@ macro_rules! rpc {
         let req = $req;
         $client
             .call(|mut m| {
-                let r = req.clone();
-                async move { m.$method(r).await }
+                let r = $client.request(req.clone());
+                async move { m.$method(r?).await }
             })
             .await?
     }};
@@ -34,10 +35,22 @@ pub(super) struct Client {
 
 impl Client {
     /// A client over `addrs`, each call trying for up to `timeout`.
-    pub(super) fn new(addrs: Vec<String>, timeout: Duration) -> Client {
+    pub(super) fn new(addrs: Vec<String>, timeout: Duration, security: Security) -> Client {
         Client {
-            inner: MetaClient::with(addrs, Route::Members, timeout),
+            inner: MetaClient::secured(addrs, Route::Members, timeout, security),
         }
+    }
+
+    /// `msg` as a request carrying the login, if any.
+    pub(super) fn request<T>(&self, msg: T) -> Result<tonic::Request<T>, tonic::Status> {
+        self.inner
+            .request(msg)
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+    }
+
+    /// Every tenant.
+    pub(super) async fn list_tenants(&self) -> anyhow::Result<ListTenantsResponse> {
+        Ok(rpc!(self, list_tenants, ListTenantsRequest {}))
     }
 
     /// Whether any address was given.

@@ -37,6 +37,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             .filter(|a| !a.is_empty())
             .collect(),
         Duration::from_secs(args.timeout.max(1)),
+        args.security()?,
     );
     if !c.has_addrs() {
         bail!("--meta needs at least one address");
@@ -45,12 +46,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let suspend = matches!(args.command, CtlCmd::Suspend { .. });
     match args.command {
         CtlCmd::Status => {
-            let s = c
-                .call(|mut m| async move {
-                    m.get_cluster_status(ClusterStatusRequest { with_digest: false })
-                        .await
-                })
-                .await?;
+            let s = rpc!(
+                c,
+                get_cluster_status,
+                ClusterStatusRequest { with_digest: false }
+            );
             print(j, status_json(&s), status_text(&s))
         }
         CtlCmd::Tenant(TenantCmd::Create {
@@ -101,9 +101,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             print(j, json!({"dropped": r.dropped}), text)
         }
         CtlCmd::Tenant(TenantCmd::List) => {
-            let r = c
-                .call(|mut m| async move { m.list_tenants(ListTenantsRequest {}).await })
-                .await?;
+            let r = c.list_tenants().await?;
             print(
                 j,
                 Value::Array(r.tenants.iter().map(tenant_json).collect()),
@@ -435,29 +433,22 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCmd::Tasks { job, all } => views::tasks(&c, j, job, all).await,
         CtlCmd::Workers => views::workers(&c, j).await,
         CtlCmd::Node(cmd) => {
-            let s =
-                match cmd {
-                    NodeCmd::Add { id, addr, learner } => {
-                        let req = AddNodeRequest {
-                            node_id: id,
-                            addr,
-                            learner_only: learner,
-                        };
-                        rpc!(c, add_node, req)
-                    }
-                    NodeCmd::Promote { id } => {
-                        c.call(|mut m| async move {
-                            m.promote_node(PromoteNodeRequest { node_id: id }).await
-                        })
-                        .await?
-                    }
-                    NodeCmd::Remove { id } => {
-                        c.call(|mut m| async move {
-                            m.remove_node(RemoveNodeRequest { node_id: id }).await
-                        })
-                        .await?
-                    }
-                };
+            let s = match cmd {
+                NodeCmd::Add { id, addr, learner } => {
+                    let req = AddNodeRequest {
+                        node_id: id,
+                        addr,
+                        learner_only: learner,
+                    };
+                    rpc!(c, add_node, req)
+                }
+                NodeCmd::Promote { id } => {
+                    rpc!(c, promote_node, PromoteNodeRequest { node_id: id })
+                }
+                NodeCmd::Remove { id } => {
+                    rpc!(c, remove_node, RemoveNodeRequest { node_id: id })
+                }
+            };
             print(j, status_json(&s), status_text(&s))
         }
     }

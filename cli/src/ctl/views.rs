@@ -362,9 +362,7 @@ pub(super) async fn workers(c: &Client, j: bool) -> anyhow::Result<()> {
 /// the system identifier, timeline, the archive's slot, and the server's and the
 /// archive's WAL positions (LSNs as `X/Y`).
 pub(super) async fn tenant_show(c: &Client, j: bool, name: String) -> anyhow::Result<()> {
-    let r = c
-        .call(|mut m| async move { m.list_tenants(ListTenantsRequest {}).await })
-        .await?;
+    let r = c.list_tenants().await?;
     let Some(t) = r
         .tenants
         .iter()

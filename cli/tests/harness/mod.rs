@@ -45,6 +45,44 @@ pub struct Cluster {
     pub meta_proc: Proc,
     pub workers: Vec<Option<Proc>>,
     pub worker_env: Vec<(String, String)>,
+    /// Extra `ctl` flags (TLS and login of [`Cluster::start_tls`]).
+    pub ctl_args: Vec<String>,
+    /// Extra `ctl` environment (the login's password).
+    pub ctl_env: Vec<(String, String)>,
+    /// The certificates directory of a TLS cluster.
+    pub tls: Option<PathBuf>,
+}
+
+/// The `root@sys` password of [`Cluster::start_tls`].
+pub const ROOT_PASSWORD: &str = "Sys-r00t-pw";
+
+/// Runs `backstop cert ARGS`; panics with its stderr on failure.
+pub fn cert(args: &[&str]) {
+    let out = Command::new(BIN)
+        .arg("cert")
+        .args(args)
+        .output()
+        .expect("run cert");
+    assert!(
+        out.status.success(),
+        "cert {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--tls-ca` (and, with `name`, `--tls-cert`/`--tls-key` of that certificate).
+pub fn tls_args(certs: &Path, name: Option<&str>) -> Vec<String> {
+    let mut v = vec![
+        "--tls-ca".to_string(),
+        certs.join("ca.pem").display().to_string(),
+    ];
+    if let Some(n) = name {
+        v.push("--tls-cert".to_string());
+        v.push(certs.join(format!("{n}.pem")).display().to_string());
+        v.push("--tls-key".to_string());
+        v.push(certs.join(format!("{n}.key")).display().to_string());
+    }
+    v
 }
 
 impl Cluster {
@@ -59,25 +97,69 @@ impl Cluster {
         lease_ms: u64,
         worker_env: &[(&str, &str)],
     ) -> Cluster {
+        Cluster::start_with(dir, workers, lease_ms, worker_env, false)
+    }
+
+    /// The documented production setup (`docs/SECURITY.md`): a CA and certificates
+    /// from `backstop cert`, a meta node serving TLS with a `root@sys` password
+    /// ([`ROOT_PASSWORD`]), workers with worker certificates, and `ctl` over TLS
+    /// logged in as `root@sys`. The files are in `dir/certs`.
+    pub fn start_tls(dir: &Path, workers: usize, lease_ms: u64) -> Cluster {
+        Cluster::start_with(dir, workers, lease_ms, &[], true)
+    }
+
+    fn start_with(
+        dir: &Path,
+        workers: usize,
+        lease_ms: u64,
+        worker_env: &[(&str, &str)],
+        tls: bool,
+    ) -> Cluster {
         let config = dir.join("backstop.toml");
         std::fs::write(&config, format!("[meta]\ntask_lease_ms = {lease_ms}\n")).unwrap();
         let meta = format!("127.0.0.1:{}", free_port());
         let meta_dir = dir.join("meta");
-        let meta_proc = spawn(
-            &[
-                "--config",
-                config.to_str().unwrap(),
+        let certs = dir.join("certs");
+        let mut meta_args: Vec<String> = [
+            "--config",
+            config.to_str().unwrap(),
+            "meta",
+            "--node-id",
+            "1",
+            "--listen",
+            &meta,
+            "--data-dir",
+            meta_dir.to_str().unwrap(),
+            "--bootstrap",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut meta_env = Vec::new();
+        let (mut ctl_args, mut ctl_env) = (Vec::new(), Vec::new());
+        if tls {
+            cert(&["init", "--dir", certs.to_str().unwrap()]);
+            cert(&[
+                "issue",
+                "--dir",
+                certs.to_str().unwrap(),
+                "--role",
                 "meta",
-                "--node-id",
-                "1",
-                "--listen",
-                &meta,
-                "--data-dir",
-                meta_dir.to_str().unwrap(),
-                "--bootstrap",
-            ],
-            &dir.join("meta.log"),
-        );
+                "m1",
+                "--host",
+                "127.0.0.1",
+            ]);
+            meta_args.extend(tls_args(&certs, Some("m1")));
+            meta_env.push((
+                "BACKSTOP_ROOT_PASSWORD".to_string(),
+                ROOT_PASSWORD.to_string(),
+            ));
+            ctl_args = tls_args(&certs, None);
+            ctl_args.extend(["--user".to_string(), "root@sys".to_string()]);
+            ctl_env.push(("BACKSTOP_PASSWORD".to_string(), ROOT_PASSWORD.to_string()));
+        }
+        let refs: Vec<&str> = meta_args.iter().map(String::as_str).collect();
+        let meta_proc = spawn_env(&refs, &dir.join("meta.log"), &meta_env);
         let mut c = Cluster {
             dir: dir.to_path_buf(),
             meta,
@@ -87,6 +169,9 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ctl_args,
+            ctl_env,
+            tls: tls.then_some(certs),
         };
         wait_for("meta leader", 30, || {
             c.try_ctl(&["status"])
@@ -106,16 +191,34 @@ impl Cluster {
     pub fn add_worker(&mut self) -> usize {
         let i = self.workers.len();
         let wdir = self.dir.join(format!("worker{i}"));
-        let p = spawn_env(
-            &[
+        let mut args: Vec<String> = [
+            "worker",
+            "--meta",
+            &self.meta,
+            "--data-dir",
+            wdir.to_str().unwrap(),
+            "--slots",
+            "2",
+            "--allow-hooks",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(certs) = &self.tls {
+            let name = format!("w{i}");
+            cert(&[
+                "issue",
+                "--dir",
+                certs.to_str().unwrap(),
+                "--role",
                 "worker",
-                "--meta",
-                &self.meta,
-                "--data-dir",
-                wdir.to_str().unwrap(),
-                "--slots",
-                "2",
-            ],
+                &name,
+            ]);
+            args.extend(tls_args(certs, Some(&name)));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = spawn_env(
+            &refs,
             &self.dir.join(format!("worker{i}.log")),
             &self.worker_env,
         );
@@ -134,6 +237,8 @@ impl Cluster {
     pub fn ctl_raw(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(["ctl", "--meta", &self.meta, "--timeout", "5", "--json"])
+            .args(&self.ctl_args)
+            .envs(self.ctl_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(args)
             .output()
             .expect("run ctl")
@@ -342,6 +447,7 @@ impl MetaCluster {
                     wdir.to_str().unwrap(),
                     "--slots",
                     "2",
+                    "--allow-hooks",
                 ],
                 &dir.join(format!("worker{i}.log")),
                 &worker_env,

@@ -60,8 +60,11 @@ impl MetaNode {
     }
 
     pub(super) async fn forward(&self, addr: &str, req: &ForwardRequest) -> ForwardReply {
-        let mut client = raft_client(addr)?;
-        let mut request = tonic::Request::new(to_payload(req)?);
+        let mut client = raft_client(addr, self.tls())?;
+        let mut request = crate::network::with_cluster_id(
+            tonic::Request::new(to_payload(req)?),
+            self.cluster_id().await,
+        );
         request.set_timeout(Duration::from_secs(60));
         let reply = client.forward(request).await.map_err(|s| {
             if never_sent(&s) {

@@ -7,6 +7,7 @@ use crate::config::MetaConfig;
 use crate::error::MetaError;
 use crate::network::{MAX_MESSAGE_BYTES, NetworkFactory, channel};
 use crate::scheduler::Leases;
+use crate::service::auth::{Auth, require_process};
 use crate::service::{MetaSvc, RaftSvc, WorkerSvc};
 use crate::store::{self, LogStore};
 use crate::types::Raft;
@@ -15,6 +16,7 @@ use backstop_proto::meta::AddNodeRequest;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::meta::meta_service_server::MetaServiceServer;
 use backstop_proto::raft::raft_service_server::RaftServiceServer;
+use backstop_proto::tls::Role;
 use backstop_proto::worker::worker_service_server::WorkerServiceServer;
 use openraft::BasicNode;
 use openraft::error::RaftError;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn};
 
 /// Opens the store, retrying briefly while a previous instance in this process still
@@ -61,6 +64,20 @@ impl MetaNode {
                 config.data_dir.display()
             ))
         })?;
+        if config.tls.as_ref().is_some_and(|t| !t.has_identity()) {
+            return Err(MetaError::invalid(
+                "a meta node serving TLS needs its own certificate: give --tls-cert and --tls-key (backstop cert issue --role meta NAME)",
+            ));
+        }
+        if config.tls.is_none() {
+            if !config.listen.ip().is_loopback() {
+                return Err(MetaError::invalid(format!(
+                    "refusing to listen on {} without TLS: anyone who reaches the port would own the cluster; give --tls-ca, --tls-cert and --tls-key (docs/SECURITY.md), or listen on loopback",
+                    config.listen
+                )));
+            }
+            warn!(listen = %config.listen, "plaintext gRPC on loopback: every local user of this machine can run any command (fine for one machine; docs/SECURITY.md sets up TLS)");
+        }
         let db_dir = config.data_dir.join("raft");
         let (log, sm) = open_with_retry(&db_dir).await?;
         let applied = sm.applied();
@@ -70,6 +87,8 @@ impl MetaNode {
             Arc::new(raft_config),
             NetworkFactory {
                 routes: Arc::new(config.peer_addrs.clone()),
+                tls: config.tls.clone(),
+                applied: applied.clone(),
             },
             log.clone(),
             sm,
@@ -98,7 +117,7 @@ impl MetaNode {
             tasks: Mutex::new(Vec::new()),
             leases: Arc::new(Leases::default()),
         });
-        node.spawn_server(listener).await;
+        node.spawn_server(listener).await?;
         node.bootstrap_or_join().await?;
         let identity = node.clone();
         let scheduler = tokio::spawn(crate::scheduler::run(
@@ -116,16 +135,34 @@ impl MetaNode {
         Ok(node)
     }
 
-    pub(super) async fn spawn_server(self: &Arc<Self>, listener: TcpListener) {
+    pub(super) async fn spawn_server(
+        self: &Arc<Self>,
+        listener: TcpListener,
+    ) -> Result<(), MetaError> {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let tls = self.config.tls.is_some();
         let raft_svc = RaftServiceServer::new(RaftSvc::new(self.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let meta_svc = MetaServiceServer::new(MetaSvc::new(self.clone()));
+        let raft_svc = InterceptedService::new(raft_svc, move |req: tonic::Request<()>| {
+            require_process(&req, tls, Role::Meta).map(|()| req)
+        });
+        let auth = Auth::new(self.clone(), tls);
+        let meta_svc = MetaServiceServer::new(MetaSvc::new(self.clone(), auth));
         let worker_svc = WorkerServiceServer::new(WorkerSvc::new(self.clone()));
+        let worker_svc = InterceptedService::new(worker_svc, move |req: tonic::Request<()>| {
+            require_process(&req, tls, Role::Worker).map(|()| req)
+        });
         let stop = self.shutdown.clone();
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(t) = &self.config.tls {
+            match t.server().map(|c| builder.clone().tls_config(c)) {
+                Ok(Ok(b)) => builder = b,
+                Ok(Err(e)) => return Err(MetaError::invalid(format!("TLS: {e}"))),
+                Err(e) => return Err(MetaError::invalid(format!("TLS: {e}"))),
+            }
+        }
+        let server = builder
             .add_service(raft_svc)
             .add_service(meta_svc)
             .add_service(worker_svc)
@@ -136,6 +173,7 @@ impl MetaNode {
             }
         });
         self.tasks.lock().await.push(handle);
+        Ok(())
     }
 
     pub(super) async fn bootstrap_or_join(self: &Arc<Self>) -> Result<(), MetaError> {
@@ -188,7 +226,7 @@ impl MetaNode {
     }
 
     pub(super) async fn ask_to_join(&self, target: &str) -> Result<(), MetaError> {
-        let mut client = MetaServiceClient::new(channel(target)?);
+        let mut client = MetaServiceClient::new(channel(target, self.tls())?);
         let mut request = tonic::Request::new(AddNodeRequest {
             node_id: self.id,
             addr: self.addr.clone(),

@@ -87,6 +87,16 @@ impl MetaNode {
         &self.addr
     }
 
+    /// The TLS this node serves and calls peers with (`None`: plaintext on loopback).
+    pub fn tls(&self) -> Option<&backstop_proto::tls::Tls> {
+        self.config.tls.as_ref()
+    }
+
+    /// This node's `cluster_id` as its catalog holds it (`0` before it has one).
+    pub async fn cluster_id(&self) -> u64 {
+        crate::network::cluster_id_of(&self.applied).await
+    }
+
     /// The address the gRPC server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

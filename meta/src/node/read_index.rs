@@ -40,8 +40,11 @@ impl MetaNode {
     }
 
     pub(super) async fn follower_read_index(&self, leader_addr: &str) -> Result<(), MetaError> {
-        let mut client = raft_client(leader_addr)?;
-        let mut request = tonic::Request::new(to_payload(&())?);
+        let mut client = raft_client(leader_addr, self.tls())?;
+        let mut request = crate::network::with_cluster_id(
+            tonic::Request::new(to_payload(&())?),
+            self.cluster_id().await,
+        );
         request.set_timeout(Duration::from_secs(5));
         // Reads are idempotent: any transport failure just means "ask again".
         let reply = client.read_index(request).await.map_err(|s| {

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::command::{CancelTarget, Command, Reply, WorkCommand};
 use crate::error::MetaError;
 use crate::node::MetaNode;
+use crate::service::auth::{Auth, Need};
 use crate::service::checks::{checked, unexpected};
 use crate::service::{convert, users};
 use crate::state::{CopySelection, MetaState, ParamRecord, SourceIdentity, TenantRecord};
@@ -26,11 +27,12 @@ use backstop_common::TenantId;
 /// Serves the metadata API for one node.
 pub struct MetaSvc {
     node: Arc<MetaNode>,
+    auth: Arc<Auth>,
 }
 
 impl MetaSvc {
-    pub(crate) fn new(node: Arc<MetaNode>) -> Self {
-        Self { node }
+    pub(crate) fn new(node: Arc<MetaNode>, auth: Arc<Auth>) -> Self {
+        Self { node, auth }
     }
 }
 
@@ -184,6 +186,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        self.auth.check(&request, Need::Any).await?;
         if request.into_inner().with_digest {
             let (mut status, digest) = self.node.status_with_digest().await;
             status.state_digest = digest;
@@ -196,6 +199,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<CreateTenantRequest>,
     ) -> Result<Response<Tenant>, Status> {
+        self.auth.check(&request, Need::Cluster).await?;
         let req = request.into_inner();
         let name = checked("tenant", &req.tenant_name)?;
         if req.comment.len() > 4096 {
@@ -225,10 +229,17 @@ impl MetaService for MetaSvc {
             Some(pw) => {
                 let root = (t.tenant_id, "root".to_string());
                 // A linearizable read: a follower that forwarded the write sees it.
-                let made = self
+                let stored = self
                     .node
-                    .read(|s| s.users.get(&root).is_some_and(|u| u.password.verify(&pw)))
+                    .read(|s| s.users.get(&root).map(|u| u.password.clone()))
                     .await?;
+                let candidate = pw.clone();
+                let made = match stored {
+                    Some(h) => tokio::task::spawn_blocking(move || h.verify(&candidate))
+                        .await
+                        .unwrap_or(false),
+                    None => false,
+                };
                 made.then_some(pw)
             }
             None => None,
@@ -257,6 +268,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<AlterTenantSourceRequest>,
     ) -> Result<Response<Tenant>, Status> {
+        self.auth.check(&request, Need::Cluster).await?;
         let req = request.into_inner();
         let (source, identity) = checked_source(&req.source).await?;
         let cmd = Command::SetTenantSource {
@@ -274,6 +286,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<DropTenantRequest>,
     ) -> Result<Response<DropTenantResponse>, Status> {
+        self.auth.check(&request, Need::Cluster).await?;
         let req = request.into_inner();
         let cmd = Command::DropTenant {
             name: req.tenant_name.trim().to_string(),
@@ -287,8 +300,9 @@ impl MetaService for MetaSvc {
 
     async fn list_tenants(
         &self,
-        _: Request<ListTenantsRequest>,
+        request: Request<ListTenantsRequest>,
     ) -> Result<Response<ListTenantsResponse>, Status> {
+        self.auth.check(&request, Need::Any).await?;
         let tenants = self
             .node
             .read(|s| s.tenants.values().map(tenant_msg).collect())
@@ -300,11 +314,20 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<SetParameterRequest>,
     ) -> Result<Response<Parameter>, Status> {
+        let caller = self.auth.caller(&request).await?;
         let req = request.into_inner();
         let param: Param = req
             .name
             .parse()
             .map_err(|e: backstop_common::params::ParamError| MetaError::new(e.code, e.message))?;
+        let tenant_scoped = param == Param::BackupCompression && !req.tenant_name.trim().is_empty();
+        if tenant_scoped {
+            caller.allow(Need::Admin(&req.tenant_name))?;
+        } else {
+            // Destinations and cluster-wide values: tenant users cannot choose where
+            // backups go.
+            caller.allow(Need::Cluster)?;
+        }
         let value = param
             .validate(&req.value)
             .map_err(|e| MetaError::new(e.code, e.message))?;
@@ -327,6 +350,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ShowParametersRequest>,
     ) -> Result<Response<ShowParametersResponse>, Status> {
+        self.auth.check(&request, Need::Any).await?;
         let req = request.into_inner();
         let only: Option<Param> = if req.name.trim().is_empty() {
             None
@@ -374,6 +398,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<CreateUserRequest>,
     ) -> Result<Response<User>, Status> {
+        self.auth
+            .check(&request, Need::Admin(&request.get_ref().tenant_name))
+            .await?;
         users::create_user(&self.node, request).await
     }
 
@@ -381,6 +408,13 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<AlterUserRequest>,
     ) -> Result<Response<User>, Status> {
+        let caller = self.auth.caller(&request).await?;
+        let r = request.get_ref();
+        let own = matches!(&caller, crate::service::auth::Caller::User { user, tenant, .. }
+            if *user == r.user_name.trim() && tenant.eq_ignore_ascii_case(r.tenant_name.trim()));
+        if !own {
+            caller.allow(Need::Admin(&r.tenant_name))?;
+        }
         users::alter_user(&self.node, request).await
     }
 
@@ -388,6 +422,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<DropUserRequest>,
     ) -> Result<Response<DropUserResponse>, Status> {
+        self.auth
+            .check(&request, Need::Admin(&request.get_ref().tenant_name))
+            .await?;
         users::drop_user(&self.node, request).await
     }
 
@@ -395,6 +432,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListUsersRequest>,
     ) -> Result<Response<ListUsersResponse>, Status> {
+        self.auth
+            .check(&request, Need::Read(&request.get_ref().tenant_name))
+            .await?;
         users::list_users(&self.node, request).await
     }
 
@@ -402,6 +442,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<SetUserPrivilegeRequest>,
     ) -> Result<Response<User>, Status> {
+        self.auth
+            .check(&request, Need::Admin(&request.get_ref().tenant_name))
+            .await?;
         users::set_user_privilege(&self.node, request).await
     }
 
@@ -409,13 +452,15 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<VerifyUserRequest>,
     ) -> Result<Response<User>, Status> {
-        users::verify_user(&self.node, request).await
+        self.auth.check(&request, Need::Gateway).await?;
+        users::verify_user(&self.node, &self.auth, request).await
     }
 
     async fn set_tenant_hooks(
         &self,
         request: Request<SetTenantHooksRequest>,
     ) -> Result<Response<Tenant>, Status> {
+        self.auth.check(&request, Need::Cluster).await?;
         let req = request.into_inner();
         let hook = |h: String| Some(h.trim().to_string()).filter(|h| !h.is_empty());
         let cmd = Command::SetTenantHooks {
@@ -433,6 +478,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ArchivelogRequest>,
     ) -> Result<Response<JobsResponse>, Status> {
+        self.auth
+            .check(&request, Need::Admin(&request.get_ref().tenant_name))
+            .await?;
         let req = request.into_inner();
         if req.enable {
             self.run_per_tenant(&req.tenant_name, |tenant| WorkCommand::StartArchive {
@@ -451,6 +499,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<BackupDatabaseRequest>,
     ) -> Result<Response<JobsResponse>, Status> {
+        self.auth
+            .check(&request, Need::Admin(&request.get_ref().tenant_name))
+            .await?;
         let req = request.into_inner();
         let incremental = req.incremental;
         self.run_per_tenant(&req.tenant_name, |tenant| WorkCommand::StartBackup {
@@ -464,6 +515,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ValidateBackupSetRequest>,
     ) -> Result<Response<JobsResponse>, Status> {
+        self.auth
+            .check(&request, Need::Admin(&request.get_ref().tenant_name))
+            .await?;
         let req = request.into_inner();
         let id = req.backup_set_id;
         self.run_per_tenant(&req.tenant_name, |tenant| WorkCommand::StartValidate {
@@ -477,6 +531,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<RestoreTenantRequest>,
     ) -> Result<Response<JobsResponse>, Status> {
+        self.auth.check(&request, Need::Cluster).await?;
         let req = request.into_inner();
         if !req.to.trim().starts_with('/') {
             return Err(MetaError::invalid("restore needs an absolute target directory").into());
@@ -504,6 +559,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListArchiveResponse>, Status> {
+        self.auth
+            .check(&request, Need::Read(&request.get_ref().tenant_name))
+            .await?;
         let tenant = request.into_inner().tenant_name;
         let rounds = self
             .read_rows(
@@ -555,9 +613,20 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<BackupManageRequest>,
     ) -> Result<Response<JobsResponse>, Status> {
+        let caller = self.auth.caller(&request).await?;
         let req = request.into_inner();
         for t in &req.tenants {
             checked("tenant", t)?;
+        }
+        // Choosing a destination, and forcing every job down, are the cluster
+        // administrator's; the rest needs BACKUP_ADMIN in every tenant named.
+        if !req.dest.trim().is_empty() || req.verb() == BackupVerb::CancelAllBackupForce {
+            caller.allow(Need::Cluster)?;
+        } else if req.tenants.is_empty() {
+            caller.allow(Need::Admin(""))?;
+        }
+        for t in &req.tenants {
+            caller.allow(Need::Admin(t))?;
         }
         let selection = || CopySelection {
             tenants: req.tenants.clone(),
@@ -645,6 +714,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<SetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
+        self.auth
+            .check(&request, Need::Admin(&request.get_ref().tenant_name))
+            .await?;
         let req = request.into_inner();
         let tenant =
             (!req.tenant_name.trim().is_empty()).then(|| req.tenant_name.trim().to_string());
@@ -675,6 +747,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<DropPolicyRequest>,
     ) -> Result<Response<DropPolicyResponse>, Status> {
+        self.auth
+            .check(&request, Need::Admin(&request.get_ref().tenant_name))
+            .await?;
         let req = request.into_inner();
         let tenant =
             (!req.tenant_name.trim().is_empty()).then(|| req.tenant_name.trim().to_string());
@@ -693,6 +768,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListPoliciesResponse>, Status> {
+        self.auth
+            .check(&request, Need::Read(&request.get_ref().tenant_name))
+            .await?;
         let tenant = request.into_inner().tenant_name;
         let policies = self
             .node
@@ -714,6 +792,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListPiecesResponse>, Status> {
+        self.auth
+            .check(&request, Need::Read(&request.get_ref().tenant_name))
+            .await?;
         let tenant = request.into_inner().tenant_name;
         let pieces = self
             .read_rows(
@@ -742,6 +823,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListBackupSetsResponse>, Status> {
+        self.auth
+            .check(&request, Need::Read(&request.get_ref().tenant_name))
+            .await?;
         let tenant = request.into_inner().tenant_name;
         let sets = self
             .read_rows(
@@ -763,6 +847,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
+        self.auth
+            .check(&request, Need::Read(&request.get_ref().tenant_name))
+            .await?;
         let req = request.into_inner();
         let only = self.tenant_filter(&req.tenant_name).await?;
         let jobs = self
@@ -784,6 +871,9 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<ListRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
+        self.auth
+            .check(&request, Need::Read(&request.get_ref().tenant_name))
+            .await?;
         let req = request.into_inner();
         let only = self.tenant_filter(&req.tenant_name).await?;
         let tasks = self
@@ -811,8 +901,9 @@ impl MetaService for MetaSvc {
 
     async fn list_workers(
         &self,
-        _request: Request<ListRequest>,
+        request: Request<ListRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
+        self.auth.check(&request, Need::Any).await?;
         let workers = self
             .node
             .read(|s| {
@@ -830,13 +921,15 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<VerifyNativePasswordRequest>,
     ) -> Result<Response<User>, Status> {
-        users::verify_native_password(&self.node, request).await
+        self.auth.check(&request, Need::Gateway).await?;
+        users::verify_native_password(&self.node, &self.auth, request).await
     }
 
     async fn add_node(
         &self,
         request: Request<AddNodeRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        self.auth.check(&request, Need::Cluster).await?;
         let req = request.into_inner();
         if req.addr.trim().is_empty() {
             return Err(MetaError::invalid("node address is empty").into());
@@ -851,6 +944,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<PromoteNodeRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        self.auth.check(&request, Need::Cluster).await?;
         self.node.promote_node(request.into_inner().node_id).await?;
         Ok(Response::new(self.node.status().await))
     }
@@ -859,6 +953,7 @@ impl MetaService for MetaSvc {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        self.auth.check(&request, Need::Cluster).await?;
         self.node.remove_node(request.into_inner().node_id).await?;
         Ok(Response::new(self.node.status().await))
     }

@@ -1,5 +1,6 @@
 //! Thin tonic services: decode, call [`crate::node::MetaNode`], encode.
 
+pub(crate) mod auth;
 mod checks;
 pub mod convert;
 mod meta;

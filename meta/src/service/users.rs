@@ -10,6 +10,7 @@ use crate::error::MetaError;
 use crate::node::MetaNode;
 use crate::state::{MetaState, UserRecord};
 
+use super::auth::Auth;
 use super::checks::{checked, unexpected};
 
 /// A user as the API shows it: never a hash.
@@ -115,47 +116,49 @@ pub(super) async fn list_users(
     Ok(Response::new(ListUsersResponse { users }))
 }
 
-/// `MetaService::verify_user`.
+/// `MetaService::verify_user`: a password login the gateway checks for someone
+/// else. Throttled like every login ([`Auth`]); argon2 runs off the runtime.
 pub(super) async fn verify_user(
     node: &MetaNode,
+    auth: &Auth,
     request: Request<VerifyUserRequest>,
 ) -> Result<Response<User>, Status> {
     let req = request.into_inner();
-    let denied = || {
-        MetaError::new(
-            Code::AccessDenied,
-            format!(
-                "access denied for user '{}@{}'",
-                req.user_name, req.tenant_name
-            ),
-        )
-    };
-    let user = node
+    let account = format!("{}@{}", req.user_name.trim(), req.tenant_name.trim());
+    auth.throttled(&account)?;
+    let found = node
         .read(|s| {
             let tenant = s.tenant_by_name(req.tenant_name.trim())?;
             let u = s
                 .users
                 .get(&(tenant.tenant_id, req.user_name.trim().to_string()))?;
-            u.password.verify(&req.password).then(|| user_msg(s, u))
+            Some((u.password.clone(), user_msg(s, u)))
         })
-        .await?
-        .ok_or_else(denied)?;
+        .await?;
+    let Some((hash, user)) = found else {
+        return Err(auth.failed(&account).into());
+    };
+    let password = req.password;
+    let ok = tokio::task::spawn_blocking(move || hash.verify(&password))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        return Err(auth.failed(&account).into());
+    }
+    auth.succeeded(&account);
     Ok(Response::new(user))
 }
 
-/// `MetaService::verify_native_password`.
+/// `MetaService::verify_native_password`: the gateway's `mysql_native_password`
+/// check, throttled like every login.
 pub(super) async fn verify_native_password(
     node: &MetaNode,
+    auth: &Auth,
     request: Request<VerifyNativePasswordRequest>,
 ) -> Result<Response<User>, Status> {
     let req = request.into_inner();
-    let denied = MetaError::new(
-        Code::AccessDenied,
-        format!(
-            "Access denied for user '{}@{}'",
-            req.user_name, req.tenant_name
-        ),
-    );
+    let account = format!("{}@{}", req.user_name.trim(), req.tenant_name.trim());
+    auth.throttled(&account)?;
     let user = node
         .read(|s| {
             let tenant = s.tenant_by_name(req.tenant_name.trim())?;
@@ -166,9 +169,14 @@ pub(super) async fn verify_native_password(
                 .verify_native(&req.salt, &req.auth_data)
                 .then(|| user_msg(s, u))
         })
-        .await?
-        .ok_or(denied)?;
-    Ok(Response::new(user))
+        .await?;
+    match user {
+        Some(u) => {
+            auth.succeeded(&account);
+            Ok(Response::new(u))
+        }
+        None => Err(auth.failed(&account).into()),
+    }
 }
 
 /// `MetaService::set_user_privilege`: `GRANT|REVOKE BACKUP_ADMIN ON *.* TO|FROM 'u'`.

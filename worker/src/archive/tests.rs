@@ -69,6 +69,7 @@ async fn recovery_rejects_an_adopted_object_cut_short() {
             Duration::from_secs(60),
         )),
         checkpoint_now: Default::default(),
+        allow_hooks: false,
     };
     let store = TenantStore::open(&dest).unwrap();
     let a = Archiver {

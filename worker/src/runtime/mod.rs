@@ -50,6 +50,12 @@ pub struct WorkerConfig {
     pub addr: String,
     /// Bytes per second of each copy task (0 = unlimited).
     pub copy_rate: u64,
+    /// TLS to the meta service (`--tls-ca/--tls-cert/--tls-key`, a `worker`
+    /// certificate); `None` for plaintext to a meta node on loopback.
+    pub tls: Option<backstop_client::Tls>,
+    /// Run tenants' `begin_backup`/`end_backup` hook commands (`--allow-hooks`);
+    /// without it a backup of a tenant with hooks fails with a clear error.
+    pub allow_hooks: bool,
 }
 
 /// Reads the worker id from `DIR/worker_id`, creating a random one the first time.
@@ -103,7 +109,15 @@ fn lock(running: &RunningMap) -> std::sync::MutexGuard<'_, HashMap<u64, Running>
 /// Runs a worker until `shutdown` fires.
 pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Result<()> {
     let worker_id = worker_id(&config.data_dir)?;
-    let client = MetaClient::new(config.meta.clone());
+    let client = MetaClient::secured(
+        config.meta.clone(),
+        backstop_client::Route::Leader,
+        std::time::Duration::from_secs(10),
+        backstop_client::Security {
+            tls: config.tls.clone(),
+            login: None,
+        },
+    );
     let reg = loop {
         let req = RegisterWorkerRequest {
             worker_id,
@@ -222,6 +236,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 copy_rate: config.copy_rate,
                 lease: Arc::new(AttemptLease::new(granted, fence_after)),
                 checkpoint_now: Arc::new(AtomicBool::new(false)),
+                allow_hooks: config.allow_hooks,
             };
             let ended_by = Arc::new(EndedByCell::default());
             lock(&running).insert(
