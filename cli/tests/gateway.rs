@@ -447,6 +447,13 @@ public class Jdbc {
       r.next();
       System.out.println("ok " + r.getInt(1));
     }
+    // Without pipelining the driver waits for each connect-time statement's answer
+    // (what it falls back to when the pipelined connect is slow).
+    try (Connection c = DriverManager.getConnection("jdbc:mariadb://127.0.0.1:" + a[0] + "/oceanbase?user=root@sys&password=&usePipelineAuth=false")) {
+      ResultSet r = c.createStatement().executeQuery("SELECT @@sql_mode");
+      r.next();
+      System.out.println("mode " + r.getString(1));
+    }
   }
 }
 "#,
@@ -463,7 +470,9 @@ public class Jdbc {
         .expect("java (scripts/setup.sh installs a JDK and libmariadb-java)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("ok 1"),
+        out.status.success()
+            && stdout.contains("ok 1")
+            && stdout.contains("mode STRICT_TRANS_TABLES"),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );

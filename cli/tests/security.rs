@@ -182,6 +182,15 @@ fn tenant_roots_backup_admin_and_passwords_work_as_in_mysql() {
         "SET NAMES utf8mb4; SET autocommit = 0, sql_mode = 'ANSI'; SELECT @@autocommit, @@sql_mode",
     );
     assert!(ok && out.trim() == "0\tANSI", "{out}{err}");
+    // What MariaDB Connector/J sends on every connect.
+    let (ok, out, err) = alice(
+        "a4",
+        "set autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES'); SELECT @@sql_mode",
+    );
+    assert!(
+        ok && out.trim() == "STRICT_TRANS_TABLES,STRICT_TRANS_TABLES",
+        "{out}{err}"
+    );
     for (sql, code) in [
         ("SET no_such_variable = 1", 1193),
         ("SET wait_timeout = 1", 1238),
@@ -189,6 +198,8 @@ fn tenant_roots_backup_admin_and_passwords_work_as_in_mysql() {
         ("SET GLOBAL max_connections = 1", 1227),
         ("SET @@global.autocommit = 1", 1227),
         ("SET autocommit = (SELECT 1)", 1231),
+        ("SET sql_mode = concat(concat('a'), 'b')", 1231),
+        ("SET sql_mode = concat(@x)", 1231),
     ] {
         let (ok, _, err) = alice("a4", sql);
         assert!(!ok && errno(&err) == code, "{sql}: {err}");

@@ -1,6 +1,9 @@
 //! `SET` of session variables: what client libraries send on connect (`SET NAMES`,
 //! `SET autocommit = 1`, `SET sql_mode = …`), kept for the session and shown by
-//! `SELECT @@name`. Nothing else is accepted silently:
+//! `SELECT @@name`. A value is a number, a quoted string, a word, or
+//! `CONCAT(…)` of those and `@@name` (MariaDB Connector/J sends
+//! `sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES')` on every connect).
+//! Nothing else is accepted silently:
 //!
 //! - an unknown variable is MySQL's `ER_UNKNOWN_SYSTEM_VARIABLE` (1193);
 //! - the gateway's limits and fixed facts (`version`, `wait_timeout`, …) are
@@ -71,12 +74,9 @@ impl Session {
             .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
             .collect();
         let mut changes = Vec::new();
-        for item in tokens
-            .get(1..)
-            .unwrap_or_default()
-            .split(|t| *t == Token::Comma)
-        {
-            changes.extend(assignment(item)?);
+        for item in top_level(tokens.get(1..).unwrap_or_default()) {
+            let lookup = |n: &str| self.variable(n).and_then(|c| c.as_text());
+            changes.extend(assignment(item, &lookup)?);
         }
         if changes.is_empty() {
             return Err(SqlError::syntax(
@@ -99,7 +99,7 @@ fn word(t: Option<&Token>) -> Option<String> {
 
 /// One `name = value` (or `NAMES x`, `CHARACTER SET x`, `TRANSACTION …`) as the
 /// variables it sets.
-fn assignment(item: &[Token]) -> Result<Vec<(String, String)>, SqlError> {
+fn assignment(item: &[Token], lookup: &Lookup) -> Result<Vec<(String, String)>, SqlError> {
     let mut pos = 0;
     let first = word(item.first());
     match first.as_deref() {
@@ -108,7 +108,7 @@ fn assignment(item: &[Token]) -> Result<Vec<(String, String)>, SqlError> {
         }
         Some("session") | Some("local") => pos = 1,
         Some("names") => {
-            let charset = value(item.get(1..).unwrap_or_default(), "names")?;
+            let charset = value(item.get(1..).unwrap_or_default(), "names", lookup)?;
             return Ok([
                 "character_set_client",
                 "character_set_connection",
@@ -119,7 +119,7 @@ fn assignment(item: &[Token]) -> Result<Vec<(String, String)>, SqlError> {
             .collect());
         }
         Some("character") if word(item.get(1)).as_deref() == Some("set") => {
-            let charset = value(item.get(2..3).unwrap_or_default(), "character set")?;
+            let charset = value(item.get(2..3).unwrap_or_default(), "character set", lookup)?;
             return Ok(vec![
                 ("character_set_client".into(), charset.clone()),
                 ("character_set_results".into(), charset),
@@ -212,41 +212,99 @@ fn assignment(item: &[Token]) -> Result<Vec<(String, String)>, SqlError> {
             message: format!("Unknown system variable '{shown}'"),
         });
     }
-    Ok(vec![(name.clone(), value(&item[pos..], &name)?)])
+    Ok(vec![(name.clone(), value(&item[pos..], &name, lookup)?)])
 }
 
-/// A value: a number, a quoted string, a word (`ON`, `utf8mb4`, `DEFAULT`) or NULL.
-fn value(tokens: &[Token], name: &str) -> Result<String, SqlError> {
+/// How a `SET` value reads another session variable (`@@name`).
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// The most arguments a `CONCAT(…)` in a `SET` value takes.
+const MAX_CONCAT_ARGS: usize = 16;
+
+/// Splits `a = x, b = concat(y, z)` at the commas outside parentheses.
+fn top_level(tokens: &[Token]) -> Vec<&[Token]> {
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, t) in tokens.iter().enumerate() {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Comma if depth == 0 => {
+                items.push(&tokens[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&tokens[start..]);
+    items
+}
+
+/// A value: a number, a quoted string, a word (`ON`, `utf8mb4`, `DEFAULT`), NULL,
+/// `@@name`, or `CONCAT(…)` of those (at most [`MAX_CONCAT_ARGS`], not nested).
+/// Anything else is `ER_WRONG_VALUE_FOR_VAR` (1231).
+fn value(tokens: &[Token], name: &str, lookup: &Lookup) -> Result<String, SqlError> {
+    let wrong = || SqlError {
+        errno: ER_WRONG_VALUE_FOR_VAR,
+        message: format!(
+            "Variable '{}' can't be set to this value (a number, a quoted string, a word or CONCAT of those)",
+            name.chars().take(64).collect::<String>()
+        ),
+    };
     let v = match tokens {
-        [Token::Number(n, _)] => n.clone(),
-        [Token::Minus, Token::Number(n, _)] => format!("-{n}"),
-        [Token::SingleQuotedString(s)] | [Token::DoubleQuotedString(s)] => s.clone(),
-        [Token::Word(w)] => w.value.clone(),
+        [Token::Word(f), Token::LParen, args @ .., Token::RParen]
+            if f.value.eq_ignore_ascii_case("concat") =>
+        {
+            let args: Vec<&[Token]> = args.split(|t| *t == Token::Comma).collect();
+            if args.len() > MAX_CONCAT_ARGS {
+                return Err(wrong());
+            }
+            let mut out = String::new();
+            for arg in args {
+                out.push_str(&scalar(arg, lookup).ok_or_else(wrong)?);
+                if out.len() > MAX_VALUE {
+                    break;
+                }
+            }
+            out
+        }
         // `SET NAMES utf8mb4 COLLATE utf8mb4_general_ci`.
         [Token::Word(w), Token::Word(c), Token::Word(_)]
             if c.value.eq_ignore_ascii_case("collate") =>
         {
             w.value.clone()
         }
-        _ => {
-            return Err(SqlError {
-                errno: ER_WRONG_VALUE_FOR_VAR,
-                message: format!(
-                    "Variable '{}' can't be set to this value (a number, a quoted string or a word)",
-                    name.chars().take(64).collect::<String>()
-                ),
-            });
-        }
+        _ => scalar(tokens, lookup).ok_or_else(wrong)?,
     };
     if v.len() > MAX_VALUE {
         return Err(SqlError {
             errno: ER_WRONG_VALUE_FOR_VAR,
             message: format!(
-                "Variable '{name}' can't be set to a value longer than {MAX_VALUE} bytes"
+                "Variable '{}' can't be set to a value longer than {MAX_VALUE} bytes",
+                name.chars().take(64).collect::<String>()
             ),
         });
     }
     Ok(v)
+}
+
+/// One literal or `@@name` (`@@session.name`), as text.
+fn scalar(tokens: &[Token], lookup: &Lookup) -> Option<String> {
+    match tokens {
+        [Token::Number(n, _)] => Some(n.clone()),
+        [Token::Minus, Token::Number(n, _)] => Some(format!("-{n}")),
+        [Token::SingleQuotedString(s)] | [Token::DoubleQuotedString(s)] => Some(s.clone()),
+        [Token::Word(w)] if w.value.starts_with("@@") => {
+            let n = w.value[2..].to_ascii_lowercase();
+            let n = n
+                .strip_prefix("session.")
+                .or_else(|| n.strip_prefix("local."))
+                .unwrap_or(&n);
+            lookup(n)
+        }
+        [Token::Word(w)] if !w.value.starts_with('@') => Some(w.value.clone()),
+        _ => None,
+    }
 }
 
 fn global() -> SqlError {
