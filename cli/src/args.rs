@@ -77,23 +77,65 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    /// The flags, else the config file's `[tls]`, loaded; `None` for plaintext.
+    /// The flags, else the config file's `[tls]`; `None` for plaintext.
+    pub fn files(
+        &self,
+        file: Option<&backstop_client::TlsFiles>,
+    ) -> Option<backstop_client::TlsFiles> {
+        match &self.tls_ca {
+            Some(ca) => Some(backstop_client::TlsFiles {
+                ca: ca.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            }),
+            None => file.cloned(),
+        }
+    }
+
+    /// [`TlsArgs::files`], loaded.
     pub fn load(
         &self,
         file: Option<&backstop_client::TlsFiles>,
     ) -> anyhow::Result<Option<backstop_client::Tls>> {
-        let files = match &self.tls_ca {
-            Some(ca) => backstop_client::TlsFiles {
-                ca: ca.clone(),
-                cert: self.tls_cert.clone(),
-                key: self.tls_key.clone(),
-            },
-            None => match file {
-                Some(f) => f.clone(),
-                None => return Ok(None),
-            },
+        match self.files(file) {
+            Some(files) => Ok(Some(backstop_client::Tls::load(&files)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// TLS on the MySQL port (MySQL's `ssl_cert`, `ssl_key` and
+/// `require_secure_transport`; `docs/SECURITY.md`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SqlTlsArgs {
+    /// Certificate chain (PEM) the MySQL port presents to `mysql --ssl`
+    /// [default: a gateway's own --tls-cert].
+    #[arg(long, env = "BACKSTOP_SSL_CERT", requires = "ssl_key")]
+    pub ssl_cert: Option<PathBuf>,
+    /// Its private key (PEM) [default: a gateway's own --tls-key].
+    #[arg(long, env = "BACKSTOP_SSL_KEY", requires = "ssl_cert")]
+    pub ssl_key: Option<PathBuf>,
+    /// Refuse MySQL clients that do not switch to TLS (error 3159), before they
+    /// send a password.
+    #[arg(long, env = "BACKSTOP_REQUIRE_SECURE_TRANSPORT")]
+    pub require_secure_transport: bool,
+}
+
+impl SqlTlsArgs {
+    /// The MySQL port's TLS: `--ssl-cert/--ssl-key`, else the certificate of
+    /// `fallback` (a gateway's own TLS files); `None` for plaintext.
+    pub fn load(
+        &self,
+        fallback: Option<&backstop_client::TlsFiles>,
+    ) -> anyhow::Result<Option<backstop_sql_gateway::SqlTls>> {
+        let pair = match (&self.ssl_cert, &self.ssl_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => fallback.and_then(|f| f.cert.clone().zip(f.key.clone())),
         };
-        Ok(Some(backstop_client::Tls::load(&files)?))
+        match pair {
+            Some((cert, key)) => Ok(Some(backstop_sql_gateway::SqlTls::load(&cert, &key)?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -130,6 +172,9 @@ pub struct GatewayArgs {
     /// TLS to the meta service (a `gateway` certificate).
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// TLS on the MySQL port.
+    #[command(flatten)]
+    pub sql_tls: SqlTlsArgs,
 }
 
 /// What SQL clients may hold (MySQL's variable names; `docs/OPERATIONS.md`).
@@ -286,6 +331,9 @@ pub struct StandaloneArgs {
     pub sql_listen: SocketAddr,
     #[command(flatten)]
     pub sql_limits: SqlLimitArgs,
+    /// TLS on the MySQL port (required for a non-loopback --sql-listen).
+    #[command(flatten)]
+    pub sql_tls: SqlTlsArgs,
     /// Set up a demo: a tenant fed by the workload generator, archiving, a full
     /// backup and its copy to a second destination (all under the data dir).
     #[arg(long)]

@@ -52,13 +52,13 @@ pub fn main_with(args: Args) -> ExitCode {
         match args.command {
             Cmd::Standalone(a) => {
                 let config = config::standalone_config(&a, &file)?;
-                serve(
-                    config,
-                    Some((a.sql_listen, a.sql_limits.limits())),
-                    a.demo,
-                    a.allow_hooks,
-                )
-                .await
+                let sql = SqlPort {
+                    listen: a.sql_listen,
+                    limits: a.sql_limits.limits(),
+                    tls: a.sql_tls.load(None)?,
+                    require_secure_transport: a.sql_tls.require_secure_transport,
+                };
+                serve(config, Some(sql), a.demo, a.allow_hooks).await
             }
             Cmd::Meta(a) => {
                 let config = config::meta_config(&a, &file)?;
@@ -108,15 +108,30 @@ fn init_logging(args: &Args, file: &FileConfig, is_ctl: bool) {
     }
 }
 
+/// The MySQL port of a standalone process.
+struct SqlPort {
+    listen: std::net::SocketAddr,
+    limits: backstop_sql_gateway::Limits,
+    tls: Option<backstop_sql_gateway::SqlTls>,
+    require_secure_transport: bool,
+}
+
 /// Starts a meta node and runs until SIGINT or SIGTERM, then shuts down cleanly:
 /// stop accepting, let in-flight requests finish, stop Raft, flush RocksDB.
 async fn serve(
     config: MetaConfig,
-    sql: Option<(std::net::SocketAddr, backstop_sql_gateway::Limits)>,
+    sql: Option<SqlPort>,
     demo: bool,
     allow_hooks: bool,
 ) -> anyhow::Result<()> {
-    let sql_listen = sql.map(|(listen, _)| listen);
+    if let Some(p) = &sql {
+        backstop_sql_gateway::server::check_transport(
+            p.listen,
+            p.tls.is_some(),
+            p.require_secure_transport,
+        )?;
+    }
+    let sql_listen = sql.as_ref().map(|p| p.listen);
     let standalone = sql_listen.is_some();
     let data_dir = config.data_dir.clone();
     let node: Arc<MetaNode> = MetaNode::start(config)
@@ -146,12 +161,19 @@ async fn serve(
         }
     }
     let gateway = match sql {
-        Some((listen, limits)) => {
+        Some(SqlPort {
+            listen,
+            limits,
+            tls,
+            require_secure_transport,
+        }) => {
             let gw = backstop_sql_gateway::Gateway::bind(&backstop_sql_gateway::GatewayConfig {
                 listen,
                 meta: node.addr().to_string(),
                 limits,
                 tls: None,
+                sql_tls: tls,
+                require_secure_transport,
             })
             .await?;
             let empty = node.read_local(empty_password_users).await;
@@ -276,6 +298,12 @@ fn refusal(listen: std::net::SocketAddr, empty: &[String], hint: &str) -> String
 /// `backstop gateway`: runs until SIGINT/SIGTERM.
 async fn run_gateway(a: args::GatewayArgs, file: &FileConfig) -> anyhow::Result<()> {
     let tls = a.tls.load(file.tls.as_ref())?;
+    let sql_tls = a.sql_tls.load(a.tls.files(file.tls.as_ref()).as_ref())?;
+    backstop_sql_gateway::server::check_transport(
+        a.listen,
+        sql_tls.is_some(),
+        a.sql_tls.require_secure_transport,
+    )?;
     if !a.listen.ip().is_loopback() {
         let empty = empty_password_users_of(&a.meta, tls.as_ref()).await?;
         if !empty.is_empty() {
@@ -291,6 +319,8 @@ async fn run_gateway(a: args::GatewayArgs, file: &FileConfig) -> anyhow::Result<
         meta: a.meta,
         limits: a.limits.limits(),
         tls,
+        sql_tls,
+        require_secure_transport: a.sql_tls.require_secure_transport,
     })
     .await?;
     let token = CancellationToken::new();

@@ -297,23 +297,39 @@ print("ok")
 
 #[test]
 fn a_gateway_on_a_public_address_refuses_an_empty_root_password() {
-    let (_dir, meta, _p, _m) = start_standalone();
-    let out = Command::new(BIN)
-        .args([
-            "gateway",
-            "--meta",
-            &meta,
-            "--listen",
-            &format!("0.0.0.0:{}", free_port()),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("refusing to serve SQL"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (dir, meta, _p, _m) = start_standalone();
+    let listen = format!("0.0.0.0:{}", free_port());
+    let gateway = |extra: &[String]| {
+        let out = Command::new(BIN)
+            .args(["gateway", "--meta", &meta, "--listen", &listen])
+            .args(extra)
+            .env_remove("BACKSTOP_CONFIG")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Without TLS on the MySQL port it does not start at all.
+    let err = gateway(&[]);
+    assert!(err.contains("without TLS"), "{err}");
+    // With a certificate, it still refuses while root@sys has no password.
+    let certs = dir.path().join("certs");
+    harness::cert(&["init", "--dir", certs.to_str().unwrap()]);
+    harness::cert(&[
+        "issue",
+        "--dir",
+        certs.to_str().unwrap(),
+        "--role",
+        "gateway",
+        "gw",
+    ]);
+    let err = gateway(&[
+        "--ssl-cert".to_string(),
+        certs.join("gw.pem").display().to_string(),
+        "--ssl-key".to_string(),
+        certs.join("gw.key").display().to_string(),
+    ]);
+    assert!(err.contains("refusing to serve SQL"), "{err}");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use backstop_workload::{self as workload, Shape};
 use harness::mysql::{Mysql, file_uri};
-use harness::{BIN, Proc, free_port, spawn, wait_for};
+use harness::{BIN, Proc, cert, free_port, spawn, wait_for};
 
 /// `backstop standalone` on loopback, and its MySQL port.
 fn standalone(dir: &Path) -> (Proc, Mysql, String) {
@@ -235,7 +235,16 @@ fn in_netns(pid: u32, program: &str) -> Command {
     c
 }
 
-fn mysql_in(pid: u32, port: u16, user: &str, password: Option<&str>, sql: &str) -> (bool, String) {
+/// `mysql` over TLS to the namespace's 10.200.0.1, verifying the gateway's
+/// certificate against the CA in `certs`.
+fn mysql_in(
+    pid: u32,
+    certs: &Path,
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    sql: &str,
+) -> (bool, String) {
     let mut c = in_netns(pid, "mysql");
     c.args([
         "-h10.200.0.1",
@@ -243,7 +252,10 @@ fn mysql_in(pid: u32, port: u16, user: &str, password: Option<&str>, sql: &str) 
         &format!("-u{user}"),
         "-B",
         "-N",
+        "--ssl",
+        "--ssl-verify-server-cert",
     ]);
+    c.arg(format!("--ssl-ca={}", certs.join("ca.pem").display()));
     if let Some(pw) = password {
         c.arg(format!("-p{pw}"));
     }
@@ -257,15 +269,24 @@ fn mysql_in(pid: u32, port: u16, user: &str, password: Option<&str>, sql: &str) 
 /// `backstop standalone` in a network namespace of the test's own, whose only
 /// address besides loopback is 10.200.0.1 (on `lo`): the gateway listens there, as
 /// on a LAN address; the meta node on the namespace's loopback.
+/// With `certs`, the MySQL port presents `certs/gw.pem` (issued for 10.200.0.1).
 fn standalone_in_netns(
     data: &Path,
     log: &Path,
     sql_port: u16,
     meta_port: u16,
     root_pw: Option<&str>,
+    certs: Option<&Path>,
 ) -> Proc {
+    let ssl = certs.map_or(String::new(), |c| {
+        format!(
+            " --ssl-cert {} --ssl-key {}",
+            c.join("gw.pem").display(),
+            c.join("gw.key").display()
+        )
+    });
     let script = format!(
-        "ip link set lo up && ip addr add 10.200.0.1/32 dev lo && exec {BIN} standalone --data-dir {} --listen 127.0.0.1:{meta_port} --sql-listen 10.200.0.1:{sql_port}",
+        "ip link set lo up && ip addr add 10.200.0.1/32 dev lo && exec {BIN} standalone --data-dir {} --listen 127.0.0.1:{meta_port} --sql-listen 10.200.0.1:{sql_port}{ssl}",
         data.display()
     );
     let mut c = Command::new("unshare");
@@ -288,9 +309,43 @@ fn a_gateway_on_a_non_loopback_address_refuses_while_a_password_is_empty() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (port, meta_port) = (free_port(), free_port());
+    // Without a certificate for the MySQL port, standalone does not start there.
+    let log = dir.path().join("plaintext.log");
+    let mut p = standalone_in_netns(
+        &dir.path().join("bs00"),
+        &log,
+        port,
+        meta_port,
+        Some("sys-pw"),
+        None,
+    );
+    wait_for("standalone to refuse plaintext", 30, || {
+        p.exited().then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("without TLS"), "{text}");
+    let certs = dir.path().join("certs");
+    cert(&["init", "--dir", certs.to_str().unwrap()]);
+    cert(&[
+        "issue",
+        "--dir",
+        certs.to_str().unwrap(),
+        "--role",
+        "gateway",
+        "gw",
+        "--host",
+        "10.200.0.1",
+    ]);
     // root@sys without a password: standalone does not start, and says why.
     let log = dir.path().join("refused.log");
-    let mut p = standalone_in_netns(&dir.path().join("bs0"), &log, port, meta_port, None);
+    let mut p = standalone_in_netns(
+        &dir.path().join("bs0"),
+        &log,
+        port,
+        meta_port,
+        None,
+        Some(&certs),
+    );
     wait_for("standalone to refuse", 30, || p.exited().then_some(()));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -305,10 +360,11 @@ fn a_gateway_on_a_non_loopback_address_refuses_while_a_password_is_empty() {
         port,
         meta_port,
         Some("sys-pw"),
+        Some(&certs),
     );
     let pid = p.pid();
     wait_for("the gateway", 30, || {
-        mysql_in(pid, port, "root@sys", Some("sys-pw"), "SELECT 1")
+        mysql_in(pid, &certs, port, "root@sys", Some("sys-pw"), "SELECT 1")
             .0
             .then_some(())
     });
@@ -316,6 +372,7 @@ fn a_gateway_on_a_non_loopback_address_refuses_while_a_password_is_empty() {
     // at the next login (the check reads the catalog at each one).
     let (ok, out) = mysql_in(
         pid,
+        &certs,
         port,
         "root@sys",
         Some("sys-pw"),
@@ -325,7 +382,7 @@ fn a_gateway_on_a_non_loopback_address_refuses_while_a_password_is_empty() {
         ),
     );
     assert!(ok, "{out}");
-    let (ok, out) = mysql_in(pid, port, "root@sys", Some("sys-pw"), "SELECT 1");
+    let (ok, out) = mysql_in(pid, &certs, port, "root@sys", Some("sys-pw"), "SELECT 1");
     assert!(
         !ok && out.contains("ERROR 1045") && out.contains("empty password: root@t1"),
         "{out}"
@@ -341,6 +398,6 @@ fn a_gateway_on_a_non_loopback_address_refuses_while_a_password_is_empty() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(mysql_in(pid, port, "root@sys", Some("sys-pw"), "SELECT 1").0);
-    assert!(mysql_in(pid, port, "root@t1", Some("t1-pw"), "SELECT 1").0);
+    assert!(mysql_in(pid, &certs, port, "root@sys", Some("sys-pw"), "SELECT 1").0);
+    assert!(mysql_in(pid, &certs, port, "root@t1", Some("t1-pw"), "SELECT 1").0);
 }

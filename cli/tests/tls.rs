@@ -5,7 +5,8 @@
 //! unauthenticated `ctl`, a wrong or guessed password (throttled), a fake worker, a
 //! forged Raft append, and tenant users setting hooks, choosing destinations or
 //! running backups without `BACKUP_ADMIN`. A meta node on a non-loopback address
-//! without TLS refuses to start.
+//! without TLS refuses to start. The MySQL port speaks TLS to `mysql --ssl` and, with
+//! `--require-secure-transport`, refuses plaintext.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
@@ -246,4 +247,102 @@ fn meta_refuses_a_non_loopback_listen_without_tls() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without TLS"), "{err}");
     let _ = ROOT_PASSWORD;
+}
+
+/// `mysql` against `port` as root@sys with `ssl` flags; (succeeded, stdout+stderr).
+fn mysql(port: u16, ssl: &[String], sql: &str) -> (bool, String) {
+    let out = Command::new("mysql")
+        .args(["-h127.0.0.1", &format!("-P{port}"), "-uroot@sys"])
+        .arg(format!("-p{ROOT_PASSWORD}"))
+        .args(["-B", "-N"])
+        .args(ssl)
+        .args(["-e", sql])
+        .output()
+        .expect("mysql (scripts/setup.sh installs mariadb-client)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_mysql_port_speaks_tls_and_refuses_plaintext_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start_tls(dir.path(), 0, 3000);
+    let certs = c.tls.clone().unwrap();
+    cert(&[
+        "issue",
+        "--dir",
+        certs.to_str().unwrap(),
+        "--role",
+        "gateway",
+        "gw1",
+        "--host",
+        "127.0.0.1",
+    ]);
+    // The gateway's own certificate serves the MySQL port too (no --ssl-cert).
+    let port = free_port();
+    let mut args = vec![
+        "gateway".to_string(),
+        "--meta".to_string(),
+        c.meta.clone(),
+        "--listen".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--require-secure-transport".to_string(),
+    ];
+    args.extend(tls_args(&certs, Some("gw1")));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _gw = harness::spawn(&refs, &dir.path().join("gateway.log"));
+    let ca = format!("--ssl-ca={}", certs.join("ca.pem").display());
+    let verified = vec![
+        "--ssl".to_string(),
+        ca,
+        "--ssl-verify-server-cert".to_string(),
+    ];
+    harness::wait_for("the TLS gateway", 30, || {
+        mysql(port, &verified, "SELECT 1").0.then_some(())
+    });
+
+    // mysql --ssl: the certificate verifies against the cluster CA, the session is
+    // encrypted, and statements and views work inside it.
+    let (ok, out) = mysql(port, &verified, "\\s");
+    assert!(ok && out.contains("Cipher in use is TLS"), "{out}");
+    let (ok, out) = mysql(
+        port,
+        &verified,
+        "SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES",
+    );
+    assert!(ok && out.trim() == "0", "{out}");
+    // Another CA's certificate does not verify.
+    let other = dir.path().join("other-ca");
+    cert(&["init", "--dir", other.to_str().unwrap()]);
+    let wrong_ca = vec![
+        "--ssl".to_string(),
+        format!("--ssl-ca={}", other.join("ca.pem").display()),
+        "--ssl-verify-server-cert".to_string(),
+    ];
+    let (ok, out) = mysql(port, &wrong_ca, "SELECT 1");
+    assert!(!ok && out.contains("ERROR 2026"), "{out}");
+    // Plaintext is refused before a password is sent, with MySQL's 3159.
+    let (ok, out) = mysql(port, &["--skip-ssl".to_string()], "SELECT 1");
+    assert!(!ok && out.contains("ERROR 3159"), "{out}");
+
+    // Without a certificate the gateway refuses a non-loopback address, and
+    // --require-secure-transport anywhere.
+    for (listen, needle) in [
+        (format!("0.0.0.0:{}", free_port()), "without TLS"),
+        (format!("127.0.0.1:{}", free_port()), "needs a certificate"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["gateway", "--meta", &c.meta, "--listen", &listen])
+            .arg("--require-secure-transport")
+            .env_remove("BACKSTOP_CONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{listen}: {err}"
+        );
+    }
 }

@@ -9,6 +9,7 @@
 //! - [`views`]: one file per view.
 //! - [`errors`], [`errpacket`]: error numbers and how they reach the client.
 //! - [`limit`]: the bound on a client's packet size.
+//! - [`tls`]: TLS on the MySQL port and `require_secure_transport`.
 //! - [`guard`]: what a client may hold: connections, login and idle time, query time
 //!   and result size.
 
@@ -20,7 +21,9 @@ pub mod server;
 pub mod session;
 pub mod shim;
 pub mod statement;
+pub mod tls;
 pub mod views;
 
 pub use guard::Limits;
 pub use server::{Gateway, GatewayConfig, GatewayError};
+pub use tls::{SqlTls, SqlTlsError};

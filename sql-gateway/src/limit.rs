@@ -38,6 +38,11 @@ impl<R> PacketLimit<R> {
         }
     }
 
+    /// The wrapped reader (for a switch to TLS at a packet boundary).
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Follows `data` through the packet framing; an error if a packet is too big.
     fn track(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
-use opensrv_mysql::AsyncMysqlIntermediary;
-use tokio::net::TcpListener;
+use opensrv_mysql::{AsyncMysqlIntermediary, IntermediaryOptions, plain_run_with_options};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
@@ -17,6 +17,7 @@ use crate::errpacket::ErrorRewriter;
 use crate::guard::{IdleTimeout, Limits, refuse_too_many};
 use crate::limit::PacketLimit;
 use crate::shim::Backend;
+use crate::tls::{FirstPacket, SqlTls, refuse_insecure, switch_to_tls, switchable};
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -31,6 +32,12 @@ pub struct GatewayConfig {
     /// TLS to the meta service (a `gateway` certificate; `docs/SECURITY.md`);
     /// `None` for plaintext to a meta node on loopback.
     pub tls: Option<backstop_proto::tls::Tls>,
+    /// TLS on the MySQL port (`mysql --ssl`); required when `listen` is not
+    /// loopback.
+    pub sql_tls: Option<SqlTls>,
+    /// Refuse clients that do not ask for TLS (MySQL's `require_secure_transport`;
+    /// error 3159). Needs `sql_tls`.
+    pub require_secure_transport: bool,
 }
 
 /// Why the gateway could not start.
@@ -42,6 +49,34 @@ pub enum GatewayError {
     /// The meta address is malformed.
     #[error("meta address '{0}': {1}")]
     Meta(String, String),
+    /// A non-loopback listen address without TLS, or `require_secure_transport`
+    /// without a certificate.
+    #[error("{0}")]
+    Insecure(String),
+}
+
+/// Whether the MySQL port may serve as configured: plaintext only on loopback, and
+/// `require_secure_transport` only with a certificate. Errors:
+/// [`GatewayError::Insecure`], with what to give.
+pub fn check_transport(
+    listen: SocketAddr,
+    has_tls: bool,
+    require_secure_transport: bool,
+) -> Result<(), GatewayError> {
+    if has_tls {
+        return Ok(());
+    }
+    if !listen.ip().is_loopback() {
+        return Err(GatewayError::Insecure(format!(
+            "refusing to serve SQL on {listen} (not loopback) without TLS: give the MySQL port a certificate (--ssl-cert/--ssl-key; a gateway also takes its --tls-cert/--tls-key; docs/SECURITY.md)"
+        )));
+    }
+    if require_secure_transport {
+        return Err(GatewayError::Insecure(
+            "--require-secure-transport needs a certificate for the MySQL port (--ssl-cert/--ssl-key)".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// A bound gateway, not yet serving.
@@ -49,11 +84,21 @@ pub struct Gateway {
     listener: TcpListener,
     meta: MetaServiceClient<tonic::transport::Channel>,
     limits: Limits,
+    sql_tls: Option<SqlTls>,
+    require_secure_transport: bool,
 }
 
 impl Gateway {
     /// Binds the listener and prepares the meta client.
+    /// Errors: [`GatewayError::Insecure`] for a non-loopback `listen` without
+    /// `sql_tls` (plaintext is for loopback only) or `require_secure_transport`
+    /// without it; [`GatewayError::Bind`]; [`GatewayError::Meta`].
     pub async fn bind(config: &GatewayConfig) -> Result<Gateway, GatewayError> {
+        check_transport(
+            config.listen,
+            config.sql_tls.is_some(),
+            config.require_secure_transport,
+        )?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Bind(config.listen, e))?;
@@ -96,6 +141,8 @@ impl Gateway {
         Ok(Gateway {
             listener,
             limits: config.limits,
+            sql_tls: config.sql_tls.clone(),
+            require_secure_transport: config.require_secure_transport,
             // Catalog lists grow with the catalog (100,000 pieces are ~9 MB): allow
             // large answers instead of tonic's 4 MiB default.
             meta: MetaServiceClient::new(channel)
@@ -119,6 +166,9 @@ impl Gateway {
         if let Ok(addr) = self.listener.local_addr() {
             info!(%addr, "sql gateway listening (mysql protocol)");
             exposed = !addr.ip().is_loopback();
+            if self.sql_tls.is_none() {
+                warn!(%addr, "the MySQL port is plaintext (loopback only); give it a certificate with --ssl-cert/--ssl-key");
+            }
             if exposed {
                 info!(%addr, "non-loopback listener: logins are refused while any user has an empty password");
             }
@@ -158,12 +208,20 @@ impl Gateway {
             .exposed(exposed);
             let stop = shutdown.clone();
             let active = active.clone();
+            let tls = self.sql_tls.clone();
+            let require_tls = self.require_secure_transport;
             conns.spawn(async move {
-                let (r, w) = stream.into_split();
-                let r = IdleTimeout::new(PacketLimit::new(r), &limits, logged_in);
+                let conn = Connection {
+                    backend,
+                    limits,
+                    logged_in,
+                    login_failure,
+                    tls,
+                    require_tls,
+                };
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    result = AsyncMysqlIntermediary::run_on(backend, r, ErrorRewriter::with_login_failure(w, login_failure)) => {
+                    result = conn.run(stream) => {
                         if let Err(e) = result {
                             debug!(%peer, error = %e, "connection ended");
                         }
@@ -175,5 +233,52 @@ impl Gateway {
         conns.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), conns.wait()).await;
         info!("sql gateway stopped");
+    }
+}
+
+/// One client connection, from the greeting to its end.
+struct Connection {
+    backend: Backend,
+    limits: Limits,
+    logged_in: Arc<AtomicBool>,
+    login_failure: crate::errpacket::LoginFailure,
+    tls: Option<SqlTls>,
+    require_tls: bool,
+}
+
+impl Connection {
+    /// The greeting offers TLS when the gateway has a certificate. The client's
+    /// first packet is either MySQL's `SSLRequest` (the socket then switches to TLS
+    /// and the login continues inside it) or its login. Below TLS the socket has
+    /// the login and idle deadlines; above it, the packet-size bound and the
+    /// error-number rewriting.
+    async fn run(mut self, stream: TcpStream) -> std::io::Result<()> {
+        let (r, w) = stream.into_split();
+        let raw = FirstPacket::new(IdleTimeout::new(r, &self.limits, self.logged_in));
+        let (read, write) = switchable(PacketLimit::new(raw), w);
+        let mut w = ErrorRewriter::with_login_failure(write.clone(), self.login_failure);
+        let config = self.tls.as_ref().map(|t| t.0.clone());
+        let (wants_tls, init) = AsyncMysqlIntermediary::<Backend, _, _>::init_before_ssl(
+            &mut self.backend,
+            read.clone(),
+            &mut w,
+            &config,
+        )
+        .await?;
+        match (wants_tls, config) {
+            (true, Some(config)) => switch_to_tls(config, &read, &write).await?,
+            (true, None) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the client asked for TLS, which this gateway was not offering",
+                ));
+            }
+            (false, _) if self.require_tls => {
+                refuse_insecure(w, init.1).await;
+                return Ok(());
+            }
+            (false, _) => {}
+        }
+        plain_run_with_options(self.backend, w, IntermediaryOptions::default(), init).await
     }
 }

@@ -168,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
         meta: addr.clone(),
         limits: Default::default(),
         tls: None,
+        sql_tls: None,
+        require_secure_transport: false,
     })
     .await?;
     let sql_port = gw.local_addr()?.port();
