@@ -28,7 +28,7 @@ mbps() { python3 -c "print(f'{$1 / 1048576 / ($3 - $2):.0f}')"; }
 echo "generating a $SIZE-byte tenant..." >&2
 "$W" init --dir "$DIR/t1" --size "$SIZE" --files 16 >/dev/null
 sync
-BACKSTOP_LOG=warn "$B" standalone --data-dir "$DIR/bs" --listen "$META" --sql-listen "127.0.0.1:$((PORT + 1))" 2>"$DIR/standalone.log" &
+BACKSTOP_LOG=warn "$B" standalone --data-dir "$DIR/bs" --allow-path "$DIR" --listen "$META" --sql-listen "127.0.0.1:$((PORT + 1))" 2>"$DIR/standalone.log" &
 SA=$!
 for _ in $(seq 100); do C status >/dev/null 2>&1 && break; sleep 0.1; done
 C tenant create t1 --source "dir://$DIR/t1" >/dev/null

@@ -35,7 +35,7 @@ mbps() { python3 -c "print(f'{$1 / 1048576 / $2:.0f}')"; }
 echo "generating a $SIZE-byte tenant..." >&2
 "$W" init --dir "$DIR/t1" --size "$SIZE" --files 16 >/dev/null
 sync
-BACKSTOP_LOG=warn,backstop::copy_lag=info "$B" standalone --data-dir "$DIR/bs" --listen "$META" --sql-listen "127.0.0.1:$((PORT + 1))" 2>"$DIR/standalone.log" &
+BACKSTOP_LOG=warn,backstop::copy_lag=info "$B" standalone --data-dir "$DIR/bs" --allow-path "$DIR" --listen "$META" --sql-listen "127.0.0.1:$((PORT + 1))" 2>"$DIR/standalone.log" &
 SA=$!
 for _ in $(seq 100); do C status >/dev/null 2>&1 && break; sleep 0.1; done
 moto_server -H 127.0.0.1 -p "$S3PORT" >/dev/null 2>"$DIR/moto.log" &

@@ -79,7 +79,7 @@ psql_ "$PORT" "CHECKPOINT" >/dev/null
 SIZE=$(psql_ "$PORT" "SELECT pg_database_size('postgres')")
 "${AS_PG[@]}" pgbackrest --config="$CONF" --stanza=bench stanza-create >/dev/null
 
-BACKSTOP_LOG=warn "$B" standalone --data-dir "$DIR/bs" --listen "$META" --sql-listen "127.0.0.1:$((PORT + 2))" 2>"$DIR/standalone.log" &
+BACKSTOP_LOG=warn "$B" standalone --data-dir "$DIR/bs" --allow-path "$DIR" --listen "$META" --sql-listen "127.0.0.1:$((PORT + 2))" 2>"$DIR/standalone.log" &
 PIDS+=($!)
 for _ in $(seq 100); do C status >/dev/null 2>&1 && break; sleep 0.1; done
 C tenant create pg1 --source "postgresql://postgres@/postgres?host=$SOCK&port=$PORT&pgdata=$PGDATA" >/dev/null

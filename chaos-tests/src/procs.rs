@@ -236,6 +236,8 @@ impl ProcCluster {
                 &data,
                 "--slots",
                 "2",
+                "--allow-path",
+                &self.dir.to_string_lossy(),
             ],
             &format!("worker{w}.log"),
         )

@@ -238,6 +238,15 @@ pub struct WorkerArgs {
     /// set). Without it, a backup of a tenant with hooks fails with a clear error.
     #[arg(long, env = "BACKSTOP_ALLOW_HOOKS")]
     pub allow_hooks: bool,
+    /// A directory under which this worker may write file:// destinations and
+    /// restore targets (repeatable; the environment takes a ':'-separated list).
+    /// Its data dir is always allowed; every other local path is refused.
+    #[arg(
+        long = "allow-path",
+        env = "BACKSTOP_ALLOW_PATH",
+        value_delimiter = ':'
+    )]
+    pub allow_paths: Vec<PathBuf>,
 }
 
 /// `backstop restore`.
@@ -341,6 +350,15 @@ pub struct StandaloneArgs {
     /// Let the embedded worker run tenants' begin/end backup hook commands.
     #[arg(long, env = "BACKSTOP_ALLOW_HOOKS")]
     pub allow_hooks: bool,
+    /// A directory under which the embedded worker may write file://
+    /// destinations and restore targets, besides the data dir (repeatable; the
+    /// environment takes a ':'-separated list).
+    #[arg(
+        long = "allow-path",
+        env = "BACKSTOP_ALLOW_PATH",
+        value_delimiter = ':'
+    )]
+    pub allow_paths: Vec<PathBuf>,
 }
 
 /// `backstop meta`.

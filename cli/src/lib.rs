@@ -58,11 +58,15 @@ pub fn main_with(args: Args) -> ExitCode {
                     tls: a.sql_tls.load(None)?,
                     require_secure_transport: a.sql_tls.require_secure_transport,
                 };
-                serve(config, Some(sql), a.demo, a.allow_hooks).await
+                let worker = EmbeddedWorker {
+                    allow_hooks: a.allow_hooks,
+                    allow_paths: a.allow_paths.clone(),
+                };
+                serve(config, Some(sql), a.demo, worker).await
             }
             Cmd::Meta(a) => {
                 let config = config::meta_config(&a, &file)?;
-                serve(config, None, false, false).await
+                serve(config, None, false, EmbeddedWorker::default()).await
             }
             Cmd::Gateway(a) => run_gateway(a, &file).await,
             Cmd::Ctl(a) => ctl::run(a).await,
@@ -116,13 +120,21 @@ struct SqlPort {
     require_secure_transport: bool,
 }
 
+/// What the embedded worker of a standalone process may do.
+#[derive(Default)]
+struct EmbeddedWorker {
+    allow_hooks: bool,
+    /// Besides the standalone data dir.
+    allow_paths: Vec<std::path::PathBuf>,
+}
+
 /// Starts a meta node and runs until SIGINT or SIGTERM, then shuts down cleanly:
 /// stop accepting, let in-flight requests finish, stop Raft, flush RocksDB.
 async fn serve(
     config: MetaConfig,
     sql: Option<SqlPort>,
     demo: bool,
-    allow_hooks: bool,
+    embedded: EmbeddedWorker,
 ) -> anyhow::Result<()> {
     if let Some(p) = &sql {
         backstop_sql_gateway::server::check_transport(
@@ -185,15 +197,17 @@ async fn serve(
         None => None,
     };
     let worker = if standalone {
+        let home = data_dir.parent().unwrap_or(&data_dir).to_path_buf();
         let config = WorkerConfig {
             meta: vec![node.addr().to_string()],
-            data_dir: data_dir.parent().unwrap_or(&data_dir).join("worker"),
+            data_dir: home.join("worker"),
             slots: 4,
             tenants: Vec::new(),
             addr: format!("standalone@{}", node.addr()),
             copy_rate: 0,
             tls: None,
-            allow_hooks,
+            allow_hooks: embedded.allow_hooks,
+            allow_paths: std::iter::once(home).chain(embedded.allow_paths).collect(),
         };
         let token = stop_worker.clone();
         info!(
@@ -380,6 +394,7 @@ async fn run_worker(a: args::WorkerArgs, file: &FileConfig) -> anyhow::Result<()
         copy_rate: a.copy_rate,
         tls: a.tls.load(file.tls.as_ref())?,
         allow_hooks: a.allow_hooks,
+        allow_paths: a.allow_paths,
     };
     let token = CancellationToken::new();
     let t = token.clone();

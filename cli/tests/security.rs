@@ -401,3 +401,146 @@ fn a_gateway_on_a_non_loopback_address_refuses_while_a_password_is_empty() {
     assert!(mysql_in(pid, &certs, port, "root@sys", Some("sys-pw"), "SELECT 1").0);
     assert!(mysql_in(pid, &certs, port, "root@t1", Some("t1-pw"), "SELECT 1").0);
 }
+
+/// `ctl --json ARGS` against `meta`.
+fn ctl(meta: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["ctl", "--meta", meta, "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits for job `id` to end; its JSON row.
+fn ended_job(meta: &str, id: u64) -> serde_json::Value {
+    wait_for("the job to end", 60, || {
+        ctl(meta, &["jobs", "--all"])
+            .as_array()?
+            .iter()
+            .find(|j| j["job_id"] == id && !j["end_time_ms"].is_null() && j["end_time_ms"] != 0)
+            .cloned()
+    })
+}
+
+#[test]
+fn workers_write_destinations_and_restore_targets_only_under_their_allow_path_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("allowed");
+    let outside = dir.path().join("outside");
+    let (port, meta) = (free_port(), format!("127.0.0.1:{}", free_port()));
+    let _p = harness::spawn_env(
+        &[
+            "standalone",
+            "--data-dir",
+            dir.path().join("bs").to_str().unwrap(),
+            "--listen",
+            &meta,
+            "--sql-listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &dir.path().join("standalone.log"),
+        &[(
+            "BACKSTOP_ALLOW_PATH".to_string(),
+            allowed.display().to_string(),
+        )],
+    );
+    let m = Mysql { port };
+    wait_for("the gateway", 30, || m.run(&[], "SELECT 1").0.then_some(()));
+    let src = dir.path().join("t1");
+    workload::init(&src, Shape::of_size(1 << 20, 2), 4).unwrap();
+
+    // Under the root: archive and backup work.
+    let load = harness::start_load(&src, 200_000);
+    m.archive("t1", &src, &allowed.join("bk"), None, "2s");
+    m.exec("ALTER SYSTEM BACKUP DATABASE");
+    wait_for("the set", 60, || {
+        (m.count(
+            "SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES WHERE COPY_ID = 0 AND FILE_STATUS = 'AVAILABLE'",
+        ) == 1)
+            .then_some(())
+    });
+    load.finish();
+    m.exec("ALTER SYSTEM NOARCHIVELOG");
+    wait_for("archive STOP", 30, || {
+        (m.rows("SELECT STATUS FROM oceanbase.CDB_OB_BACKUP_ARCHIVELOG WHERE TENANT_ID = 1001")
+            == vec![vec!["STOP".to_string()]])
+        .then_some(())
+    });
+
+    // A restore target outside the roots is refused with a clear error, and
+    // nothing is written there.
+    let job = |v: serde_json::Value| v["job_ids"][0].as_u64().unwrap();
+    let bad = job(ctl(
+        &meta,
+        &[
+            "restore",
+            "--tenant",
+            "t1",
+            "--to",
+            outside.join("r").to_str().unwrap(),
+        ],
+    ));
+    let row = ended_job(&meta, bad);
+    let comment = row["comment"].as_str().unwrap_or_default();
+    assert!(
+        row["result"] != "SUCCESS"
+            && comment.contains("--allow-path")
+            && comment.contains("outside/r"),
+        "{row}"
+    );
+    assert!(
+        !outside.exists(),
+        "the refused restore wrote {}",
+        outside.display()
+    );
+    // A copy to a destination outside them fails the same way.
+    m.exec(&format!(
+        "ALTER SYSTEM SET backup_backup_dest = '{}'",
+        file_uri(&outside.join("copy"))
+    ));
+    m.exec("ALTER SYSTEM BACKUP BACKUPSET ALL");
+    let copy = wait_for("the copy job", 30, || {
+        ctl(&meta, &["jobs", "--all"])
+            .as_array()?
+            .iter()
+            .find(|j| {
+                j["job_type"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("BACKUPSET"))
+            })
+            .and_then(|j| j["job_id"].as_u64())
+    });
+    let row = ended_job(&meta, copy);
+    assert!(
+        row["result"] != "SUCCESS"
+            && row["comment"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--allow-path"),
+        "{row}"
+    );
+    assert!(!outside.exists());
+
+    // Inside the roots the same restore works, exactly.
+    let to = allowed.join("restored");
+    let good = job(ctl(
+        &meta,
+        &["restore", "--tenant", "t1", "--to", to.to_str().unwrap()],
+    ));
+    let row = ended_job(&meta, good);
+    assert!(
+        row["status"] == "FINISH"
+            && row["comment"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("restored backup set 1"),
+        "{row}"
+    );
+    workload::verify(&to, &src, None).unwrap();
+}

@@ -104,6 +104,8 @@ pub struct TaskCtx {
     pub checkpoint_now: Arc<AtomicBool>,
     /// The worker was started with `--allow-hooks`: it runs tenants' hook commands.
     pub allow_hooks: bool,
+    /// Where this worker may write on its host (`--allow-path`).
+    pub allowed_paths: Arc<crate::paths::AllowedPaths>,
 }
 
 impl TaskCtx {

@@ -15,6 +15,7 @@ pub mod copy;
 pub mod ctx;
 pub mod error;
 pub mod manifest;
+pub mod paths;
 pub mod pg;
 pub mod pg_datadir;
 pub mod pg_restore;

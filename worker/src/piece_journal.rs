@@ -397,6 +397,7 @@ mod tests {
             )),
             checkpoint_now: Default::default(),
             allow_hooks: false,
+            allowed_paths: Default::default(),
         }
     }
 

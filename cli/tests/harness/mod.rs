@@ -28,6 +28,9 @@ pub fn spawn_env(args: &[&str], log: &Path, env: &[(String, String)]) -> Proc {
     Proc(
         Command::new(BIN)
             .args(args)
+            // Tests keep their destinations and restore targets in temporary
+            // directories: workers may write there (a test may narrow it).
+            .env("BACKSTOP_ALLOW_PATH", std::env::temp_dir())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("BACKSTOP_CONFIG")
             .env("BACKSTOP_LOG", "info,openraft=warn")

@@ -70,6 +70,7 @@ async fn recovery_rejects_an_adopted_object_cut_short() {
         )),
         checkpoint_now: Default::default(),
         allow_hooks: false,
+        allowed_paths: Default::default(),
     };
     let store = TenantStore::open(&dest).unwrap();
     let a = Archiver {

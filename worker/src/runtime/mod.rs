@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     /// Run tenants' `begin_backup`/`end_backup` hook commands (`--allow-hooks`);
     /// without it a backup of a tenant with hooks fails with a clear error.
     pub allow_hooks: bool,
+    /// Roots under which tasks may write `file://` destinations and restore targets
+    /// (`--allow-path`); the data dir is always one.
+    pub allow_paths: Vec<PathBuf>,
 }
 
 /// Reads the worker id from `DIR/worker_id`, creating a random one the first time.
@@ -109,6 +112,10 @@ fn lock(running: &RunningMap) -> std::sync::MutexGuard<'_, HashMap<u64, Running>
 /// Runs a worker until `shutdown` fires.
 pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Result<()> {
     let worker_id = worker_id(&config.data_dir)?;
+    let allowed_paths = Arc::new(crate::paths::AllowedPaths::new(
+        std::iter::once(config.data_dir.clone()).chain(config.allow_paths.iter().cloned()),
+    )?);
+    info!(roots = ?allowed_paths.roots(), "file:// destinations and restore targets allowed under these roots");
     let client = MetaClient::secured(
         config.meta.clone(),
         backstop_client::Route::Leader,
@@ -237,6 +244,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                 lease: Arc::new(AttemptLease::new(granted, fence_after)),
                 checkpoint_now: Arc::new(AtomicBool::new(false)),
                 allow_hooks: config.allow_hooks,
+                allowed_paths: allowed_paths.clone(),
             };
             let ended_by = Arc::new(EndedByCell::default());
             lock(&running).insert(

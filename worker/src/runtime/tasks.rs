@@ -98,6 +98,7 @@ pub(super) async fn report(ctx: &TaskCtx, outcome: &TaskOutcome) -> Result<()> {
 }
 
 pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcome> {
+    ctx.allowed_paths.check_spec(&spec)?;
     match spec {
         TaskSpec::Archive {
             source,
