@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use crate::shared::TlsArgs;
+
 /// Backstop: a distributed, multi-tenant backup service with backup-of-backup.
 #[derive(Debug, Parser)]
 #[command(name = "backstop", version, about, propagate_version = true)]
@@ -58,50 +60,6 @@ pub enum Cmd {
     /// Create a cluster CA and issue the certificates of meta nodes, workers,
     /// gateways and clients (for installs without a PKI of their own).
     Cert(crate::cert::CertArgs),
-}
-
-/// TLS files of one process (`docs/SECURITY.md`); the config file's `[tls]`
-/// section gives the same. Without them a process speaks plaintext gRPC, which a
-/// meta node allows on loopback only.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct TlsArgs {
-    /// The cluster CA certificate (PEM) that signs every peer (`backstop cert init`).
-    #[arg(long, env = "BACKSTOP_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// This process's certificate (PEM), signed by the CA (`backstop cert issue`).
-    #[arg(long, env = "BACKSTOP_TLS_CERT", requires = "tls_ca")]
-    pub tls_cert: Option<PathBuf>,
-    /// This process's private key (PEM).
-    #[arg(long, env = "BACKSTOP_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-}
-
-impl TlsArgs {
-    /// The flags, else the config file's `[tls]`; `None` for plaintext.
-    pub fn files(
-        &self,
-        file: Option<&backstop_client::TlsFiles>,
-    ) -> Option<backstop_client::TlsFiles> {
-        match &self.tls_ca {
-            Some(ca) => Some(backstop_client::TlsFiles {
-                ca: ca.clone(),
-                cert: self.tls_cert.clone(),
-                key: self.tls_key.clone(),
-            }),
-            None => file.cloned(),
-        }
-    }
-
-    /// [`TlsArgs::files`], loaded.
-    pub fn load(
-        &self,
-        file: Option<&backstop_client::TlsFiles>,
-    ) -> anyhow::Result<Option<backstop_client::Tls>> {
-        match self.files(file) {
-            Some(files) => Ok(Some(backstop_client::Tls::load(&files)?)),
-            None => Ok(None),
-        }
-    }
 }
 
 /// TLS on the MySQL port (MySQL's `ssl_cert`, `ssl_key` and
@@ -162,7 +120,7 @@ pub struct WalPushArgs {
 pub struct GatewayArgs {
     /// Meta node addresses (comma-separated host:port; any members: requests are
     /// spread over the reachable ones).
-    #[arg(long, env = "BACKSTOP_META", default_value = crate::config::DEFAULT_META_ADDR)]
+    #[arg(long, env = "BACKSTOP_META", default_value = crate::shared::DEFAULT_META_ADDR)]
     pub meta: String,
     /// MySQL listen address.
     #[arg(long, env = "BACKSTOP_SQL_LISTEN", default_value = "127.0.0.1:2881")]
@@ -216,7 +174,7 @@ impl SqlLimitArgs {
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
     /// Meta node addresses (comma-separated host:port); any member works.
-    #[arg(long, env = "BACKSTOP_META", value_delimiter = ',', default_value = crate::config::DEFAULT_META_ADDR)]
+    #[arg(long, env = "BACKSTOP_META", value_delimiter = ',', default_value = crate::shared::DEFAULT_META_ADDR)]
     pub meta: Vec<String>,
     /// Directory for the worker's id [default: ./backstop-worker].
     #[arg(long, env = "BACKSTOP_WORKER_DIR")]
@@ -234,13 +192,22 @@ pub struct WorkerArgs {
     /// TLS to the meta service (a `worker` certificate).
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// What the worker may do on its host.
+    #[command(flatten)]
+    pub policy: WorkerPolicyArgs,
+}
+
+/// What a worker (or standalone's embedded worker) may do on its host.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkerPolicyArgs {
     /// Run tenants' begin/end backup hook commands (shell commands only root@sys can
     /// set). Without it, a backup of a tenant with hooks fails with a clear error.
     #[arg(long, env = "BACKSTOP_ALLOW_HOOKS")]
     pub allow_hooks: bool,
-    /// A directory under which this worker may write file:// destinations and
+    /// A directory under which the worker may write file:// destinations and
     /// restore targets (repeatable; the environment takes a ':'-separated list).
-    /// Its data dir is always allowed; every other local path is refused.
+    /// Its data dir (standalone: the standalone data dir) is always allowed; every
+    /// other local path is refused.
     #[arg(
         long = "allow-path",
         env = "BACKSTOP_ALLOW_PATH",
@@ -347,18 +314,9 @@ pub struct StandaloneArgs {
     /// backup and its copy to a second destination (all under the data dir).
     #[arg(long)]
     pub demo: bool,
-    /// Let the embedded worker run tenants' begin/end backup hook commands.
-    #[arg(long, env = "BACKSTOP_ALLOW_HOOKS")]
-    pub allow_hooks: bool,
-    /// A directory under which the embedded worker may write file://
-    /// destinations and restore targets, besides the data dir (repeatable; the
-    /// environment takes a ':'-separated list).
-    #[arg(
-        long = "allow-path",
-        env = "BACKSTOP_ALLOW_PATH",
-        value_delimiter = ':'
-    )]
-    pub allow_paths: Vec<PathBuf>,
+    /// What the embedded worker may do on this host.
+    #[command(flatten)]
+    pub policy: WorkerPolicyArgs,
 }
 
 /// `backstop meta`.

@@ -36,8 +36,7 @@ use serde::Deserialize;
 
 use crate::args::{LogFormat, MetaArgs, StandaloneArgs};
 
-/// Default gRPC address of the meta service.
-pub const DEFAULT_META_ADDR: &str = "127.0.0.1:2882";
+use crate::shared::DEFAULT_META_ADDR;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@ pub mod demo;
 mod demo_pg;
 mod failpoints;
 pub mod offline;
+pub mod shared;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -58,15 +59,11 @@ pub fn main_with(args: Args) -> ExitCode {
                     tls: a.sql_tls.load(None)?,
                     require_secure_transport: a.sql_tls.require_secure_transport,
                 };
-                let worker = EmbeddedWorker {
-                    allow_hooks: a.allow_hooks,
-                    allow_paths: a.allow_paths.clone(),
-                };
-                serve(config, Some(sql), a.demo, worker).await
+                serve(config, Some(sql), a.demo, a.policy.clone()).await
             }
             Cmd::Meta(a) => {
                 let config = config::meta_config(&a, &file)?;
-                serve(config, None, false, EmbeddedWorker::default()).await
+                serve(config, None, false, args::WorkerPolicyArgs::default()).await
             }
             Cmd::Gateway(a) => run_gateway(a, &file).await,
             Cmd::Ctl(a) => ctl::run(a).await,
@@ -120,21 +117,13 @@ struct SqlPort {
     require_secure_transport: bool,
 }
 
-/// What the embedded worker of a standalone process may do.
-#[derive(Default)]
-struct EmbeddedWorker {
-    allow_hooks: bool,
-    /// Besides the standalone data dir.
-    allow_paths: Vec<std::path::PathBuf>,
-}
-
 /// Starts a meta node and runs until SIGINT or SIGTERM, then shuts down cleanly:
 /// stop accepting, let in-flight requests finish, stop Raft, flush RocksDB.
 async fn serve(
     config: MetaConfig,
     sql: Option<SqlPort>,
     demo: bool,
-    embedded: EmbeddedWorker,
+    embedded: args::WorkerPolicyArgs,
 ) -> anyhow::Result<()> {
     if let Some(p) = &sql {
         backstop_sql_gateway::server::check_transport(
@@ -393,8 +382,8 @@ async fn run_worker(a: args::WorkerArgs, file: &FileConfig) -> anyhow::Result<()
         addr: format!("pid {}", std::process::id()),
         copy_rate: a.copy_rate,
         tls: a.tls.load(file.tls.as_ref())?,
-        allow_hooks: a.allow_hooks,
-        allow_paths: a.allow_paths,
+        allow_hooks: a.policy.allow_hooks,
+        allow_paths: a.policy.allow_paths,
     };
     let token = CancellationToken::new();
     let t = token.clone();

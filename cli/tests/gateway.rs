@@ -315,14 +315,7 @@ fn a_gateway_on_a_public_address_refuses_an_empty_root_password() {
     // With a certificate, it still refuses while root@sys has no password.
     let certs = dir.path().join("certs");
     harness::cert(&["init", "--dir", certs.to_str().unwrap()]);
-    harness::cert(&[
-        "issue",
-        "--dir",
-        certs.to_str().unwrap(),
-        "--role",
-        "gateway",
-        "gw",
-    ]);
+    harness::issue(&certs, "gateway", "gw", None);
     let err = gateway(&[
         "--ssl-cert".to_string(),
         certs.join("gw.pem").display().to_string(),

@@ -326,16 +326,7 @@ fn a_gateway_on_a_non_loopback_address_refuses_while_a_password_is_empty() {
     assert!(text.contains("without TLS"), "{text}");
     let certs = dir.path().join("certs");
     cert(&["init", "--dir", certs.to_str().unwrap()]);
-    cert(&[
-        "issue",
-        "--dir",
-        certs.to_str().unwrap(),
-        "--role",
-        "gateway",
-        "gw",
-        "--host",
-        "10.200.0.1",
-    ]);
+    harness::issue(&certs, "gateway", "gw", Some("10.200.0.1"));
     // root@sys without a password: standalone does not start, and says why.
     let log = dir.path().join("refused.log");
     let mut p = standalone_in_netns(

@@ -130,14 +130,7 @@ fn tls_cluster_backs_up_restores_and_refuses_every_attack() {
         "log in",
     );
     // A client certificate naming root@sys logs in without a password.
-    cert(&[
-        "issue",
-        "--dir",
-        certs.to_str().unwrap(),
-        "--role",
-        "client",
-        "root@sys",
-    ]);
+    harness::issue(&certs, "client", "root@sys", None);
     let by_cert = ctl_as(&c, &tls_args(&certs, Some("root@sys")), &[], &["status"]);
     assert!(by_cert.status.success(), "{}", stderr(&by_cert));
 
@@ -270,16 +263,7 @@ fn the_mysql_port_speaks_tls_and_refuses_plaintext_when_told() {
     let dir = tempfile::tempdir().unwrap();
     let c = Cluster::start_tls(dir.path(), 0, 3000);
     let certs = c.tls.clone().unwrap();
-    cert(&[
-        "issue",
-        "--dir",
-        certs.to_str().unwrap(),
-        "--role",
-        "gateway",
-        "gw1",
-        "--host",
-        "127.0.0.1",
-    ]);
+    harness::issue(&certs, "gateway", "gw1", Some("127.0.0.1"));
     // The gateway's own certificate serves the MySQL port too (no --ssl-cert).
     let port = free_port();
     let mut args = vec![
@@ -289,6 +273,8 @@ fn the_mysql_port_speaks_tls_and_refuses_plaintext_when_told() {
         "--listen".to_string(),
         format!("127.0.0.1:{port}"),
         "--require-secure-transport".to_string(),
+        "--max-execution-time".to_string(),
+        "1000".to_string(),
     ];
     args.extend(tls_args(&certs, Some("gw1")));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -313,6 +299,18 @@ fn the_mysql_port_speaks_tls_and_refuses_plaintext_when_told() {
         "SELECT COUNT(*) FROM oceanbase.CDB_OB_BACKUP_SET_FILES",
     );
     assert!(ok && out.trim() == "0", "{out}");
+    // The gateway's guards hold inside TLS too: a LIKE bomb answers at once, a
+    // recursive CTE is stopped with 3024, and the gateway answers the next query.
+    let bomb = format!("SHOW VARIABLES LIKE '{}b'", "%a".repeat(500));
+    let (ok, out) = mysql(port, &verified, &bomb);
+    assert!(ok, "{out}");
+    let (ok, out) = mysql(
+        port,
+        &verified,
+        "SELECT count(*) FROM (WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT x FROM r)",
+    );
+    assert!(!ok && out.contains("ERROR 3024"), "{out}");
+    assert!(mysql(port, &verified, "SELECT 1").0);
     // Another CA's certificate does not verify.
     let other = dir.path().join("other-ca");
     cert(&["init", "--dir", other.to_str().unwrap()]);
@@ -344,5 +342,129 @@ fn the_mysql_port_speaks_tls_and_refuses_plaintext_when_told() {
             !out.status.success() && err.contains(needle),
             "{listen}: {err}"
         );
+    }
+}
+
+/// `ctl --json` over TLS to `meta` (comma-separated), logged in as root@sys.
+fn root_ctl(meta: &str, certs: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["ctl", "--meta", meta, "--timeout", "5", "--json"])
+        .args(tls_args(certs, None))
+        .args(["--user", "root@sys"])
+        .env("BACKSTOP_PASSWORD", ROOT_PASSWORD)
+        .env_remove("BACKSTOP_CONFIG")
+        .args(args)
+        .output()
+        .expect("run ctl")
+}
+
+fn voters(meta: &str, certs: &Path) -> usize {
+    let out = root_ctl(meta, certs, &["status"]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|s| {
+            s["members"]
+                .as_array()
+                .map(|m| m.iter().filter(|m| m["role"] == "voter").count())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn three_meta_nodes_over_tls_join_forward_and_survive_sigkill_of_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    cert(&["init", "--dir", certs.to_str().unwrap()]);
+    let addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let start = |i: usize| {
+        let name = format!("m{}", i + 1);
+        harness::issue(&certs, "meta", &name, Some("127.0.0.1"));
+        let data = dir.path().join(&name);
+        let id = (i + 1).to_string();
+        let mut args: Vec<String> = [
+            "meta",
+            "--node-id",
+            &id,
+            "--listen",
+            &addrs[i],
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if i == 0 {
+            args.push("--bootstrap".to_string());
+        } else {
+            args.extend(["--join".to_string(), addrs[0].clone()]);
+        }
+        args.extend(tls_args(&certs, Some(&name)));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        harness::spawn_env(
+            &refs,
+            &dir.path().join(format!("{name}.log")),
+            &[(
+                "BACKSTOP_ROOT_PASSWORD".to_string(),
+                ROOT_PASSWORD.to_string(),
+            )],
+        )
+    };
+    let mut procs = vec![Some(start(0))];
+    harness::wait_for("node 1 to lead", 30, || {
+        (voters(&addrs[0], &certs) == 1).then_some(())
+    });
+    procs.push(Some(start(1)));
+    procs.push(Some(start(2)));
+    harness::wait_for("three voters (joined over TLS)", 60, || {
+        (voters(&addrs[0], &certs) == 3).then_some(())
+    });
+
+    // Writes through followers are forwarded to the leader over TLS.
+    for (i, via) in addrs.iter().enumerate() {
+        let out = root_ctl(
+            via,
+            &certs,
+            &[
+                "tenant",
+                "create",
+                &format!("t{i}"),
+                "--source",
+                "dir:///data/x",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let status: serde_json::Value =
+        serde_json::from_slice(&root_ctl(&addrs[0], &certs, &["status"]).stdout).unwrap();
+    let leader = status["leader_id"].as_u64().unwrap() as usize;
+    procs[leader - 1].take(); // SIGKILL
+    let survivors: Vec<String> = (1..=3)
+        .filter(|i| *i != leader)
+        .map(|i| addrs[i - 1].clone())
+        .collect();
+    let survivors = survivors.join(",");
+    harness::wait_for("a new leader to accept a write", 20, || {
+        root_ctl(
+            &survivors,
+            &certs,
+            &[
+                "tenant",
+                "create",
+                "after",
+                "--source",
+                "dir:///data/x",
+                "--if-not-exists",
+            ],
+        )
+        .status
+        .success()
+        .then_some(())
+    });
+    let out = root_ctl(&survivors, &certs, &["tenant", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for t in ["t0", "t1", "t2", "after"] {
+        assert!(text.contains(&format!("\"{t}\"")), "{t} lost: {text}");
     }
 }

@@ -30,7 +30,7 @@ use backstop_proto::{
     MAX_LIST_MESSAGE_BYTES,
 };
 use tokio::sync::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,18 +73,11 @@ pub use backstop_proto::tls::{PeerIdentity, Role, Tls, TlsError, TlsFiles, peer_
 /// cluster CA, presenting this process's certificate if it has one. The server's
 /// certificate must name the host of `addr` (a DNS name or IP SAN).
 pub fn channel(addr: &str, tls: Option<&Tls>) -> Result<Channel, ClientError> {
-    let bad = |e: &dyn std::fmt::Display| ClientError::BadAddress {
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-        .map_err(|e| bad(&e))?
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true);
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls.client()).map_err(|e| bad(&e))?;
-    }
+    let endpoint =
+        backstop_proto::tls::endpoint(addr, tls).map_err(|e| ClientError::BadAddress {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
     Ok(endpoint.connect_lazy())
 }
 

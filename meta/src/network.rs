@@ -15,7 +15,7 @@ use std::sync::Arc;
 use backstop_proto::CLUSTER_ID_KEY;
 use backstop_proto::tls::Tls;
 use tokio::sync::RwLock;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::store::Applied;
 
@@ -56,18 +56,10 @@ pub fn from_payload<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Met
 /// `tls`, else TLS verified against the cluster CA, presenting this node's
 /// certificate (the peer's must name the host of `addr`).
 pub fn channel(addr: &str, tls: Option<&Tls>) -> Result<Channel, MetaError> {
-    let bad =
-        |e: &dyn std::fmt::Display| MetaError::invalid(format!("bad node address '{addr}': {e}"));
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-        .map_err(|e| bad(&e))?
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
+    let endpoint = backstop_proto::tls::endpoint(addr, tls)
+        .map_err(|e| MetaError::invalid(format!("bad node address '{addr}': {e}")))?
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls.client()).map_err(|e| bad(&e))?;
-    }
     Ok(endpoint.connect_lazy())
 }
 

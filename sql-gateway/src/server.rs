@@ -10,7 +10,6 @@ use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use opensrv_mysql::{AsyncMysqlIntermediary, IntermediaryOptions, plain_run_with_options};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 use tracing::{debug, info, warn};
 
 use crate::errpacket::ErrorRewriter;
@@ -114,18 +113,9 @@ impl Gateway {
         {
             let bad =
                 |e: &dyn std::fmt::Display| GatewayError::Meta(config.meta.clone(), e.to_string());
-            let scheme = if config.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            let endpoint = backstop_proto::tls::endpoint(addr, config.tls.as_ref())
                 .map_err(|e| bad(&e))?
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true);
-            if let Some(tls) = &config.tls {
-                endpoint = endpoint.tls_config(tls.client()).map_err(|e| bad(&e))?;
-            }
+                .connect_timeout(Duration::from_secs(2));
             endpoints.push(endpoint);
         }
         let channel = match endpoints.len() {

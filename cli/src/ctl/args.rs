@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use std::time::Duration;
 
-use crate::config::DEFAULT_META_ADDR;
+use crate::shared::DEFAULT_META_ADDR;
 
 /// `backstop ctl` arguments.
 #[derive(Debug, clap::Args)]
@@ -25,7 +25,7 @@ pub struct CtlArgs {
     /// TLS to the meta service: the cluster CA, and a `client` certificate if you
     /// log in with one.
     #[command(flatten)]
-    pub tls: crate::args::TlsArgs,
+    pub tls: crate::shared::TlsArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCmd,

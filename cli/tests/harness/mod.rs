@@ -73,6 +73,17 @@ pub fn cert(args: &[&str]) {
     );
 }
 
+/// `backstop cert issue --dir certs --role ROLE NAME [--host HOST]`: `certs/NAME.pem`
+/// and `certs/NAME.key`.
+pub fn issue(certs: &Path, role: &str, name: &str, host: Option<&str>) {
+    let dir = certs.to_str().unwrap();
+    let mut args = vec!["issue", "--dir", dir, "--role", role, name];
+    if let Some(h) = host {
+        args.extend(["--host", h]);
+    }
+    cert(&args);
+}
+
 /// `--tls-ca` (and, with `name`, `--tls-cert`/`--tls-key` of that certificate).
 pub fn tls_args(certs: &Path, name: Option<&str>) -> Vec<String> {
     let mut v = vec![
@@ -142,16 +153,7 @@ impl Cluster {
         let (mut ctl_args, mut ctl_env) = (Vec::new(), Vec::new());
         if tls {
             cert(&["init", "--dir", certs.to_str().unwrap()]);
-            cert(&[
-                "issue",
-                "--dir",
-                certs.to_str().unwrap(),
-                "--role",
-                "meta",
-                "m1",
-                "--host",
-                "127.0.0.1",
-            ]);
+            issue(&certs, "meta", "m1", Some("127.0.0.1"));
             meta_args.extend(tls_args(&certs, Some("m1")));
             meta_env.push((
                 "BACKSTOP_ROOT_PASSWORD".to_string(),
@@ -209,14 +211,7 @@ impl Cluster {
         .collect();
         if let Some(certs) = &self.tls {
             let name = format!("w{i}");
-            cert(&[
-                "issue",
-                "--dir",
-                certs.to_str().unwrap(),
-                "--role",
-                "worker",
-                &name,
-            ]);
+            issue(certs, "worker", &name, None);
             args.extend(tls_args(certs, Some(&name)));
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
