@@ -187,6 +187,39 @@ fn s3_keys_from_the_environment_stay_out_of_the_catalog_and_the_command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     workload::verify(&to, &src, None).unwrap();
+    // ... or from an AWS shared credentials file and profile, as the AWS CLI reads them.
+    let creds = dir.path().join("aws-credentials");
+    std::fs::write(
+        &creds,
+        "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n\
+         [backup]\naws_access_key_id = test\naws_secret_access_key = test\n",
+    )
+    .unwrap();
+    let restore_with_file = |to: &Path, profile: &str| {
+        std::process::Command::new(harness::BIN)
+            .args(["restore", "--dest", &dest, "--tenant", "t1", "--to"])
+            .arg(to)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+            .env("AWS_PROFILE", profile)
+            .output()
+            .unwrap()
+    };
+    let to = dir.path().join("restored_by_file");
+    let out = restore_with_file(&to, "backup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    workload::verify(&to, &src, None).unwrap();
+    let out = restore_with_file(&dir.path().join("never"), "nosuch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no profile [nosuch]"),
+        "{err}"
+    );
 }
 
 #[test]

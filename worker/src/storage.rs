@@ -42,6 +42,12 @@ impl std::fmt::Debug for TenantStore {
 }
 
 /// Opens the object store of a destination URI (`file://` or `s3://`).
+///
+/// An `s3://` URI without `access_id`/`access_key` signs with this process's keys:
+/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, else the AWS shared credentials file
+/// (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`, profile `AWS_PROFILE` or
+/// `default`), else object_store's AWS chain. Errors: [`WorkerError::Invalid`] for a
+/// bad URI or credentials file, [`WorkerError::Storage`] when the store cannot open.
 pub fn open_dest(uri: &str) -> Result<Arc<dyn ObjectStore>> {
     let dest = BackupDest::parse(uri).map_err(|e| WorkerError::Invalid(e.to_string()))?;
     match dest {
@@ -60,13 +66,27 @@ pub fn open_dest(uri: &str) -> Result<Arc<dyn ObjectStore>> {
             region,
             ..
         } => {
-            // Keys in the URI win; without them, this process's environment and
-            // object_store's AWS credential chain provide them.
+            // Keys in the URI win; without them, this process's environment, then
+            // the AWS shared credentials file, then object_store's AWS credential
+            // chain (web identity, ECS, instance metadata) provide them.
             let mut b = match (&access_id, &access_key) {
                 (Some(id), Some(key)) => AmazonS3Builder::new()
                     .with_access_key_id(id)
                     .with_secret_access_key(key),
-                _ => AmazonS3Builder::from_env(),
+                _ => {
+                    let mut b = AmazonS3Builder::from_env();
+                    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                        if let Some(keys) = shared_credentials()? {
+                            b = b
+                                .with_access_key_id(keys.access_key_id)
+                                .with_secret_access_key(keys.secret_access_key);
+                            if let Some(token) = keys.session_token {
+                                b = b.with_token(token);
+                            }
+                        }
+                    }
+                    b
+                }
             };
             let region = region
                 .clone()
@@ -88,6 +108,62 @@ pub fn open_dest(uri: &str) -> Result<Arc<dyn ObjectStore>> {
                 WorkerError::Storage(format!("open s3 bucket {bucket}: {e}"))
             })?))
         }
+    }
+}
+
+/// Keys of one profile of the AWS shared credentials file.
+struct SharedKeys {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+}
+
+/// Reads the AWS shared credentials file, as the AWS CLI and SDKs do: the file is
+/// `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`; the profile is
+/// `AWS_PROFILE`, else `default`; its keys are `aws_access_key_id`,
+/// `aws_secret_access_key` and optionally `aws_session_token`.
+///
+/// `Ok(None)` when there is no such file (the AWS chain is tried next). A file that
+/// exists but cannot be read or parsed, a named profile it lacks, or a profile
+/// without both keys is [`WorkerError::Invalid`], naming the file and profile, never a
+/// key.
+fn shared_credentials() -> Result<Option<SharedKeys>> {
+    let explicit = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE");
+    let path = match &explicit {
+        Some(p) => std::path::PathBuf::from(p),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::Path::new(&home).join(".aws").join("credentials"),
+            None => return Ok(None),
+        },
+    };
+    if explicit.is_none() && !path.exists() {
+        return Ok(None);
+    }
+    let shown = path.display();
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_string());
+    let ini = ini::Ini::load_from_file(&path)
+        .map_err(|e| WorkerError::Invalid(format!("AWS credentials file {shown}: {e}")))?;
+    let Some(section) = ini.section(Some(profile.as_str())) else {
+        if std::env::var_os("AWS_PROFILE").is_some() {
+            return Err(WorkerError::Invalid(format!(
+                "AWS credentials file {shown} has no profile [{profile}] (AWS_PROFILE)"
+            )));
+        }
+        return Ok(None);
+    };
+    match (
+        section.get("aws_access_key_id"),
+        section.get("aws_secret_access_key"),
+    ) {
+        (Some(id), Some(key)) => Ok(Some(SharedKeys {
+            access_key_id: id.to_string(),
+            secret_access_key: key.to_string(),
+            session_token: section.get("aws_session_token").map(str::to_string),
+        })),
+        _ => Err(WorkerError::Invalid(format!(
+            "AWS credentials file {shown}: profile [{profile}] needs both \
+             aws_access_key_id and aws_secret_access_key"
+        ))),
     }
 }
 
