@@ -720,6 +720,16 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     assert_eq!(ids, vec![1, 2, 4]);
     assert_eq!((sum, history), (m4.sum, m4.history));
 
+    // The latest point (no target): the set was taken of a cluster that was itself
+    // restored to `fork`, and its copy of postgresql.auto.conf still named that
+    // target; the restore must not stop there.
+    let to = dir.path().join("r2latest");
+    let info = restore_pg(&dest, &to, &[]);
+    assert_eq!(info["incarnation"], 2, "{info}");
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s2l"));
+    assert_eq!(ids, vec![1, 2, 4]);
+    assert_eq!((sum, history), (m4.sum, m4.history));
+
     // A point on timeline 1 past the fork: marker 3, which timeline 2 never had.
     let to = dir.path().join("r1");
     let info = restore_pg(

@@ -15,7 +15,9 @@
 //! - `recovery.signal`, and `backstop_pg::layout::recovery_settings` appended to
 //!   `postgresql.auto.conf`: `recovery_target_lsn` (exclusive) unless the target is
 //!   the archived end itself, an explicit `recovery_target_timeline`, promotion, and
-//!   `archive_mode = off`;
+//!   `archive_mode = off`; the recovery settings the set's own copy of that file
+//!   holds (it was itself restored) are commented out first
+//!   (`backstop_pg::layout::recovery_conf`);
 //! - mode 0700 on the directory (the server refuses a group- or world-readable one).
 
 use std::io::Write;
@@ -333,13 +335,16 @@ pub(crate) async fn prepare_data_directory(
         };
     let target = (until < archived_end && whole_after).then_some(Lsn(until));
     let conf = to.join("postgresql.auto.conf");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&conf)
-        .map_err(io(&conf))?;
-    f.write_all(pglayout::recovery_settings(target, pg.timeline, false).as_bytes())
-        .map_err(io(&conf))?;
+    let existing = match std::fs::read_to_string(&conf) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(&conf)(e)),
+    };
+    std::fs::write(
+        &conf,
+        pglayout::recovery_conf(&existing, target, pg.timeline, false),
+    )
+    .map_err(io(&conf))?;
     let signal = to.join("recovery.signal");
     std::fs::write(&signal, b"").map_err(io(&signal))?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).map_err(io(to))?;

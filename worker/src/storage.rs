@@ -75,14 +75,14 @@ pub fn open_dest(uri: &str) -> Result<Arc<dyn ObjectStore>> {
                     .with_secret_access_key(key),
                 _ => {
                     let mut b = AmazonS3Builder::from_env();
-                    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                        if let Some(keys) = shared_credentials()? {
-                            b = b
-                                .with_access_key_id(keys.access_key_id)
-                                .with_secret_access_key(keys.secret_access_key);
-                            if let Some(token) = keys.session_token {
-                                b = b.with_token(token);
-                            }
+                    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+                        && let Some(keys) = shared_credentials()?
+                    {
+                        b = b
+                            .with_access_key_id(keys.access_key_id)
+                            .with_secret_access_key(keys.secret_access_key);
+                        if let Some(token) = keys.session_token {
+                            b = b.with_token(token);
                         }
                     }
                     b
