@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use backstop_common::JobId;
 use backstop_common::task::{ArchiveProgress, Assignment, CopyProgress, TaskOutcome};
 
-use crate::state::{CopySelection, ParamRecord, TenantRecord, UserRecord};
+use crate::state::catalog::{CopySelection, ParamRecord, SourceIdentity, TenantRecord, UserRecord};
 
 /// What a `CANCEL …` statement ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ pub enum Command {
         /// Normalized source URI.
         source: String,
         /// What the check of a `postgresql://` source found; `None` for `dir://`.
-        identity: Option<crate::state::SourceIdentity>,
+        identity: Option<SourceIdentity>,
     },
     /// `GRANT|REVOKE BACKUP_ADMIN ON *.* TO|FROM 'user'` (layout 4). A tenant's
     /// `root` keeps it (`OB_OP_NOT_ALLOW` on a revoke).

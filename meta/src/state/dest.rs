@@ -19,8 +19,8 @@ use backstop_common::option::{DestOption, OptionKind};
 use backstop_common::params::Param;
 use backstop_common::task::TenantDest;
 use backstop_common::{BackupDest, Code, TenantId};
-use serde::{Deserialize, Serialize};
 
+use super::catalog::CopySelection;
 use super::records::JobKind;
 use super::{MetaState, refuse};
 
@@ -64,19 +64,6 @@ pub fn same_place(a: &TenantDest, b: &TenantDest) -> bool {
         && a.incarnation == b.incarnation
         && a.cluster_name == b.cluster_name
         && dest_root(&a.uri) == dest_root(&b.uri)
-}
-
-/// Selection of a copy statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CopySelection {
-    /// Tenants named by `TENANT …` (empty: cluster level, every user tenant).
-    pub tenants: Vec<String>,
-    /// `ALL` (None) or one id.
-    pub id: Option<u64>,
-    /// `ALL NOT BACKED UP n TIMES`.
-    pub max_backup_times: Option<u64>,
-    /// `BACKUP_BACKUP_DEST = '…'`; None: the `backup_backup_dest` parameter.
-    pub dest: Option<String>,
 }
 
 impl MetaState {

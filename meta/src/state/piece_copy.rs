@@ -16,7 +16,8 @@ use backstop_common::layout;
 use backstop_common::task::{TaskOutcome, TaskSpec, TenantDest};
 use backstop_common::{Code, JobId, Scn, TenantId};
 
-use super::dest::{CopySelection, dest_root};
+use super::catalog::CopySelection;
+use super::dest::dest_root;
 use super::records::{CopyArchiveStatus, JobKind, JobStatus, PieceRecord, PieceStatus, TaskRecord};
 use super::{MetaState, Outcome, Touched, refuse};
 use crate::command::Reply;

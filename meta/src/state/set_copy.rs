@@ -19,7 +19,8 @@ use backstop_common::params::Param;
 use backstop_common::task::{TaskOutcome, TaskSpec};
 use backstop_common::{Code, JobId, TenantId};
 
-use super::dest::{CopySelection, dest_root, same_place};
+use super::catalog::CopySelection;
+use super::dest::{dest_root, same_place};
 use super::records::{BackupSetRecord, JobKind, JobStatus, SetStatus, TaskRecord};
 use super::{MetaState, Outcome, Touched, refuse};
 use crate::command::Reply;
