@@ -384,8 +384,11 @@ fn killed_workers_lose_nothing_mid_backup_and_mid_archive() {
         "data/backup_set_{}_full",
         scn(&set, "backup_set_id")
     ));
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(set_dir.join("manifest")).unwrap()).unwrap();
+    let manifest: Value = backstop_testkit::manifest_json(
+        "manifest",
+        &std::fs::read(set_dir.join("manifest")).unwrap(),
+    )
+    .unwrap();
     let objects: Vec<String> = manifest["objects"]
         .as_array()
         .unwrap()

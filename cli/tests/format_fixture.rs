@@ -1,11 +1,17 @@
-//! Old destinations keep restoring. `tests/fixtures/format-1/` (in this crate) holds a
-//! small destination written by the storage format of 2026-12 (`docs/FORMAT.md`: a full
+//! Old destinations keep restoring. Each `tests/fixtures/format-N/` (in this crate)
+//! holds a small destination written by one storage format (`docs/FORMAT.md`: a full
 //! backup set, a frozen piece, and an open piece whose manifest is a version-2 base
 //! plus journal entries, left by a worker killed with SIGKILL) and, as the oracle, the
-//! source's `workload/` shape and digests. A format change that breaks destinations
-//! already written fails here.
+//! source's `workload/` shape and digests:
+//! - `format-1`: sets of format version 1, every block compressed alone, manifests
+//!   pretty JSON (2026-12-01);
+//! - `format-3`: sets of format version 3, blocks compressed together in frames, set
+//!   and part manifests zstd-compressed JSON (2026-12-06).
 //!
-//! The fixture is written once by `write_the_format_fixture` (ignored; run by hand with
+//! A format change that breaks destinations already written fails here.
+//!
+//! The current format's fixture is written once by `write_the_format_fixture`
+//! (ignored; run by hand with
 //! `cargo nextest run -p backstop --run-ignored only -E 'test(write_the_format_fixture)'`),
 //! and never rewritten for a format change: a new format gets a new fixture beside it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,8 +25,15 @@ use backstop_workload::{self as workload, Shape};
 use harness::{Cluster, restore, start_load, wait_for};
 use serde_json::{Value, json};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1")
+/// Every committed fixture, oldest first.
+const FIXTURES: [&str; 2] = ["format-1", "format-3"];
+/// The fixture `write_the_format_fixture` writes: this build's format.
+const CURRENT: &str = "format-3";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Copies a directory tree (files and directories only).
@@ -57,13 +70,38 @@ fn journals(dir: &Path) -> Vec<(PathBuf, usize)> {
     out
 }
 
+/// The directory named `name` under `dir`, searched depth first.
+fn find(dir: &Path, name: &str) -> PathBuf {
+    fn walk(dir: &Path, name: &str) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == name) {
+                    return Some(p);
+                }
+                if let Some(found) = walk(&p, name) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    walk(dir, name).unwrap_or_else(|| panic!("no {name} under {}", dir.display()))
+}
+
 fn u(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or_else(|| panic!("{key} in {v}"))
 }
 
 #[test]
 fn destinations_written_by_the_committed_format_still_restore() {
-    let fx = fixture();
+    for name in FIXTURES {
+        restores_and_validates(name);
+    }
+}
+
+fn restores_and_validates(name: &str) {
+    let fx = fixture(name);
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(fx.join("expected.json")).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -72,7 +110,23 @@ fn destinations_written_by_the_committed_format_still_restore() {
     // The fixture holds what it says: an open piece with a base and journal entries.
     assert!(
         journals(&dest_dir).iter().any(|(_, n)| *n >= 2),
-        "the fixture has an open, journaled piece"
+        "{name}: the fixture has an open, journaled piece"
+    );
+    // And the format it is named for: format 3 packs blocks into frames.
+    let set_manifest = find(&dest_dir, "backup_set_1_full").join("manifest");
+    let m = backstop_testkit::manifest_json("manifest", &std::fs::read(&set_manifest).unwrap())
+        .unwrap();
+    let framed = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["blocks"].as_array().unwrap())
+        .filter(|b| b["loc"]["frame_len"].as_u64().is_some_and(|n| n > 0))
+        .count();
+    assert_eq!(
+        framed > 0,
+        name != "format-1",
+        "{name}: {framed} blocks in frames"
     );
     let dest = format!("file://{}", dest_dir.display());
     let to = dir.path().join("restored");
@@ -97,7 +151,7 @@ fn destinations_written_by_the_committed_format_still_restore() {
             .unwrap();
         assert!(
             out.status.success(),
-            "validate {what:?}: {}",
+            "{name}: validate {what:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -106,7 +160,7 @@ fn destinations_written_by_the_committed_format_still_restore() {
 #[test]
 #[ignore = "writes the committed fixture; see the module docs"]
 fn write_the_format_fixture() {
-    let out = fixture();
+    let out = fixture(CURRENT);
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cluster::start(dir.path(), 1, 2000);
     let src = dir.path().join("fx");

@@ -196,6 +196,19 @@ pub fn moto_uri(host: &str, bucket: &str, prefix: &str) -> String {
     )
 }
 
+/// A stored manifest as JSON: set and part manifests are zstd-compressed JSON
+/// (`docs/FORMAT.md`), the others plain JSON. `key` names it in the error.
+pub fn manifest_json(key: &str, bytes: &[u8]) -> Result<serde_json::Value, TestkitError> {
+    let plain;
+    let json = if bytes.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        plain = zstd::decode_all(bytes).map_err(|e| TestkitError::Io(key.to_string(), e))?;
+        plain.as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(json).map_err(|e| TestkitError::Json(key.to_string(), e))
+}
+
 /// The manifest of a set or piece directory `dir` (a key under the tenant directory
 /// `tenant` of a `file://` destination), then, for an open piece, its journal entries
 /// (`manifest.d/EPOCH_SEQ` of the attempt the base names, from `journal_seq` on), as
@@ -209,10 +222,7 @@ pub fn manifest_parts(
     let key = format!("{dir}/manifest");
     let read =
         |k: &str| std::fs::read(tenant.join(k)).map_err(|e| TestkitError::Io(k.to_string(), e));
-    let json = |k: &str, bytes: &[u8]| {
-        serde_json::from_slice::<serde_json::Value>(bytes)
-            .map_err(|e| TestkitError::Json(k.to_string(), e))
-    };
+    let json = |k: &str, bytes: &[u8]| manifest_json(k, bytes);
     for _ in 0..20 {
         let bytes = read(&key)?;
         let v = json(&key, &bytes)?;

@@ -20,8 +20,8 @@ use tracing::{debug, info};
 use crate::ctx::TaskCtx;
 use crate::error::{Result, WorkerError};
 use crate::manifest::{
-    self, BlockEntry, FORMAT_VERSION, FileManifest, Loc, OBJECT_TARGET, ObjectEntry, PartManifest,
-    SetIndex, SetManifest, TenantInfo,
+    self, BlockEntry, FileManifest, Loc, OBJECT_TARGET, ObjectEntry, PartManifest,
+    SET_FORMAT_VERSION, SetIndex, SetManifest, TenantInfo,
 };
 use crate::source::{DataFiles, DirSource};
 use crate::storage::TenantStore;
@@ -142,6 +142,11 @@ struct ObjectWriter<'a> {
     buf: Vec<u8>,
     objects: Vec<ObjectEntry>,
     output_bytes: u64,
+    compressor: manifest::BlockCompressor,
+    /// The raw bytes of the open frame, and its blocks: (file, block, offset in the
+    /// frame), indexes into the part's files.
+    frame: Vec<u8>,
+    members: Vec<(usize, usize, u32)>,
 }
 
 impl ObjectWriter<'_> {
@@ -149,19 +154,65 @@ impl ObjectWriter<'_> {
         layout::data_object(&self.set_dir, self.part, self.attempt, self.seq)
     }
 
-    fn append(&mut self, stored: &[u8], compressed: bool) -> Loc {
+    /// Adds block `block` of file `file` (indexes into `files`) to the open frame;
+    /// its location is filled in when the frame is written.
+    fn add(
+        &mut self,
+        files: &mut [FileManifest],
+        file: usize,
+        block: usize,
+        raw: &[u8],
+    ) -> Result<()> {
+        self.members.push((file, block, self.frame.len() as u32));
+        self.frame.extend_from_slice(raw);
+        if self.frame.len() >= manifest::FRAME_TARGET {
+            self.write_frame(files)?;
+        }
+        Ok(())
+    }
+
+    /// Compresses the open frame into the current object and gives its blocks their
+    /// locations; a frame of one block is stored as that block alone.
+    fn write_frame(&mut self, files: &mut [FileManifest]) -> Result<()> {
+        if self.members.is_empty() {
+            return Ok(());
+        }
+        let (stored, compressed) = self.compressor.compress(&self.frame)?;
+        let single = self.members.len() == 1;
+        let frame_len = self.frame.len() as u32;
         let loc = Loc {
             object: self.current_key(),
             offset: self.buf.len() as u64,
             len: stored.len() as u64,
             compressed,
+            frame_len: if single { 0 } else { frame_len },
+            frame_offset: 0,
         };
-        self.buf.extend_from_slice(stored);
-        loc
+        self.buf.extend_from_slice(&stored);
+        for (file, block, offset) in self.members.drain(..) {
+            if let Some(b) = files.get_mut(file).and_then(|f| f.blocks.get_mut(block)) {
+                b.loc = Loc {
+                    frame_offset: if single { 0 } else { offset },
+                    ..loc.clone()
+                };
+            }
+        }
+        self.frame.clear();
+        Ok(())
     }
 
-    async fn close(&mut self, cancel: &CancellationToken) -> Result<()> {
-        if self.buf.is_empty() {
+    /// Writes the open frame, then uploads the current object when it has reached
+    /// [`OBJECT_TARGET`] (`all`: whatever it holds).
+    async fn flush(
+        &mut self,
+        files: &mut [FileManifest],
+        all: bool,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        if all {
+            self.write_frame(files)?;
+        }
+        if self.buf.is_empty() || (!all && self.buf.len() < OBJECT_TARGET) {
             return Ok(());
         }
         let key = self.current_key();
@@ -213,10 +264,12 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
         buf: Vec::new(),
         objects: Vec::new(),
         output_bytes: 0,
+        compressor: manifest::BlockCompressor::new(a.compression_level)?,
+        frame: Vec::new(),
+        members: Vec::new(),
     };
-    let mut files = Vec::new();
+    let mut files: Vec<FileManifest> = Vec::new();
     let mut input_bytes = 0u64;
-    let mut compressor = manifest::BlockCompressor::new(a.compression_level)?;
     for entry in &a.files {
         if let DataFiles::Pg(_) = &src {
             crate::pg::touch(&a.source);
@@ -236,7 +289,12 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
             .map(|f| f.blocks.as_slice())
             .unwrap_or(&[]);
         let by_lsn = by_page_lsn && backstop_pg::layout::is_relation_main_fork(&entry.path);
-        let mut blocks = Vec::new();
+        let fi = files.len();
+        files.push(FileManifest {
+            path: entry.path.clone(),
+            size: 0,
+            blocks: Vec::new(),
+        });
         let mut size = 0u64;
         loop {
             ctx.check()?;
@@ -263,6 +321,9 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
                 break;
             }
             for raw in chunk.chunks(block_size) {
+                let Some(blocks) = files.get_mut(fi).map(|f| &mut f.blocks) else {
+                    break;
+                };
                 let index = blocks.len();
                 if let Some(b) = base_blocks.get(index)
                     && by_lsn
@@ -281,16 +342,13 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
                     blocks.push(b.clone());
                     continue;
                 }
-                let (stored, compressed) = compressor.compress(raw)?;
-                let loc = writer.append(&stored, compressed);
                 blocks.push(BlockEntry {
                     raw_len: raw.len() as u32,
                     checksum: sum,
-                    loc,
+                    loc: Loc::default(),
                 });
-                if writer.buf.len() >= OBJECT_TARGET {
-                    writer.close(&ctx.abort).await?;
-                }
+                writer.add(&mut files, fi, index, raw)?;
+                writer.flush(&mut files, false, &ctx.abort).await?;
             }
             size += chunk.len() as u64;
             input_bytes += chunk.len() as u64;
@@ -299,15 +357,13 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
                 break;
             }
         }
-        files.push(FileManifest {
-            path: entry.path.clone(),
-            size,
-            blocks,
-        });
+        if let Some(f) = files.get_mut(fi) {
+            f.size = size;
+        }
     }
-    writer.close(&ctx.abort).await?;
+    writer.flush(&mut files, true, &ctx.abort).await?;
     let part = PartManifest {
-        format_version: FORMAT_VERSION,
+        format_version: SET_FORMAT_VERSION,
         backup_set_id: a.backup_set_id,
         part: a.part,
         attempt: ctx.attempt,
@@ -319,7 +375,7 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
     store
         .put(
             &layout::part_manifest(&set_dir, a.part, ctx.attempt),
-            manifest::to_json(&part)?,
+            manifest::to_json_zstd(&part)?,
             &ctx.abort,
         )
         .await?;
@@ -474,7 +530,7 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
     ctx.check()?;
     let file_count = files.len() as u64;
     let m = SetManifest {
-        format_version: FORMAT_VERSION,
+        format_version: SET_FORMAT_VERSION,
         tenant_id: a.dest.tenant_id.0,
         backup_set_id: a.backup_set_id,
         backup_type: a.backup_type,
@@ -488,7 +544,7 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         output_bytes,
         pg,
     };
-    let data = manifest::to_json(&m)?;
+    let data = manifest::to_json_zstd(&m)?;
     let manifest_checksum = manifest::checksum(&data);
     ctx.put_shared(&store, &layout::set_manifest(&set_dir), data)
         .await?;

@@ -441,6 +441,7 @@ async fn restore_candidate(
         None => Vec::new(),
     };
     let mut data_bytes = 0u64;
+    let mut blocks = manifest::BlockReader::default();
     for f in &m.files {
         if !layout::is_inside(&f.path) {
             return Err(WorkerError::Corrupt(format!(
@@ -459,22 +460,7 @@ async fn restore_candidate(
         );
         for b in &f.blocks {
             let obj = cache.get(&b.loc.object, cancel).await?;
-            let stored = obj
-                .get(b.loc.offset as usize..(b.loc.offset + b.loc.len) as usize)
-                .ok_or_else(|| {
-                    WorkerError::Corrupt(format!(
-                        "{}: shorter than the manifest says",
-                        b.loc.object
-                    ))
-                })?;
-            let raw = manifest::decompress(
-                stored,
-                b.loc.compressed,
-                b.raw_len as usize,
-                manifest::MAX_BLOCK_RAW,
-                &b.checksum,
-                &b.loc.object,
-            )?;
+            let raw = blocks.block(&obj, b)?;
             out.write_all(&raw)
                 .map_err(|e| WorkerError::Invalid(format!("write {}: {e}", path.display())))?;
             data_bytes += raw.len() as u64;

@@ -75,20 +75,9 @@ pub async fn validate_set(
             bad.insert(format!("{key}: object checksum mismatch"));
             continue;
         }
+        let mut reader = manifest::BlockReader::default();
         for (path, b) in by_object.get(key).map(Vec::as_slice).unwrap_or(&[]) {
-            let (start, end) = (b.loc.offset as usize, (b.loc.offset + b.loc.len) as usize);
-            let ok = data.get(start..end).is_some_and(|stored| {
-                manifest::decompress(
-                    stored,
-                    b.loc.compressed,
-                    b.raw_len as usize,
-                    manifest::MAX_BLOCK_RAW,
-                    &b.checksum,
-                    key,
-                )
-                .is_ok()
-            });
-            if !ok {
+            if reader.block(&data, b).is_err() {
                 bad.insert(format!("{key}: block of {path} fails its checksum"));
                 break;
             }
