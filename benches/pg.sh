@@ -148,6 +148,12 @@ BR_INC_BYTES=$("${AS_PG[@]}" pgbackrest --config="$CONF" --stanza=bench info --o
 BS_INC_BYTES=$(J sets --tenant pg1 | field '[s["output_bytes"] for s in d if s["copy_id"]==0][-1]')
 BS_FULL_BYTES=$(J sets --tenant pg1 | field '[s["output_bytes"] for s in d if s["copy_id"]==0][0]')
 BR_FULL_BYTES=$("${AS_PG[@]}" pgbackrest --config="$CONF" --stanza=bench info --output=json | field 'd[0]["backup"][0]["info"]["repository"]["delta"]')
+# On disk, everything each backup wrote: data, manifests, markers (du, bytes).
+disk() { du -sb "$@" | awk '{n += $1} END {print n + 0}'; }
+BS_FULL_DISK=$(disk $(find "$DIR/dest" -type d -name 'backup_set_*_full'))
+BS_INC_DISK=$(disk $(find "$DIR/dest" -type d -name 'backup_set_*_incremental'))
+BR_FULL_DISK=$(disk $(find "$DIR/pgbr/backup/bench" -maxdepth 1 -type d -name '*F'))
+BR_INC_DISK=$(disk $(find "$DIR/pgbr/backup/bench" -maxdepth 1 -type d -name '*I'))
 
 # A target both archives cover: after the incrementals, one more commit.
 psql_ "$PORT" "CREATE TABLE bench_marker AS SELECT 1 AS x" >/dev/null
@@ -177,7 +183,8 @@ BR_RESTORE=$(secs "$t0" "$(now)")
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo "| what | Backstop | pgBackRest 2.45 (zst, process-max=2) | ratio |"
 echo "|---|---|---|---|"
-echo "| full backup, $((SIZE / 1048576)) MiB database | ${BS_FULL} s ($((BS_FULL_BYTES / 1048576)) MiB stored) | ${BR_FULL} s ($((BR_FULL_BYTES / 1048576)) MiB stored) | rate $(ratio "$BR_FULL" "$BS_FULL")x |"
-echo "| incremental after 60 s of pgbench | ${BS_INC} s, $((BS_INC_BYTES / 1048576)) MiB | ${BR_INC} s, $((BR_INC_BYTES / 1048576)) MiB | bytes $(ratio "$BS_INC_BYTES" "$BR_INC_BYTES")x |"
+mib() { echo $(($1 / 1048576)); }
+echo "| full backup, $(mib "$SIZE") MiB database | ${BS_FULL} s, $(mib "$BS_FULL_DISK") MiB on disk ($(mib "$BS_FULL_BYTES") MiB data) | ${BR_FULL} s, $(mib "$BR_FULL_DISK") MiB on disk ($(mib "$BR_FULL_BYTES") MiB data) | rate $(ratio "$BR_FULL" "$BS_FULL")x |"
+echo "| incremental after 60 s of pgbench | ${BS_INC} s, $(mib "$BS_INC_DISK") MiB on disk ($(mib "$BS_INC_BYTES") MiB data) | ${BR_INC} s, $(mib "$BR_INC_DISK") MiB on disk ($(mib "$BR_INC_BYTES") MiB data) | bytes on disk $(ratio "$BS_INC_DISK" "$BR_INC_DISK")x |"
 echo "| restore + recovery to an LSN until writable | ${BS_RESTORE} s | ${BR_RESTORE} s | $(ratio "$BR_RESTORE" "$BS_RESTORE")x |"
 echo "| WAL archive lag p50 / p99 under pgbench | ${BS_LAG} (stream) | ${BR_LAG} (archive_command) | |"

@@ -228,49 +228,12 @@ pub struct RestoreArgs {
     /// Empty or new directory to restore into.
     #[arg(long)]
     pub to: PathBuf,
-    /// Restore the log up to this SCN (default: everything archived). For a
-    /// PostgreSQL tenant an LSN, in PostgreSQL's `X/Y` form or in decimal; the
-    /// restored cluster replays every record that starts before it.
-    #[arg(long, conflicts_with = "until_time", value_parser = crate::ctl::parse_scn)]
-    pub until_scn: Option<u64>,
-    /// Restore up to the last checkpoint at or before this time (RFC 3339, e.g.
-    /// 2026-11-23T18:00:00Z, or ms since the epoch).
-    #[arg(long)]
-    pub until_time: Option<String>,
-    /// Use this backup set (default: the newest that reaches the target).
-    #[arg(long)]
-    pub backup_set: Option<u64>,
-    /// Restore from this incarnation (default: the newest at the destination). After
-    /// a point-in-time restore was protected again (ALTER TENANT … SOURCE), the
-    /// history before it, including points past the fork, is incarnation N-1.
-    #[arg(long)]
-    pub incarnation: Option<u64>,
-    /// PostgreSQL tenants: give the restored data directory to this user, the one
-    /// who will run `postgres -D DIR` (default: whoever runs the restore).
-    #[arg(long)]
-    pub owner: Option<String>,
-    /// PostgreSQL tenants: restore a tablespace into another directory, as
-    /// `OLD=NEW` (OLD its location when the backup was taken, or its OID; NEW an
-    /// absolute directory, empty or missing), like `pg_basebackup
-    /// --tablespace-mapping`. Repeat it per tablespace. A tablespace not named goes
-    /// back to its old location, which must then be empty or missing.
-    #[arg(long = "tablespace-map", value_name = "OLD=NEW", value_parser = parse_tablespace_mapping)]
-    pub tablespace_map: Vec<(String, String)>,
+    /// Target, set, incarnation, owner and tablespaces.
+    #[command(flatten)]
+    pub target: crate::shared::RestoreTargetArgs,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `--tablespace-map OLD=NEW`.
-fn parse_tablespace_mapping(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((old, new)) if !old.is_empty() && new.starts_with('/') => {
-            Ok((old.to_string(), new.to_string()))
-        }
-        _ => Err(format!(
-            "'{s}': expected OLD=NEW, OLD a tablespace's old location or OID and NEW an absolute directory"
-        )),
-    }
 }
 
 /// `backstop validate`.

@@ -8,28 +8,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args;
 
-fn parse_time(s: &str) -> anyhow::Result<u64> {
-    if let Ok(ms) = s.parse::<u64>() {
-        return Ok(ms);
-    }
-    let t = humantime::parse_rfc3339_weak(s).with_context(|| format!("parse time '{s}'"))?;
-    Ok(t.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64)
-}
-
 /// `backstop restore`.
 pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
-    let until_time_ms = a.until_time.as_deref().map(parse_time).transpose()?;
-    let args = RestoreArgs {
-        dest: a.dest,
-        tenant: a.tenant,
-        to: a.to,
-        until_scn: a.until_scn,
-        until_time_ms,
-        backup_set: a.backup_set,
-        incarnation: a.incarnation,
-        owner: a.owner,
-        tablespace_map: a.tablespace_map,
-    };
+    let args = RestoreArgs::new(
+        a.dest,
+        a.tenant,
+        a.to,
+        a.target.until_scn,
+        a.target.backup_set,
+        a.target.options(),
+    );
     let cancel = CancellationToken::new();
     let info = restore::restore(&args, &cancel).await.context("restore")?;
     if a.json {

@@ -86,6 +86,22 @@ fn restore_pg(dest: &str, to: &Path, extra: &[&str]) -> Value {
     restore(dest, "pg1", to, &args).unwrap_or_else(|e| panic!("restore {extra:?}: {e}"))
 }
 
+/// `ctl restore --owner postgres` through the cluster: a RESTORE job run by a
+/// worker. Returns the finished job row.
+fn restore_by_job(c: &Cluster, to: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["restore", "--tenant", "pg1", "--owner", "postgres", "--to"];
+    args.push(to.to_str().unwrap());
+    args.extend_from_slice(extra);
+    let jobs = c.ctl(&args);
+    let job = jobs["job_ids"][0].clone();
+    wait_for("restore job", 120, || {
+        let all = c.ctl(&["jobs", "--all"]);
+        let j = all.as_array()?.iter().find(|j| j["job_id"] == job)?.clone();
+        assert_ne!(j["status"], "FAILED", "ctl restore {extra:?}: {j}");
+        (j["status"] == "FINISH").then_some(j)
+    })
+}
+
 /// Starts PostgreSQL on a restored directory and reads what a DBA would check.
 fn restored_state(dir: &Path, sock: &Path) -> (Vec<i64>, i64, i64) {
     let (ids, sum, history, _) = restored_state_and(dir, sock, &[]);
@@ -634,6 +650,22 @@ fn tablespaces_are_backed_up_through_their_links_and_restored_where_the_map_says
         answers,
         vec!["20500".to_string(), new.display().to_string()]
     );
+
+    // The same through the cluster: `ctl restore` with a tablespace map, as a job.
+    let to = dir.path().join("r-job");
+    let new = dir.path().join("ts1-by-job");
+    let map = format!("{}={}", ts.display(), new.display());
+    let j = restore_by_job(&c, &to, &["--until-scn", &lsn, "--tablespace-map", &map]);
+    assert_eq!(j["job_type"], "RESTORE", "{j}");
+    let (ids, sum, history, answers) = restored_state_and(
+        &to,
+        &dir.path().join("s-job"),
+        &["SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1'"],
+    );
+    assert_eq!(ids, vec![1]);
+    assert_eq!((sum, history), (m.sum, m.history));
+    assert_eq!(answers, vec![new.display().to_string()]);
+    assert_eq!(listing(&ts), live, "the live tablespace is untouched");
     pg.stop();
 }
 
@@ -747,6 +779,26 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     assert_eq!(ids, vec![1, 2, 3]);
     assert_eq!((sum, history), (m3.sum, m3.history));
     assert!(m1.lsn < fork.lsn);
+
+    // The same point through the cluster: `ctl restore --incarnation 1`, as a job.
+    let to = dir.path().join("r1-job");
+    let j = restore_by_job(
+        &c,
+        &to,
+        &[
+            "--incarnation",
+            "1",
+            "--until-scn",
+            &Lsn(m3.lsn).to_string(),
+        ],
+    );
+    assert!(
+        j["comment"].as_str().unwrap_or("").contains("restored"),
+        "{j}"
+    );
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s1j"));
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!((sum, history), (m3.sum, m3.history));
     b.stop();
 }
 

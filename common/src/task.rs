@@ -184,8 +184,11 @@ pub enum TaskSpec {
         /// Optional `end_backup` hook.
         end_hook: Option<String>,
     },
-    /// Restore a tenant from a destination into a directory on the worker's host.
-    Restore {
+    /// A restore as builds before 2026-12-06 recorded it (no [`RestoreOptions`]),
+    /// kept in its place so the catalog and Raft logs they wrote still decode;
+    /// nothing creates it now. A worker runs it as [`TaskSpec::Restore`] with the
+    /// default options ([`TaskSpec::upgraded`]).
+    RestoreV1 {
         /// Destination URI (with secrets).
         dest_uri: String,
         /// Tenant name or id at the destination.
@@ -248,6 +251,41 @@ pub enum TaskSpec {
         /// What to delete.
         items: Vec<CleanItem>,
     },
+    /// Restore a tenant from a destination into a directory on the worker's host
+    /// (`ctl restore`; the offline `backstop restore` does the same without a task).
+    /// Last in the enum: bincode numbers variants by position.
+    Restore {
+        /// Destination URI (with secrets).
+        dest_uri: String,
+        /// Tenant name or id at the destination.
+        tenant: String,
+        /// Empty or new directory.
+        to: String,
+        /// Target SCN (default: all archived log).
+        until_scn: Option<u64>,
+        /// Set to use (default: newest that reaches the target).
+        backup_set: Option<u64>,
+        /// Time target, incarnation, owner, tablespaces.
+        options: RestoreOptions,
+    },
+}
+
+/// A restore's choices beyond its target SCN and its set, as `backstop restore` and
+/// `ctl restore` take them (`--until-time`, `--incarnation`, `--owner`,
+/// `--tablespace-map`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreOptions {
+    /// Up to the last archived checkpoint at or before this time (ms since the
+    /// epoch); not used with a target SCN.
+    pub until_time_ms: Option<u64>,
+    /// Restore from this incarnation (default: the newest at the destination).
+    pub incarnation: Option<u64>,
+    /// PostgreSQL tenants: the user who gets the restored data directory (default:
+    /// the restoring process's user).
+    pub owner: Option<String>,
+    /// PostgreSQL tenants: `(OLD, NEW)` pairs, OLD a tablespace's location when the
+    /// backup was taken or its OID, NEW an absolute directory, empty or missing.
+    pub tablespace_map: Vec<(String, String)>,
 }
 
 /// One thing a clean task removes, relative to the tenant prefix.
@@ -272,11 +310,33 @@ impl TaskSpec {
             TaskSpec::BackupCopy { .. } => "BACKUP_COPY",
             TaskSpec::BackupFinalize { .. } => "BACKUP_FINALIZE",
             TaskSpec::ValidateSet { .. } => "VALIDATE",
-            TaskSpec::Restore { .. } => "RESTORE",
+            TaskSpec::Restore { .. } | TaskSpec::RestoreV1 { .. } => "RESTORE",
             TaskSpec::CopySet { .. } => "BACKUP_BACKUPSET",
             TaskSpec::CopyPiece { .. } => "BACKUP_BACKUPPIECE",
             TaskSpec::ArchiveCopy { .. } => "BACKUP_ARCHIVELOG",
             TaskSpec::Clean { .. } => "CLEAN",
+        }
+    }
+
+    /// The spec in today's shape: a [`TaskSpec::RestoreV1`] becomes a
+    /// [`TaskSpec::Restore`] with the default options; anything else is unchanged.
+    pub fn upgraded(self) -> TaskSpec {
+        match self {
+            TaskSpec::RestoreV1 {
+                dest_uri,
+                tenant,
+                to,
+                until_scn,
+                backup_set,
+            } => TaskSpec::Restore {
+                dest_uri,
+                tenant,
+                to,
+                until_scn,
+                backup_set,
+                options: RestoreOptions::default(),
+            },
+            other => other,
         }
     }
 }
@@ -443,4 +503,53 @@ pub struct ArchiveProgress {
     pub switch_to: Option<PieceSpec>,
     /// A FREEZING piece whose manifest and `.frozen` marker are now written.
     pub frozen_piece: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_restore_task_written_before_restore_options_still_decodes() {
+        // What builds before 2026-12-06 stored for
+        // Restore { "file:///d", "t1", "/r", Some(5), None }: the codec version, the
+        // variant's position (4), then the fields (bincode 2, standard config).
+        let mut old = vec![1u8, 4, 9];
+        old.extend_from_slice(b"file:///d");
+        old.extend_from_slice(&[2, b't', b'1', 2, b'/', b'r', 1, 5, 0]);
+        let spec: TaskSpec = crate::codec::decode(&old).unwrap();
+        assert_eq!(
+            spec,
+            TaskSpec::RestoreV1 {
+                dest_uri: "file:///d".into(),
+                tenant: "t1".into(),
+                to: "/r".into(),
+                until_scn: Some(5),
+                backup_set: None,
+            }
+        );
+        assert_eq!(spec.kind(), "RESTORE");
+        let TaskSpec::Restore { options, to, .. } = spec.upgraded() else {
+            panic!("upgraded to Restore");
+        };
+        assert_eq!((options, to.as_str()), (RestoreOptions::default(), "/r"));
+        // Today's shape round-trips with its options.
+        let new = TaskSpec::Restore {
+            dest_uri: "file:///d".into(),
+            tenant: "t1".into(),
+            to: "/r".into(),
+            until_scn: None,
+            backup_set: Some(2),
+            options: RestoreOptions {
+                until_time_ms: Some(7),
+                incarnation: Some(1),
+                owner: Some("postgres".into()),
+                tablespace_map: vec![("/old".into(), "/new".into())],
+            },
+        };
+        let back: TaskSpec = crate::codec::decode(&crate::codec::encode(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+    }
 }

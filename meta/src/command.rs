@@ -12,7 +12,9 @@ use backstop_common::params::Param;
 use serde::{Deserialize, Serialize};
 
 use backstop_common::JobId;
-use backstop_common::task::{ArchiveProgress, Assignment, CopyProgress, TaskOutcome};
+use backstop_common::task::{
+    ArchiveProgress, Assignment, CopyProgress, RestoreOptions, TaskOutcome,
+};
 
 use crate::state::catalog::{CopySelection, ParamRecord, SourceIdentity, TenantRecord, UserRecord};
 
@@ -216,8 +218,10 @@ pub enum WorkCommand {
         /// Set.
         backup_set_id: u64,
     },
-    /// A restore job (`ctl restore`), run by a worker.
-    StartRestore {
+    /// `ctl restore` as builds before 2026-12-06 logged it (no options), kept in its
+    /// place so their Raft logs still decode; applied as [`WorkCommand::StartRestore`]
+    /// with the default options.
+    StartRestoreV1 {
         /// Tenant name.
         tenant: String,
         /// Destination to restore from; `None`: the tenant's backup_dest.
@@ -327,6 +331,22 @@ pub enum WorkCommand {
         backup_set_id: u64,
         /// Copy (0: the original at `backup_dest`).
         copy_id: u64,
+    },
+    /// `ctl restore`: one restore task on a worker (the offline `backstop restore`
+    /// needs no command). Last in the enum: bincode numbers variants by position.
+    StartRestore {
+        /// Tenant name.
+        tenant: String,
+        /// Destination to restore from; `None`: the tenant's backup_dest.
+        dest: Option<String>,
+        /// Directory on the worker's host.
+        to: String,
+        /// Target SCN.
+        until_scn: Option<u64>,
+        /// Set to use.
+        backup_set: Option<u64>,
+        /// Time target, incarnation, owner, tablespaces.
+        options: RestoreOptions,
     },
 }
 

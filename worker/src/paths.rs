@@ -73,7 +73,20 @@ impl AllowedPaths {
             TaskSpec::CopySet { src, dst, .. }
             | TaskSpec::CopyPiece { src, dst, .. }
             | TaskSpec::ArchiveCopy { src, dst, .. } => vec![src, dst],
-            TaskSpec::Restore { dest_uri, to, .. } => {
+            TaskSpec::Restore {
+                dest_uri,
+                to,
+                options,
+                ..
+            } => {
+                self.check_uri(dest_uri)?;
+                self.check("the restore target", to)?;
+                for (_, new) in &options.tablespace_map {
+                    self.check("the tablespace target", new)?;
+                }
+                vec![]
+            }
+            TaskSpec::RestoreV1 { dest_uri, to, .. } => {
                 self.check_uri(dest_uri)?;
                 self.check("the restore target", to)?;
                 vec![]

@@ -115,6 +115,7 @@ pub(crate) fn link_tablespaces(
     pg: &PgSetInfo,
     map: &[(String, String)],
     to: &Path,
+    allowed: Option<&crate::paths::AllowedPaths>,
 ) -> Result<Vec<RestoredTablespace>> {
     let spaces = pglayout::parse_tablespace_map(&pg.tablespace_map);
     let listed = || {
@@ -148,6 +149,9 @@ pub(crate) fn link_tablespaces(
                 "tablespace {}: '{location}' is not an absolute directory",
                 t.oid
             )));
+        }
+        if let Some(allowed) = allowed {
+            allowed.check(&format!("tablespace {}'s directory", t.oid), location)?;
         }
         if out.iter().any(|o| o.location == location) {
             return Err(WorkerError::Invalid(format!(

@@ -61,6 +61,36 @@ pub struct RestoreArgs {
     /// A tablespace not named goes back to its old location, which must then be
     /// empty or missing.
     pub tablespace_map: Vec<(String, String)>,
+    /// A worker's roots (`--allow-path`): every tablespace directory the restore
+    /// writes, mapped or back at its old location, must be under one. `None`: the
+    /// offline `backstop restore`, which writes wherever its user may.
+    pub allowed_paths: Option<std::sync::Arc<crate::paths::AllowedPaths>>,
+}
+
+impl RestoreArgs {
+    /// A restore of `tenant` from `dest` into `to`, up to `until_scn` (or the
+    /// options' time), from `backup_set` when given.
+    pub fn new(
+        dest: String,
+        tenant: String,
+        to: PathBuf,
+        until_scn: Option<u64>,
+        backup_set: Option<u64>,
+        options: backstop_common::task::RestoreOptions,
+    ) -> RestoreArgs {
+        RestoreArgs {
+            dest,
+            tenant,
+            to,
+            until_scn,
+            until_time_ms: options.until_time_ms,
+            backup_set,
+            incarnation: options.incarnation,
+            owner: options.owner,
+            tablespace_map: options.tablespace_map,
+            allowed_paths: None,
+        }
+    }
 }
 
 /// What a restore did; also written to `backstop_restore.json`.
@@ -437,7 +467,12 @@ async fn restore_candidate(
     };
     // Tablespace links before the files, which are written through them.
     let tablespaces = match &m.pg {
-        Some(pg) => crate::pg_restore::link_tablespaces(pg, &args.tablespace_map, to)?,
+        Some(pg) => crate::pg_restore::link_tablespaces(
+            pg,
+            &args.tablespace_map,
+            to,
+            args.allowed_paths.as_deref(),
+        )?,
         None => Vec::new(),
     };
     let mut data_bytes = 0u64;

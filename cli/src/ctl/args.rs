@@ -89,13 +89,9 @@ pub enum CtlCmd {
         /// Destination (default: the tenant's backup_dest).
         #[arg(long, default_value = "")]
         dest: String,
-        /// Target SCN (default: everything archived): decimal, or a PostgreSQL LSN
-        /// as `X/Y`.
-        #[arg(long, value_parser = parse_scn)]
-        until_scn: Option<u64>,
-        /// Set to use.
-        #[arg(long)]
-        backup_set: Option<u64>,
+        /// Target, set, incarnation, owner and tablespaces, as `backstop restore`.
+        #[command(flatten)]
+        target: crate::shared::RestoreTargetArgs,
     },
     /// Archive rounds.
     Archive {
@@ -420,11 +416,7 @@ pub enum NodeCmd {
 }
 
 /// An SCN: decimal, or an LSN in PostgreSQL's `X/Y` form.
-pub fn parse_scn(s: &str) -> Result<u64, String> {
-    backstop_pg::Lsn::parse(s)
-        .map(|l| l.0)
-        .map_err(|e| format!("{e} (an SCN is decimal; a PostgreSQL LSN may be written X/Y)"))
-}
+pub use crate::shared::parse_scn;
 
 impl CtlArgs {
     /// TLS and login from the flags and the environment.

@@ -292,15 +292,25 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             tenant,
             to,
             dest,
-            until_scn,
-            backup_set,
+            target,
         } => {
             let req = RestoreTenantRequest {
                 tenant_name: tenant,
                 dest,
                 to,
-                until_scn,
-                backup_set_id: backup_set,
+                until_scn: target.until_scn,
+                backup_set_id: target.backup_set,
+                until_time_ms: target.until_time,
+                incarnation: target.incarnation,
+                owner: target.owner.unwrap_or_default(),
+                tablespace_map: target
+                    .tablespace_map
+                    .into_iter()
+                    .map(|(old, new)| TablespaceMapping {
+                        old_location: old,
+                        new_location: new,
+                    })
+                    .collect(),
             };
             let r = rpc!(c, restore_tenant, req);
             print(

@@ -545,12 +545,35 @@ impl MetaService for MetaSvc {
         if tenant.is_empty() {
             return Err(MetaError::invalid("restore needs a tenant").into());
         }
+        if req.until_scn.is_some() && req.until_time_ms.is_some() {
+            return Err(
+                MetaError::invalid("restore takes until_scn or until_time, not both").into(),
+            );
+        }
+        let mut tablespace_map = Vec::new();
+        for m in &req.tablespace_map {
+            let (old, new) = (m.old_location.trim(), m.new_location.trim());
+            if old.is_empty() || !new.starts_with('/') {
+                return Err(MetaError::invalid(format!(
+                    "tablespace map '{old}={new}': OLD is a tablespace's old location or OID, NEW an absolute directory"
+                ))
+                .into());
+            }
+            tablespace_map.push((old.to_string(), new.to_string()));
+        }
+        let owner = Some(req.owner.trim().to_string()).filter(|o| !o.is_empty());
         let cmd = WorkCommand::StartRestore {
             tenant: tenant.clone(),
             dest,
             to: req.to.trim().to_string(),
             until_scn: req.until_scn,
             backup_set: req.backup_set_id,
+            options: backstop_common::task::RestoreOptions {
+                until_time_ms: req.until_time_ms,
+                incarnation: req.incarnation,
+                owner,
+                tablespace_map,
+            },
         };
         self.run_per_tenant(&tenant, move |_| cmd.clone()).await
     }

@@ -8,26 +8,42 @@
 //! Refused, with nothing changed: an unknown tenant (`EntryNotExist`) and no destination
 //! (`BackupDestNotSet`).
 
-use backstop_common::task::{TaskOutcome, TaskSpec};
+use backstop_common::task::{RestoreOptions, TaskOutcome, TaskSpec};
 
 use super::records::{JobKind, TaskRecord};
 use super::{MetaState, Outcome, Touched};
 use crate::command::Reply;
+
+/// What `StartRestore` asks for (both shapes of the command).
+pub(super) struct RestoreAsk<'a> {
+    /// Tenant name.
+    pub tenant: &'a str,
+    /// Destination; `None`: the tenant's `backup_dest`.
+    pub dest: Option<&'a str>,
+    /// Directory on the worker's host.
+    pub to: &'a str,
+    /// Target SCN.
+    pub until_scn: Option<u64>,
+    /// Set to use.
+    pub backup_set: Option<u64>,
+    /// Time target, incarnation, owner, tablespaces.
+    pub options: &'a RestoreOptions,
+}
 
 impl MetaState {
     /// `StartRestore`: one restore task that rebuilds the tenant's source under `to`
     /// on a worker's host from `dest` (default: the tenant's `backup_dest`). Refused
     /// with `EntryNotExist` for an unknown tenant, `BackupDestNotSet` without a
     /// destination.
-    pub(super) fn start_restore(
-        &mut self,
-        tenant: &str,
-        dest: Option<&str>,
-        to: &str,
-        until_scn: Option<u64>,
-        backup_set: Option<u64>,
-        now: u64,
-    ) -> Outcome {
+    pub(super) fn start_restore(&mut self, ask: RestoreAsk<'_>, now: u64) -> Outcome {
+        let RestoreAsk {
+            tenant,
+            dest,
+            to,
+            until_scn,
+            backup_set,
+            options,
+        } = ask;
         let tenant_id = self.tenant_id(tenant)?;
         let dest_uri = match dest {
             Some(d) => d.to_string(),
@@ -45,6 +61,7 @@ impl MetaState {
             to: to.to_string(),
             until_scn,
             backup_set,
+            options: options.clone(),
         };
         let task_id = self.new_task(job_id, tenant_id, spec, 0, now);
         Ok((
@@ -66,7 +83,7 @@ impl MetaState {
                 until_scn,
                 data_bytes,
             },
-            TaskSpec::Restore { to, .. },
+            TaskSpec::Restore { to, .. } | TaskSpec::RestoreV1 { to, .. },
         ) = (outcome, &task.spec)
         else {
             return None;

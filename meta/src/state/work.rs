@@ -67,13 +67,41 @@ impl MetaState {
                 tenant,
                 backup_set_id,
             } => self.start_validate(tenant, *backup_set_id, now),
+            WorkCommand::StartRestoreV1 {
+                tenant,
+                dest,
+                to,
+                until_scn,
+                backup_set,
+            } => self.start_restore(
+                super::restore::RestoreAsk {
+                    tenant,
+                    dest: dest.as_deref(),
+                    to,
+                    until_scn: *until_scn,
+                    backup_set: *backup_set,
+                    options: &backstop_common::task::RestoreOptions::default(),
+                },
+                now,
+            ),
             WorkCommand::StartRestore {
                 tenant,
                 dest,
                 to,
                 until_scn,
                 backup_set,
-            } => self.start_restore(tenant, dest.as_deref(), to, *until_scn, *backup_set, now),
+                options,
+            } => self.start_restore(
+                super::restore::RestoreAsk {
+                    tenant,
+                    dest: dest.as_deref(),
+                    to,
+                    until_scn: *until_scn,
+                    backup_set: *backup_set,
+                    options,
+                },
+                now,
+            ),
             WorkCommand::CompleteTask {
                 task_id,
                 attempt,
@@ -179,7 +207,9 @@ impl MetaState {
                         self.backup_task_done(&task, outcome, ending, now)
                     }
                     TaskSpec::ValidateSet { .. } => self.validate_task_done(&task, outcome, now),
-                    TaskSpec::Restore { .. } => self.restore_task_done(&task, outcome, now),
+                    TaskSpec::Restore { .. } | TaskSpec::RestoreV1 { .. } => {
+                        self.restore_task_done(&task, outcome, now)
+                    }
                     TaskSpec::CopySet { .. } => self.set_copy_task_done(&task, outcome, now),
                     TaskSpec::CopyPiece { .. } => self.piece_copy_task_done(&task, outcome, now),
                     TaskSpec::ArchiveCopy { .. } => {

@@ -98,6 +98,7 @@ pub(super) async fn report(ctx: &TaskCtx, outcome: &TaskOutcome) -> Result<()> {
 }
 
 pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcome> {
+    let spec = spec.upgraded();
     ctx.allowed_paths.check_spec(&spec)?;
     match spec {
         TaskSpec::Archive {
@@ -186,17 +187,18 @@ pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcom
             to,
             until_scn,
             backup_set,
+            options,
         } => {
             let args = crate::restore::RestoreArgs {
-                dest: dest_uri,
-                tenant,
-                to: to.into(),
-                until_scn,
-                until_time_ms: None,
-                backup_set,
-                incarnation: None,
-                owner: None,
-                tablespace_map: Vec::new(),
+                allowed_paths: Some(ctx.allowed_paths.clone()),
+                ..crate::restore::RestoreArgs::new(
+                    dest_uri,
+                    tenant,
+                    to.into(),
+                    until_scn,
+                    backup_set,
+                    options,
+                )
             };
             let info = crate::restore::restore(&args, &ctx.abort).await?;
             Ok(TaskOutcome::Restored {
@@ -205,6 +207,9 @@ pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcom
                 data_bytes: info.data_bytes,
             })
         }
+        TaskSpec::RestoreV1 { .. } => Err(WorkerError::Invalid(
+            "a restore task of the old shape was not upgraded".into(),
+        )),
         TaskSpec::ValidateSet {
             dest,
             backup_set_id,
