@@ -672,8 +672,9 @@ fn tablespaces_are_backed_up_through_their_links_and_restored_where_the_map_says
 /// Incarnations: the protected cluster (timeline 1) is restored to a point and
 /// promoted (timeline 2); `ALTER TENANT … SOURCE` through the mysql client re-points
 /// the tenant at it, which opens incarnation 2, archived and backed up apart. A
-/// point-in-time restore on timeline 2 and one onto timeline 1 past the fork each
-/// recover exactly, and the views show both incarnations.
+/// point-in-time restore on timeline 2 before incarnation 2 has a set (from
+/// incarnation 1's set through the fork), one after, and one onto timeline 1 past
+/// the fork each recover exactly, and the views show both incarnations.
 #[test]
 fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restore() {
     let dir = tempfile::tempdir().unwrap();
@@ -729,8 +730,22 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     assert_eq!(t["incarnation"], 2, "{t}");
     assert_eq!(t["recorded_timeline"], 2, "{t}");
 
-    // Incarnation 2: its own round and full backup, and new work on timeline 2.
+    // Incarnation 2: its own round, which starts where timeline 2 began. Work on
+    // timeline 2 before the incarnation has any set restores from incarnation 1's
+    // set through the fork.
     c.start_archive("pg1");
+    bench(&b, 1);
+    let m5 = mark(&b, 5);
+    c.wait_archived("pg1", m5.lsn);
+    let to = dir.path().join("r2early");
+    let info = restore_pg(&dest, &to, &["--until-scn", &Lsn(m5.lsn).to_string()]);
+    assert_eq!(info["incarnation"], 2, "{info}");
+    assert_eq!(info["set_incarnation"], 1, "{info}");
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s2e"));
+    assert_eq!(ids, vec![1, 2, 5]);
+    assert_eq!((sum, history), (m5.sum, m5.history));
+
+    // Then its own full backup, and more work on timeline 2.
     let job = start_backup(&c, false);
     c.wait_set_of_job("pg1", job);
     bench(&b, 1);
@@ -749,7 +764,7 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     let info = restore_pg(&dest, &to, &["--until-scn", &Lsn(m4.lsn).to_string()]);
     assert_eq!(info["incarnation"], 2, "{info}");
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s2"));
-    assert_eq!(ids, vec![1, 2, 4]);
+    assert_eq!(ids, vec![1, 2, 4, 5]);
     assert_eq!((sum, history), (m4.sum, m4.history));
 
     // The latest point (no target): the set was taken of a cluster that was itself
@@ -759,7 +774,7 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     let info = restore_pg(&dest, &to, &[]);
     assert_eq!(info["incarnation"], 2, "{info}");
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s2l"));
-    assert_eq!(ids, vec![1, 2, 4]);
+    assert_eq!(ids, vec![1, 2, 4, 5]);
     assert_eq!((sum, history), (m4.sum, m4.history));
 
     // A point on timeline 1 past the fork: marker 3, which timeline 2 never had.

@@ -32,6 +32,26 @@ pub fn history_file_name(tli: u32) -> String {
     format!("{tli:08X}.history")
 }
 
+/// Where a timeline began: the last entry of its history file
+/// (`TTTTTTTT.history`: lines `parentTLI<TAB>switchpoint<TAB>reason`, the
+/// switchpoint an LSN written `X/Y`; PostgreSQL's `readTimeLineHistory`). Returns
+/// `(parent timeline, switchpoint LSN)`; `None` when the text has no valid entry
+/// (timeline 1 has no history).
+pub fn fork_point(history: &str) -> Option<(u32, u64)> {
+    history
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let tli = f.next()?.parse::<u32>().ok()?;
+            let lsn = crate::Lsn::parse(f.next()?).ok()?;
+            Some((tli, lsn.0))
+        })
+        .next()
+}
+
 /// Parses a segment file name into `(timeline, segno)`.
 pub fn parse_file_name(name: &str, seg_size: u64) -> Option<(u32, u64)> {
     if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -106,6 +126,14 @@ mod tests {
         );
         assert_eq!(parse_file_name("00000002.history", MB16), None);
         assert_eq!(history_file_name(2), "00000002.history");
+        let h = "1\t0/3000158\tno recovery target specified\n\n2\t0/5000000\tat restore point\n";
+        assert_eq!(fork_point(h), Some((2, 0x500_0000)));
+        assert_eq!(
+            fork_point("1\t0/30001A0\tbefore 2026\n"),
+            Some((1, 0x300_01A0))
+        );
+        assert_eq!(fork_point(""), None);
+        assert_eq!(fork_point("garbage"), None);
         assert_eq!(segment_start(MB16 + 7, MB16), MB16);
     }
 

@@ -162,8 +162,34 @@ impl PgLog {
 
     /// Where a fresh round starts: the start of the segment holding the flush LSN,
     /// so the first archived segment is whole (recovery reads a segment's first page).
-    pub async fn fresh_start(&self) -> Result<u64> {
-        Ok(wal::segment_start(self.flush().await?, self.seg_size))
+    ///
+    /// The first round of an incarnation on a timeline above 1 (a restored, promoted
+    /// cluster protected again) starts instead at the segment where the timeline
+    /// began (its history file's switchpoint) when `pg_wal/` still holds that
+    /// segment: with the WAL from the fork on, a set of the incarnation before
+    /// restores to points of this one taken before its own first set.
+    pub async fn fresh_start(&self, first_in_incarnation: bool) -> Result<u64> {
+        let now = wal::segment_start(self.flush().await?, self.seg_size);
+        if !first_in_incarnation || self.push.is_some() {
+            return Ok(now);
+        }
+        let Some((_, fork)) = read_history(&self.src.pgdata, self.timeline)?
+            .as_deref()
+            .and_then(wal::fork_point)
+        else {
+            return Ok(now);
+        };
+        let start = wal::segment_start(fork, self.seg_size);
+        let file = self.pg_wal.join(wal::file_name(
+            self.timeline,
+            wal::segno(start, self.seg_size),
+            self.seg_size,
+        ));
+        if start < now && file.exists() {
+            info!(fork = %backstop_pg::Lsn(fork), start = %backstop_pg::Lsn(start), "the incarnation's first round starts where its timeline began");
+            return Ok(start);
+        }
+        Ok(now)
     }
 
     /// Receives up to about `max` bytes of WAL from `from` (waiting up to 20 ms for

@@ -223,13 +223,32 @@ pub(crate) fn clear_tablespaces(to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A restore onto a later incarnation from a set of the one before: the set's
+/// timeline is replayed up to the segment where `tli` began, then this incarnation's
+/// WAL on timeline `tli` (its first round starts at that segment).
+pub(crate) struct Fork<'a> {
+    /// The later incarnation's timeline.
+    pub tli: u32,
+    /// Its history file (`TTTTTTTT.history`), which recovery needs to follow it.
+    pub history: &'a str,
+    /// The start of the segment holding the switchpoint: the old timeline's WAL is
+    /// staged before it, the new one's from it.
+    pub at: u64,
+    /// The later incarnation's destination and pieces.
+    pub store: &'a TenantStore,
+    /// Its piece manifests.
+    pub pieces: &'a [PieceManifest],
+}
+
 /// Where a PostgreSQL restore stops.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Goal {
+#[derive(Clone, Copy)]
+pub(crate) struct Goal<'a> {
     /// The planned target (`--until-scn`, or the archive checkpoint a time maps to).
     pub until_scn: u64,
     /// `--until-time`, ms since the Unix epoch.
     pub time_ms: Option<u64>,
+    /// The target is on the later incarnation past this fork.
+    pub fork: Option<&'a Fork<'a>>,
 }
 
 /// Makes `to` (the set's files already written there) a data directory that
@@ -245,10 +264,11 @@ pub(crate) async fn prepare_data_directory(
     pieces: &[PieceManifest],
     m: &SetManifest,
     pg: &PgSetInfo,
-    goal: Goal,
+    goal: Goal<'_>,
     to: &Path,
     cancel: &CancellationToken,
 ) -> Result<(u64, u64)> {
+    let fork = goal.fork;
     for d in &pg.dirs {
         safe(d)?;
         let p = to.join(d);
@@ -259,13 +279,38 @@ pub(crate) async fn prepare_data_directory(
     let seg = pg.wal_segment_size.max(1);
     let from = wal::segment_start(m.start_replay_scn, seg);
     let runs = restore_plan::archived_runs(pieces);
-    let archived_end = restore_plan::reach(&runs, from).ok_or_else(|| {
+    let mut archived_end = restore_plan::reach(&runs, from).ok_or_else(|| {
         WorkerError::Corrupt(format!(
             "the archive does not hold WAL from {} (the start of the segment of the backup's redo point {})",
             Lsn(from),
             Lsn(m.start_replay_scn)
         ))
     })?;
+    // Across a fork: the old timeline up to the fork's segment, then the new one.
+    let (old_end, tli) = match fork {
+        Some(f) => {
+            if archived_end < f.at {
+                return Err(WorkerError::Corrupt(format!(
+                    "the archived WAL of timeline {} from {} reaches {}, short of {} where timeline {} began",
+                    pg.timeline,
+                    Lsn(from),
+                    Lsn(archived_end),
+                    Lsn(f.at),
+                    f.tli
+                )));
+            }
+            let new_runs = restore_plan::archived_runs(f.pieces);
+            archived_end = restore_plan::reach(&new_runs, f.at).ok_or_else(|| {
+                WorkerError::Corrupt(format!(
+                    "the archive of timeline {} does not hold WAL from {}, where it began",
+                    f.tli,
+                    Lsn(f.at)
+                ))
+            })?;
+            (f.at.max(from), f.tli)
+        }
+        None => (archived_end, pg.timeline),
+    };
     if archived_end < goal.until_scn {
         return Err(WorkerError::Corrupt(format!(
             "the archived WAL from {} reaches {}, short of the target {}",
@@ -287,20 +332,50 @@ pub(crate) async fn prepare_data_directory(
         let path = pg_wal.join(wal::history_file_name(pg.timeline));
         std::fs::write(&path, history).map_err(io(&path))?;
     }
+    if let Some(f) = fork {
+        let path = pg_wal.join(wal::history_file_name(f.tli));
+        std::fs::write(&path, f.history).map_err(io(&path))?;
+    }
     let mut w = WalWriter {
-        dir: pg_wal,
+        dir: pg_wal.clone(),
         tli: pg.timeline,
         seg,
         cur: None,
     };
-    let staged = write_log(store, pieces, from, stage_end, cancel, |pos, b| {
-        w.write(pos, b)
-    })
+    let mut staged = write_log(
+        store,
+        pieces,
+        from,
+        stage_end.min(old_end),
+        cancel,
+        |pos, b| w.write(pos, b),
+    )
     .await?;
     w.close()?;
+    if let Some(f) = fork
+        && stage_end > old_end
+    {
+        let mut w = WalWriter {
+            dir: pg_wal,
+            tli: f.tli,
+            seg,
+            cur: None,
+        };
+        staged += write_log(f.store, f.pieces, old_end, stage_end, cancel, |pos, b| {
+            w.write(pos, b)
+        })
+        .await?;
+        w.close()?;
+    }
     let until = match goal.time_ms {
         Some(t) => {
             let dir = to.join("pg_wal");
+            if fork.is_some() {
+                return Err(WorkerError::Invalid(
+                    "a time target across a timeline fork is not supported yet: give --until-scn"
+                        .into(),
+                ));
+            }
             let (tli, start, not_before) = (pg.timeline, m.start_replay_scn, m.min_restore_scn);
             tokio::task::spawn_blocking(move || {
                 backstop_pg::walrec::first_xact_after(
@@ -319,7 +394,7 @@ pub(crate) async fn prepare_data_directory(
     // work), recovering to the end replays the same records: every one before it.
     let whole_after = until < stage_end
         && {
-            let (dir, tli) = (to.join("pg_wal"), pg.timeline);
+            let dir = to.join("pg_wal");
             let end = stage_end;
             let at = tokio::task::spawn_blocking(move || {
                 backstop_pg::walrec::at_target(&dir, tli, seg, until, end)
@@ -346,7 +421,7 @@ pub(crate) async fn prepare_data_directory(
     };
     std::fs::write(
         &conf,
-        pglayout::recovery_conf(&existing, target, pg.timeline, false),
+        pglayout::recovery_conf(&existing, target, tli, false),
     )
     .map_err(io(&conf))?;
     let signal = to.join("recovery.signal");

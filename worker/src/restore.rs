@@ -100,9 +100,14 @@ pub struct RestoreInfo {
     pub tenant_id: u64,
     /// Tenant name.
     pub tenant_name: String,
-    /// Incarnation restored from.
+    /// Incarnation restored (the history the restored cluster has).
     #[serde(default)]
     pub incarnation: u64,
+    /// PostgreSQL tenants: when the set is of the incarnation before (a point of
+    /// `incarnation` taken before its first set, reached through the fork), that
+    /// incarnation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_incarnation: Option<u64>,
     /// Set used.
     pub backup_set_id: u64,
     /// First SCN of the restored log (the log segment is named after it).
@@ -325,12 +330,51 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
         (None, Some(t)) => Target::Time(t),
         (None, None) => Target::Latest,
     };
-    let candidates = restore_plan::plan(&sets, &pieces, target, args.backup_set)
-        .map_err(|e| WorkerError::Invalid(format!("tenant {}: {e}", dest.tenant_name)))?;
+    let planned = restore_plan::plan(&sets, &pieces, target, args.backup_set);
+    // No set of this incarnation reaches the target: a set of the one before may,
+    // through the fork (PostgreSQL).
+    let across = match &planned {
+        Ok(_) => None,
+        Err(_) => across_fork(&dest, &store, &pieces, target, args, cancel).await?,
+    };
+    let (set_dest, set_store, set_pieces, candidates) = match (planned, &across) {
+        (_, Some(a)) => (&a.dest, &a.store, a.pieces.as_slice(), a.candidates.clone()),
+        (Ok(c), None) => (&dest, &store, pieces.as_slice(), c),
+        (Err(e), None) => {
+            return Err(WorkerError::Invalid(format!(
+                "tenant {}: {e}",
+                dest.tenant_name
+            )));
+        }
+    };
+    let fork = across.as_ref().map(|a| crate::pg_restore::Fork {
+        tli: a.timeline.timeline,
+        history: &a.timeline.history,
+        at: a.at,
+        store: &store,
+        pieces: &pieces,
+    });
     let mut fallbacks: Vec<String> = Vec::new();
     for c in &candidates {
         prepare_dir(&args.to)?;
-        match restore_candidate(&store, &dest, &pieces, c, args, cancel).await {
+        let restored = restore_candidate(
+            set_store,
+            set_dest,
+            set_pieces,
+            c,
+            args,
+            fork.as_ref(),
+            cancel,
+        )
+        .await
+        .map(|mut info| {
+            if across.is_some() {
+                info.set_incarnation = Some(info.incarnation);
+                info.incarnation = dest.incarnation;
+            }
+            info
+        });
+        match restored {
             Ok(info) if args.owner.is_some() => {
                 // Ownership last, so nothing written after it stays root's.
                 let user = args.owner.as_deref().unwrap_or_default();
@@ -353,6 +397,95 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
         dest.tenant_name,
         fallbacks.join("; ")
     )))
+}
+
+/// A restore onto incarnation N from a set of incarnation N-1 (PostgreSQL).
+struct AcrossFork {
+    /// Incarnation N-1 at the destination, its store and pieces.
+    dest: TenantDest,
+    store: TenantStore,
+    pieces: Vec<PieceManifest>,
+    /// Its sets that restore to `at`, each with the target on incarnation N.
+    candidates: Vec<Candidate>,
+    /// Incarnation N's system, timeline and history.
+    timeline: crate::pg::PgTimeline,
+    /// Where incarnation N's archive begins: the segment holding the switchpoint.
+    at: u64,
+}
+
+/// When incarnation `dest` (N > 1, a PostgreSQL tenant) has no set that reaches
+/// `target`: the sets of incarnation N-1 that restore to the start of the segment
+/// where N's timeline began, and the target on N (at or after the switchpoint,
+/// within N's archive from that segment). `None` when there is no such way.
+///
+/// Errors: `Invalid` for a time target (not supported across a fork yet) when the
+/// fork is the only way; `Storage` and `Corrupt` reading the destination.
+async fn across_fork(
+    dest: &TenantDest,
+    store: &TenantStore,
+    pieces: &[PieceManifest],
+    target: Target,
+    args: &RestoreArgs,
+    cancel: &CancellationToken,
+) -> Result<Option<AcrossFork>> {
+    if dest.incarnation <= 1 || !store.exists(layout::PG_TIMELINE).await? {
+        return Ok(None);
+    }
+    let timeline: crate::pg::PgTimeline = manifest::from_json(
+        &store.get(layout::PG_TIMELINE, cancel).await?,
+        layout::PG_TIMELINE,
+    )?;
+    let Some((parent, switch)) = backstop_pg::wal::fork_point(&timeline.history) else {
+        return Ok(None);
+    };
+    let runs = restore_plan::archived_runs(pieces);
+    let Some(&(at, end)) = runs.iter().find(|(s, e)| *s <= switch && switch <= *e) else {
+        return Ok(None);
+    };
+    let until = match target {
+        Target::Latest => end,
+        Target::Scn(x) if switch <= x && x <= end => x,
+        Target::Scn(_) => return Ok(None),
+        Target::Time(_) => {
+            return Err(WorkerError::Invalid(format!(
+                "tenant {}: no set of incarnation {} reaches the time, and a time target through the fork from incarnation {} is not supported yet: give --until-scn",
+                dest.tenant_name,
+                dest.incarnation,
+                dest.incarnation - 1
+            )));
+        }
+    };
+    let Ok(prev) = find_tenant(&args.dest, &args.tenant, Some(dest.incarnation - 1)).await else {
+        return Ok(None);
+    };
+    let prev_store = TenantStore::open(&prev)?;
+    let prev_pieces = piece_manifests(&prev_store, cancel).await?;
+    let prev_sets = complete_sets(&prev_store, cancel).await?;
+    let Ok(candidates) =
+        restore_plan::plan(&prev_sets, &prev_pieces, Target::Scn(at), args.backup_set)
+    else {
+        return Ok(None);
+    };
+    info!(
+        tenant = %dest.tenant_name,
+        parent_timeline = parent,
+        switchpoint = %backstop_pg::Lsn(switch),
+        "no set of this incarnation reaches the target: restoring a set of the incarnation before, through the fork"
+    );
+    Ok(Some(AcrossFork {
+        dest: prev,
+        store: prev_store,
+        pieces: prev_pieces,
+        candidates: candidates
+            .into_iter()
+            .map(|c| Candidate {
+                until_scn: until,
+                ..c
+            })
+            .collect(),
+        timeline,
+        at,
+    }))
 }
 
 /// Records what was restored (`backstop_restore.json`), makes it durable, then
@@ -445,6 +578,7 @@ async fn restore_candidate(
     pieces: &[PieceManifest],
     c: &Candidate,
     args: &RestoreArgs,
+    fork: Option<&crate::pg_restore::Fork<'_>>,
     cancel: &CancellationToken,
 ) -> Result<RestoreInfo> {
     let to = args.to.as_path();
@@ -509,7 +643,16 @@ async fn restore_candidate(
             let goal = crate::pg_restore::Goal {
                 until_scn: c.until_scn,
                 time_ms: time,
+                fork,
             };
+            if let Some(f) = fork
+                && backstop_pg::wal::fork_point(f.history).map(|(p, _)| p) != Some(pg.timeline)
+            {
+                return Err(WorkerError::Corrupt(format!(
+                    "backup set {} is on timeline {}, but timeline {} did not branch from it",
+                    c.set.backup_set_id, pg.timeline, f.tli
+                )));
+            }
             crate::pg_restore::prepare_data_directory(store, pieces, &m, pg, goal, to, cancel)
                 .await?
         }
@@ -542,6 +685,7 @@ async fn restore_candidate(
         tenant_id: dest.tenant_id.0,
         tenant_name: dest.tenant_name.clone(),
         incarnation: dest.incarnation,
+        set_incarnation: None,
         backup_set_id: c.set.backup_set_id,
         start_replay_scn: m.start_replay_scn,
         min_restore_scn: m.min_restore_scn,

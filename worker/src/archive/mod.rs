@@ -145,10 +145,13 @@ impl LogSource {
 
     /// Where a fresh round starts: the log end, or for PostgreSQL the start of its
     /// segment (a restore needs the segment whole).
-    async fn fresh_start(&self) -> Result<Scn> {
+    async fn fresh_start(&self, store: &TenantStore) -> Result<Scn> {
         match self {
             LogSource::Dir(_) => self.log_end().await,
-            LogSource::Pg(pg) => Ok(Scn(pg.fresh_start().await?)),
+            LogSource::Pg(pg) => {
+                let first = store.list("clog").await?.is_empty();
+                Ok(Scn(pg.fresh_start(first).await?))
+            }
         }
     }
 
@@ -272,7 +275,7 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
         a.finish_freezing(spec, max.0).await?;
     }
     if a.args.fresh {
-        let end = a.src.fresh_start().await?.0;
+        let end = a.src.fresh_start(&a.store).await?.0;
         a.ckpt = end;
         a.read_end = end;
         a.buffer_start = end;
