@@ -149,9 +149,9 @@ BS_INC_BYTES=$(J sets --tenant pg1 | field '[s["output_bytes"] for s in d if s["
 BS_FULL_BYTES=$(J sets --tenant pg1 | field '[s["output_bytes"] for s in d if s["copy_id"]==0][0]')
 BR_FULL_BYTES=$("${AS_PG[@]}" pgbackrest --config="$CONF" --stanza=bench info --output=json | field 'd[0]["backup"][0]["info"]["repository"]["delta"]')
 # On disk, everything each backup wrote: data, manifests, markers (du, bytes).
-disk() { du -sb "$@" | awk '{n += $1} END {print n + 0}'; }
+disk() { [ $# -gt 0 ] || { echo "no backup directory found" >&2; exit 1; }; du -sb "$@" | awk '{n += $1} END {print n + 0}'; }
 BS_FULL_DISK=$(disk $(find "$DIR/dest" -type d -name 'backup_set_*_full'))
-BS_INC_DISK=$(disk $(find "$DIR/dest" -type d -name 'backup_set_*_incremental'))
+BS_INC_DISK=$(disk $(find "$DIR/dest" -type d -name 'backup_set_*_inc'))
 BR_FULL_DISK=$(disk $(find "$DIR/pgbr/backup/bench" -maxdepth 1 -type d -name '*F'))
 BR_INC_DISK=$(disk $(find "$DIR/pgbr/backup/bench" -maxdepth 1 -type d -name '*I'))
 
