@@ -1,7 +1,8 @@
 //! Commands that need only a destination: `restore` and `validate`.
 
 use anyhow::{Context, bail};
-use backstop_worker::restore::{self, RestoreArgs, find_tenant};
+use backstop_worker::dest_catalog::find_tenant;
+use backstop_worker::restore::{self, RestoreArgs};
 use backstop_worker::storage::TenantStore;
 use backstop_worker::validate::{validate_piece, validate_set};
 use tokio_util::sync::CancellationToken;

@@ -683,6 +683,10 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     c.wait_set_of_job("pg1", job);
     bench(&a, 1);
     let m1 = mark(&a, 1);
+    // Nothing commits around this time, on timeline 1 before the fork.
+    std::thread::sleep(Duration::from_millis(1500));
+    let t1 = now_ms();
+    std::thread::sleep(Duration::from_millis(300));
     bench(&a, 1);
     let fork = mark(&a, 2);
     bench(&a, 1);
@@ -744,6 +748,10 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s2e"));
     assert_eq!(ids, vec![1, 2, 5]);
     assert_eq!((sum, history), (m5.sum, m5.history));
+    // A time on timeline 2 after marker 5, when nothing commits.
+    std::thread::sleep(Duration::from_millis(1500));
+    let t5 = now_ms();
+    std::thread::sleep(Duration::from_millis(300));
 
     // Then its own full backup, and more work on timeline 2.
     let job = start_backup(&c, false);
@@ -766,6 +774,39 @@ fn a_restored_cluster_protected_again_is_incarnation_2_and_both_histories_restor
     let (ids, sum, history) = restored_state(&to, &dir.path().join("s2"));
     assert_eq!(ids, vec![1, 2, 4, 5]);
     assert_eq!((sum, history), (m4.sum, m4.history));
+
+    // A time on timeline 2 before incarnation 2's set, through the fork: exactly
+    // what was committed by then (marker 5's state, not the pgbench after it).
+    let to = dir.path().join("r2time");
+    let info = restore_pg(&dest, &to, &["--until-time", &t5.to_string()]);
+    assert_eq!(info["incarnation"], 2, "{info}");
+    assert_eq!(info["set_incarnation"], 1, "{info}");
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s2t"));
+    assert_eq!(ids, vec![1, 2, 5]);
+    assert_eq!((sum, history), (m5.sum, m5.history));
+    // A time before timeline 2 began is not a point of incarnation 2: refused,
+    // naming the switchpoint, and restored from incarnation 1 instead.
+    let e = restore(
+        &dest,
+        "pg1",
+        &dir.path().join("r2before"),
+        &["--owner", "postgres", "--until-time", &t1.to_string()],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("before timeline 2 began") && e.contains("--incarnation"),
+        "{e}"
+    );
+    let to = dir.path().join("r1time");
+    let info = restore_pg(
+        &dest,
+        &to,
+        &["--incarnation", "1", "--until-time", &t1.to_string()],
+    );
+    assert_eq!(info["incarnation"], 1, "{info}");
+    let (ids, sum, history) = restored_state(&to, &dir.path().join("s1t"));
+    assert_eq!(ids, vec![1]);
+    assert_eq!((sum, history), (m1.sum, m1.history));
 
     // The latest point (no target): the set was taken of a cluster that was itself
     // restored to `fork`, and its copy of postgresql.auto.conf still named that

@@ -350,6 +350,31 @@ pub enum WorkCommand {
     },
 }
 
+impl WorkCommand {
+    /// The command in today's shape: a [`WorkCommand::StartRestoreV1`] becomes a
+    /// [`WorkCommand::StartRestore`] with the default options; anything else is
+    /// unchanged.
+    pub fn upgraded(self) -> WorkCommand {
+        match self {
+            WorkCommand::StartRestoreV1 {
+                tenant,
+                dest,
+                to,
+                until_scn,
+                backup_set,
+            } => WorkCommand::StartRestore {
+                tenant,
+                dest,
+                to,
+                until_scn,
+                backup_set,
+                options: backstop_common::task::RestoreOptions::default(),
+            },
+            other => other,
+        }
+    }
+}
+
 /// The state machine's answer to one log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {

@@ -31,10 +31,37 @@ const RECORD_HEADER: u64 = 24;
 /// Milliseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 const PG_EPOCH_MS: i64 = 946_684_800_000;
 
+/// Which timeline's segment files in `pg_wal` hold the WAL at each LSN: `tli`'s, or,
+/// for WAL staged across a fork, `tli`'s below a segment start and the later
+/// timeline's from there on (that segment, on the later timeline, begins with the
+/// earlier timeline's WAL up to the switchpoint, as PostgreSQL writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedTimelines {
+    /// The timeline of the first segments.
+    pub tli: u32,
+    /// `(segment start LSN, timeline)`: segments from this LSN on are this timeline's.
+    pub later: Option<(u64, u32)>,
+}
+
+impl StagedTimelines {
+    fn at(&self, segment_start: u64) -> u32 {
+        match self.later {
+            Some((from, tli)) if segment_start >= from => tli,
+            _ => self.tli,
+        }
+    }
+}
+
+impl From<u32> for StagedTimelines {
+    fn from(tli: u32) -> Self {
+        StagedTimelines { tli, later: None }
+    }
+}
+
 /// Reads WAL bytes by LSN from segment files, one segment in memory at a time.
 struct Segments<'a> {
     dir: &'a Path,
-    tli: u32,
+    tli: StagedTimelines,
     seg: u64,
     cur: Option<(u64, Vec<u8>)>,
 }
@@ -46,7 +73,8 @@ impl Segments<'_> {
         while (out.len() as u64) < n {
             let segno = wal::segno(p, self.seg);
             if self.cur.as_ref().map(|c| c.0) != Some(segno) {
-                let path = self.dir.join(wal::file_name(self.tli, segno, self.seg));
+                let tli = self.tli.at(segno * self.seg);
+                let path = self.dir.join(wal::file_name(tli, segno, self.seg));
                 let data = std::fs::read(&path)
                     .map_err(|e| PgError::Query(format!("read {}: {e}", path.display())))?;
                 self.cur = Some((segno, data));
@@ -154,7 +182,7 @@ fn xact_time_ms(rec: &[u8]) -> Option<i64> {
     Some(t / 1000 + PG_EPOCH_MS)
 }
 
-/// Scans the WAL in `pg_wal` (timeline `tli`) from the record starting at `from` up to
+/// Scans the WAL in `pg_wal` (timeline `tli`, or two across a fork) from the record starting at `from` up to
 /// `end`, and returns the start LSN of the first transaction commit or abort record at
 /// or after `not_before` whose time is later than `after_ms` (ms since the Unix
 /// epoch): recovering to just before it replays exactly the transactions that ended
@@ -163,7 +191,7 @@ fn xact_time_ms(rec: &[u8]) -> Option<i64> {
 /// Errors: [`PgError::Query`] when a segment file cannot be read.
 pub fn first_xact_after(
     pg_wal: &Path,
-    tli: u32,
+    tli: impl Into<StagedTimelines>,
     seg_size: u64,
     from: u64,
     end: u64,
@@ -172,7 +200,7 @@ pub fn first_xact_after(
 ) -> Result<Option<u64>> {
     let mut r = Segments {
         dir: pg_wal,
-        tli,
+        tli: tli.into(),
         seg: seg_size,
         cur: None,
     };
@@ -220,16 +248,23 @@ pub enum AtTarget {
     Short,
 }
 
-/// Where the records around `target` are in the WAL in `pg_wal` (timeline `tli`) that
+/// Where the records around `target` are in the WAL in `pg_wal` (timeline `tli`, or two
+/// across a fork) that
 /// ends at `end`: found from the header of the page `target` is in
 /// (`xlp_rem_len` says where that page's first record starts), so only the pages from
 /// there to the first record at or after `target` are read.
 ///
 /// Errors: none for missing or zeroed WAL (that is `EndsThere` or `Short`).
-pub fn at_target(pg_wal: &Path, tli: u32, seg_size: u64, target: u64, end: u64) -> AtTarget {
+pub fn at_target(
+    pg_wal: &Path,
+    tli: impl Into<StagedTimelines>,
+    seg_size: u64,
+    target: u64,
+    end: u64,
+) -> AtTarget {
     let mut r = Segments {
         dir: pg_wal,
-        tli,
+        tli: tli.into(),
         seg: seg_size,
         cur: None,
     };

@@ -53,7 +53,7 @@ pub async fn write_log(
                 next.key
             )));
         }
-        let raw = manifest::decompress(
+        let raw = crate::codec::decompress(
             &stored,
             next.compressed,
             manifest::span(next.start, next.end, &next.key)?,

@@ -142,7 +142,7 @@ struct ObjectWriter<'a> {
     buf: Vec<u8>,
     objects: Vec<ObjectEntry>,
     output_bytes: u64,
-    compressor: manifest::BlockCompressor,
+    compressor: crate::codec::BlockCompressor,
     /// The raw bytes of the open frame, and its blocks: (file, block, offset in the
     /// frame), indexes into the part's files.
     frame: Vec<u8>,
@@ -264,7 +264,7 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
         buf: Vec::new(),
         objects: Vec::new(),
         output_bytes: 0,
-        compressor: manifest::BlockCompressor::new(a.compression_level)?,
+        compressor: crate::codec::BlockCompressor::new(a.compression_level)?,
         frame: Vec::new(),
         members: Vec::new(),
     };

@@ -367,25 +367,43 @@ pub(crate) async fn prepare_data_directory(
         .await?;
         w.close()?;
     }
+    // The staged segments: the set's timeline, then past a fork the later one.
+    let staged_tlis = backstop_pg::walrec::StagedTimelines {
+        tli: pg.timeline,
+        later: fork.map(|f| (old_end, f.tli)),
+    };
     let until = match goal.time_ms {
         Some(t) => {
             let dir = to.join("pg_wal");
-            if fork.is_some() {
-                return Err(WorkerError::Invalid(
-                    "a time target across a timeline fork is not supported yet: give --until-scn"
-                        .into(),
-                ));
-            }
-            let (tli, start, not_before) = (pg.timeline, m.start_replay_scn, m.min_restore_scn);
-            tokio::task::spawn_blocking(move || {
+            let (start, not_before) = (m.start_replay_scn, m.min_restore_scn);
+            let found = tokio::task::spawn_blocking(move || {
                 backstop_pg::walrec::first_xact_after(
-                    &dir, tli, seg, start, stage_end, not_before, t,
+                    &dir,
+                    staged_tlis,
+                    seg,
+                    start,
+                    stage_end,
+                    not_before,
+                    t,
                 )
             })
             .await
             .map_err(|e| WorkerError::Invalid(e.to_string()))?
-            .map_err(|e| WorkerError::Corrupt(format!("scan the staged WAL: {e}")))?
-            .unwrap_or(archived_end)
+            .map_err(|e| WorkerError::Corrupt(format!("scan the staged WAL: {e}")))?;
+            // Across a fork the point must be on the later timeline: a transaction
+            // that ended after the time before the switchpoint means the time is
+            // before the later incarnation began.
+            if let (Some(at), Some(f)) = (found, fork)
+                && let Some((parent, switch)) = wal::fork_point(f.history)
+                && at < switch
+            {
+                return Err(WorkerError::Invalid(format!(
+                    "the time is before timeline {} began (at {}, where it branched from timeline {parent}): restore it from the incarnation before (--incarnation)",
+                    f.tli,
+                    Lsn(switch)
+                )));
+            }
+            found.unwrap_or(archived_end)
         }
         None => goal.until_scn,
     };
@@ -397,7 +415,7 @@ pub(crate) async fn prepare_data_directory(
             let dir = to.join("pg_wal");
             let end = stage_end;
             let at = tokio::task::spawn_blocking(move || {
-                backstop_pg::walrec::at_target(&dir, tli, seg, until, end)
+                backstop_pg::walrec::at_target(&dir, staged_tlis, seg, until, end)
             })
             .await
             .map_err(|e| WorkerError::Invalid(e.to_string()))?;

@@ -11,23 +11,20 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use backstop_common::TenantId;
 use backstop_common::layout;
 use backstop_common::task::TenantDest;
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
-use object_store::path::Path as ObjPath;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::archived_log::write_log;
 use crate::backup::read_set_manifest;
+use crate::dest_catalog::{complete_sets, find_tenant, piece_manifests};
 use crate::error::{Result, WorkerError};
-use crate::manifest::{self, PieceManifest, SetIndex, TenantInfo};
-use crate::piece_journal;
+use crate::manifest::PieceManifest;
 use crate::restore_plan::{self, Candidate, Target};
-use crate::storage::{TenantStore, open_dest};
+use crate::storage::TenantStore;
 
 /// Marker present while a restore is under way (and after one failed).
 pub const IN_PROGRESS: &str = ".backstop_restore_in_progress";
@@ -139,138 +136,6 @@ pub struct RestoreInfo {
     pub tablespaces: Vec<crate::pg_restore::RestoredTablespace>,
 }
 
-async fn list_dirs(store: &dyn object_store::ObjectStore, prefix: &str) -> Result<Vec<String>> {
-    let p = if prefix.is_empty() {
-        None
-    } else {
-        Some(ObjPath::from(prefix))
-    };
-    let r = store
-        .list_with_delimiter(p.as_ref())
-        .await
-        .map_err(|e| WorkerError::Storage(format!("list {prefix}: {e}")))?;
-    Ok(r.common_prefixes
-        .into_iter()
-        .map(|p| p.to_string())
-        .collect())
-}
-
-/// Finds a tenant (by name or id) at a destination from its `info/tenant` entries:
-/// `incarnation`, or the newest one.
-///
-/// Errors: `Invalid` when no such tenant (or incarnation) is there, or the name is
-/// ambiguous; `Storage` when listing fails.
-pub async fn find_tenant(uri: &str, tenant: &str, incarnation: Option<u64>) -> Result<TenantDest> {
-    let parsed =
-        backstop_common::BackupDest::parse(uri).map_err(|e| WorkerError::Invalid(e.to_string()))?;
-    let root = match &parsed {
-        backstop_common::BackupDest::S3 { prefix, .. } => prefix.clone(),
-        _ => String::new(),
-    };
-    let store = open_dest(uri)?;
-    let mut found: Vec<TenantDest> = Vec::new();
-    for cluster in list_dirs(store.as_ref(), &root).await? {
-        for id in list_dirs(store.as_ref(), &cluster).await? {
-            for inc in list_dirs(store.as_ref(), &id).await? {
-                for t in list_dirs(store.as_ref(), &inc).await? {
-                    let key = ObjPath::from(format!("{t}/{}", layout::TENANT_INFO));
-                    let Ok(obj) = store.get(&key).await else {
-                        continue;
-                    };
-                    let data = obj
-                        .bytes()
-                        .await
-                        .map_err(|e| WorkerError::Storage(e.to_string()))?;
-                    let info: TenantInfo = manifest::from_json(&data, key.as_ref())?;
-                    if info.tenant_name.eq_ignore_ascii_case(tenant)
-                        || info.tenant_id.to_string() == tenant
-                    {
-                        found.push(TenantDest {
-                            uri: uri.to_string(),
-                            cluster_name: info.cluster_name,
-                            cluster_id: info.cluster_id,
-                            incarnation: info.incarnation,
-                            tenant_id: TenantId(info.tenant_id),
-                            tenant_name: info.tenant_name,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    // Two clusters, or two tenants of that name, at one destination: never chosen by
-    // listing order.
-    let mut identities: Vec<(String, u64, u64)> = found
-        .iter()
-        .map(|d| (d.cluster_name.clone(), d.cluster_id, d.tenant_id.0))
-        .collect();
-    identities.sort();
-    identities.dedup();
-    if identities.len() > 1 {
-        return Err(WorkerError::Invalid(format!(
-            "tenant '{tenant}' is ambiguous at {}: {}; give a destination prefix that holds one cluster, or the tenant id",
-            parsed.root_path(),
-            identities
-                .iter()
-                .map(|(c, id, t)| format!("cluster {c} (id {id}) tenant {t}"))
-                .collect::<Vec<_>>()
-                .join(" and ")
-        )));
-    }
-    found.sort_by_key(|d| d.incarnation);
-    if let Some(n) = incarnation {
-        let have: Vec<String> = found.iter().map(|d| d.incarnation.to_string()).collect();
-        found.retain(|d| d.incarnation == n);
-        if found.is_empty() && !have.is_empty() {
-            return Err(WorkerError::Invalid(format!(
-                "tenant '{tenant}' has no incarnation {n} at {} (it has {})",
-                parsed.root_path(),
-                have.join(", ")
-            )));
-        }
-    }
-    found.pop().ok_or_else(|| {
-        WorkerError::Invalid(format!("no tenant '{tenant}' at {}", parsed.root_path()))
-    })
-}
-
-/// Every piece manifest of the tenant.
-pub async fn piece_manifests(
-    store: &TenantStore,
-    cancel: &CancellationToken,
-) -> Result<Vec<PieceManifest>> {
-    let mut out = Vec::new();
-    for key in store.list("clog").await? {
-        if let Some(dir) = key.strip_suffix("/manifest") {
-            out.push(
-                piece_journal::read_existing(store, dir, cancel)
-                    .await?
-                    .manifest,
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// Complete sets at the destination, by index entry, with their marker checked.
-pub async fn complete_sets(
-    store: &TenantStore,
-    cancel: &CancellationToken,
-) -> Result<Vec<SetIndex>> {
-    let mut out = Vec::new();
-    for key in store.list("info").await? {
-        if !key.starts_with(layout::SET_INDEX_PREFIX) {
-            continue;
-        }
-        let index: SetIndex = manifest::from_json(&store.get(&key, cancel).await?, &key)?;
-        let marker = layout::set_complete(&index.set_dir);
-        if store.exists(&marker).await? {
-            out.push(index);
-        }
-    }
-    Ok(out)
-}
-
 fn prepare_dir(to: &Path) -> Result<()> {
     // A directory left by a failed restore (it still has the marker) is ours to redo.
     if to.join(IN_PROGRESS).exists() {
@@ -335,7 +200,17 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
     // through the fork (PostgreSQL).
     let across = match &planned {
         Ok(_) => None,
-        Err(_) => across_fork(&dest, &store, &pieces, target, args, cancel).await?,
+        Err(_) => {
+            crate::restore_fork::across_fork(
+                &dest,
+                &store,
+                &pieces,
+                target,
+                args.backup_set,
+                cancel,
+            )
+            .await?
+        }
     };
     let (set_dest, set_store, set_pieces, candidates) = match (planned, &across) {
         (_, Some(a)) => (&a.dest, &a.store, a.pieces.as_slice(), a.candidates.clone()),
@@ -397,95 +272,6 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
         dest.tenant_name,
         fallbacks.join("; ")
     )))
-}
-
-/// A restore onto incarnation N from a set of incarnation N-1 (PostgreSQL).
-struct AcrossFork {
-    /// Incarnation N-1 at the destination, its store and pieces.
-    dest: TenantDest,
-    store: TenantStore,
-    pieces: Vec<PieceManifest>,
-    /// Its sets that restore to `at`, each with the target on incarnation N.
-    candidates: Vec<Candidate>,
-    /// Incarnation N's system, timeline and history.
-    timeline: crate::pg::PgTimeline,
-    /// Where incarnation N's archive begins: the segment holding the switchpoint.
-    at: u64,
-}
-
-/// When incarnation `dest` (N > 1, a PostgreSQL tenant) has no set that reaches
-/// `target`: the sets of incarnation N-1 that restore to the start of the segment
-/// where N's timeline began, and the target on N (at or after the switchpoint,
-/// within N's archive from that segment). `None` when there is no such way.
-///
-/// Errors: `Invalid` for a time target (not supported across a fork yet) when the
-/// fork is the only way; `Storage` and `Corrupt` reading the destination.
-async fn across_fork(
-    dest: &TenantDest,
-    store: &TenantStore,
-    pieces: &[PieceManifest],
-    target: Target,
-    args: &RestoreArgs,
-    cancel: &CancellationToken,
-) -> Result<Option<AcrossFork>> {
-    if dest.incarnation <= 1 || !store.exists(layout::PG_TIMELINE).await? {
-        return Ok(None);
-    }
-    let timeline: crate::pg::PgTimeline = manifest::from_json(
-        &store.get(layout::PG_TIMELINE, cancel).await?,
-        layout::PG_TIMELINE,
-    )?;
-    let Some((parent, switch)) = backstop_pg::wal::fork_point(&timeline.history) else {
-        return Ok(None);
-    };
-    let runs = restore_plan::archived_runs(pieces);
-    let Some(&(at, end)) = runs.iter().find(|(s, e)| *s <= switch && switch <= *e) else {
-        return Ok(None);
-    };
-    let until = match target {
-        Target::Latest => end,
-        Target::Scn(x) if switch <= x && x <= end => x,
-        Target::Scn(_) => return Ok(None),
-        Target::Time(_) => {
-            return Err(WorkerError::Invalid(format!(
-                "tenant {}: no set of incarnation {} reaches the time, and a time target through the fork from incarnation {} is not supported yet: give --until-scn",
-                dest.tenant_name,
-                dest.incarnation,
-                dest.incarnation - 1
-            )));
-        }
-    };
-    let Ok(prev) = find_tenant(&args.dest, &args.tenant, Some(dest.incarnation - 1)).await else {
-        return Ok(None);
-    };
-    let prev_store = TenantStore::open(&prev)?;
-    let prev_pieces = piece_manifests(&prev_store, cancel).await?;
-    let prev_sets = complete_sets(&prev_store, cancel).await?;
-    let Ok(candidates) =
-        restore_plan::plan(&prev_sets, &prev_pieces, Target::Scn(at), args.backup_set)
-    else {
-        return Ok(None);
-    };
-    info!(
-        tenant = %dest.tenant_name,
-        parent_timeline = parent,
-        switchpoint = %backstop_pg::Lsn(switch),
-        "no set of this incarnation reaches the target: restoring a set of the incarnation before, through the fork"
-    );
-    Ok(Some(AcrossFork {
-        dest: prev,
-        store: prev_store,
-        pieces: prev_pieces,
-        candidates: candidates
-            .into_iter()
-            .map(|c| Candidate {
-                until_scn: until,
-                ..c
-            })
-            .collect(),
-        timeline,
-        at,
-    }))
 }
 
 /// Records what was restored (`backstop_restore.json`), makes it durable, then
@@ -610,7 +396,7 @@ async fn restore_candidate(
         None => Vec::new(),
     };
     let mut data_bytes = 0u64;
-    let mut blocks = manifest::BlockReader::default();
+    let mut blocks = crate::codec::BlockReader::default();
     for f in &m.files {
         if !layout::is_inside(&f.path) {
             return Err(WorkerError::Corrupt(format!(

@@ -75,7 +75,7 @@ pub async fn validate_set(
             bad.insert(format!("{key}: object checksum mismatch"));
             continue;
         }
-        let mut reader = manifest::BlockReader::default();
+        let mut reader = crate::codec::BlockReader::default();
         for (path, b) in by_object.get(key).map(Vec::as_slice).unwrap_or(&[]) {
             if reader.block(&data, b).is_err() {
                 bad.insert(format!("{key}: block of {path} fails its checksum"));
@@ -130,7 +130,7 @@ pub async fn validate_piece(
                 if manifest::checksum(&data) != o.stored_checksum
                     || manifest::span(o.start, o.end, &o.key)
                         .and_then(|len| {
-                            manifest::decompress(
+                            crate::codec::decompress(
                                 &data,
                                 o.compressed,
                                 len,

@@ -10,8 +10,8 @@ use std::path::Path;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::dest_catalog::find_tenant;
 use crate::error::{Result, WorkerError};
-use crate::restore::find_tenant;
 use crate::storage::TenantStore;
 
 /// The largest file `wal-push` takes: PostgreSQL's largest `wal_segment_size`.

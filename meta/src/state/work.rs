@@ -67,23 +67,7 @@ impl MetaState {
                 tenant,
                 backup_set_id,
             } => self.start_validate(tenant, *backup_set_id, now),
-            WorkCommand::StartRestoreV1 {
-                tenant,
-                dest,
-                to,
-                until_scn,
-                backup_set,
-            } => self.start_restore(
-                super::restore::RestoreAsk {
-                    tenant,
-                    dest: dest.as_deref(),
-                    to,
-                    until_scn: *until_scn,
-                    backup_set: *backup_set,
-                    options: &backstop_common::task::RestoreOptions::default(),
-                },
-                now,
-            ),
+            WorkCommand::StartRestoreV1 { .. } => self.apply_work(&cmd.clone().upgraded(), now),
             WorkCommand::StartRestore {
                 tenant,
                 dest,

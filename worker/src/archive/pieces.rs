@@ -53,7 +53,7 @@ impl Archiver<'_> {
         let end = start + raw.len() as u64;
         let (stored, compressed) = tokio::task::spawn_blocking({
             let raw = raw.clone();
-            move || manifest::compress(1, &raw)
+            move || crate::codec::compress(1, &raw)
         })
         .await
         .map_err(|e| WorkerError::Invalid(e.to_string()))??;

@@ -1,0 +1,259 @@
+//! Compression of the stored bytes: zstd for data blocks, frames of blocks and log
+//! objects, and [`BlockReader`], which reads a block back out of its stored object
+//! (decompressing its frame once for all the blocks in it), checking sizes against the
+//! format's bounds and checksums against the manifest.
+
+use crate::error::{Result, WorkerError};
+use crate::manifest::{BlockEntry, MAX_BLOCK_RAW, MAX_FRAME_RAW, checksum};
+
+/// Compresses with zstd at `level` (0 = store raw). Returns the stored bytes and
+/// whether they are compressed.
+pub fn compress(level: i32, raw: &[u8]) -> Result<(Vec<u8>, bool)> {
+    if level == 0 {
+        return Ok((raw.to_vec(), false));
+    }
+    let out =
+        zstd::bulk::compress(raw, level).map_err(|e| WorkerError::Invalid(format!("zstd: {e}")))?;
+    if out.len() >= raw.len() {
+        return Ok((raw.to_vec(), false));
+    }
+    Ok((out, true))
+}
+
+/// A reusable compressor: one zstd context for many blocks (creating a context per
+/// 32 KiB block costs more than compressing it).
+pub struct BlockCompressor {
+    inner: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl BlockCompressor {
+    /// zstd at `level`; 0 stores blocks raw.
+    pub fn new(level: i32) -> Result<BlockCompressor> {
+        let inner = if level == 0 {
+            None
+        } else {
+            Some(
+                zstd::bulk::Compressor::new(level)
+                    .map_err(|e| WorkerError::Invalid(format!("zstd: {e}")))?,
+            )
+        };
+        Ok(BlockCompressor { inner })
+    }
+
+    /// Like [`compress`], reusing the context.
+    pub fn compress(&mut self, raw: &[u8]) -> Result<(Vec<u8>, bool)> {
+        let Some(c) = self.inner.as_mut() else {
+            return Ok((raw.to_vec(), false));
+        };
+        let out = c
+            .compress(raw)
+            .map_err(|e| WorkerError::Invalid(format!("zstd: {e}")))?;
+        if out.len() >= raw.len() {
+            return Ok((raw.to_vec(), false));
+        }
+        Ok((out, true))
+    }
+}
+
+/// Reverses [`compress`], checking the raw size and checksum.
+///
+/// `raw_len` comes from a manifest, that is from storage, so it is trusted only up
+/// to `limit` (the format's bound for this kind of object: [`MAX_BLOCK_RAW`] or
+/// [`MAX_LOG_OBJECT_RAW`]); the output buffer is never larger.
+///
+/// Errors: `Corrupt` for a `raw_len` over `limit`, data zstd cannot decode, or a size
+/// or checksum that does not match.
+pub fn decompress(
+    stored: &[u8],
+    compressed: bool,
+    raw_len: usize,
+    limit: usize,
+    want: &str,
+    what: &str,
+) -> Result<Vec<u8>> {
+    if raw_len > limit {
+        return Err(WorkerError::Corrupt(format!(
+            "{what}: the manifest says {raw_len} bytes, more than the format's {limit}"
+        )));
+    }
+    let raw = if compressed {
+        zstd::bulk::decompress(stored, raw_len)
+            .map_err(|e| WorkerError::Corrupt(format!("{what}: cannot decompress: {e}")))?
+    } else {
+        stored.to_vec()
+    };
+    if raw.len() != raw_len || checksum(&raw) != want {
+        return Err(WorkerError::Corrupt(format!("{what}: checksum mismatch")));
+    }
+    Ok(raw)
+}
+
+/// Reads blocks out of their stored objects, keeping the last raw frame, so the
+/// blocks of one frame (read one after another by restore and validate) cost one
+/// decompression.
+#[derive(Default)]
+pub struct BlockReader {
+    frame: Option<(String, u64, Vec<u8>)>,
+}
+
+impl BlockReader {
+    /// The raw bytes of block `b`, whose object's stored bytes are `object`.
+    ///
+    /// Errors: `Corrupt` when the object is shorter than the manifest says, a length
+    /// is over the format's bound ([`MAX_BLOCK_RAW`], [`MAX_FRAME_RAW`]), zstd cannot
+    /// decode the bytes, or the block's size or checksum does not match.
+    pub fn block(&mut self, object: &[u8], b: &BlockEntry) -> Result<Vec<u8>> {
+        let loc = &b.loc;
+        let what = &loc.object;
+        let stored = usize::try_from(loc.offset)
+            .ok()
+            .zip(usize::try_from(loc.offset.saturating_add(loc.len)).ok())
+            .and_then(|(s, e)| object.get(s..e))
+            .ok_or_else(|| {
+                WorkerError::Corrupt(format!("{what}: shorter than the manifest says"))
+            })?;
+        if loc.frame_len == 0 {
+            return decompress(
+                stored,
+                loc.compressed,
+                b.raw_len as usize,
+                MAX_BLOCK_RAW,
+                &b.checksum,
+                what,
+            );
+        }
+        let cached =
+            matches!(&self.frame, Some((o, off, _)) if *o == loc.object && *off == loc.offset);
+        if !cached {
+            let frame_len = loc.frame_len as usize;
+            if frame_len > MAX_FRAME_RAW {
+                return Err(WorkerError::Corrupt(format!(
+                    "{what}: the manifest says a frame of {frame_len} bytes, more than the format's {MAX_FRAME_RAW}"
+                )));
+            }
+            let raw = if loc.compressed {
+                zstd::bulk::decompress(stored, frame_len)
+                    .map_err(|e| WorkerError::Corrupt(format!("{what}: cannot decompress: {e}")))?
+            } else {
+                stored.to_vec()
+            };
+            if raw.len() != frame_len {
+                return Err(WorkerError::Corrupt(format!(
+                    "{what}: frame at {} is {} bytes, the manifest says {frame_len}",
+                    loc.offset,
+                    raw.len()
+                )));
+            }
+            self.frame = Some((loc.object.clone(), loc.offset, raw));
+        }
+        let raw = self
+            .frame
+            .as_ref()
+            .map(|(_, _, raw)| raw.as_slice())
+            .unwrap_or_default();
+        let start = loc.frame_offset as usize;
+        let block = raw
+            .get(start..start.saturating_add(b.raw_len as usize))
+            .ok_or_else(|| {
+                WorkerError::Corrupt(format!("{what}: block outside its frame at {}", loc.offset))
+            })?;
+        if checksum(block) != b.checksum {
+            return Err(WorkerError::Corrupt(format!("{what}: checksum mismatch")));
+        }
+        Ok(block.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::manifest::{BLOCK_SIZE, Loc, PG_BLOCK_SIZE};
+
+    #[test]
+    fn a_raw_length_from_storage_is_trusted_only_up_to_the_formats_bound() {
+        let raw = vec![5u8; BLOCK_SIZE];
+        let (stored, compressed) = compress(3, &raw).unwrap();
+        let sum = checksum(&raw);
+        let back = decompress(&stored, compressed, raw.len(), MAX_BLOCK_RAW, &sum, "b").unwrap();
+        assert_eq!(back, raw);
+        // A manifest claiming an exabyte gets an error, not an allocation.
+        let err = decompress(&stored, compressed, 1 << 60, MAX_BLOCK_RAW, &sum, "b").unwrap_err();
+        assert!(
+            matches!(err, WorkerError::Corrupt(ref m) if m.contains("more than the format's")),
+            "{err}"
+        );
+        let err = decompress(
+            &stored,
+            compressed,
+            MAX_BLOCK_RAW + 1,
+            MAX_BLOCK_RAW,
+            &sum,
+            "b",
+        );
+        assert!(err.is_err());
+    }
+
+    fn framed(raw: &[u8], at: usize, len: usize, frame_len: usize) -> BlockEntry {
+        BlockEntry {
+            raw_len: len as u32,
+            checksum: checksum(&raw[at..at + len]),
+            loc: Loc {
+                object: "o".into(),
+                offset: 3,
+                len: 0,
+                compressed: true,
+                frame_len: frame_len as u32,
+                frame_offset: at as u32,
+            },
+        }
+    }
+
+    #[test]
+    fn blocks_of_one_frame_read_back_and_a_frame_is_trusted_only_up_to_the_bound() {
+        let raw: Vec<u8> = (0..3 * PG_BLOCK_SIZE).map(|i| (i / 97) as u8).collect();
+        let (stored, compressed) = compress(3, &raw).unwrap();
+        assert!(compressed);
+        let mut object = vec![0u8; 3];
+        object.extend_from_slice(&stored);
+        let mut reader = BlockReader::default();
+        for k in 0..3 {
+            let mut b = framed(&raw, k * PG_BLOCK_SIZE, PG_BLOCK_SIZE, raw.len());
+            b.loc.len = stored.len() as u64;
+            let back = reader.block(&object, &b).unwrap();
+            assert_eq!(back, &raw[k * PG_BLOCK_SIZE..(k + 1) * PG_BLOCK_SIZE]);
+        }
+        // A frame length over the bound is an error, not an allocation.
+        let mut b = framed(&raw, 0, PG_BLOCK_SIZE, raw.len());
+        b.loc.len = stored.len() as u64;
+        b.loc.frame_len = u32::MAX;
+        let mut fresh = BlockReader::default();
+        let err = fresh.block(&object, &b).unwrap_err();
+        assert!(
+            matches!(err, WorkerError::Corrupt(ref m) if m.contains("more than the format's")),
+            "{err}"
+        );
+        // A block outside its frame, or a wrong frame length, is named as damage.
+        let mut b = framed(&raw, 0, PG_BLOCK_SIZE, raw.len());
+        b.loc.len = stored.len() as u64;
+        b.loc.frame_offset = (3 * PG_BLOCK_SIZE - 10) as u32;
+        assert!(matches!(
+            BlockReader::default().block(&object, &b),
+            Err(WorkerError::Corrupt(_))
+        ));
+        let mut b = framed(&raw, 0, PG_BLOCK_SIZE, raw.len() - 1);
+        b.loc.len = stored.len() as u64;
+        assert!(matches!(
+            BlockReader::default().block(&object, &b),
+            Err(WorkerError::Corrupt(_))
+        ));
+        // An object shorter than the manifest says.
+        let mut b = framed(&raw, 0, PG_BLOCK_SIZE, raw.len());
+        b.loc.len = stored.len() as u64 + 1;
+        assert!(matches!(
+            BlockReader::default().block(&object, &b),
+            Err(WorkerError::Corrupt(_))
+        ));
+    }
+}
