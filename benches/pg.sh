@@ -8,7 +8,8 @@
 #     archive_command (both measured the same way: how long ago the WAL at the
 #     archived end was written, sampled every 0.5 s).
 # Usage: benches/pg.sh [SCALE] [NOISE_MB]   (default pgbench -s 100 plus 700 MB of
-# incompressible rows). Run as root (PostgreSQL and pgBackRest run as postgres).
+# incompressible rows). COMPRESSION=zstd:N sets Backstop's backup_compression (default:
+# the parameter's default). Run as root (PostgreSQL and pgBackRest run as postgres).
 # Needs: cargo build --release -p backstop; apt-get install -y postgresql pgbackrest.
 # Prints a Markdown table to stdout.
 set -euo pipefail
@@ -85,6 +86,7 @@ for _ in $(seq 100); do C status >/dev/null 2>&1 && break; sleep 0.1; done
 C tenant create pg1 --source "postgresql://postgres@/postgres?host=$SOCK&port=$PORT&pgdata=$PGDATA" >/dev/null
 C param set backup_dest "file://$DIR/dest" >/dev/null
 C param set backup_dest_option 'log_archive_checkpoint_interval=1s' >/dev/null
+[ -z "${COMPRESSION:-}" ] || C param set backup_compression "$COMPRESSION" >/dev/null
 C archivelog --tenant pg1 >/dev/null
 for _ in $(seq 300); do [ "$(J archive --tenant pg1 | field 'd[-1]["status"]')" = DOING ] && break; sleep 0.2; done
 

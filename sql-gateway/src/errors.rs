@@ -103,6 +103,17 @@ impl SqlError {
         SqlError::coded(Code::NotSupported, format!("{what} is not supported yet"))
     }
 
+    /// From a call through the gateway's meta client: the service's answer keeps its
+    /// code ([`SqlError::from_status`]); no member answering within the client's
+    /// patience is `OB_RPC_SEND_ERROR` (9022), as a status without a code is.
+    pub fn from_client(e: impl std::borrow::Borrow<backstop_client::ClientError>) -> SqlError {
+        match e.borrow() {
+            backstop_client::ClientError::Refused(status) => SqlError::from_status(status),
+            backstop_client::ClientError::Stale(m) => SqlError::coded(Code::TaskStale, m),
+            other => SqlError::coded(Code::RpcFailed, other.to_string()),
+        }
+    }
+
     /// From a gRPC status of the metadata service.
     pub fn from_status(status: &tonic::Status) -> SqlError {
         let code = status

@@ -13,6 +13,23 @@
 //! - [`guard`]: what a client may hold: connections, login and idle time, query time
 //!   and result size.
 
+/// Calls one `MetaService` method through a [`backstop_client::MetaClient`] (the
+/// gateway's, routed to the members in order and retried while none answers, within
+/// its patience): `meta_call!(client, method, request)`, the request cloned for each
+/// attempt. Yields `Result<Reply, backstop_client::ClientError>`.
+macro_rules! meta_call {
+    ($client:expr, $method:ident, $req:expr) => {{
+        let req = $req;
+        $client
+            .meta(move |mut m| {
+                let req = req.clone();
+                async move { m.$method(req).await }
+            })
+            .await
+    }};
+}
+pub(crate) use meta_call;
+
 pub mod errors;
 pub mod errpacket;
 pub mod guard;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use backstop_proto::meta::meta_service_client::MetaServiceClient;
+use backstop_client::{MetaClient, Route, Security};
 use opensrv_mysql::{AsyncMysqlIntermediary, IntermediaryOptions, plain_run_with_options};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -78,10 +78,15 @@ pub fn check_transport(
     Ok(())
 }
 
+/// How long one statement's call keeps trying while no meta member answers (retried
+/// with backoff by [`MetaClient`]): under the login deadline and `max_execution_time`
+/// defaults (10 s), so a client hears why instead of timing out.
+const META_PATIENCE: Duration = Duration::from_secs(5);
+
 /// A bound gateway, not yet serving.
 pub struct Gateway {
     listener: TcpListener,
-    meta: MetaServiceClient<tonic::transport::Channel>,
+    meta: Arc<MetaClient>,
     limits: Limits,
     sql_tls: Option<SqlTls>,
     require_secure_transport: bool,
@@ -101,42 +106,42 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Bind(config.listen, e))?;
-        // `meta` may list several members (comma-separated): requests are spread over
-        // the reachable ones, so the gateway survives a member going down; any member
-        // forwards writes to the leader.
-        let mut endpoints = Vec::new();
-        for addr in config
+        // `meta` may list several members (comma-separated): a call goes to the first
+        // that answers, so the gateway survives a member going down; any member
+        // forwards writes to the leader. Each address is checked now, so a bad one is
+        // an error at start, not at the first query.
+        let addrs: Vec<String> = config
             .meta
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
-        {
-            let bad =
-                |e: &dyn std::fmt::Display| GatewayError::Meta(config.meta.clone(), e.to_string());
-            let endpoint = backstop_proto::tls::endpoint(addr, config.tls.as_ref())
-                .map_err(|e| bad(&e))?
-                .connect_timeout(Duration::from_secs(2));
-            endpoints.push(endpoint);
+            .map(str::to_string)
+            .collect();
+        if addrs.is_empty() {
+            return Err(GatewayError::Meta(
+                config.meta.clone(),
+                "no meta address".to_string(),
+            ));
         }
-        let channel = match endpoints.len() {
-            0 => {
-                return Err(GatewayError::Meta(
-                    config.meta.clone(),
-                    "no meta address".to_string(),
-                ));
-            }
-            1 => endpoints.remove(0).connect_lazy(),
-            _ => tonic::transport::Channel::balance_list(endpoints.into_iter()),
-        };
+        for addr in &addrs {
+            backstop_client::channel(addr, config.tls.as_ref())
+                .map_err(|e| GatewayError::Meta(config.meta.clone(), e.to_string()))?;
+        }
+        let meta = MetaClient::secured(
+            addrs,
+            Route::Members,
+            META_PATIENCE,
+            Security {
+                tls: config.tls.clone(),
+                login: None,
+            },
+        );
         Ok(Gateway {
             listener,
             limits: config.limits,
             sql_tls: config.sql_tls.clone(),
             require_secure_transport: config.require_secure_transport,
-            // Catalog lists grow with the catalog (100,000 pieces are ~9 MB): allow
-            // large answers instead of tonic's 4 MiB default.
-            meta: MetaServiceClient::new(channel)
-                .max_decoding_message_size(backstop_proto::MAX_LIST_MESSAGE_BYTES),
+            meta,
         })
     }
 

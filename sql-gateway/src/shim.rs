@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use backstop_proto::meta::meta_service_client::MetaServiceClient;
+use backstop_client::{ClientError, MetaClient};
 use backstop_proto::meta::{ListTenantsRequest, VerifyNativePasswordRequest};
 use opensrv_mysql::{
     AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, InitWriter, OkResponse,
@@ -15,7 +15,6 @@ use opensrv_mysql::{
 };
 use tokio::io::AsyncWrite;
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 use crate::errors::{self, SqlError};
@@ -26,7 +25,7 @@ use crate::views::Cell;
 
 /// One connection's shim.
 pub struct Backend {
-    meta: MetaServiceClient<Channel>,
+    meta: std::sync::Arc<MetaClient>,
     login_failure: crate::errpacket::LoginFailure,
     salt: [u8; 20],
     conn_id: u32,
@@ -55,7 +54,7 @@ impl Backend {
     /// a login that succeeds sets `logged_in` (the connection's idle clock then
     /// follows `wait_timeout`). Sessions run under `limits`.
     pub fn new(
-        meta: MetaServiceClient<Channel>,
+        meta: std::sync::Arc<MetaClient>,
         conn_id: u32,
         login_failure: crate::errpacket::LoginFailure,
         logged_in: Arc<AtomicBool>,
@@ -89,14 +88,13 @@ impl Backend {
 
     /// The catalog's users with an empty password, as `user@tenant` (at most
     /// [`MAX_NAMED`] of them, then `…`); `Err` when the catalog cannot be read.
-    async fn empty_passwords(&self) -> Result<Vec<String>, tonic::Status> {
-        let users = self
-            .meta
-            .clone()
-            .list_users(backstop_proto::meta::ListUsersRequest::default())
-            .await?
-            .into_inner()
-            .users;
+    async fn empty_passwords(&self) -> Result<Vec<String>, ClientError> {
+        let users = crate::meta_call!(
+            self.meta,
+            list_users,
+            backstop_proto::meta::ListUsersRequest::default()
+        )?
+        .users;
         let mut named: Vec<String> = users
             .iter()
             .filter(|u| u.empty_password)
@@ -111,25 +109,28 @@ impl Backend {
 
     /// A login the metadata service did not answer (unreachable, no leader, timed
     /// out): the client is told so, never "access denied".
-    fn unchecked_login(&self, status: &tonic::Status) {
-        let e = SqlError::from_status(status);
-        let code = status
-            .metadata()
-            .get(backstop_proto::ERROR_CODE_KEY)
-            .and_then(|v| v.to_str().ok())
-            .and_then(backstop_common::Code::from_name);
-        let answered = matches!(
-            code,
-            Some(c) if !c.is_retryable()
-        );
+    fn unchecked_login(&self, e: &ClientError) {
+        let answered = match e {
+            ClientError::Refused(status) => status
+                .metadata()
+                .get(backstop_proto::ERROR_CODE_KEY)
+                .and_then(|v| v.to_str().ok())
+                .and_then(backstop_common::Code::from_name)
+                .is_some_and(|c| !c.is_retryable()),
+            ClientError::Stale(_) | ClientError::BadLogin(_) => true,
+            _ => false,
+        };
         if answered {
             return;
         }
-        let message = format!(
-            "cannot reach the metadata service to check the login; try again: {}",
-            status.message()
-        );
-        *self.login_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((e.errno, message));
+        let message = match e {
+            ClientError::Refused(status) => status.message().to_string(),
+            other => other.to_string(),
+        };
+        let errno = SqlError::from_client(e).errno;
+        let message =
+            format!("cannot reach the metadata service to check the login; try again: {message}");
+        *self.login_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((errno, message));
     }
 
     async fn session(&mut self) -> Result<&mut Session, SqlError> {
@@ -214,19 +215,19 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Backend {
         auth_data: &[u8],
     ) -> bool {
         let (user, tenant) = split_user(&String::from_utf8_lossy(username));
-        let mut meta = self.meta.clone();
+        let meta = self.meta.clone();
         let req = VerifyNativePasswordRequest {
             user_name: user.clone(),
             tenant_name: tenant.clone(),
             salt: salt.to_vec(),
             auth_data: auth_data.to_vec(),
         };
-        if let Err(status) = meta.verify_native_password(req).await {
-            debug!(%user, %tenant, error = %status.message(), "login refused");
+        if let Err(status) = crate::meta_call!(meta, verify_native_password, req) {
+            debug!(%user, %tenant, error = %status, "login refused");
             self.unchecked_login(&status);
             return false;
         }
-        let tenants = match meta.list_tenants(ListTenantsRequest {}).await {
+        let tenants = match crate::meta_call!(meta, list_tenants, ListTenantsRequest {}) {
             Ok(t) => t,
             Err(status) => {
                 self.unchecked_login(&status);
@@ -234,7 +235,6 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Backend {
             }
         };
         let Some(t) = tenants
-            .into_inner()
             .tenants
             .into_iter()
             .find(|t| t.tenant_name.eq_ignore_ascii_case(&tenant))

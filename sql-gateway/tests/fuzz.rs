@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use backstop_proto::meta::meta_service_client::MetaServiceClient;
+use backstop_client::{MetaClient, Route};
 use backstop_sql_gateway::errpacket::ErrorRewriter;
 use backstop_sql_gateway::shim::Backend;
 use backstop_sql_gateway::statement;
@@ -99,8 +99,9 @@ proptest! {
     fn the_connection_handler_survives_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
-            let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-            let backend = Backend::new(MetaServiceClient::new(channel), 1, Default::default(), Default::default(), Default::default());
+            // Nothing listens there: a login gives up after 200 ms of retries.
+            let meta = MetaClient::with(vec!["127.0.0.1:1".into()], Route::Members, Duration::from_millis(200));
+            let backend = Backend::new(meta, 1, Default::default(), Default::default(), Default::default());
             let (mut client, server) = tokio::io::duplex(64 * 1024);
             let (sr, sw) = tokio::io::split(server);
             let serve = tokio::spawn(AsyncMysqlIntermediary::run_on(backend, sr, ErrorRewriter::new(sw)));

@@ -13,7 +13,6 @@ use backstop_proto::meta::*;
 
 impl Session {
     pub(super) async fn execute(&mut self, stmt: Statement) -> Result<Reply, SqlError> {
-        let st = |s: tonic::Status| SqlError::from_status(&s);
         match stmt {
             Statement::SetParameter {
                 name,
@@ -24,27 +23,31 @@ impl Session {
                     (true, t) => t.unwrap_or_default(),
                     (false, _) => return Err(SqlError::no_privilege("set cluster parameters")),
                 };
-                self.meta
-                    .set_parameter(SetParameterRequest {
+                crate::meta_call!(
+                    self.meta,
+                    set_parameter,
+                    SetParameterRequest {
                         name,
                         value,
                         tenant_name: tenant,
-                    })
-                    .await
-                    .map_err(st)?;
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 Ok(ok())
             }
             Statement::Archivelog { enable, tenants } => {
                 self.require_backup_admin().await?;
                 let tenants = self.resolve_ids(tenants).await?;
                 for tenant in self.targets_or_all(tenants)? {
-                    self.meta
-                        .archivelog(ArchivelogRequest {
+                    crate::meta_call!(
+                        self.meta,
+                        archivelog,
+                        ArchivelogRequest {
                             tenant_name: tenant,
                             enable,
-                        })
-                        .await
-                        .map_err(st)?;
+                        }
+                    )
+                    .map_err(SqlError::from_client)?;
                 }
                 Ok(ok())
             }
@@ -55,13 +58,15 @@ impl Session {
                 self.require_backup_admin().await?;
                 let tenants = self.resolve_ids(tenants).await?;
                 for tenant in self.targets_or_all(tenants)? {
-                    self.meta
-                        .backup_database(BackupDatabaseRequest {
+                    crate::meta_call!(
+                        self.meta,
+                        backup_database,
+                        BackupDatabaseRequest {
                             tenant_name: tenant,
                             incremental,
-                        })
-                        .await
-                        .map_err(st)?;
+                        }
+                    )
+                    .map_err(SqlError::from_client)?;
                 }
                 Ok(ok())
             }
@@ -72,13 +77,15 @@ impl Session {
                 } else {
                     self.tenant.clone()
                 };
-                self.meta
-                    .validate_backup_set(ValidateBackupSetRequest {
+                crate::meta_call!(
+                    self.meta,
+                    validate_backup_set,
+                    ValidateBackupSetRequest {
                         tenant_name: tenant,
                         backup_set_id,
-                    })
-                    .await
-                    .map_err(st)?;
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 Ok(ok())
             }
             Statement::CreateTenant {
@@ -91,18 +98,18 @@ impl Session {
                 if !self.is_sys() {
                     return Err(SqlError::no_privilege("create tenants"));
                 }
-                let t = self
-                    .meta
-                    .create_tenant(CreateTenantRequest {
+                let t = crate::meta_call!(
+                    self.meta,
+                    create_tenant,
+                    CreateTenantRequest {
                         tenant_name: name,
                         source,
                         comment,
                         if_not_exists,
                         root_password,
-                    })
-                    .await
-                    .map_err(st)?
-                    .into_inner();
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 if t.generated_root_password.is_empty() {
                     return Ok(Reply::Ok {
                         affected: 1,
@@ -125,13 +132,15 @@ impl Session {
                 if !self.is_sys() {
                     return Err(SqlError::no_privilege("change a tenant's source"));
                 }
-                self.meta
-                    .alter_tenant_source(AlterTenantSourceRequest {
+                crate::meta_call!(
+                    self.meta,
+                    alter_tenant_source,
+                    AlterTenantSourceRequest {
                         tenant_name: name,
                         source,
-                    })
-                    .await
-                    .map_err(st)?;
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 Ok(Reply::Ok {
                     affected: 1,
                     info: String::new(),
@@ -141,15 +150,15 @@ impl Session {
                 if !self.is_sys() {
                     return Err(SqlError::no_privilege("drop tenants"));
                 }
-                let r = self
-                    .meta
-                    .drop_tenant(DropTenantRequest {
+                let r = crate::meta_call!(
+                    self.meta,
+                    drop_tenant,
+                    DropTenantRequest {
                         tenant_name: name,
                         if_exists,
-                    })
-                    .await
-                    .map_err(st)?
-                    .into_inner();
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 Ok(Reply::Ok {
                     affected: u64::from(r.dropped),
                     info: String::new(),
@@ -161,15 +170,17 @@ impl Session {
                 if_not_exists,
             } => {
                 self.require_tenant_root("create users")?;
-                self.meta
-                    .create_user(CreateUserRequest {
+                crate::meta_call!(
+                    self.meta,
+                    create_user,
+                    CreateUserRequest {
                         user_name: name,
                         tenant_name: self.tenant.clone(),
                         password,
                         if_not_exists,
-                    })
-                    .await
-                    .map_err(st)?;
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 Ok(ok())
             }
             Statement::AlterUser { name, password } => self.set_password(name, password).await,
@@ -187,27 +198,31 @@ impl Session {
                 } else {
                     "revoke privileges"
                 })?;
-                self.meta
-                    .set_user_privilege(SetUserPrivilegeRequest {
+                crate::meta_call!(
+                    self.meta,
+                    set_user_privilege,
+                    SetUserPrivilegeRequest {
                         user_name: name,
                         tenant_name: self.tenant.clone(),
                         privilege,
                         grant,
-                    })
-                    .await
-                    .map_err(st)?;
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 Ok(ok())
             }
             Statement::DropUser { name, if_exists } => {
                 self.require_tenant_root("drop users")?;
-                self.meta
-                    .drop_user(DropUserRequest {
+                crate::meta_call!(
+                    self.meta,
+                    drop_user,
+                    DropUserRequest {
                         user_name: name,
                         tenant_name: self.tenant.clone(),
                         if_exists,
-                    })
-                    .await
-                    .map_err(st)?;
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 Ok(ok())
             }
             Statement::BackupManage {
@@ -232,8 +247,10 @@ impl Session {
                 if verb == BackupVerb::ValidateCopy && tenants.is_empty() {
                     tenants = vec![self.set_owner(id).await?];
                 }
-                self.meta
-                    .backup_manage(BackupManageRequest {
+                crate::meta_call!(
+                    self.meta,
+                    backup_manage,
+                    BackupManageRequest {
                         verb: verb.into(),
                         tenants,
                         id,
@@ -241,9 +258,9 @@ impl Session {
                         with_active,
                         dest,
                         copy_id,
-                    })
-                    .await
-                    .map_err(st)?;
+                    }
+                )
+                .map_err(SqlError::from_client)?;
                 Ok(ok())
             }
             Statement::NotYet(what) => {
@@ -289,14 +306,16 @@ impl Session {
         if name != self.user {
             self.require_tenant_root("change other users' passwords")?;
         }
-        self.meta
-            .alter_user(AlterUserRequest {
+        crate::meta_call!(
+            self.meta,
+            alter_user,
+            AlterUserRequest {
                 user_name: name,
                 tenant_name: self.tenant.clone(),
                 password,
-            })
-            .await
-            .map_err(|s| SqlError::from_status(&s))?;
+            }
+        )
+        .map_err(SqlError::from_client)?;
         Ok(ok())
     }
 
@@ -309,17 +328,17 @@ impl Session {
         if self.user == "root" {
             return Ok(());
         }
-        let holds = self
-            .meta
-            .list_users(ListUsersRequest {
+        let holds = crate::meta_call!(
+            self.meta,
+            list_users,
+            ListUsersRequest {
                 tenant_name: self.tenant.clone(),
-            })
-            .await
-            .map_err(|s| SqlError::from_status(&s))?
-            .into_inner()
-            .users
-            .iter()
-            .any(|u| u.user_name == self.user && u.backup_admin);
+            }
+        )
+        .map_err(SqlError::from_client)?
+        .users
+        .iter()
+        .any(|u| u.user_name == self.user && u.backup_admin);
         if holds {
             return Ok(());
         }
@@ -346,24 +365,24 @@ impl Session {
         if name != self.user {
             self.require_tenant_root("read other users' grants")?;
         }
-        let user = self
-            .meta
-            .list_users(ListUsersRequest {
+        let user = crate::meta_call!(
+            self.meta,
+            list_users,
+            ListUsersRequest {
                 tenant_name: self.tenant.clone(),
-            })
-            .await
-            .map_err(|s| SqlError::from_status(&s))?
-            .into_inner()
-            .users
-            .into_iter()
-            .find(|u| u.user_name == name)
-            .ok_or_else(|| SqlError {
-                errno: ER_NONEXISTING_GRANT,
-                message: format!(
-                    "There is no such grant defined for user '{}' on host '%'",
-                    name.chars().take(64).collect::<String>()
-                ),
-            })?;
+            }
+        )
+        .map_err(SqlError::from_client)?
+        .users
+        .into_iter()
+        .find(|u| u.user_name == name)
+        .ok_or_else(|| SqlError {
+            errno: ER_NONEXISTING_GRANT,
+            message: format!(
+                "There is no such grant defined for user '{}' on host '%'",
+                name.chars().take(64).collect::<String>()
+            ),
+        })?;
         let mut grants = vec![format!("GRANT USAGE ON *.* TO `{name}`@`%`")];
         if user.backup_admin {
             grants.push(format!("GRANT BACKUP_ADMIN ON *.* TO `{name}`@`%`"));
@@ -394,12 +413,8 @@ impl Session {
         if !named.iter().any(|n| n.starts_with('#')) {
             return Ok(named);
         }
-        let tenants = self
-            .meta
-            .list_tenants(ListTenantsRequest {})
-            .await
-            .map_err(|s| SqlError::from_status(&s))?
-            .into_inner()
+        let tenants = crate::meta_call!(self.meta, list_tenants, ListTenantsRequest {})
+            .map_err(SqlError::from_client)?
             .tenants;
         named
             .into_iter()

@@ -10,9 +10,8 @@ use crate::errors::SqlError;
 use crate::guard::Limits;
 use crate::statement::{self};
 use crate::views::{self, Cell, Rows};
+use backstop_client::MetaClient;
 use backstop_common::TenantId;
-use backstop_proto::meta::meta_service_client::MetaServiceClient;
-use tonic::transport::Channel;
 
 use self::probes::{Like, describe};
 
@@ -45,7 +44,7 @@ pub struct Session {
     pub tenant_id: u64,
     /// Current database.
     pub database: Option<String>,
-    meta: MetaServiceClient<Channel>,
+    meta: std::sync::Arc<MetaClient>,
     limits: Limits,
     /// Session variables `SET` changed (names lower-case; bounded by `set.rs`'s list).
     vars: std::collections::BTreeMap<String, String>,
@@ -72,7 +71,7 @@ impl Session {
         user: String,
         tenant: String,
         tenant_id: u64,
-        meta: MetaServiceClient<Channel>,
+        meta: std::sync::Arc<MetaClient>,
         limits: Limits,
     ) -> Session {
         Session {

@@ -19,63 +19,38 @@ impl Session {
             job_id: 0,
             all: true,
         };
-        let st = |s: tonic::Status| SqlError::from_status(&s);
         let mut snap = Snapshot::default();
         for source in sources {
             match source {
                 Source::Tenants => {
-                    snap.tenants = self
-                        .meta
-                        .list_tenants(ListTenantsRequest {})
-                        .await
-                        .map_err(st)?
-                        .into_inner()
+                    snap.tenants = crate::meta_call!(self.meta, list_tenants, ListTenantsRequest {})
+                        .map_err(SqlError::from_client)?
                         .tenants
                 }
                 Source::Archive => {
-                    let archive = self
-                        .meta
-                        .list_archive(req.clone())
-                        .await
-                        .map_err(st)?
-                        .into_inner();
+                    let archive = crate::meta_call!(self.meta, list_archive, req.clone())
+                        .map_err(SqlError::from_client)?;
                     snap.rounds = archive.rounds;
                     snap.copies = archive.copies;
                 }
                 Source::Pieces => {
-                    snap.pieces = self
-                        .meta
-                        .list_pieces(req.clone())
-                        .await
-                        .map_err(st)?
-                        .into_inner()
+                    snap.pieces = crate::meta_call!(self.meta, list_pieces, req.clone())
+                        .map_err(SqlError::from_client)?
                         .pieces
                 }
                 Source::Sets => {
-                    snap.sets = self
-                        .meta
-                        .list_backup_sets(req.clone())
-                        .await
-                        .map_err(st)?
-                        .into_inner()
+                    snap.sets = crate::meta_call!(self.meta, list_backup_sets, req.clone())
+                        .map_err(SqlError::from_client)?
                         .sets
                 }
                 Source::Jobs => {
-                    snap.jobs = self
-                        .meta
-                        .list_jobs(req.clone())
-                        .await
-                        .map_err(st)?
-                        .into_inner()
+                    snap.jobs = crate::meta_call!(self.meta, list_jobs, req.clone())
+                        .map_err(SqlError::from_client)?
                         .jobs
                 }
                 Source::Tasks => {
-                    snap.tasks = self
-                        .meta
-                        .list_tasks(req.clone())
-                        .await
-                        .map_err(st)?
-                        .into_inner()
+                    snap.tasks = crate::meta_call!(self.meta, list_tasks, req.clone())
+                        .map_err(SqlError::from_client)?
                         .tasks
                 }
             }
@@ -103,12 +78,8 @@ impl Session {
     }
 
     pub(super) async fn show_tenants(&mut self) -> Result<Reply, SqlError> {
-        let tenants = self
-            .meta
-            .list_tenants(ListTenantsRequest {})
-            .await
-            .map_err(|s| SqlError::from_status(&s))?
-            .into_inner()
+        let tenants = crate::meta_call!(self.meta, list_tenants, ListTenantsRequest {})
+            .map_err(SqlError::from_client)?
             .tenants;
         let visible = tenants
             .into_iter()
