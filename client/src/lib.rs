@@ -176,6 +176,10 @@ pub struct MetaClient {
     addrs: Vec<String>,
     route: Route,
     leader: Mutex<Option<String>>,
+    /// One channel per address, made on first use and kept: a tonic channel
+    /// reconnects by itself, so calls share its HTTP/2 connection instead of opening
+    /// one each (the gateway makes several calls per `SELECT`).
+    channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
     /// The leader's clock, from the answers of calls made through this client.
     pub leader_clock: LeaderClock,
     /// How long a call keeps trying while no leader answers (default 10 s).
@@ -208,6 +212,7 @@ impl MetaClient {
             addrs,
             route,
             leader: Mutex::new(None),
+            channels: std::sync::Mutex::new(std::collections::HashMap::new()),
             leader_clock: LeaderClock::default(),
             patience,
             security,
@@ -224,12 +229,26 @@ impl MetaClient {
         &self.addrs
     }
 
+    /// The kept channel to `addr`, made on first use. Errors:
+    /// [`ClientError::BadAddress`].
+    fn channel_to(&self, addr: &str) -> Result<Channel, ClientError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = channels.get(addr) {
+            return Ok(ch.clone());
+        }
+        let ch = channel(addr, self.security.tls.as_ref())?;
+        // Addresses come from the configuration and from leader hints, which name
+        // members: the map stays as small as the group.
+        channels.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
     /// The leader, preferably through one of the configured addresses; otherwise the
     /// leader address a member names.
     async fn discover(&self) -> Option<String> {
         let mut hint = None;
         for addr in &self.addrs {
-            let Ok(ch) = channel(addr, self.security.tls.as_ref()) else {
+            let Ok(ch) = self.channel_to(addr) else {
                 continue;
             };
             let mut c = MetaServiceClient::new(ch);
@@ -305,7 +324,7 @@ impl MetaClient {
                 }
             };
             for addr in targets {
-                let client = make(channel(&addr, self.security.tls.as_ref())?);
+                let client = make(self.channel_to(&addr)?);
                 let sent = Instant::now();
                 match f(client).await {
                     Ok(resp) => {

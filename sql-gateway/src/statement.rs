@@ -110,33 +110,117 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
-    /// Backup-of-backup and job control (OceanBase `ObBackupManageArg` and friends):
-    /// `BACKUP BACKUPSET …`, `BACKUP BACKUPPIECE …`, `START|STOP BACKUP ARCHIVELOG`,
-    /// `CANCEL BACKUP [BACKUPSET|BACKUPPIECE]`, `SUSPEND|RESUME BACKUP`,
-    /// `CANCEL ALL BACKUP FORCE`, `CANCEL VALIDATE n`, `VALIDATE BACKUPSET n COPY k`.
-    BackupManage {
-        /// The statement, as the `BackupManage` RPC names it.
-        verb: BackupVerb,
+    /// `BACKUP BACKUPSET [=] {n | ALL [NOT BACKED UP n TIMES]} [TENANT …]
+    /// [BACKUP_BACKUP_DEST [=] '…']`: copy sets to `backup_backup_dest`.
+    BackupBackupset {
+        /// The set; `None`: `ALL`.
+        backup_set_id: Option<u64>,
+        /// `NOT BACKED UP n TIMES`.
+        max_backup_times: Option<u64>,
         /// `TENANT …` clause.
         tenants: Vec<String>,
-        /// Set, piece or job id (0 = `ALL`).
-        id: u64,
+        /// `BACKUP_BACKUP_DEST [=] '…'`; empty: the configured one.
+        dest: String,
+    },
+    /// `BACKUP BACKUPPIECE [=] {n | ALL [NOT BACKED UP n TIMES]} [WITH ACTIVE [PIECE]]
+    /// [TENANT …] [BACKUP_BACKUP_DEST [=] '…']`: copy pieces.
+    BackupBackuppiece {
+        /// The piece; `None`: `ALL`.
+        backup_piece_id: Option<u64>,
         /// `NOT BACKED UP n TIMES`.
         max_backup_times: Option<u64>,
         /// `WITH ACTIVE [PIECE]`.
         with_active: bool,
-        /// `BACKUP_BACKUP_DEST [=] '…'`.
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+        /// `BACKUP_BACKUP_DEST [=] '…'`; empty: the configured one.
         dest: String,
-        /// `COPY k`.
+    },
+    /// `VALIDATE BACKUPSET n COPY k` (k > 0): validate a backup-of-backup copy.
+    ValidateCopy {
+        /// The set.
+        backup_set_id: u64,
+        /// The copy.
         copy_id: u64,
+    },
+    /// `START BACKUP ARCHIVELOG [TENANT …]`: the continuous archive copy.
+    StartBackupArchivelog {
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+    },
+    /// `STOP BACKUP ARCHIVELOG [TENANT …]`.
+    StopBackupArchivelog {
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+    },
+    /// `SUSPEND BACKUP [TENANT …]`.
+    SuspendBackup {
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+    },
+    /// `RESUME BACKUP [TENANT …]`.
+    ResumeBackup {
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+    },
+    /// `CANCEL BACKUP [TENANT …]`: the running data backups.
+    CancelBackup {
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+    },
+    /// `CANCEL BACKUP BACKUPSET [TENANT …]`: the running set copies.
+    CancelBackupBackupset {
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+    },
+    /// `CANCEL BACKUP BACKUPPIECE [TENANT …]`: the running piece copies.
+    CancelBackupBackuppiece {
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
+    },
+    /// `CANCEL ALL BACKUP FORCE` (sys only).
+    CancelAllBackupForce,
+    /// `CANCEL VALIDATE n [COPY k]`.
+    CancelValidate {
+        /// The validation job.
+        job_id: u64,
+    },
+    /// `DELETE BACKUPSET n [COPY k] [TENANT …]`.
+    DeleteBackupset {
+        /// The set.
+        backup_set_id: u64,
+        /// The copy (0: the original at `backup_dest`).
+        copy_id: u64,
+        /// `TENANT …` clause.
+        tenants: Vec<String>,
     },
     /// A recognised statement whose back end is not built yet.
     NotYet(String),
 }
 
-impl Statement {
-    fn manage(verb: BackupVerb, tenants: Vec<String>) -> Statement {
-        Statement::BackupManage {
+/// The `BackupManage` call a backup-of-backup or job-control statement makes
+/// (OceanBase `ObBackupManageArg`): its verb and arguments, unused ones zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManageCall {
+    /// The statement, as the `BackupManage` RPC names it.
+    pub verb: BackupVerb,
+    /// `TENANT …` clause.
+    pub tenants: Vec<String>,
+    /// Set, piece or job id (0 = `ALL`).
+    pub id: u64,
+    /// `NOT BACKED UP n TIMES`.
+    pub max_backup_times: Option<u64>,
+    /// `WITH ACTIVE [PIECE]`.
+    pub with_active: bool,
+    /// `BACKUP_BACKUP_DEST [=] '…'`.
+    pub dest: String,
+    /// `COPY k`.
+    pub copy_id: u64,
+}
+
+impl ManageCall {
+    fn new(verb: BackupVerb, tenants: Vec<String>) -> ManageCall {
+        ManageCall {
             verb,
             tenants,
             id: 0,
@@ -145,6 +229,78 @@ impl Statement {
             dest: String::new(),
             copy_id: 0,
         }
+    }
+}
+
+impl Statement {
+    /// The `BackupManage` call this statement makes; `None` for a statement that has
+    /// its own RPC.
+    pub fn manage_call(self) -> Option<ManageCall> {
+        use BackupVerb as V;
+        Some(match self {
+            Statement::BackupBackupset {
+                backup_set_id,
+                max_backup_times,
+                tenants,
+                dest,
+            } => ManageCall {
+                id: backup_set_id.unwrap_or(0),
+                max_backup_times,
+                dest,
+                ..ManageCall::new(V::BackupBackupset, tenants)
+            },
+            Statement::BackupBackuppiece {
+                backup_piece_id,
+                max_backup_times,
+                with_active,
+                tenants,
+                dest,
+            } => ManageCall {
+                id: backup_piece_id.unwrap_or(0),
+                max_backup_times,
+                with_active,
+                dest,
+                ..ManageCall::new(V::BackupBackuppiece, tenants)
+            },
+            Statement::ValidateCopy {
+                backup_set_id,
+                copy_id,
+            } => ManageCall {
+                id: backup_set_id,
+                copy_id,
+                ..ManageCall::new(V::ValidateCopy, vec![])
+            },
+            Statement::StartBackupArchivelog { tenants } => {
+                ManageCall::new(V::StartBackupArchivelog, tenants)
+            }
+            Statement::StopBackupArchivelog { tenants } => {
+                ManageCall::new(V::StopBackupArchivelog, tenants)
+            }
+            Statement::SuspendBackup { tenants } => ManageCall::new(V::SuspendBackup, tenants),
+            Statement::ResumeBackup { tenants } => ManageCall::new(V::ResumeBackup, tenants),
+            Statement::CancelBackup { tenants } => ManageCall::new(V::CancelBackup, tenants),
+            Statement::CancelBackupBackupset { tenants } => {
+                ManageCall::new(V::CancelBackupBackupset, tenants)
+            }
+            Statement::CancelBackupBackuppiece { tenants } => {
+                ManageCall::new(V::CancelBackupBackuppiece, tenants)
+            }
+            Statement::CancelAllBackupForce => ManageCall::new(V::CancelAllBackupForce, vec![]),
+            Statement::CancelValidate { job_id } => ManageCall {
+                id: job_id,
+                ..ManageCall::new(V::CancelValidate, vec![])
+            },
+            Statement::DeleteBackupset {
+                backup_set_id,
+                copy_id,
+                tenants,
+            } => ManageCall {
+                id: backup_set_id,
+                copy_id,
+                ..ManageCall::new(V::DeleteBackupset, tenants)
+            },
+            _ => return None,
+        })
     }
 }
 
@@ -510,10 +666,10 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             if incremental {
                 return Err(p.error("DATABASE"));
             }
-            let verb = if p.keyword("BACKUPSET") {
-                BackupVerb::BackupBackupset
+            let set = if p.keyword("BACKUPSET") {
+                true
             } else if p.keyword("BACKUPPIECE") {
-                BackupVerb::BackupBackuppiece
+                false
             } else {
                 return Err(p.error("DATABASE, BACKUPSET or BACKUPPIECE"));
             };
@@ -524,19 +680,19 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                     p.expect("UP")?;
                     let n = p.number("a number of times")?;
                     p.expect("TIMES")?;
-                    (0, Some(n))
+                    (None, Some(n))
                 } else {
-                    (0, None)
+                    (None, None)
                 }
             } else {
-                let what = if verb == BackupVerb::BackupBackupset {
+                let what = if set {
                     "ALL or a backup set id"
                 } else {
                     "ALL or a backup piece id"
                 };
-                (p.number(what)?, None)
+                (Some(p.number(what)?), None)
             };
-            let with_active = if verb == BackupVerb::BackupBackuppiece && p.keyword("WITH") {
+            let with_active = if !set && p.keyword("WITH") {
                 p.expect("ACTIVE")?;
                 p.keyword("PIECE");
                 true
@@ -551,14 +707,21 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                 String::new()
             };
             p.done()?;
-            Ok(Statement::BackupManage {
-                verb,
-                tenants,
-                id,
-                max_backup_times,
-                with_active,
-                dest,
-                copy_id: 0,
+            Ok(if set {
+                Statement::BackupBackupset {
+                    backup_set_id: id,
+                    max_backup_times,
+                    tenants,
+                    dest,
+                }
+            } else {
+                Statement::BackupBackuppiece {
+                    backup_piece_id: id,
+                    max_backup_times,
+                    with_active,
+                    tenants,
+                    dest,
+                }
             })
         }
         Some("VALIDATE") => {
@@ -569,13 +732,8 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                     let copy_id = p.number("a copy id")?;
                     p.done()?;
                     if copy_id > 0 {
-                        return Ok(Statement::BackupManage {
-                            verb: BackupVerb::ValidateCopy,
-                            tenants: vec![],
-                            id: backup_set_id,
-                            max_backup_times: None,
-                            with_active: false,
-                            dest: String::new(),
+                        return Ok(Statement::ValidateCopy {
+                            backup_set_id,
                             copy_id,
                         });
                     }
@@ -595,14 +753,11 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             p.expect("ARCHIVELOG")?;
             let tenants = p.tenants()?;
             p.done()?;
-            Ok(Statement::manage(
-                if enable {
-                    BackupVerb::StartBackupArchivelog
-                } else {
-                    BackupVerb::StopBackupArchivelog
-                },
-                tenants,
-            ))
+            Ok(if enable {
+                Statement::StartBackupArchivelog { tenants }
+            } else {
+                Statement::StopBackupArchivelog { tenants }
+            })
         }
         Some("SUSPEND") | Some("RESUME") => {
             let suspend = p.peek_word().as_deref() == Some("SUSPEND");
@@ -610,14 +765,11 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             p.expect("BACKUP")?;
             let tenants = p.tenants()?;
             p.done()?;
-            Ok(Statement::manage(
-                if suspend {
-                    BackupVerb::SuspendBackup
-                } else {
-                    BackupVerb::ResumeBackup
-                },
-                tenants,
-            ))
+            Ok(if suspend {
+                Statement::SuspendBackup { tenants }
+            } else {
+                Statement::ResumeBackup { tenants }
+            })
         }
         Some("CANCEL") => {
             p.pos += 1;
@@ -625,7 +777,7 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                 p.expect("BACKUP")?;
                 p.expect("FORCE")?;
                 p.done()?;
-                return Ok(Statement::manage(BackupVerb::CancelAllBackupForce, vec![]));
+                return Ok(Statement::CancelAllBackupForce);
             }
             if p.keyword("VALIDATE") {
                 let id = p.number("a validation job id")?;
@@ -633,30 +785,22 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                     p.number("a copy id")?;
                 }
                 p.done()?;
-                return Ok(Statement::BackupManage {
-                    verb: BackupVerb::CancelValidate,
-                    tenants: vec![],
-                    id,
-                    max_backup_times: None,
-                    with_active: false,
-                    dest: String::new(),
-                    copy_id: 0,
-                });
+                return Ok(Statement::CancelValidate { job_id: id });
             }
             if p.keyword("DELETE") {
                 return Ok(Statement::NotYet(p.rest_text(start)));
             }
             p.expect("BACKUP")?;
-            let verb = if p.keyword("BACKUPSET") {
-                BackupVerb::CancelBackupBackupset
+            let make: fn(Vec<String>) -> Statement = if p.keyword("BACKUPSET") {
+                |tenants| Statement::CancelBackupBackupset { tenants }
             } else if p.keyword("BACKUPPIECE") {
-                BackupVerb::CancelBackupBackuppiece
+                |tenants| Statement::CancelBackupBackuppiece { tenants }
             } else {
-                BackupVerb::CancelBackup
+                |tenants| Statement::CancelBackup { tenants }
             };
             let tenants = p.tenants()?;
             p.done()?;
-            Ok(Statement::manage(verb, tenants))
+            Ok(make(tenants))
         }
         Some("DELETE") => {
             p.pos += 1;
@@ -672,14 +816,10 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             };
             let tenants = p.tenants()?;
             p.done()?;
-            Ok(Statement::BackupManage {
-                verb: BackupVerb::DeleteBackupset,
-                tenants,
-                id,
-                max_backup_times: None,
-                with_active: false,
-                dest: String::new(),
+            Ok(Statement::DeleteBackupset {
+                backup_set_id: id,
                 copy_id,
+                tenants,
             })
         }
         _ => Err(p.error(

@@ -66,8 +66,9 @@ fn parses_the_statements_case_insensitively() {
         parse("ALTER SYSTEM DELETE OBSOLETE BACKUP").unwrap(),
         Some(Statement::NotYet(_))
     ));
-    let manage = |sql: &str| match parse(sql) {
-        Ok(Some(Statement::BackupManage {
+    // Each statement is its own variant; the call it makes is what matters here.
+    let manage = |sql: &str| match parse(sql).map(|s| s.and_then(Statement::manage_call)) {
+        Ok(Some(ManageCall {
             verb,
             tenants,
             id,

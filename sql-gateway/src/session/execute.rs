@@ -3,7 +3,7 @@
 
 use super::{Reply, Session, ok};
 use crate::errors::SqlError;
-use crate::statement::Statement;
+use crate::statement::{ManageCall, Statement};
 use crate::views::{Cell, Source};
 
 /// `ER_NONEXISTING_GRANT`.
@@ -225,48 +225,58 @@ impl Session {
                 .map_err(SqlError::from_client)?;
                 Ok(ok())
             }
-            Statement::BackupManage {
-                verb,
+            Statement::NotYet(what) => {
+                Err(SqlError::not_supported(&format!("ALTER SYSTEM {what}")))
+            }
+            other => {
+                let Some(call) = other.manage_call() else {
+                    return Err(SqlError::not_supported("this statement"));
+                };
+                self.backup_manage(call).await
+            }
+        }
+    }
+
+    /// A backup-of-backup or job-control statement: its privileges, its tenants
+    /// resolved, then one `BackupManage` call.
+    async fn backup_manage(&mut self, call: ManageCall) -> Result<Reply, SqlError> {
+        let ManageCall {
+            verb,
+            tenants,
+            id,
+            max_backup_times,
+            with_active,
+            dest,
+            copy_id,
+        } = call;
+        if verb == BackupVerb::CancelAllBackupForce && !self.is_sys() {
+            return Err(SqlError::no_privilege("run CANCEL ALL BACKUP FORCE"));
+        }
+        // A destination is where a tenant's backups go: root@sys chooses it.
+        if !dest.is_empty() && !self.is_sys() {
+            return Err(SqlError::no_privilege("choose BACKUP_BACKUP_DEST"));
+        }
+        self.require_backup_admin().await?;
+        let tenants = self.resolve_ids(tenants).await?;
+        let mut tenants = self.targets(tenants)?;
+        if verb == BackupVerb::ValidateCopy && tenants.is_empty() {
+            tenants = vec![self.set_owner(id).await?];
+        }
+        crate::meta_call!(
+            self.meta,
+            backup_manage,
+            BackupManageRequest {
+                verb: verb.into(),
                 tenants,
                 id,
                 max_backup_times,
                 with_active,
                 dest,
                 copy_id,
-            } => {
-                if verb == BackupVerb::CancelAllBackupForce && !self.is_sys() {
-                    return Err(SqlError::no_privilege("run CANCEL ALL BACKUP FORCE"));
-                }
-                // A destination is where a tenant's backups go: root@sys chooses it.
-                if !dest.is_empty() && !self.is_sys() {
-                    return Err(SqlError::no_privilege("choose BACKUP_BACKUP_DEST"));
-                }
-                self.require_backup_admin().await?;
-                let tenants = self.resolve_ids(tenants).await?;
-                let mut tenants = self.targets(tenants)?;
-                if verb == BackupVerb::ValidateCopy && tenants.is_empty() {
-                    tenants = vec![self.set_owner(id).await?];
-                }
-                crate::meta_call!(
-                    self.meta,
-                    backup_manage,
-                    BackupManageRequest {
-                        verb: verb.into(),
-                        tenants,
-                        id,
-                        max_backup_times,
-                        with_active,
-                        dest,
-                        copy_id,
-                    }
-                )
-                .map_err(SqlError::from_client)?;
-                Ok(ok())
             }
-            Statement::NotYet(what) => {
-                Err(SqlError::not_supported(&format!("ALTER SYSTEM {what}")))
-            }
-        }
+        )
+        .map_err(SqlError::from_client)?;
+        Ok(ok())
     }
 
     /// The tenant a backup set belongs to (set ids are cluster-wide).
