@@ -5,7 +5,7 @@
 //! - [`server`]: listener and connections.
 //! - [`shim`]: the protocol shim (auth through the metadata service).
 //! - [`session`]: what each statement does.
-//! - [`statement`]: the statement grammar.
+//! - [`statement`]: the statement grammar; [`ast`]: what it parses to.
 //! - [`views`]: one file per view.
 //! - [`errors`], [`errpacket`]: error numbers and how they reach the client.
 //! - [`limit`]: the bound on a client's packet size.
@@ -30,6 +30,7 @@ macro_rules! meta_call {
 }
 pub(crate) use meta_call;
 
+pub mod ast;
 pub mod errors;
 pub mod errpacket;
 pub mod guard;

@@ -1,6 +1,8 @@
 //! Unit tests of `statement.rs`.
 
 use super::*;
+use crate::ast::ManageCall;
+use backstop_proto::meta::BackupVerb;
 
 #[test]
 fn parses_the_statements_case_insensitively() {

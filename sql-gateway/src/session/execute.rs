@@ -2,8 +2,8 @@
 //! a statement names resolved, then one `MetaService` call each.
 
 use super::{Reply, Session, ok};
+use crate::ast::{ManageCall, Statement};
 use crate::errors::SqlError;
-use crate::statement::{ManageCall, Statement};
 use crate::views::{Cell, Source};
 
 /// `ER_NONEXISTING_GRANT`.
