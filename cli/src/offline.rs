@@ -1,6 +1,7 @@
 //! Commands that need only a destination: `restore` and `validate`.
 
 use anyhow::{Context, bail};
+use backstop_common::{BackupSetId, PieceId, RoundId};
 use backstop_worker::dest_catalog::find_tenant;
 use backstop_worker::restore::{self, RestoreArgs};
 use backstop_worker::storage::TenantStore;
@@ -16,7 +17,7 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
         a.tenant,
         a.to,
         a.target.until_scn,
-        a.target.backup_set,
+        a.target.backup_set.map(BackupSetId),
         a.target.options(),
     );
     let cancel = CancellationToken::new();
@@ -66,7 +67,7 @@ pub async fn validate(a: args::ValidateArgs) -> anyhow::Result<()> {
     let (what, v) = match (a.backup_set, a.piece.as_deref()) {
         (Some(id), None) => (
             format!("backup set {id}"),
-            validate_set(&store, id, &cancel).await?,
+            validate_set(&store, BackupSetId(id), &cancel).await?,
         ),
         (None, Some(p)) => {
             let (r, p) = p
@@ -75,7 +76,7 @@ pub async fn validate(a: args::ValidateArgs) -> anyhow::Result<()> {
             let (r, p): (u64, u64) = (r.parse()?, p.parse()?);
             (
                 format!("piece {r}/{p}"),
-                validate_piece(&store, r, p, &cancel).await?,
+                validate_piece(&store, RoundId(r), PieceId(p), &cancel).await?,
             )
         }
         _ => bail!("give --backup-set N or --piece ROUND/PIECE"),

@@ -17,6 +17,18 @@ macro_rules! id_type {
             }
         }
 
+        impl $name {
+            /// The smallest id, for the low end of a range of keys.
+            pub const MIN: $name = $name(0);
+            /// The largest id, for the high end of a range of keys.
+            pub const MAX: $name = $name(u64::MAX);
+
+            /// The id after this one (ids are handed out in order).
+            pub fn next(self) -> $name {
+                $name(self.0.saturating_add(1))
+            }
+        }
+
         impl From<u64> for $name {
             fn from(v: u64) -> Self {
                 Self(v)
@@ -46,6 +58,29 @@ id_type!(
     /// A System Change Number: a position in a tenant's log. For `dir://` sources it is
     /// the byte offset in the concatenated log stream.
     Scn
+);
+
+id_type!(
+    /// A backup set's id (OceanBase `backup_set_id`), unique per cluster, never reused.
+    /// It names the set's directory at every destination (`layout::set_dir`).
+    BackupSetId
+);
+id_type!(
+    /// An archive piece's id within its round (OceanBase `backup_piece_id`), from 1.
+    PieceId
+);
+id_type!(
+    /// An archivelog round's id (OceanBase `round_id`): the tenant's archive between one
+    /// `START BACKUP ARCHIVELOG` and its `STOP`.
+    RoundId
+);
+id_type!(
+    /// A task's id: one unit of a job that one worker runs under a lease.
+    TaskId
+);
+id_type!(
+    /// A registered worker's id, given by the meta service at registration.
+    WorkerId
 );
 
 impl TenantId {

@@ -23,6 +23,7 @@
 //! ```
 
 use crate::task::BackupType;
+use crate::{BackupSetId, PieceId, RoundId};
 
 /// Whether `rel` is a relative `/`-separated path that stays inside the directory it
 /// is joined to: not empty, not absolute, no `..` and no empty component. Every path a
@@ -32,7 +33,7 @@ pub fn is_inside(rel: &str) -> bool {
 }
 
 /// `data/backup_set_ID_full|inc`, relative to the tenant prefix.
-pub fn set_dir(backup_set_id: u64, backup_type: BackupType) -> String {
+pub fn set_dir(backup_set_id: BackupSetId, backup_type: BackupType) -> String {
     format!(
         "data/backup_set_{backup_set_id}_{}",
         backup_type.dir_suffix()
@@ -78,7 +79,7 @@ pub fn set_complete(set_dir: &str) -> String {
 }
 
 /// Index entry of a complete set.
-pub fn set_index(backup_set_id: u64) -> String {
+pub fn set_index(backup_set_id: BackupSetId) -> String {
     format!("info/backup_set_{backup_set_id}")
 }
 
@@ -86,7 +87,7 @@ pub fn set_index(backup_set_id: u64) -> String {
 pub const SET_INDEX_PREFIX: &str = "info/backup_set_";
 
 /// `clog/round_R/piece_P`.
-pub fn piece_dir(round_id: u64, piece_id: u64) -> String {
+pub fn piece_dir(round_id: RoundId, piece_id: PieceId) -> String {
     format!("clog/round_{round_id}/piece_{piece_id}")
 }
 
@@ -135,7 +136,7 @@ pub fn piece_frozen(piece_dir: &str) -> String {
 }
 
 /// Index entry of a piece.
-pub fn piece_index(round_id: u64, piece_id: u64) -> String {
+pub fn piece_index(round_id: RoundId, piece_id: PieceId) -> String {
     format!("info/round_{round_id}_piece_{piece_id}")
 }
 

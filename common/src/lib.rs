@@ -19,4 +19,6 @@ pub mod task;
 
 pub use code::Code;
 pub use dest::{BackupDest, DestError};
-pub use ids::{CopyId, JobId, NodeId, Scn, TenantId};
+pub use ids::{
+    BackupSetId, CopyId, JobId, NodeId, PieceId, RoundId, Scn, TaskId, TenantId, WorkerId,
+};

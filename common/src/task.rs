@@ -5,6 +5,7 @@
 //! stale attempt is refused. These types cross gRPC inside `bytes` fields, encoded
 //! with the versioned codec of `backstop-meta` (one version byte, then bincode).
 
+use crate::{BackupSetId, CopyId, PieceId, RoundId, TaskId};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{JobId, Scn, TenantId};
@@ -79,7 +80,7 @@ pub struct FileEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PieceSpec {
     /// Piece id (0 when the round is not split into pieces).
-    pub piece_id: u64,
+    pub piece_id: PieceId,
     /// First SCN of the piece.
     pub start_scn: Scn,
     /// ms since the epoch when the piece became active.
@@ -124,7 +125,7 @@ pub enum TaskSpec {
         /// Destination.
         dest: TenantDest,
         /// Archive round.
-        round_id: u64,
+        round_id: RoundId,
         /// Last committed checkpoint: archiving resumes exactly here.
         checkpoint_scn: Scn,
         /// Nothing committed yet: start at the source's current log end.
@@ -152,11 +153,11 @@ pub enum TaskSpec {
         /// Destination.
         dest: TenantDest,
         /// Set being written.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// Full or incremental.
         backup_type: BackupType,
         /// Base set for incrementals (its manifest is read from `dest`).
-        base_set_id: Option<u64>,
+        base_set_id: Option<BackupSetId>,
         /// Which part of the set (0-based).
         part: u32,
         /// Files of this part.
@@ -172,11 +173,11 @@ pub enum TaskSpec {
         /// Destination.
         dest: TenantDest,
         /// Set being finished.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// Full or incremental.
         backup_type: BackupType,
         /// Base set.
-        base_set_id: Option<u64>,
+        base_set_id: Option<BackupSetId>,
         /// Parts to merge: (part, attempt that completed it).
         parts: Vec<(u32, u32)>,
         /// From prepare.
@@ -198,14 +199,14 @@ pub enum TaskSpec {
         /// Target SCN (default: all archived log).
         until_scn: Option<u64>,
         /// Set to use (default: newest that reaches the target).
-        backup_set: Option<u64>,
+        backup_set: Option<BackupSetId>,
     },
     /// Re-read a backup set and check every checksum.
     ValidateSet {
         /// Destination.
         dest: TenantDest,
         /// Set to check.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
     },
     /// Backup-of-backup of one set: copy the set's own objects from `src` to `dst`
     /// at the same keys, checking each object's checksum while copying, then the
@@ -216,9 +217,9 @@ pub enum TaskSpec {
         /// The copy destination (same tenant prefix).
         dst: TenantDest,
         /// Set to copy.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// `copy_id` of the copy being made.
-        copy_id: u64,
+        copy_id: CopyId,
     },
     /// Backup-of-backup of one piece: a frozen piece whole, an active one up to the
     /// checkpoint its manifest holds when the copy starts (`WITH ACTIVE`).
@@ -228,11 +229,11 @@ pub enum TaskSpec {
         /// The copy destination.
         dst: TenantDest,
         /// Round.
-        round_id: u64,
+        round_id: RoundId,
         /// Piece.
-        piece_id: u64,
+        piece_id: PieceId,
         /// `copy_id` of the copy being made.
-        copy_id: u64,
+        copy_id: CopyId,
     },
     /// Continuous archive copy (`START BACKUP ARCHIVELOG`): follow the primary
     /// archive's checkpoint and copy every piece to `dst` until stopped.
@@ -242,7 +243,7 @@ pub enum TaskSpec {
         /// `backup_backup_dest`.
         dst: TenantDest,
         /// `copy_id` of the copy.
-        copy_id: u64,
+        copy_id: CopyId,
     },
     /// Delete what a cancelled or failed job left at a destination.
     Clean {
@@ -264,7 +265,7 @@ pub enum TaskSpec {
         /// Target SCN (default: all archived log).
         until_scn: Option<u64>,
         /// Set to use (default: newest that reaches the target).
-        backup_set: Option<u64>,
+        backup_set: Option<BackupSetId>,
         /// Time target, incarnation, owner, tablespaces.
         options: RestoreOptions,
     },
@@ -345,7 +346,7 @@ impl TaskSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     /// Task id.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// Fencing token: the attempt this worker runs.
     pub attempt: u32,
     /// Job the task belongs to.
@@ -394,7 +395,7 @@ pub enum TaskOutcome {
     /// A restore finished.
     Restored {
         /// Set used.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// The restored log ends here.
         until_scn: Scn,
         /// Datafile bytes written.
@@ -467,9 +468,9 @@ pub enum TaskOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyProgress {
     /// Round.
-    pub round_id: u64,
+    pub round_id: RoundId,
     /// Piece.
-    pub piece_id: u64,
+    pub piece_id: PieceId,
     /// First SCN of the piece.
     pub start_scn: Scn,
     /// The copy's manifest covers `[start_scn, checkpoint_scn)`.
@@ -486,9 +487,9 @@ pub struct CopyProgress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveProgress {
     /// Round.
-    pub round_id: u64,
+    pub round_id: RoundId,
     /// Piece the checkpoint is in.
-    pub piece_id: u64,
+    pub piece_id: PieceId,
     /// Everything below this SCN is archived and listed in the piece manifest.
     pub checkpoint_scn: Scn,
     /// Bytes of source log archived in this attempt so far.
@@ -502,7 +503,7 @@ pub struct ArchiveProgress {
     /// ACTIVE piece with this id starts there.
     pub switch_to: Option<PieceSpec>,
     /// A FREEZING piece whose manifest and `.frozen` marker are now written.
-    pub frozen_piece: Option<u64>,
+    pub frozen_piece: Option<PieceId>,
 }
 
 #[cfg(test)]
@@ -541,7 +542,7 @@ mod tests {
             tenant: "t1".into(),
             to: "/r".into(),
             until_scn: None,
-            backup_set: Some(2),
+            backup_set: Some(BackupSetId(2)),
             options: RestoreOptions {
                 until_time_ms: Some(7),
                 incarnation: Some(1),

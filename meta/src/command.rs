@@ -9,6 +9,7 @@
 use backstop_common::Code;
 use backstop_common::auth::PasswordHash;
 use backstop_common::params::Param;
+use backstop_common::{BackupSetId, CopyId, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 
 use backstop_common::JobId;
@@ -154,7 +155,7 @@ pub enum WorkCommand {
     /// A worker announces itself (again after a restart).
     RegisterWorker {
         /// Id the worker keeps in its data dir.
-        worker_id: u64,
+        worker_id: WorkerId,
         /// Its address (informational).
         addr: String,
         /// Task slots.
@@ -165,14 +166,14 @@ pub enum WorkCommand {
     /// Leases a pending task to a worker: next attempt.
     AssignTask {
         /// Task.
-        task_id: u64,
+        task_id: TaskId,
         /// Worker.
-        worker_id: u64,
+        worker_id: WorkerId,
     },
     /// The leader saw no heartbeat for this attempt within the lease.
     ExpireTask {
         /// Task.
-        task_id: u64,
+        task_id: TaskId,
         /// Attempt whose lease ran out.
         attempt: u32,
         /// Why.
@@ -181,7 +182,7 @@ pub enum WorkCommand {
     /// Batched progress from heartbeats: (task, attempt, bytes done, bytes total).
     UpdateProgress {
         /// Entries.
-        entries: Vec<(u64, u32, u64, u64)>,
+        entries: Vec<(TaskId, u32, u64, u64)>,
     },
     /// `ALTER SYSTEM ARCHIVELOG` for one tenant.
     StartArchive {
@@ -196,11 +197,11 @@ pub enum WorkCommand {
     /// An archive checkpoint (fenced).
     ArchiveCheckpoint {
         /// Task.
-        task_id: u64,
+        task_id: TaskId,
         /// Attempt.
         attempt: u32,
         /// Worker.
-        worker_id: u64,
+        worker_id: WorkerId,
         /// What was archived.
         progress: ArchiveProgress,
     },
@@ -216,7 +217,7 @@ pub enum WorkCommand {
         /// Tenant name.
         tenant: String,
         /// Set.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
     },
     /// `ctl restore` as builds before 2026-12-06 logged it (no options), kept in its
     /// place so their Raft logs still decode; applied as [`WorkCommand::StartRestore`]
@@ -231,7 +232,7 @@ pub enum WorkCommand {
         /// Target SCN.
         until_scn: Option<u64>,
         /// Set to use.
-        backup_set: Option<u64>,
+        backup_set: Option<BackupSetId>,
     },
     /// `ALTER SYSTEM BACKUP BACKUPSET …`.
     StartSetCopy {
@@ -255,11 +256,11 @@ pub enum WorkCommand {
     /// A checkpoint of the continuous archive copy (fenced).
     CopyCheckpoint {
         /// Task.
-        task_id: u64,
+        task_id: TaskId,
         /// Attempt.
         attempt: u32,
         /// Worker.
-        worker_id: u64,
+        worker_id: WorkerId,
         /// What was copied.
         progress: CopyProgress,
     },
@@ -289,9 +290,9 @@ pub enum WorkCommand {
         /// Tenant name.
         tenant: String,
         /// Set.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// Copy (0 = the primary).
-        copy_id: u64,
+        copy_id: CopyId,
     },
     /// The leader's scheduler: clean leftovers that are due.
     StartCleaner,
@@ -314,11 +315,11 @@ pub enum WorkCommand {
     /// A task ended (fenced).
     CompleteTask {
         /// Task.
-        task_id: u64,
+        task_id: TaskId,
         /// Attempt.
         attempt: u32,
         /// Worker.
-        worker_id: u64,
+        worker_id: WorkerId,
         /// How it ended.
         outcome: TaskOutcome,
     },
@@ -328,9 +329,9 @@ pub enum WorkCommand {
         /// Tenants named by `TENANT …` (empty: whichever tenant owns the set).
         tenants: Vec<String>,
         /// Set id.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// Copy (0: the original at `backup_dest`).
-        copy_id: u64,
+        copy_id: CopyId,
     },
     /// `ctl restore`: one restore task on a worker (the offline `backstop restore`
     /// needs no command). Last in the enum: bincode numbers variants by position.
@@ -344,7 +345,7 @@ pub enum WorkCommand {
         /// Target SCN.
         until_scn: Option<u64>,
         /// Set to use.
-        backup_set: Option<u64>,
+        backup_set: Option<BackupSetId>,
         /// Time target, incarnation, owner, tablespaces.
         options: RestoreOptions,
     },

@@ -6,6 +6,7 @@
 //! [`due_commands`] is a pure function of the catalog and the time, so it is tested
 //! without a cluster; commands it returns are re-checked when they are applied.
 
+use backstop_common::CopyId;
 use backstop_common::TenantId;
 use backstop_common::params::Param;
 
@@ -60,7 +61,7 @@ pub fn due_commands(s: &MetaState, now_ms: u64) -> Vec<(String, Command)> {
             .values()
             .filter(|x| {
                 x.tenant_id == t.tenant_id
-                    && x.copy_id == 0
+                    && x.copy_id == CopyId(0)
                     && x.usable()
                     && dest_root(&x.dest.uri) == primary_root
             })
@@ -95,7 +96,7 @@ pub fn due_commands(s: &MetaState, now_ms: u64) -> Vec<(String, Command)> {
             !s.work.sets.values().any(|c| {
                 c.tenant_id == t.tenant_id
                     && c.backup_set_id == x.backup_set_id
-                    && c.copy_id > 0
+                    && c.copy_id > CopyId(0)
                     && c.status == SetStatus::Success
                     && dest_root(&c.dest.uri) == copy_root
             })

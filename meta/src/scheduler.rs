@@ -8,6 +8,7 @@
 //! holds, and to propose commands. The node depends on the scheduler, not the
 //! other way round.
 
+use backstop_common::{TaskId, WorkerId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +42,7 @@ pub trait Replica: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 struct Lease {
     attempt: u32,
-    worker_id: u64,
+    worker_id: WorkerId,
     deadline: Instant,
     bytes_done: u64,
     bytes_total: u64,
@@ -53,7 +54,7 @@ struct Lease {
 /// Leader-local lease table.
 #[derive(Debug, Default)]
 pub struct Leases {
-    inner: Mutex<HashMap<u64, Lease>>,
+    inner: Mutex<HashMap<TaskId, Lease>>,
 }
 
 /// What a heartbeat learns about one task.
@@ -67,7 +68,7 @@ pub enum LeaseCheck {
 
 impl Leases {
     /// Starts (or restarts) the lease of a freshly assigned attempt.
-    pub async fn grant(&self, task_id: u64, attempt: u32, worker_id: u64, lease: Duration) {
+    pub async fn grant(&self, task_id: TaskId, attempt: u32, worker_id: WorkerId, lease: Duration) {
         self.inner.lock().await.insert(
             task_id,
             Lease {
@@ -86,9 +87,9 @@ impl Leases {
     /// current holder (as the catalog says), records progress.
     pub async fn heartbeat(
         &self,
-        task_id: u64,
+        task_id: TaskId,
         attempt: u32,
-        worker_id: u64,
+        worker_id: WorkerId,
         current: bool,
         progress: (u64, u64),
         lease: Duration,
@@ -196,7 +197,7 @@ async fn tick<N: Replica>(
     lease: Duration,
     last_flush: &mut Instant,
 ) -> Result<(), MetaError> {
-    let running: Vec<(u64, u32, Option<u64>)> = node
+    let running: Vec<(TaskId, u32, Option<WorkerId>)> = node
         .read_applied(|s| {
             s.work
                 .tasks
@@ -238,8 +239,10 @@ async fn tick<N: Replica>(
     }
     for (task_id, attempt, worker_id) in expired {
         warn!(
-            task_id,
-            attempt, worker_id, "lease expired; the task will move"
+            task_id = task_id.0,
+            attempt,
+            worker_id = worker_id.0,
+            "lease expired; the task will move"
         );
         let cmd = Command::Work(WorkCommand::ExpireTask {
             task_id,
@@ -250,7 +253,7 @@ async fn tick<N: Replica>(
             ),
         });
         if let Err(e) = node.propose(cmd).await {
-            debug!(task_id, error = %e, "expire task; will try again");
+            debug!(task_id = task_id.0, error = %e, "expire task; will try again");
             // Try again on the next tick.
             if let Some(entry) = leases.inner.lock().await.get_mut(&task_id)
                 && entry.attempt == attempt

@@ -3,6 +3,7 @@
 //! [`ManageCall`] that the backup-of-backup and job-control ones make. The grammar is
 //! in [`crate::statement`].
 
+use backstop_common::{BackupSetId, CopyId};
 use backstop_proto::meta::BackupVerb;
 
 /// A parsed statement.
@@ -34,7 +35,7 @@ pub enum Statement {
     /// `ALTER SYSTEM VALIDATE BACKUPSET n`.
     ValidateBackupset {
         /// Set.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
     },
     /// `CREATE TENANT [IF NOT EXISTS] name SOURCE [=] 'uri' [COMMENT [=] 'text']`.
     CreateTenant {
@@ -136,9 +137,9 @@ pub enum Statement {
     /// `VALIDATE BACKUPSET n COPY k` (k > 0): validate a backup-of-backup copy.
     ValidateCopy {
         /// The set.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// The copy.
-        copy_id: u64,
+        copy_id: CopyId,
     },
     /// `START BACKUP ARCHIVELOG [TENANT …]`: the continuous archive copy.
     StartBackupArchivelog {
@@ -185,9 +186,9 @@ pub enum Statement {
     /// `DELETE BACKUPSET n [COPY k] [TENANT …]`.
     DeleteBackupset {
         /// The set.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// The copy (0: the original at `backup_dest`).
-        copy_id: u64,
+        copy_id: CopyId,
         /// `TENANT …` clause.
         tenants: Vec<String>,
     },
@@ -212,7 +213,7 @@ pub struct ManageCall {
     /// `BACKUP_BACKUP_DEST [=] '…'`.
     pub dest: String,
     /// `COPY k`.
-    pub copy_id: u64,
+    pub copy_id: CopyId,
 }
 
 impl ManageCall {
@@ -224,7 +225,7 @@ impl ManageCall {
             max_backup_times: None,
             with_active: false,
             dest: String::new(),
-            copy_id: 0,
+            copy_id: CopyId(0),
         }
     }
 }
@@ -263,7 +264,7 @@ impl Statement {
                 backup_set_id,
                 copy_id,
             } => ManageCall {
-                id: backup_set_id,
+                id: backup_set_id.0,
                 copy_id,
                 ..ManageCall::new(V::ValidateCopy, vec![])
             },
@@ -292,7 +293,7 @@ impl Statement {
                 copy_id,
                 tenants,
             } => ManageCall {
-                id: backup_set_id,
+                id: backup_set_id.0,
                 copy_id,
                 ..ManageCall::new(V::DeleteBackupset, tenants)
             },

@@ -3,6 +3,7 @@
 //! `[=]` marks are optional; a trailing `;` and comments are ignored. What it parses to
 //! is in [`crate::ast`].
 
+use backstop_common::{BackupSetId, CopyId};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -438,13 +439,15 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
                     p.done()?;
                     if copy_id > 0 {
                         return Ok(Statement::ValidateCopy {
-                            backup_set_id,
-                            copy_id,
+                            backup_set_id: BackupSetId(backup_set_id),
+                            copy_id: CopyId(copy_id),
                         });
                     }
                 }
                 p.done()?;
-                return Ok(Statement::ValidateBackupset { backup_set_id });
+                return Ok(Statement::ValidateBackupset {
+                    backup_set_id: BackupSetId(backup_set_id),
+                });
             }
             if p.keyword("DATABASE") {
                 return Ok(Statement::NotYet(p.rest_text(start)));
@@ -522,8 +525,8 @@ fn alter_system(p: &mut Parser) -> Result<Statement, SqlError> {
             let tenants = p.tenants()?;
             p.done()?;
             Ok(Statement::DeleteBackupset {
-                backup_set_id: id,
-                copy_id,
+                backup_set_id: BackupSetId(id),
+                copy_id: CopyId(copy_id),
                 tenants,
             })
         }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ast::ManageCall;
+use backstop_common::CopyId;
 use backstop_proto::meta::BackupVerb;
 
 #[test]
@@ -125,14 +126,19 @@ fn parses_the_statements_case_insensitively() {
     assert_eq!((piece.0, piece.4), (BackupVerb::BackupBackuppiece, true));
     assert!(manage("ALTER SYSTEM BACKUP BACKUPPIECE ALL WITH ACTIVE").4);
     let v = manage("ALTER SYSTEM VALIDATE BACKUPSET 3 COPY 1");
-    assert_eq!((v.0, v.2, v.6), (BackupVerb::ValidateCopy, 3, 1));
+    assert_eq!((v.0, v.2, v.6), (BackupVerb::ValidateCopy, 3, CopyId(1)));
     let d = manage("alter system delete backupset 7 copy 2 tenant = t1;");
     assert_eq!(
         (d.0, d.1.as_slice(), d.2, d.6),
-        (BackupVerb::DeleteBackupset, &["t1".to_string()][..], 7, 2)
+        (
+            BackupVerb::DeleteBackupset,
+            &["t1".to_string()][..],
+            7,
+            CopyId(2)
+        )
     );
     let d = manage("ALTER SYSTEM DELETE BACKUPSET 7");
-    assert_eq!((d.0, d.2, d.6), (BackupVerb::DeleteBackupset, 7, 0));
+    assert_eq!((d.0, d.2, d.6), (BackupVerb::DeleteBackupset, 7, CopyId(0)));
     assert!(parse("ALTER SYSTEM BACKUP BACKUPSET ALL NOT BACKED 2 TIMES").is_err());
     assert!(parse("ALTER SYSTEM START BACKUP").is_err());
     assert_eq!(

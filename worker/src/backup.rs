@@ -6,6 +6,7 @@
 //! objects no manifest references, write the set manifest, then `.complete`, then the
 //! index entry).
 
+use backstop_common::BackupSetId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::time::Duration;
@@ -100,11 +101,11 @@ pub struct CopyArgs {
     /// Destination.
     pub dest: TenantDest,
     /// Set.
-    pub backup_set_id: u64,
+    pub backup_set_id: BackupSetId,
     /// Full or incremental.
     pub backup_type: BackupType,
     /// Base set.
-    pub base_set_id: Option<u64>,
+    pub base_set_id: Option<BackupSetId>,
     /// Part.
     pub part: u32,
     /// Files.
@@ -116,7 +117,7 @@ pub struct CopyArgs {
 /// Reads the set manifest of `set_id` (via its index entry).
 pub async fn read_set_manifest(
     store: &TenantStore,
-    set_id: u64,
+    set_id: BackupSetId,
     cancel: &CancellationToken,
 ) -> Result<SetManifest> {
     let index_key = layout::set_index(set_id);
@@ -399,11 +400,11 @@ pub struct FinalizeArgs {
     /// Destination.
     pub dest: TenantDest,
     /// Set.
-    pub backup_set_id: u64,
+    pub backup_set_id: BackupSetId,
     /// Full or incremental.
     pub backup_type: BackupType,
     /// Base set.
-    pub base_set_id: Option<u64>,
+    pub base_set_id: Option<BackupSetId>,
     /// (part, attempt) to merge.
     pub parts: Vec<(u32, u32)>,
     /// From prepare.
@@ -414,7 +415,7 @@ pub struct FinalizeArgs {
 
 async fn already_complete(
     store: &TenantStore,
-    set_id: u64,
+    set_id: BackupSetId,
     set_dir: &str,
     ctx: &TaskCtx,
 ) -> Result<Option<TaskOutcome>> {
@@ -449,7 +450,7 @@ async fn already_complete(
         manifest::to_json(&index)?,
     )
     .await?;
-    info!(backup_set_id = set_id, "backup set was already complete");
+    info!(backup_set_id = %set_id, "backup set was already complete");
     Ok(Some(TaskOutcome::Finalized {
         min_restore_scn: Scn(m.min_restore_scn),
         input_bytes: m.input_bytes,
@@ -574,7 +575,7 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
         crate::pg::forget_backup(&a.source).await;
     }
     info!(
-        backup_set_id = a.backup_set_id,
+        backup_set_id = %a.backup_set_id,
         min_restore_scn = min_restore_scn.0,
         files = file_count,
         "backup set complete"

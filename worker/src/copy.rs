@@ -8,6 +8,7 @@
 //! never trusted by name (`docs/OPERATIONS.md`, backup-of-backup). Manifests, markers and index entries are
 //! written last, in that order, so a copy is either complete or invisible to restore.
 
+use backstop_common::{BackupSetId, PieceId, RoundId};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -132,7 +133,7 @@ pub async fn copy_set(
     ctx: &TaskCtx,
     src: &TenantDest,
     dst: &TenantDest,
-    backup_set_id: u64,
+    backup_set_id: BackupSetId,
 ) -> Result<TaskOutcome> {
     let src_store = TenantStore::open(src)?;
     let dst_store = TenantStore::open(dst)?;
@@ -176,7 +177,7 @@ pub async fn copy_set(
     ctx.put_shared(&dst_store, &marker_key, marker).await?;
     ctx.put_shared(&dst_store, &index_key, index_bytes).await?;
     info!(
-        backup_set_id,
+        %backup_set_id,
         objects = m.objects.len(),
         reused,
         bytes = output,
@@ -194,8 +195,8 @@ pub async fn copy_piece(
     ctx: &TaskCtx,
     src: &TenantDest,
     dst: &TenantDest,
-    round_id: u64,
-    piece_id: u64,
+    round_id: RoundId,
+    piece_id: PieceId,
 ) -> Result<TaskOutcome> {
     let src_store = TenantStore::open(src)?;
     let dst_store = TenantStore::open(dst)?;
@@ -237,8 +238,8 @@ pub async fn copy_piece(
         ctx.put_shared(&dst_store, &index_key, index).await?;
     }
     info!(
-        round_id,
-        piece_id,
+        %round_id,
+        %piece_id,
         checkpoint = m.checkpoint_scn,
         frozen = m.frozen,
         "backup piece copied"
@@ -299,14 +300,22 @@ pub async fn archive_copy(
             }
             let state = match pieces.entry((round_id, piece_id)) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(load_copied(ctx, &dst_store, round_id, piece_id).await?)
-                }
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(
+                    load_copied(ctx, &dst_store, RoundId(round_id), PieceId(piece_id)).await?,
+                ),
             };
             if state.done {
                 continue;
             }
-            follow_piece(ctx, &src_store, &dst_store, round_id, piece_id, state).await?;
+            follow_piece(
+                ctx,
+                &src_store,
+                &dst_store,
+                RoundId(round_id),
+                PieceId(piece_id),
+                state,
+            )
+            .await?;
         }
         tokio::select! {
             _ = ctx.abort.cancelled() => return Err(WorkerError::Cancelled),
@@ -325,8 +334,8 @@ fn parse_piece_dir(dir: &str) -> Option<(u64, u64)> {
 async fn load_copied(
     ctx: &TaskCtx,
     dst: &TenantStore,
-    round_id: u64,
-    piece_id: u64,
+    round_id: RoundId,
+    piece_id: PieceId,
 ) -> Result<CopiedPiece> {
     let dir = layout::piece_dir(round_id, piece_id);
     let Some(stored) = piece_journal::read(dst, &dir, &ctx.abort).await? else {
@@ -347,8 +356,8 @@ async fn follow_piece(
     ctx: &TaskCtx,
     src: &TenantStore,
     dst: &TenantStore,
-    round_id: u64,
-    piece_id: u64,
+    round_id: RoundId,
+    piece_id: PieceId,
     state: &mut CopiedPiece,
 ) -> Result<()> {
     let dir = layout::piece_dir(round_id, piece_id);
@@ -451,8 +460,8 @@ async fn follow_piece(
     report_copy(ctx, &progress).await?;
     state.reported = Some(checkpoint);
     debug!(
-        round_id,
-        piece_id,
+        %round_id,
+        %piece_id,
         checkpoint,
         frozen,
         lag_ms = progress.lag_ms,
@@ -470,9 +479,9 @@ async fn follow_piece(
 async fn report_copy(ctx: &TaskCtx, progress: &CopyProgress) -> Result<()> {
     let bytes = encode(progress).map_err(|e| WorkerError::Invalid(e.to_string()))?;
     let req = ReportArchiveRequest {
-        task_id: ctx.task_id,
+        task_id: ctx.task_id.0,
         attempt: ctx.attempt,
-        worker_id: ctx.worker_id,
+        worker_id: ctx.worker_id.0,
         progress: bytes,
     };
     ctx.client

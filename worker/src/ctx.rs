@@ -1,6 +1,7 @@
 //! What a running task holds: its fencing token, its lease as this worker sees it,
 //! cancellation and progress.
 
+use backstop_common::{TaskId, WorkerId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -83,9 +84,9 @@ pub struct TaskCtx {
     /// Meta client.
     pub client: Arc<MetaClient>,
     /// This worker.
-    pub worker_id: u64,
+    pub worker_id: WorkerId,
     /// Task.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// Fencing token.
     pub attempt: u32,
     /// Fires when the attempt must stop at once (lease lost, job ended, shutdown).
@@ -146,9 +147,9 @@ impl TaskCtx {
     pub async fn report_archive(&self, progress: &ArchiveProgress) -> Result<()> {
         let bytes = encode(progress).map_err(|e| WorkerError::Invalid(e.to_string()))?;
         let req = ReportArchiveRequest {
-            task_id: self.task_id,
+            task_id: self.task_id.0,
             attempt: self.attempt,
-            worker_id: self.worker_id,
+            worker_id: self.worker_id.0,
             progress: bytes,
         };
         self.client

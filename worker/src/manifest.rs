@@ -4,6 +4,7 @@
 //! into each manifest; a reader refuses versions it does not know.
 
 use backstop_common::task::BackupType;
+use backstop_common::{BackupSetId, PieceId, RoundId};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -194,7 +195,7 @@ pub struct PartManifest {
     /// [`FORMAT_VERSION`].
     pub format_version: u32,
     /// Set.
-    pub backup_set_id: u64,
+    pub backup_set_id: BackupSetId,
     /// Part.
     pub part: u32,
     /// Attempt that wrote it.
@@ -217,11 +218,11 @@ pub struct SetManifest {
     /// Tenant.
     pub tenant_id: u64,
     /// Set.
-    pub backup_set_id: u64,
+    pub backup_set_id: BackupSetId,
     /// Full or incremental.
     pub backup_type: BackupType,
     /// Base of an incremental.
-    pub base_set_id: Option<u64>,
+    pub base_set_id: Option<BackupSetId>,
     /// Log end before the copy: replay starts here.
     pub start_replay_scn: u64,
     /// Log end after the copy: the earliest restorable SCN.
@@ -272,11 +273,11 @@ pub struct PgSetInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetIndex {
     /// Set.
-    pub backup_set_id: u64,
+    pub backup_set_id: BackupSetId,
     /// Full or incremental.
     pub backup_type: BackupType,
     /// Base set.
-    pub base_set_id: Option<u64>,
+    pub base_set_id: Option<BackupSetId>,
     /// Replay start.
     pub start_replay_scn: u64,
     /// Earliest restorable SCN.
@@ -314,9 +315,9 @@ pub struct PieceManifest {
     /// [`FORMAT_VERSION`].
     pub format_version: u32,
     /// Round.
-    pub round_id: u64,
+    pub round_id: RoundId,
     /// Piece.
-    pub piece_id: u64,
+    pub piece_id: PieceId,
     /// First SCN.
     pub start_scn: u64,
     /// Archived below this SCN.
@@ -395,7 +396,7 @@ mod tests {
     #[test]
     fn set_manifests_are_compressed_json_and_both_forms_read_back() {
         let index = SetIndex {
-            backup_set_id: 7,
+            backup_set_id: BackupSetId(7),
             backup_type: BackupType::Full,
             base_set_id: None,
             start_replay_scn: 1,

@@ -325,6 +325,7 @@ pub fn is_journal_entry(key: &str) -> bool {
 mod tests {
     use super::*;
     use crate::manifest::LogObject;
+    use backstop_common::{PieceId, RoundId, TaskId, WorkerId};
 
     fn obj(start: u64, end: u64) -> LogObject {
         LogObject {
@@ -342,8 +343,8 @@ mod tests {
         let checkpoint_scn = objects.last().map_or(10, |o| o.end);
         PieceManifest {
             format_version: JOURNAL_FORMAT_VERSION,
-            round_id: 1,
-            piece_id: 1,
+            round_id: RoundId(1),
+            piece_id: PieceId(1),
             start_scn: 10,
             checkpoint_scn,
             frozen: false,
@@ -381,10 +382,10 @@ mod tests {
         assert_eq!(m.objects.len(), 2);
     }
 
-    fn ctx(task_id: u64, attempt: u32) -> TaskCtx {
+    fn ctx(task_id: TaskId, attempt: u32) -> TaskCtx {
         TaskCtx {
             client: crate::client::MetaClient::new(Vec::new()),
-            worker_id: 1,
+            worker_id: WorkerId(1),
             task_id,
             attempt,
             abort: CancellationToken::new(),
@@ -422,7 +423,7 @@ mod tests {
     async fn a_checkpoint_writes_its_new_entries_not_the_whole_piece() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let ctx = ctx(7, 1);
+        let ctx = ctx(TaskId(7), 1);
         let piece_dir = "clog/round_1/piece_1";
         let mut w = JournalWriter::new(&ctx, piece_dir);
         let mut m = base(vec![]);
@@ -479,7 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let piece_dir = "clog/round_1/piece_1";
-        let (old, new) = (ctx(7, 1), ctx(7, 2));
+        let (old, new) = (ctx(TaskId(7), 1), ctx(TaskId(7), 2));
         let mut m = base(vec![obj(10, 20)]);
         let mut w1 = JournalWriter::new(&old, piece_dir);
         w1.write(&old, &store, &m).await.unwrap();

@@ -7,6 +7,7 @@
 //! `.backstop_restore_in_progress` and no `backstop_restore.json`, so it never looks
 //! complete.
 
+use backstop_common::BackupSetId;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,7 +46,7 @@ pub struct RestoreArgs {
     /// Or up to the last checkpoint at or before this time (ms since the epoch).
     pub until_time_ms: Option<u64>,
     /// Use this set.
-    pub backup_set: Option<u64>,
+    pub backup_set: Option<BackupSetId>,
     /// Restore from this incarnation (default: the newest at the destination). A
     /// PostgreSQL point past a fork is on the old incarnation's timeline.
     pub incarnation: Option<u64>,
@@ -72,7 +73,7 @@ impl RestoreArgs {
         tenant: String,
         to: PathBuf,
         until_scn: Option<u64>,
-        backup_set: Option<u64>,
+        backup_set: Option<BackupSetId>,
         options: backstop_common::task::RestoreOptions,
     ) -> RestoreArgs {
         RestoreArgs {
@@ -106,7 +107,7 @@ pub struct RestoreInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_incarnation: Option<u64>,
     /// Set used.
-    pub backup_set_id: u64,
+    pub backup_set_id: BackupSetId,
     /// First SCN of the restored log (the log segment is named after it).
     pub start_replay_scn: u64,
     /// The set's earliest restorable SCN.
@@ -261,7 +262,7 @@ pub async fn restore(args: &RestoreArgs, cancel: &CancellationToken) -> Result<R
             }
             Ok(info) => return finish(args, info, target, fallbacks),
             Err(e @ (WorkerError::Corrupt(_) | WorkerError::Storage(_))) => {
-                warn!(backup_set_id = c.set.backup_set_id, error = %e, "backup set could not be restored; falling back to the next one");
+                warn!(backup_set_id = %c.set.backup_set_id, error = %e, "backup set could not be restored; falling back to the next one");
                 fallbacks.push(format!("backup set {}: {e}", c.set.backup_set_id));
             }
             Err(e) => return Err(e),
@@ -369,7 +370,7 @@ async fn restore_candidate(
 ) -> Result<RestoreInfo> {
     let to = args.to.as_path();
     let m = read_set_manifest(store, c.set.backup_set_id, cancel).await?;
-    info!(tenant = %dest.tenant_name, backup_set_id = c.set.backup_set_id, target = c.until_scn, "restoring");
+    info!(tenant = %dest.tenant_name, backup_set_id = %c.set.backup_set_id, target = c.until_scn, "restoring");
     let mut cache = ObjectCache {
         store,
         cached: VecDeque::new(),

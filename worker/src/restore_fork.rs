@@ -2,6 +2,7 @@
 //! before N has a set that reaches it, restored from a set of incarnation N-1 whose
 //! timeline N branched from.
 
+use backstop_common::BackupSetId;
 use backstop_common::layout;
 use backstop_common::task::TenantDest;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +41,7 @@ pub(crate) async fn across_fork(
     store: &TenantStore,
     pieces: &[PieceManifest],
     target: Target,
-    backup_set: Option<u64>,
+    backup_set: Option<BackupSetId>,
     cancel: &CancellationToken,
 ) -> Result<Option<AcrossFork>> {
     if dest.incarnation <= 1 || !store.exists(layout::PG_TIMELINE).await? {

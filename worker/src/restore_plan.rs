@@ -16,6 +16,7 @@
 //!   set turns out to be broken, and says so.
 
 use crate::manifest::{PieceManifest, SetIndex};
+use backstop_common::BackupSetId;
 
 /// Where a restore goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +78,7 @@ pub fn plan(
     sets: &[SetIndex],
     pieces: &[PieceManifest],
     target: Target,
-    only_set: Option<u64>,
+    only_set: Option<BackupSetId>,
 ) -> Result<Vec<Candidate>, String> {
     let runs = archived_runs(pieces);
     let usable: Vec<(&SetIndex, Option<u64>)> = sets
@@ -176,9 +177,10 @@ mod tests {
     use super::*;
     use crate::manifest::{FORMAT_VERSION, LogObject};
     use backstop_common::task::BackupType;
+    use backstop_common::{PieceId, RoundId};
 
     fn piece(
-        round: u64,
+        round: RoundId,
         id: u64,
         objects: &[(u64, u64)],
         checkpoints: &[(u64, u64)],
@@ -186,7 +188,7 @@ mod tests {
         PieceManifest {
             format_version: FORMAT_VERSION,
             round_id: round,
-            piece_id: id,
+            piece_id: PieceId(id),
             start_scn: objects.first().map_or(0, |o| o.0),
             checkpoint_scn: objects.last().map_or(0, |o| o.1),
             frozen: true,
@@ -210,7 +212,7 @@ mod tests {
 
     fn set(id: u64, start: u64, min: u64) -> SetIndex {
         SetIndex {
-            backup_set_id: id,
+            backup_set_id: BackupSetId(id),
             backup_type: BackupType::Full,
             base_set_id: None,
             start_replay_scn: start,
@@ -226,19 +228,25 @@ mod tests {
     #[test]
     fn the_default_target_is_the_latest_restorable_point_across_a_round_gap() {
         let pieces = [
-            piece(1, 1, &[(100, 200), (200, 300)], &[(300, 10)]),
-            piece(2, 1, &[(500, 600)], &[(600, 20)]),
+            piece(RoundId(1), 1, &[(100, 200), (200, 300)], &[(300, 10)]),
+            piece(RoundId(2), 1, &[(500, 600)], &[(600, 20)]),
         ];
         let sets = [set(1, 120, 150)];
         let c = plan(&sets, &pieces, Target::Latest, None).unwrap();
-        assert_eq!((c[0].set.backup_set_id, c[0].until_scn), (1, 300));
+        assert_eq!(
+            (c[0].set.backup_set_id, c[0].until_scn),
+            (BackupSetId(1), 300)
+        );
         // A set in the new round takes over once it exists.
         let sets = [set(1, 120, 150), set(2, 510, 520)];
         let c = plan(&sets, &pieces, Target::Latest, None).unwrap();
-        assert_eq!((c[0].set.backup_set_id, c[0].until_scn), (2, 600));
+        assert_eq!(
+            (c[0].set.backup_set_id, c[0].until_scn),
+            (BackupSetId(2), 600)
+        );
         assert_eq!(
             (c[1].set.backup_set_id, c[1].until_scn),
-            (1, 300),
+            (BackupSetId(1), 300),
             "the fallback"
         );
         // SCN 400 is in the gap: refused, naming what each set reaches.
@@ -251,17 +259,25 @@ mod tests {
     /// every set that holds the target, newest first.
     #[test]
     fn an_older_set_is_the_fallback_for_the_same_target() {
-        let pieces = [piece(1, 1, &[(100, 1000)], &[(400, 10), (1000, 20)])];
+        let pieces = [piece(
+            RoundId(1),
+            1,
+            &[(100, 1000)],
+            &[(400, 10), (1000, 20)],
+        )];
         let sets = [set(1, 100, 150), set(2, 300, 350), set(3, 900, 950)];
         let c = plan(&sets, &pieces, Target::Scn(500), None).unwrap();
-        let ids: Vec<u64> = c.iter().map(|c| c.set.backup_set_id).collect();
+        let ids: Vec<u64> = c.iter().map(|c| c.set.backup_set_id.0).collect();
         assert_eq!(ids, vec![2, 1]);
         assert!(c.iter().all(|c| c.until_scn == 500));
         // A point in time: the last checkpoint at or before it, per set.
         let c = plan(&sets, &pieces, Target::Time(15), None).unwrap();
-        assert_eq!((c[0].set.backup_set_id, c[0].until_scn), (2, 400));
+        assert_eq!(
+            (c[0].set.backup_set_id, c[0].until_scn),
+            (BackupSetId(2), 400)
+        );
         // --backup-set narrows the choice.
-        let c = plan(&sets, &pieces, Target::Latest, Some(1)).unwrap();
+        let c = plan(&sets, &pieces, Target::Latest, Some(BackupSetId(1))).unwrap();
         assert_eq!((c.len(), c[0].until_scn), (1, 1000));
     }
 
@@ -269,11 +285,11 @@ mod tests {
     /// after it (or none at all). It restores to exactly that point.
     #[test]
     fn an_idle_tenants_set_restores_to_its_own_point() {
-        let pieces = [piece(1, 0, &[(0, 100)], &[(100, 10)])];
+        let pieces = [piece(RoundId(1), 0, &[(0, 100)], &[(100, 10)])];
         let sets = [set(1, 100, 100)];
         let c = plan(&sets, &pieces, Target::Latest, None).unwrap();
         assert_eq!(c[0].until_scn, 100);
-        let mut empty = piece(1, 0, &[], &[(100, 10)]);
+        let mut empty = piece(RoundId(1), 0, &[], &[(100, 10)]);
         empty.start_scn = 100;
         empty.checkpoint_scn = 100;
         let c = plan(&sets, &[empty], Target::Latest, None).unwrap();

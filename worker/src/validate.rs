@@ -1,6 +1,7 @@
 //! Validation: re-read a backup set or a piece from a destination and check every
 //! checksum, naming each bad object (`VALIDATE BACKUPSET` semantics).
 
+use backstop_common::{BackupSetId, PieceId, RoundId};
 use std::collections::{BTreeSet, HashMap};
 
 use backstop_common::layout;
@@ -28,7 +29,7 @@ pub struct Validation {
 /// Checks every object and block a set references (including base-set objects).
 pub async fn validate_set(
     store: &TenantStore,
-    set_id: u64,
+    set_id: BackupSetId,
     cancel: &CancellationToken,
 ) -> Result<Validation> {
     let m = match read_set_manifest(store, set_id, cancel).await {
@@ -92,8 +93,8 @@ pub async fn validate_set(
 /// Checks every log object of a piece.
 pub async fn validate_piece(
     store: &TenantStore,
-    round_id: u64,
-    piece_id: u64,
+    round_id: RoundId,
+    piece_id: PieceId,
     cancel: &CancellationToken,
 ) -> Result<Validation> {
     let dir = layout::piece_dir(round_id, piece_id);

@@ -7,6 +7,7 @@
 //! The catalog is filled through the metadata service's own commands (tenants, an
 //! archive round per tenant, piece switches committed as archive checkpoints).
 
+use backstop_common::{PieceId, RoundId, WorkerId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,7 +66,7 @@ async fn fill(
     let attempt = match node
         .write(Command::Work(WorkCommand::AssignTask {
             task_id: task,
-            worker_id: 1,
+            worker_id: WorkerId(1),
         }))
         .await?
     {
@@ -75,23 +76,23 @@ async fn fill(
     for p in 1..=pieces {
         let scn = p * 1_000_000;
         let progress = ArchiveProgress {
-            round_id: 1,
-            piece_id: p,
+            round_id: RoundId(1),
+            piece_id: PieceId(p),
             checkpoint_scn: Scn(scn),
             input_bytes: 1_000_000,
             output_bytes: 400_000,
             lag_ms: 5,
             switch_to: (p < pieces).then_some(PieceSpec {
-                piece_id: p + 1,
+                piece_id: PieceId(p + 1),
                 start_scn: Scn(scn),
                 create_time_ms: 0,
             }),
-            frozen_piece: (p > 1).then_some(p - 1),
+            frozen_piece: (p > 1).then_some(PieceId(p - 1)),
         };
         node.write(Command::Work(WorkCommand::ArchiveCheckpoint {
             task_id: task,
             attempt,
-            worker_id: 1,
+            worker_id: WorkerId(1),
             progress,
         }))
         .await?;
@@ -123,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     node.write(Command::Work(WorkCommand::RegisterWorker {
-        worker_id: 1,
+        worker_id: WorkerId(1),
         addr: "bench".into(),
         slots: 1,
         tenants: vec![],

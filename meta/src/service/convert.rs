@@ -1,6 +1,7 @@
 //! Catalog records to protobuf messages. Destinations are shown without secrets.
 
 use backstop_common::BackupDest;
+use backstop_common::CopyId;
 use backstop_proto::meta as pb;
 
 use crate::state::{
@@ -17,7 +18,7 @@ pub fn shown_dest(uri: &str) -> String {
 pub fn round(r: &RoundRecord) -> pb::ArchiveRound {
     pb::ArchiveRound {
         tenant_id: r.tenant_id.0,
-        round_id: r.round_id,
+        round_id: r.round_id.0,
         status: r.status.as_str().to_string(),
         start_scn: r.start_scn.0,
         checkpoint_scn: r.checkpoint_scn.0,
@@ -37,9 +38,9 @@ pub fn round(r: &RoundRecord) -> pb::ArchiveRound {
 pub fn piece((p, incarnation): &(PieceRecord, u64)) -> pb::Piece {
     pb::Piece {
         tenant_id: p.tenant_id.0,
-        round_id: p.round_id,
-        backup_piece_id: p.piece_id,
-        copy_id: p.copy_id,
+        round_id: p.round_id.0,
+        backup_piece_id: p.piece_id.0,
+        copy_id: p.copy_id.0,
         start_scn: p.start_scn.0,
         checkpoint_scn: p.checkpoint_scn.0,
         max_scn: p.max_scn.map(|s| s.0),
@@ -56,10 +57,10 @@ pub fn piece((p, incarnation): &(PieceRecord, u64)) -> pb::Piece {
 pub fn set(s: &BackupSetRecord) -> pb::BackupSet {
     pb::BackupSet {
         tenant_id: s.tenant_id.0,
-        backup_set_id: s.backup_set_id,
-        copy_id: s.copy_id,
+        backup_set_id: s.backup_set_id.0,
+        copy_id: s.copy_id.0,
         backup_type: s.backup_type.letter().to_string(),
-        base_set_id: s.base_set_id,
+        base_set_id: s.base_set_id.map(|v| v.0),
         status: s.status.as_str().to_string(),
         file_status: s.file_status.clone(),
         start_replay_scn: s.start_replay_scn.0,
@@ -87,11 +88,11 @@ pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
             (d + task.bytes_done, t + task.bytes_total)
         });
     let (job_type, backup_set_id, round_id) = match &j.kind {
-        JobKind::Archive { round_id } => ("ARCHIVE", 0, *round_id),
-        JobKind::Backup { backup_set_id, .. } => ("BACKUP", *backup_set_id, 0),
-        JobKind::Validate { backup_set_id } => ("VALIDATE", *backup_set_id, 0),
+        JobKind::Archive { round_id } => ("ARCHIVE", 0, round_id.0),
+        JobKind::Backup { backup_set_id, .. } => ("BACKUP", backup_set_id.0, 0),
+        JobKind::Validate { backup_set_id } => ("VALIDATE", backup_set_id.0, 0),
         JobKind::Restore { .. } => ("RESTORE", 0, 0),
-        JobKind::SetCopy { backup_set_id, .. } => ("BACKUP_BACKUPSET", *backup_set_id, 0),
+        JobKind::SetCopy { backup_set_id, .. } => ("BACKUP_BACKUPSET", backup_set_id.0, 0),
         JobKind::PieceCopy { .. } => ("BACKUP_BACKUPPIECE", 0, 0),
         JobKind::ArchiveCopy { .. } => ("BACKUP_ARCHIVELOG", 0, 0),
         JobKind::Cleaner => ("CLEAN", 0, 0),
@@ -126,7 +127,7 @@ pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
             *backup_piece_id,
         ),
         JobKind::ArchiveCopy { copy_id } => (*copy_id, String::new(), -1, "", 0),
-        _ => (0, String::new(), -1, "", 0),
+        _ => (CopyId(0), String::new(), -1, "", 0),
     };
     let incarnation = match &j.kind {
         JobKind::Archive { round_id } => state
@@ -139,7 +140,7 @@ pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
         | JobKind::SetCopy { backup_set_id, .. } => state
             .work
             .sets
-            .get(&(j.tenant_id, *backup_set_id, 0))
+            .get(&(j.tenant_id, *backup_set_id, CopyId(0)))
             .map(|s| s.dest.incarnation),
         _ => None,
     }
@@ -147,7 +148,7 @@ pub fn job(state: &MetaState, j: &JobRecord) -> pb::Job {
     .unwrap_or(1);
     pb::Job {
         incarnation,
-        copy_id,
+        copy_id: copy_id.0,
         backup_dest,
         max_backup_times,
         copy_type: copy_type.to_string(),
@@ -176,15 +177,15 @@ pub fn task(state: &MetaState, t: &TaskRecord) -> pb::Task {
             copy_id,
             dst,
             ..
-        } => (*backup_set_id, *copy_id, 0, 0, shown_dest(&dst.uri)),
+        } => (backup_set_id.0, copy_id.0, 0, 0, shown_dest(&dst.uri)),
         TaskSpec::CopyPiece {
             round_id,
             piece_id,
             copy_id,
             dst,
             ..
-        } => (0, *copy_id, *round_id, *piece_id, shown_dest(&dst.uri)),
-        TaskSpec::ArchiveCopy { copy_id, dst, .. } => (0, *copy_id, 0, 0, shown_dest(&dst.uri)),
+        } => (0, copy_id.0, round_id.0, piece_id.0, shown_dest(&dst.uri)),
+        TaskSpec::ArchiveCopy { copy_id, dst, .. } => (0, copy_id.0, 0, 0, shown_dest(&dst.uri)),
         TaskSpec::BackupCopy {
             backup_set_id,
             dest,
@@ -198,19 +199,19 @@ pub fn task(state: &MetaState, t: &TaskRecord) -> pb::Task {
         | TaskSpec::ValidateSet {
             backup_set_id,
             dest,
-        } => (*backup_set_id, 0, 0, 0, shown_dest(&dest.uri)),
-        TaskSpec::Archive { dest, round_id, .. } => (0, 0, *round_id, 0, shown_dest(&dest.uri)),
+        } => (backup_set_id.0, 0, 0, 0, shown_dest(&dest.uri)),
+        TaskSpec::Archive { dest, round_id, .. } => (0, 0, round_id.0, 0, shown_dest(&dest.uri)),
         TaskSpec::Clean { dest, .. } => (0, 0, 0, 0, shown_dest(&dest.uri)),
         _ => (0, 0, 0, 0, String::new()),
     };
     pb::Task {
-        task_id: t.task_id,
+        task_id: t.task_id.0,
         job_id: t.job_id.0,
         tenant_id: t.tenant_id.0,
         task_type: t.spec.kind().to_string(),
         status: t.status.as_str().to_string(),
         attempt: t.attempt,
-        worker_id: t.worker_id,
+        worker_id: t.worker_id.map(|v| v.0),
         worker_addr: t
             .worker_id
             .and_then(|w| state.work.workers.get(&w))
@@ -233,9 +234,9 @@ pub fn task(state: &MetaState, t: &TaskRecord) -> pb::Task {
 pub fn archive_copy(c: &crate::state::ArchiveCopyRecord) -> pb::ArchiveCopy {
     pb::ArchiveCopy {
         tenant_id: c.tenant_id.0,
-        copy_id: c.copy_id,
+        copy_id: c.copy_id.0,
         status: c.status.as_str().to_string(),
-        round_id: c.round_id,
+        round_id: c.round_id.0,
         start_scn: c.start_scn.0,
         checkpoint_scn: c.checkpoint_scn.0,
         start_time_ms: c.start_time_ms,
@@ -284,7 +285,7 @@ pub fn policy(state: &MetaState, p: &crate::state::PolicyRecord) -> pb::Policy {
 /// Worker to message.
 pub fn worker(state: &MetaState, w: &WorkerRecord) -> pb::Worker {
     pb::Worker {
-        worker_id: w.worker_id,
+        worker_id: w.worker_id.0,
         addr: w.addr.clone(),
         slots: w.slots,
         tenants: w.tenants.clone(),

@@ -5,6 +5,7 @@
 //! every RPC in one `impl` block, one short method per RPC (decode, validate, propose,
 //! encode). Their shared steps are the helpers above it; conversions are `convert.rs`.
 
+use backstop_common::{BackupSetId, CopyId};
 use std::sync::Arc;
 
 use backstop_common::Code;
@@ -522,7 +523,7 @@ impl MetaService for MetaSvc {
         let id = req.backup_set_id;
         self.run_per_tenant(&req.tenant_name, |tenant| WorkCommand::StartValidate {
             tenant,
-            backup_set_id: id,
+            backup_set_id: BackupSetId(id),
         })
         .await
     }
@@ -567,7 +568,7 @@ impl MetaService for MetaSvc {
             dest,
             to: req.to.trim().to_string(),
             until_scn: req.until_scn,
-            backup_set: req.backup_set_id,
+            backup_set: req.backup_set_id.map(BackupSetId),
             options: backstop_common::task::RestoreOptions {
                 until_time_ms: req.until_time_ms,
                 incarnation: req.incarnation,
@@ -707,14 +708,14 @@ impl MetaService for MetaSvc {
                 };
                 WorkCommand::StartValidateCopy {
                     tenant,
-                    backup_set_id: req.id,
-                    copy_id: req.copy_id,
+                    backup_set_id: BackupSetId(req.id),
+                    copy_id: CopyId(req.copy_id),
                 }
             }
             BackupVerb::DeleteBackupset => WorkCommand::DeleteBackupSet {
                 tenants,
-                backup_set_id: req.id,
-                copy_id: req.copy_id,
+                backup_set_id: BackupSetId(req.id),
+                copy_id: CopyId(req.copy_id),
             },
             BackupVerb::Unspecified => {
                 return Err(MetaError::invalid(format!(

@@ -2,6 +2,7 @@
 //! heartbeat need the leader's soft state, so a follower answers `OB_NOT_MASTER`
 //! with the leader's address; reports are plain writes and may go anywhere.
 
+use backstop_common::{TaskId, WorkerId};
 use std::sync::Arc;
 
 use backstop_common::Code;
@@ -102,7 +103,7 @@ impl WorkerService for WorkerSvc {
         }
         self.node
             .write(Command::Work(WorkCommand::RegisterWorker {
-                worker_id: req.worker_id,
+                worker_id: WorkerId(req.worker_id),
                 addr: req.addr,
                 slots: req.slots.min(256),
                 tenants: req.tenants,
@@ -125,8 +126,8 @@ impl WorkerService for WorkerSvc {
             .node
             .read_local(|s| {
                 (
-                    s.assignable_tasks(req.worker_id),
-                    s.work.workers.contains_key(&req.worker_id),
+                    s.assignable_tasks(WorkerId(req.worker_id)),
+                    s.work.workers.contains_key(&WorkerId(req.worker_id)),
                 )
             })
             .await;
@@ -141,13 +142,18 @@ impl WorkerService for WorkerSvc {
         for task_id in candidates.into_iter().take(req.free_slots as usize) {
             let cmd = Command::Work(WorkCommand::AssignTask {
                 task_id,
-                worker_id: req.worker_id,
+                worker_id: WorkerId(req.worker_id),
             });
             match self.node.write(cmd).await {
                 Ok(Reply::Assigned(a)) => {
                     self.node
                         .leases()
-                        .grant(a.task_id, a.attempt, req.worker_id, self.node.task_lease())
+                        .grant(
+                            a.task_id,
+                            a.attempt,
+                            WorkerId(req.worker_id),
+                            self.node.task_lease(),
+                        )
                         .await;
                     assignments.push(encode(&*a).map_err(|e| MetaError::internal(e.to_string()))?);
                 }
@@ -177,12 +183,12 @@ impl WorkerService for WorkerSvc {
             req.tasks
                 .iter()
                 .map(|p| {
-                    let Some(t) = s.work.tasks.get(&p.task_id) else {
+                    let Some(t) = s.work.tasks.get(&TaskId(p.task_id)) else {
                         return (false, None);
                     };
                     let current = t.status == TaskStatus::Running
                         && t.attempt == p.attempt
-                        && t.worker_id == Some(worker_id);
+                        && t.worker_id == Some(WorkerId(worker_id));
                     let stopping = s.work.jobs.get(&t.job_id).is_some_and(|j| match j.kind {
                         JobKind::Archive { round_id } => s
                             .work
@@ -191,7 +197,7 @@ impl WorkerService for WorkerSvc {
                             .is_some_and(|r| r.status == RoundStatus::Stopping),
                         _ => false,
                     });
-                    let control = match s.task_control(p.task_id) {
+                    let control = match s.task_control(TaskId(p.task_id)) {
                         Some(Control::Checkpoint) | None if stopping => Some(Control::Stop),
                         c => c,
                     };
@@ -206,9 +212,9 @@ impl WorkerService for WorkerSvc {
                 .node
                 .leases()
                 .heartbeat(
-                    p.task_id,
+                    TaskId(p.task_id),
                     p.attempt,
-                    req.worker_id,
+                    WorkerId(req.worker_id),
                     *current,
                     (p.bytes_done, p.bytes_total),
                     lease,
@@ -267,9 +273,9 @@ impl WorkerService for WorkerSvc {
             decode(&req.progress).map_err(|e| bad_payload("archive progress", e))?;
         self.node
             .write(Command::Work(WorkCommand::ArchiveCheckpoint {
-                task_id: req.task_id,
+                task_id: TaskId(req.task_id),
                 attempt: req.attempt,
-                worker_id: req.worker_id,
+                worker_id: WorkerId(req.worker_id),
                 progress,
             }))
             .await?;
@@ -285,9 +291,9 @@ impl WorkerService for WorkerSvc {
             decode(&req.progress).map_err(|e| bad_payload("copy progress", e))?;
         self.node
             .write(Command::Work(WorkCommand::CopyCheckpoint {
-                task_id: req.task_id,
+                task_id: TaskId(req.task_id),
                 attempt: req.attempt,
-                worker_id: req.worker_id,
+                worker_id: WorkerId(req.worker_id),
                 progress,
             }))
             .await?;
@@ -303,9 +309,9 @@ impl WorkerService for WorkerSvc {
             decode(&req.outcome).map_err(|e| bad_payload("task outcome", e))?;
         self.node
             .write(Command::Work(WorkCommand::CompleteTask {
-                task_id: req.task_id,
+                task_id: TaskId(req.task_id),
                 attempt: req.attempt,
-                worker_id: req.worker_id,
+                worker_id: WorkerId(req.worker_id),
                 outcome,
             }))
             .await?;

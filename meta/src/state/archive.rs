@@ -19,6 +19,7 @@
 use backstop_common::option::DEFAULT_CHECKPOINT_INTERVAL;
 use backstop_common::task::{ArchiveProgress, PieceSpec, TaskOutcome, TaskSpec};
 use backstop_common::{Code, Scn, TenantId};
+use backstop_common::{CopyId, PieceId, RoundId, TaskId, WorkerId};
 
 use super::records::{
     JobKind, PieceRecord, PieceStatus, RoundRecord, RoundStatus, TaskRecord, TaskStatus,
@@ -31,7 +32,7 @@ impl MetaState {
     pub fn current_round(&self, tenant: TenantId) -> Option<&RoundRecord> {
         self.work
             .rounds
-            .range((tenant, 0)..=(tenant, u64::MAX))
+            .range((tenant, RoundId::MIN)..=(tenant, RoundId::MAX))
             .next_back()
             .map(|(_, r)| r)
     }
@@ -64,7 +65,9 @@ impl MetaState {
             .get(&tenant_id)
             .map(|t| t.source.clone())
             .unwrap_or_default();
-        let round_id = self.current_round(tenant_id).map_or(1, |r| r.round_id + 1);
+        let round_id = self
+            .current_round(tenant_id)
+            .map_or(RoundId(1), |r| r.round_id.next());
         let job_id = self.new_job(tenant_id, JobKind::Archive { round_id }, now);
         let switch_ms = option.log_archive_piece_switch_interval.as_millis() as u64;
         let checkpoint_ms = option
@@ -73,7 +76,7 @@ impl MetaState {
             .as_millis() as u64;
         let piece_id = if switch_ms == 0 { 0 } else { 1 };
         let piece = PieceSpec {
-            piece_id,
+            piece_id: PieceId(piece_id),
             start_scn: Scn(0),
             create_time_ms: now,
         };
@@ -113,12 +116,12 @@ impl MetaState {
             },
         );
         self.work.pieces.insert(
-            (tenant_id, round_id, piece_id, 0),
+            (tenant_id, round_id, PieceId(piece_id), CopyId(0)),
             PieceRecord {
                 tenant_id,
                 round_id,
-                piece_id,
-                copy_id: 0,
+                piece_id: PieceId(piece_id),
+                copy_id: CopyId(0),
                 start_scn: Scn(0),
                 checkpoint_scn: Scn(0),
                 max_scn: None,
@@ -135,7 +138,7 @@ impl MetaState {
                 Touched::Job(job_id),
                 Touched::Task(task_id),
                 Touched::Round(tenant_id, round_id),
-                Touched::Piece(tenant_id, round_id, piece_id, 0),
+                Touched::Piece(tenant_id, round_id, PieceId(piece_id), CopyId(0)),
             ],
         ))
     }
@@ -189,7 +192,7 @@ impl MetaState {
     pub(super) fn close_round(
         &mut self,
         tenant_id: TenantId,
-        round_id: u64,
+        round_id: RoundId,
         now: u64,
     ) -> Vec<Touched> {
         let mut touched = vec![Touched::Round(tenant_id, round_id)];
@@ -203,13 +206,16 @@ impl MetaState {
         for p in self
             .work
             .pieces
-            .range_mut((tenant_id, round_id, 0, 0)..=(tenant_id, round_id, u64::MAX, u64::MAX))
+            .range_mut(
+                (tenant_id, round_id, PieceId::MIN, CopyId::MIN)
+                    ..=(tenant_id, round_id, PieceId::MAX, CopyId::MAX),
+            )
             .map(|(_, p)| p)
-            .filter(|p| p.copy_id == 0 && p.status != PieceStatus::Frozen)
+            .filter(|p| p.copy_id == CopyId(0) && p.status != PieceStatus::Frozen)
         {
             p.status = PieceStatus::Frozen;
             p.max_scn = Some(p.checkpoint_scn);
-            touched.push(Touched::Piece(tenant_id, round_id, p.piece_id, 0));
+            touched.push(Touched::Piece(tenant_id, round_id, p.piece_id, CopyId(0)));
         }
         // A backup waiting for log this round will now never archive fails.
         touched.extend(self.settle_waiting_backups(tenant_id, now));
@@ -218,9 +224,9 @@ impl MetaState {
 
     pub(super) fn archive_checkpoint(
         &mut self,
-        task_id: u64,
+        task_id: TaskId,
         attempt: u32,
-        worker_id: u64,
+        worker_id: WorkerId,
         p: &ArchiveProgress,
         now: u64,
     ) -> Outcome {
@@ -235,7 +241,7 @@ impl MetaState {
         let active = self
             .work
             .pieces
-            .get(&(tenant_id, p.round_id, p.piece_id, 0))
+            .get(&(tenant_id, p.round_id, p.piece_id, CopyId(0)))
             .map(|x| x.status);
         if active != Some(PieceStatus::Active) {
             return Err(refuse(
@@ -247,7 +253,7 @@ impl MetaState {
             && self
                 .work
                 .pieces
-                .contains_key(&(tenant_id, p.round_id, next.piece_id, 0))
+                .contains_key(&(tenant_id, p.round_id, next.piece_id, CopyId(0)))
         {
             return Err(refuse(
                 Code::InvalidArgument,
@@ -288,14 +294,14 @@ impl MetaState {
         round.lag_ms = p.lag_ms;
         let round_start = round.start_scn;
         let round_id = p.round_id;
-        let pkey = (tenant_id, round_id, p.piece_id, 0);
+        let pkey = (tenant_id, round_id, p.piece_id, CopyId(0));
         if let Some(piece) = self.work.pieces.get_mut(&pkey) {
             if first {
                 piece.start_scn = round_start;
             }
             piece.checkpoint_scn = p.checkpoint_scn;
             piece.checkpoint_time_ms = now;
-            touched.push(Touched::Piece(tenant_id, round_id, p.piece_id, 0));
+            touched.push(Touched::Piece(tenant_id, round_id, p.piece_id, CopyId(0)));
         }
         if let Some(next) = &p.switch_to {
             if let Some(piece) = self.work.pieces.get_mut(&pkey) {
@@ -309,12 +315,12 @@ impl MetaState {
                 .map(|x| x.backup_dest.clone())
                 .unwrap_or_default();
             self.work.pieces.insert(
-                (tenant_id, round_id, next.piece_id, 0),
+                (tenant_id, round_id, next.piece_id, CopyId(0)),
                 PieceRecord {
                     tenant_id,
                     round_id,
                     piece_id: next.piece_id,
-                    copy_id: 0,
+                    copy_id: CopyId(0),
                     start_scn: p.checkpoint_scn,
                     checkpoint_scn: p.checkpoint_scn,
                     max_scn: None,
@@ -325,14 +331,22 @@ impl MetaState {
                     backup_dest: root,
                 },
             );
-            touched.push(Touched::Piece(tenant_id, round_id, next.piece_id, 0));
+            touched.push(Touched::Piece(
+                tenant_id,
+                round_id,
+                next.piece_id,
+                CopyId(0),
+            ));
         }
         if let Some(frozen) = p.frozen_piece
-            && let Some(piece) = self.work.pieces.get_mut(&(tenant_id, round_id, frozen, 0))
+            && let Some(piece) = self
+                .work
+                .pieces
+                .get_mut(&(tenant_id, round_id, frozen, CopyId(0)))
             && piece.status == PieceStatus::Freezing
         {
             piece.status = PieceStatus::Frozen;
-            touched.push(Touched::Piece(tenant_id, round_id, frozen, 0));
+            touched.push(Touched::Piece(tenant_id, round_id, frozen, CopyId(0)));
         }
         if let Some(t) = self.work.tasks.get_mut(&task_id) {
             t.bytes_done += p.input_bytes;

@@ -2,6 +2,7 @@
 
 use backstop_common::task::TaskOutcome;
 use backstop_common::{Code, Scn};
+use backstop_common::{CopyId, PieceId, RoundId, WorkerId};
 
 use crate::command::WorkCommand;
 use crate::state::test_support::*;
@@ -16,13 +17,13 @@ fn stop_backup_archivelog_pauses_and_start_resumes_one_follower_at_a_time() {
         tenants: vec![],
     };
     ok(work(&mut s, start.clone()));
-    let c = &s.work.archive_copies[&(TenantId(1001), 1)];
+    let c = &s.work.archive_copies[&(TenantId(1001), CopyId(1))];
     assert_eq!(c.status, CopyArchiveStatus::Doing);
-    let task = s.assignable_tasks(2)[0];
-    let attempt = assign(&mut s, task, 2);
+    let task = s.assignable_tasks(WorkerId(2))[0];
+    let attempt = assign(&mut s, task, WorkerId(2));
     let progress = backstop_common::task::CopyProgress {
-        round_id: 1,
-        piece_id: 0,
+        round_id: RoundId(1),
+        piece_id: PieceId(0),
         start_scn: Scn(100),
         checkpoint_scn: Scn(150),
         frozen: false,
@@ -34,12 +35,12 @@ fn stop_backup_archivelog_pauses_and_start_resumes_one_follower_at_a_time() {
         WorkCommand::CopyCheckpoint {
             task_id: task,
             attempt,
-            worker_id: 2,
+            worker_id: WorkerId(2),
             progress,
         },
     ));
     assert_eq!(
-        s.work.pieces[&(TenantId(1001), 1, 0, 1)].checkpoint_scn,
+        s.work.pieces[&(TenantId(1001), RoundId(1), PieceId(0), CopyId(1))].checkpoint_scn,
         Scn(150)
     );
     ok(work(
@@ -50,23 +51,23 @@ fn stop_backup_archivelog_pauses_and_start_resumes_one_follower_at_a_time() {
         },
     ));
     assert_eq!(
-        s.work.archive_copies[&(TenantId(1001), 1)].status,
+        s.work.archive_copies[&(TenantId(1001), CopyId(1))].status,
         CopyArchiveStatus::Paused
     );
     assert_eq!(s.task_control(task), Some(Control::Stop));
     // START while the old follower is still finishing: the new one waits for it.
     ok(work(&mut s, start));
-    assert!(s.assignable_tasks(2).is_empty());
+    assert!(s.assignable_tasks(WorkerId(2)).is_empty());
     ok(work(
         &mut s,
         WorkCommand::CompleteTask {
             task_id: task,
             attempt,
-            worker_id: 2,
+            worker_id: WorkerId(2),
             outcome: TaskOutcome::ArchiveCopyStopped,
         },
     ));
-    assert_eq!(s.assignable_tasks(2).len(), 1);
+    assert_eq!(s.assignable_tasks(WorkerId(2)).len(), 1);
     // Piece copies and the continuous copy exclude each other.
     assert_eq!(
         err(work(

@@ -2,6 +2,7 @@
 
 use backstop_common::Scn;
 use backstop_common::task::TaskOutcome;
+use backstop_common::{RoundId, TaskId, WorkerId};
 
 use crate::command::WorkCommand;
 use crate::state::test_support::*;
@@ -27,9 +28,9 @@ fn noarchivelog_stops_through_the_worker_and_freezes_pieces() {
     ok(work(
         &mut s,
         WorkCommand::CompleteTask {
-            task_id: task,
+            task_id: TaskId(task),
             attempt: 1,
-            worker_id: 1,
+            worker_id: WorkerId(1),
             outcome,
         },
     ));
@@ -51,7 +52,10 @@ fn noarchivelog_stops_through_the_worker_and_freezes_pieces() {
             tenant: "t1".into(),
         },
     ));
-    assert_eq!(s.current_round(TenantId(1001)).unwrap().round_id, 2);
+    assert_eq!(
+        s.current_round(TenantId(1001)).unwrap().round_id,
+        RoundId(2)
+    );
 }
 
 /// A `dir://` tenant whose log segments are not named by their start SCN retried its
@@ -66,16 +70,16 @@ fn a_permanent_archive_error_interrupts_the_round_after_bounded_attempts() {
             tenant: "t1".into(),
         },
     ));
-    let task = s.assignable_tasks(1)[0];
+    let task = s.assignable_tasks(WorkerId(1))[0];
     let reason = "log segments 1.log and 2.log are not contiguous";
     for attempt in 1..=MAX_ATTEMPTS {
-        assert_eq!(assign(&mut s, task, 1), attempt);
+        assert_eq!(assign(&mut s, task, WorkerId(1)), attempt);
         ok(work(
             &mut s,
             WorkCommand::CompleteTask {
                 task_id: task,
                 attempt,
-                worker_id: 1,
+                worker_id: WorkerId(1),
                 outcome: TaskOutcome::Failed {
                     reason: reason.into(),
                     retryable: false,
@@ -91,7 +95,10 @@ fn a_permanent_archive_error_interrupts_the_round_after_bounded_attempts() {
     let round = s.current_round(T1).unwrap();
     assert_eq!(round.status, RoundStatus::Interrupted);
     assert!(round.comment.contains(reason), "{}", round.comment);
-    assert!(s.assignable_tasks(1).is_empty(), "no more retries");
+    assert!(
+        s.assignable_tasks(WorkerId(1)).is_empty(),
+        "no more retries"
+    );
     // A transient error still retries without end.
     ok(work(
         &mut s,
@@ -105,15 +112,15 @@ fn a_permanent_archive_error_interrupts_the_round_after_bounded_attempts() {
             tenant: "t1".into(),
         },
     ));
-    let task = s.assignable_tasks(1)[0];
+    let task = s.assignable_tasks(WorkerId(1))[0];
     for attempt in 1..=MAX_ATTEMPTS + 2 {
-        assert_eq!(assign(&mut s, task, 1), attempt);
+        assert_eq!(assign(&mut s, task, WorkerId(1)), attempt);
         ok(work(
             &mut s,
             WorkCommand::CompleteTask {
                 task_id: task,
                 attempt,
-                worker_id: 1,
+                worker_id: WorkerId(1),
                 outcome: TaskOutcome::Failed {
                     reason: "storage: 503".into(),
                     retryable: true,

@@ -23,6 +23,7 @@
 
 use backstop_common::params::Param;
 use backstop_common::task::{BackupType, FileEntry, TaskOutcome, TaskSpec};
+use backstop_common::{BackupSetId, CopyId, TaskId};
 use backstop_common::{Code, Scn};
 
 use super::records::{
@@ -70,7 +71,7 @@ impl MetaState {
             .work
             .sets
             .values()
-            .filter(|s| s.tenant_id == tenant_id && s.copy_id == 0 && s.usable())
+            .filter(|s| s.tenant_id == tenant_id && s.copy_id == CopyId(0) && s.usable())
             // An incremental never reaches back across a RESETLOGS: its base is in the
             // tenant's current incarnation.
             .filter(|s| s.dest.incarnation == dest.incarnation)
@@ -101,8 +102,8 @@ impl MetaState {
             .keys()
             .map(|(_, id, _)| *id)
             .max()
-            .unwrap_or(0)
-            + 1;
+            .unwrap_or(BackupSetId(0))
+            .next();
         let job_id = self.new_job(
             tenant_id,
             JobKind::Backup {
@@ -122,11 +123,11 @@ impl MetaState {
             now,
         );
         self.work.sets.insert(
-            (tenant_id, backup_set_id, 0),
+            (tenant_id, backup_set_id, CopyId(0)),
             BackupSetRecord {
                 tenant_id,
                 backup_set_id,
-                copy_id: 0,
+                copy_id: CopyId(0),
                 backup_type,
                 base_set_id,
                 job_id,
@@ -150,7 +151,7 @@ impl MetaState {
             vec![
                 Touched::Job(job_id),
                 Touched::Task(task_id),
-                Touched::Set(tenant_id, backup_set_id, 0),
+                Touched::Set(tenant_id, backup_set_id, CopyId(0)),
             ],
         ))
     }
@@ -173,7 +174,12 @@ impl MetaState {
             return touched;
         };
         let tenant_id = prepare.tenant_id;
-        let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, 0)).cloned() else {
+        let Some(set) = self
+            .work
+            .sets
+            .get(&(tenant_id, backup_set_id, CopyId(0)))
+            .cloned()
+        else {
             return touched;
         };
         // A restarted backup's parts come after the earlier generations'.
@@ -216,11 +222,15 @@ impl MetaState {
             let id = self.new_task(prepare.job_id, tenant_id, spec, bytes, now);
             touched.push(Touched::Task(id));
         }
-        if let Some(s) = self.work.sets.get_mut(&(tenant_id, backup_set_id, 0)) {
+        if let Some(s) = self
+            .work
+            .sets
+            .get_mut(&(tenant_id, backup_set_id, CopyId(0)))
+        {
             s.start_replay_scn = start_replay_scn;
             s.parts = parts as u32;
             s.file_count = files.len() as u64;
-            touched.push(Touched::Set(tenant_id, backup_set_id, 0));
+            touched.push(Touched::Set(tenant_id, backup_set_id, CopyId(0)));
         }
         touched
     }
@@ -229,7 +239,7 @@ impl MetaState {
     pub(super) fn maybe_finalize(
         &mut self,
         copy: &TaskRecord,
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         now: u64,
     ) -> Vec<Touched> {
         // Only the current generation: the copy tasks after the job's last prepare.
@@ -246,7 +256,12 @@ impl MetaState {
             return Vec::new();
         }
         let tenant_id = copy.tenant_id;
-        let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, 0)).cloned() else {
+        let Some(set) = self
+            .work
+            .sets
+            .get(&(tenant_id, backup_set_id, CopyId(0)))
+            .cloned()
+        else {
             return Vec::new();
         };
         let t = self.tenants.get(&tenant_id).cloned();
@@ -276,14 +291,14 @@ impl MetaState {
     }
 
     /// The task id of the job's latest prepare (0 when none).
-    fn last_prepare(&self, job_id: backstop_common::JobId) -> u64 {
+    fn last_prepare(&self, job_id: backstop_common::JobId) -> TaskId {
         self.work
             .tasks
             .values()
             .filter(|t| t.job_id == job_id && matches!(t.spec, TaskSpec::BackupPrepare { .. }))
             .map(|t| t.task_id)
             .max()
-            .unwrap_or(0)
+            .unwrap_or(TaskId(0))
     }
 
     /// `TaskOutcome::Restart` from a data backup's copy or finalize task: the hot
@@ -335,7 +350,7 @@ impl MetaState {
         };
         let prepare = self.new_task(job.job_id, task.tenant_id, spec, 0, now);
         let mut touched = vec![Touched::Task(task.task_id), Touched::Task(prepare)];
-        let key = (task.tenant_id, backup_set_id, 0);
+        let key = (task.tenant_id, backup_set_id, CopyId(0));
         if let Some(set) = self.work.sets.get_mut(&key) {
             set.comment = format!("started again from prepare: {reason}");
             touched.push(Touched::Set(key.0, key.1, key.2));
@@ -377,10 +392,14 @@ impl MetaState {
                 TaskSpec::BackupCopy { backup_set_id, .. },
             ) => {
                 self.mark_done(task.task_id, now);
-                if let Some(set) = self.work.sets.get_mut(&(tenant_id, *backup_set_id, 0)) {
+                if let Some(set) = self
+                    .work
+                    .sets
+                    .get_mut(&(tenant_id, *backup_set_id, CopyId(0)))
+                {
                     set.input_bytes += input_bytes;
                     set.output_bytes += output_bytes;
-                    touched.push(Touched::Set(tenant_id, *backup_set_id, 0));
+                    touched.push(Touched::Set(tenant_id, *backup_set_id, CopyId(0)));
                 }
                 if !ending {
                     touched.extend(self.maybe_finalize(task, *backup_set_id, now));
@@ -397,13 +416,17 @@ impl MetaState {
                 TaskSpec::BackupFinalize { backup_set_id, .. },
             ) => {
                 self.mark_done(task.task_id, now);
-                if let Some(set) = self.work.sets.get_mut(&(tenant_id, *backup_set_id, 0)) {
+                if let Some(set) = self
+                    .work
+                    .sets
+                    .get_mut(&(tenant_id, *backup_set_id, CopyId(0)))
+                {
                     set.min_restore_scn = *min_restore_scn;
                     set.input_bytes = *input_bytes;
                     set.output_bytes = *output_bytes;
                     set.file_count = *file_count;
                     set.manifest_checksum = manifest_checksum.clone();
-                    touched.push(Touched::Set(tenant_id, *backup_set_id, 0));
+                    touched.push(Touched::Set(tenant_id, *backup_set_id, CopyId(0)));
                 }
                 // AVAILABLE only once the archive covers the set's range (now, or at a
                 // later checkpoint; see `coverage`).

@@ -1,6 +1,7 @@
 //! Unit tests of `backup.rs`.
 
 use backstop_common::task::{FileEntry, TaskOutcome, TaskSpec};
+use backstop_common::{BackupSetId, CopyId, TaskId, WorkerId};
 use backstop_common::{Code, Scn};
 
 use crate::command::{Command, WorkCommand};
@@ -57,14 +58,14 @@ fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
         },
     ));
     let run = |s: &mut MetaState, outcome: TaskOutcome| {
-        let task = s.assignable_tasks(2)[0];
-        let attempt = assign(s, task, 2);
+        let task = s.assignable_tasks(WorkerId(2))[0];
+        let attempt = assign(s, task, WorkerId(2));
         ok(work(
             s,
             WorkCommand::CompleteTask {
                 task_id: task,
                 attempt,
-                worker_id: 2,
+                worker_id: WorkerId(2),
                 outcome,
             },
         ));
@@ -82,7 +83,7 @@ fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
             files,
         },
     );
-    let copies = s.assignable_tasks(2);
+    let copies = s.assignable_tasks(WorkerId(2));
     assert_eq!(copies.len(), 4, "800 MiB in 256 MiB parts");
     for _ in copies {
         run(
@@ -106,9 +107,9 @@ fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
     // The archive is at 100: the set waits for its log up to 900.
     let set = s.work.sets.values().next().unwrap();
     assert_eq!(set.status, SetStatus::Doing);
-    assert_eq!(s.task_control(archive), Some(Control::Checkpoint));
-    ok(checkpoint(&mut s, archive, 1, 1, 900));
-    assert_eq!(s.task_control(archive), None);
+    assert_eq!(s.task_control(TaskId(archive)), Some(Control::Checkpoint));
+    ok(checkpoint(&mut s, TaskId(archive), 1, WorkerId(1), 900));
+    assert_eq!(s.task_control(TaskId(archive)), None);
     let set = s.work.sets.values().next().unwrap();
     assert_eq!(
         (set.status, set.file_status.as_str()),
@@ -131,10 +132,18 @@ fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
             incremental: true,
         },
     ));
-    let inc = s.work.sets.values().find(|x| x.backup_set_id == 2).unwrap();
+    let inc = s
+        .work
+        .sets
+        .values()
+        .find(|x| x.backup_set_id == BackupSetId(2))
+        .unwrap();
     assert_eq!(
         (inc.backup_type, inc.base_set_id),
-        (backstop_common::task::BackupType::Incremental, Some(1))
+        (
+            backstop_common::task::BackupType::Incremental,
+            Some(BackupSetId(1))
+        )
     );
 }
 
@@ -142,7 +151,7 @@ fn a_backup_runs_prepare_copy_finalize_and_an_incremental_bases_on_it() {
 fn a_finalize_that_finds_the_hot_backup_gone_starts_the_set_again_from_prepare() {
     let mut s = setup();
     let archive = start_archive(&mut s);
-    ok(checkpoint(&mut s, archive, 1, 1, 500));
+    ok(checkpoint(&mut s, TaskId(archive), 1, WorkerId(1), 500));
     start_and_prepare(&mut s, false, 100);
     copy_part(&mut s);
     let restart = |s: &mut MetaState| {
@@ -154,7 +163,7 @@ fn a_finalize_that_finds_the_hot_backup_gone_starts_the_set_again_from_prepare()
         )
     };
     restart(&mut s);
-    let set = &s.work.sets[&(T1, 1, 0)];
+    let set = &s.work.sets[&(T1, BackupSetId(1), CopyId(0))];
     assert_eq!(set.status, SetStatus::Doing);
     assert!(set.comment.contains("no hot backup"), "{}", set.comment);
     // The new prepare, then a copy whose part follows the first generation's.
@@ -180,7 +189,7 @@ fn a_finalize_that_finds_the_hot_backup_gone_starts_the_set_again_from_prepare()
     assert_eq!(parts, vec![0, 1]);
     copy_part(&mut s);
     // The finalize merges only the current generation's part.
-    let fin = s.assignable_tasks(2)[0];
+    let fin = s.assignable_tasks(WorkerId(2))[0];
     let TaskSpec::BackupFinalize {
         parts,
         start_replay_scn,
@@ -191,7 +200,10 @@ fn a_finalize_that_finds_the_hot_backup_gone_starts_the_set_again_from_prepare()
     };
     assert_eq!((parts.clone(), *start_replay_scn), (vec![(1, 1)], Scn(150)));
     finalize(&mut s, 170);
-    assert_eq!(s.work.sets[&(T1, 1, 0)].status, SetStatus::Success);
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(1), CopyId(0))].status,
+        SetStatus::Success
+    );
 }
 
 #[test]
@@ -238,8 +250,8 @@ fn a_postgresql_backup_copies_and_finalizes_where_its_prepare_ran() {
     start_archive(&mut s);
     start_and_prepare(&mut s, false, 100);
     // The prepare ran on worker 2: its copy waits for worker 2.
-    assert!(s.assignable_tasks(1).is_empty());
-    let copy = s.assignable_tasks(2)[0];
+    assert!(s.assignable_tasks(WorkerId(1)).is_empty());
+    let copy = s.assignable_tasks(WorkerId(2))[0];
     assert!(matches!(
         s.work.tasks[&copy].spec,
         TaskSpec::BackupCopy { .. }
@@ -249,14 +261,14 @@ fn a_postgresql_backup_copies_and_finalizes_where_its_prepare_ran() {
     let r = s.apply(&crate::command::Request {
         time_ms: 5_000,
         command: Command::Work(WorkCommand::RegisterWorker {
-            worker_id: 2,
+            worker_id: WorkerId(2),
             addr: "w2".into(),
             slots: 2,
             tenants: vec![],
         }),
     });
     ok(r.0);
-    assert_eq!(s.assignable_tasks(1), vec![copy]);
+    assert_eq!(s.assignable_tasks(WorkerId(1)), vec![copy]);
 }
 
 #[test]
@@ -266,8 +278,8 @@ fn a_lease_lost_where_the_postgresql_hot_backup_lives_starts_the_set_again() {
         "postgresql://bk@127.0.0.1:5432/postgres?pgdata=/a".into();
     start_archive(&mut s);
     start_and_prepare(&mut s, false, 100);
-    let copy = s.assignable_tasks(2)[0];
-    let attempt = assign(&mut s, copy, 2);
+    let copy = s.assignable_tasks(WorkerId(2))[0];
+    let attempt = assign(&mut s, copy, WorkerId(2));
     ok(work(
         &mut s,
         WorkCommand::ExpireTask {
@@ -278,14 +290,14 @@ fn a_lease_lost_where_the_postgresql_hot_backup_lives_starts_the_set_again() {
     ));
     // The copy is over; a new prepare waits for any worker.
     assert_eq!(s.work.tasks[&copy].status, TaskStatus::Failed);
-    let next = s.assignable_tasks(1);
+    let next = s.assignable_tasks(WorkerId(1));
     assert_eq!(next.len(), 1);
     assert!(matches!(
-        s.work.tasks[&next[0]].spec,
+        s.work.tasks[&TaskId(next[0].0)].spec,
         TaskSpec::BackupPrepare { .. }
     ));
     assert!(
-        s.work.sets[&(T1, 1, 0)]
+        s.work.sets[&(T1, BackupSetId(1), CopyId(0))]
             .comment
             .contains("held the hot backup")
     );

@@ -13,6 +13,7 @@
 
 use backstop_common::layout;
 use backstop_common::task::{CleanItem, TaskOutcome, TaskSpec, TenantDest};
+use backstop_common::{CopyId, PieceId, RoundId};
 use backstop_common::{JobId, TenantId};
 
 use super::dest::{dest_root, same_place};
@@ -161,7 +162,7 @@ impl MetaState {
             Some((round, piece)) => self
                 .work
                 .pieces
-                .get(&(l.dest.tenant_id, round, piece, 0))
+                .get(&(l.dest.tenant_id, RoundId(round), PieceId(piece), CopyId(0)))
                 .is_none_or(|p| p.status == PieceStatus::Frozen),
             None => true,
         }

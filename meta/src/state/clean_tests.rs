@@ -2,6 +2,7 @@
 
 use backstop_common::Scn;
 use backstop_common::task::{CleanItem, TaskOutcome, TaskSpec, TenantDest};
+use backstop_common::{BackupSetId, CopyId, WorkerId};
 
 use crate::command::WorkCommand;
 use crate::state::test_support::*;
@@ -27,7 +28,10 @@ fn a_leftover_of_a_cancelled_copy_never_deletes_a_later_complete_copy() {
     assert_eq!(s.work.leftovers.len(), 1);
     // A new copy is writing there: the cleaner leaves the leftover alone.
     ok(set_copy(&mut s, None, None, &[]));
-    assert_eq!(s.work.sets[&(TenantId(1001), 1, 1)].file_status, "COPYING");
+    assert_eq!(
+        s.work.sets[&(TenantId(1001), BackupSetId(1), CopyId(1))].file_status,
+        "COPYING"
+    );
     ok(work(&mut s, WorkCommand::StartCleaner));
     assert!(
         !s.work
@@ -46,11 +50,11 @@ fn a_leftover_of_a_cancelled_copy_never_deletes_a_later_complete_copy() {
         },
     );
     assert_eq!(
-        s.work.sets[&(TenantId(1001), 1, 1)].file_status,
+        s.work.sets[&(TenantId(1001), BackupSetId(1), CopyId(1))].file_status,
         "AVAILABLE"
     );
     ok(work(&mut s, WorkCommand::StartCleaner));
-    let clean = s.assignable_tasks(2)[0];
+    let clean = s.assignable_tasks(WorkerId(2))[0];
     match &s.work.tasks[&clean].spec {
         TaskSpec::Clean { items, .. } => {
             assert_eq!(items[0].dir, "data/backup_set_1_full");
@@ -84,8 +88,8 @@ fn no_clean_deletes_a_directory_where_a_complete_copy_lives_even_after_a_key_rot
     );
     let set = BackupSetRecord {
         tenant_id: T1,
-        backup_set_id: 1,
-        copy_id: 1,
+        backup_set_id: BackupSetId(1),
+        copy_id: CopyId(1),
         backup_type: backstop_common::task::BackupType::Full,
         base_set_id: None,
         job_id: JobId(1),
@@ -103,7 +107,7 @@ fn no_clean_deletes_a_directory_where_a_complete_copy_lives_even_after_a_key_rot
         manifest_checksum: String::new(),
         comment: String::new(),
     };
-    s.work.sets.insert((T1, 1, 1), set);
+    s.work.sets.insert((T1, BackupSetId(1), CopyId(1)), set);
     let delete = CleanItem {
         dir: "data/backup_set_1_full".into(),
         index: Some("info/backup_set_1".into()),

@@ -20,6 +20,7 @@
 //! `log_archive_checkpoint_interval`.
 
 use backstop_common::task::TaskSpec;
+use backstop_common::{BackupSetId, CopyId, RoundId};
 use backstop_common::{Scn, TenantId};
 
 use super::dest::dest_root;
@@ -51,7 +52,7 @@ impl MetaState {
         let rounds: Vec<&super::records::RoundRecord> = self
             .work
             .rounds
-            .range((tenant, 0)..=(tenant, u64::MAX))
+            .range((tenant, RoundId::MIN)..=(tenant, RoundId::MAX))
             .map(|(_, r)| r)
             .filter(same_dest)
             .collect();
@@ -123,7 +124,7 @@ impl MetaState {
 
     /// Whether a data backup finished copying and waits for its log to be archived.
     pub(crate) fn awaits_coverage(&self, set: &BackupSetRecord) -> bool {
-        set.copy_id == 0
+        set.copy_id == CopyId(0)
             && set.status == SetStatus::Doing
             && self.work.tasks.values().any(|t| {
                 t.job_id == set.job_id
@@ -146,7 +147,7 @@ impl MetaState {
 
     /// Settles every backup of `tenant` that waits for log.
     pub(crate) fn settle_waiting_backups(&mut self, tenant: TenantId, now: u64) -> Vec<Touched> {
-        let waiting: Vec<u64> = self
+        let waiting: Vec<BackupSetId> = self
             .work
             .sets
             .values()
@@ -166,10 +167,10 @@ impl MetaState {
     pub(crate) fn settle_backup(
         &mut self,
         tenant: TenantId,
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         now: u64,
     ) -> Vec<Touched> {
-        let key = (tenant, backup_set_id, 0);
+        let key = (tenant, backup_set_id, CopyId(0));
         let Some(set) = self.work.sets.get(&key).cloned() else {
             return vec![];
         };
@@ -178,7 +179,7 @@ impl MetaState {
         }
         let job_id = set.job_id;
         let job_status = self.work.jobs.get(&job_id).map(|j| j.status);
-        let mut touched = vec![Touched::Set(tenant, backup_set_id, 0)];
+        let mut touched = vec![Touched::Set(tenant, backup_set_id, CopyId(0))];
         match self.coverage(&set) {
             Coverage::Covered => {
                 if let Some(s) = self.work.sets.get_mut(&key) {

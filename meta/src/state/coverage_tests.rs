@@ -1,6 +1,7 @@
 //! Unit tests of `coverage.rs`.
 
 use backstop_common::task::TaskOutcome;
+use backstop_common::{BackupSetId, CopyId, TaskId, WorkerId};
 
 use crate::command::WorkCommand;
 use crate::state::test_support::*;
@@ -46,7 +47,7 @@ fn a_backup_whose_log_was_not_archived_fails_with_the_reason() {
         (job.status, job.result.as_deref()),
         (JobStatus::Failed, Some(LOG_COVERAGE_BROKEN))
     );
-    let set = &s.work.sets[&(T1, 1, 0)];
+    let set = &s.work.sets[&(T1, BackupSetId(1), CopyId(0))];
     assert_eq!(set.file_status, "INCOMPLETE");
 }
 
@@ -68,9 +69,9 @@ fn a_round_interrupted_while_a_set_waits_for_its_log_fails_the_backup() {
     ok(work(
         &mut s,
         WorkCommand::CompleteTask {
-            task_id: archive,
+            task_id: TaskId(archive),
             attempt: 1,
-            worker_id: 1,
+            worker_id: WorkerId(1),
             outcome: TaskOutcome::Interrupted {
                 reason: "segment 0.log was removed before it was archived".into(),
             },

@@ -18,6 +18,7 @@
 
 use backstop_common::layout;
 use backstop_common::task::CleanItem;
+use backstop_common::{BackupSetId, CopyId};
 use backstop_common::{Code, TenantId};
 
 use super::records::{FILE_DELETED, FILE_DELETING, JobKind};
@@ -29,8 +30,8 @@ impl MetaState {
     pub(crate) fn delete_backup_set(
         &mut self,
         tenants: &[String],
-        backup_set_id: u64,
-        copy_id: u64,
+        backup_set_id: BackupSetId,
+        copy_id: CopyId,
         now: u64,
     ) -> Outcome {
         let refuse = |code: Code, message: String| Err((code, message));

@@ -2,6 +2,7 @@
 
 use backstop_common::Code;
 use backstop_common::task::TaskOutcome;
+use backstop_common::{BackupSetId, CopyId, WorkerId};
 
 use crate::command::{Reply, WorkCommand};
 use crate::state::test_support::*;
@@ -19,8 +20,14 @@ fn delete_is_refused_while_a_cluster_level_copy_job_works_for_the_tenant() {
     assert!(second > inc);
     ok(set_copy(&mut s, None, None, &[]));
     assert_eq!(copy_job(&s).tenant_id, TenantId::SYS);
-    assert_eq!(err(delete_set(&mut s, 1, 1)), Code::BackupInProgress);
-    assert_eq!(err(delete_set(&mut s, 1, 0)), Code::BackupInProgress);
+    assert_eq!(
+        err(delete_set(&mut s, 1, CopyId(1))),
+        Code::BackupInProgress
+    );
+    assert_eq!(
+        err(delete_set(&mut s, 1, CopyId(0))),
+        Code::BackupInProgress
+    );
 }
 
 /// Right after a failed-over set finalized it had a scrub pending; a `DELETE
@@ -29,32 +36,35 @@ fn delete_is_refused_while_a_cluster_level_copy_job_works_for_the_tenant() {
 #[test]
 fn a_delete_is_never_swallowed_by_a_pending_scrub() {
     let mut s = with_full_backup();
-    let dest = s.work.sets[&(T1, 1, 0)].dest.clone();
+    let dest = s.work.sets[&(T1, BackupSetId(1), CopyId(0))].dest.clone();
     s.scrub_later(dest, "data/backup_set_1_full".into(), 1_000);
-    ok(delete_set(&mut s, 1, 0));
+    ok(delete_set(&mut s, 1, CopyId(0)));
     assert_eq!(s.work.leftovers.len(), 1);
     let l = s.work.leftovers.values().next().unwrap();
     assert!(!l.item.keep_referenced, "the scrub became the delete");
     assert_eq!(l.item.index.as_deref(), Some("info/backup_set_1"));
     ok(work(&mut s, WorkCommand::StartCleaner));
-    let clean = s.assignable_tasks(2)[0];
-    let items = clean_items(&s, clean);
+    let clean = s.assignable_tasks(WorkerId(2))[0];
+    let items = clean_items(&s, clean.0);
     assert!(!items[0].keep_referenced);
     assert_eq!(items[0].index.as_deref(), Some("info/backup_set_1"));
-    let attempt = assign(&mut s, clean, 2);
+    let attempt = assign(&mut s, clean, WorkerId(2));
     ok(work(
         &mut s,
         WorkCommand::CompleteTask {
             task_id: clean,
             attempt,
-            worker_id: 2,
+            worker_id: WorkerId(2),
             outcome: TaskOutcome::Cleaned {
                 deleted: 3,
                 failed: vec![],
             },
         },
     ));
-    assert_eq!(s.work.sets[&(T1, 1, 0)].file_status, "DELETED");
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(1), CopyId(0))].file_status,
+        "DELETED"
+    );
     assert!(s.work.leftovers.is_empty());
     let _ = Reply::Done;
 }

@@ -15,6 +15,7 @@
 //! (`InvalidBackupDest`), `NOT BACKED UP n TIMES` without an explicit destination
 //! (`NotSupported`), and a full id range (`BackupBackupCanNotStart`).
 
+use backstop_common::CopyId;
 use backstop_common::option::{DestOption, OptionKind};
 use backstop_common::params::Param;
 use backstop_common::task::TenantDest;
@@ -174,21 +175,25 @@ impl MetaState {
     }
 
     /// The copy id of `root` at `level`: the one already used there, or the next free.
-    pub(super) fn copy_id_for(&self, level: CopyLevel, root: &str) -> Result<u64, (Code, String)> {
+    pub(super) fn copy_id_for(
+        &self,
+        level: CopyLevel,
+        root: &str,
+    ) -> Result<CopyId, (Code, String)> {
         let (lo, hi) = level.range();
-        let mut used: Vec<(u64, String)> = Vec::new();
+        let mut used: Vec<(CopyId, String)> = Vec::new();
         used.extend(
             self.work
                 .sets
                 .values()
-                .filter(|s| s.copy_id > 0)
+                .filter(|s| s.copy_id > CopyId(0))
                 .map(|s| (s.copy_id, dest_root(&s.dest.uri))),
         );
         used.extend(
             self.work
                 .pieces
                 .values()
-                .filter(|p| p.copy_id > 0)
+                .filter(|p| p.copy_id > CopyId(0))
                 .map(|p| (p.copy_id, p.backup_dest.clone())),
         );
         used.extend(
@@ -209,19 +214,27 @@ impl MetaState {
         // One destination root has one copy_id, whatever the level of the statement
         // that names it: two copy ids at one root would be two sets of rows for the
         // same objects, and the clean of one would delete the other's data.
-        if let Some((c, _)) = used.iter().filter(|(c, _)| *c > 0).find(|(_, r)| r == root) {
+        if let Some((c, _)) = used
+            .iter()
+            .filter(|(c, _)| *c > CopyId(0))
+            .find(|(_, r)| r == root)
+        {
             return Ok(*c);
         }
-        let in_range: Vec<&(u64, String)> =
-            used.iter().filter(|(c, _)| (lo..=hi).contains(c)).collect();
-        let next = in_range.iter().map(|(c, _)| c + 1).max().unwrap_or(lo);
+        let next = used
+            .iter()
+            .map(|(c, _)| c.0)
+            .filter(|c| (lo..=hi).contains(c))
+            .map(|c| c + 1)
+            .max()
+            .unwrap_or(lo);
         if next > hi {
             return Err(refuse(
                 Code::BackupBackupCanNotStart,
                 format!("every copy_id in [{lo}, {hi}] is used"),
             ));
         }
-        Ok(next)
+        Ok(CopyId(next))
     }
 
     pub(super) fn copy_tenant_dest(&self, src: &TenantDest, uri: &str) -> TenantDest {

@@ -3,6 +3,7 @@
 use backstop_common::Code;
 use backstop_common::params::Param;
 use backstop_common::task::TaskSpec;
+use backstop_common::{BackupSetId, CopyId};
 
 use crate::command::Command;
 use crate::state::test_support::*;
@@ -16,7 +17,10 @@ fn a_tenant_level_copy_to_the_same_root_reuses_its_copy_id_and_is_a_no_op() {
     let mut s = with_full_backup();
     ok(set_copy(&mut s, None, None, &[]));
     copied(&mut s);
-    assert_eq!(s.work.sets[&(T1, 1, 1)].file_status, "AVAILABLE");
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(1), CopyId(1))].file_status,
+        "AVAILABLE"
+    );
     // Tenant level, the parameter's destination: the same root keeps copy_id 1, and the
     // set is already complete there, so the job ends at once with REACH_COPY_LIMIT.
     ok(set_copy(&mut s, None, None, &["t1"]));
@@ -36,7 +40,10 @@ fn a_tenant_level_copy_to_the_same_root_reuses_its_copy_id_and_is_a_no_op() {
         "set 1 already has its copy at this root"
     );
     assert!(
-        s.work.sets.keys().all(|(_, _, c)| *c == 0 || *c == 1),
+        s.work
+            .sets
+            .keys()
+            .all(|(_, _, c)| *c == CopyId(0) || *c == CopyId(1)),
         "no second copy id at one root: {:?}",
         s.work.sets.keys().collect::<Vec<_>>()
     );
@@ -47,7 +54,10 @@ fn a_tenant_level_copy_to_the_same_root_reuses_its_copy_id_and_is_a_no_op() {
             .all(|t| !matches!(t.spec, TaskSpec::Clean { .. })),
         "nothing was cleaned"
     );
-    assert_eq!(s.work.sets[&(T1, 1, 1)].file_status, "AVAILABLE");
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(1), CopyId(1))].file_status,
+        "AVAILABLE"
+    );
 }
 
 /// Changing `backup_dest` while archiving let new sets land at the new destination

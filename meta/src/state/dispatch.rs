@@ -18,6 +18,7 @@
 
 use backstop_common::task::{Assignment, Control, PieceSpec, TaskSpec};
 use backstop_common::{Code, JobId, TenantId};
+use backstop_common::{CopyId, PieceId, TaskId, WorkerId};
 
 use super::records::{
     CopyArchiveStatus, JobKind, JobRecord, JobStatus, MAX_ATTEMPTS, PieceRecord, PieceStatus,
@@ -32,7 +33,7 @@ pub const PG_BACKUP_PIN_MS: u64 = 15 * 60 * 1000;
 
 impl MetaState {
     /// Tasks a worker may take now, oldest first.
-    pub fn assignable_tasks(&self, worker_id: u64) -> Vec<u64> {
+    pub fn assignable_tasks(&self, worker_id: WorkerId) -> Vec<TaskId> {
         let Some(worker) = self.work.workers.get(&worker_id) else {
             return Vec::new();
         };
@@ -63,7 +64,7 @@ impl MetaState {
     /// gone. So is a pin older than [`PG_BACKUP_PIN_MS`] (a worker that died between
     /// tasks and never came back): any worker may then take the task, and a finalize
     /// that finds no backup there starts the set again (`restart_backup`).
-    pub(super) fn pinned_worker(&self, t: &TaskRecord) -> Option<u64> {
+    pub(super) fn pinned_worker(&self, t: &TaskRecord) -> Option<WorkerId> {
         if !matches!(
             t.spec,
             TaskSpec::BackupCopy { .. } | TaskSpec::BackupFinalize { .. }
@@ -115,9 +116,9 @@ impl MetaState {
         spec: TaskSpec,
         bytes_total: u64,
         now: u64,
-    ) -> u64 {
+    ) -> TaskId {
         self.work.next_task_id += 1;
-        let task_id = self.work.next_task_id;
+        let task_id = TaskId(self.work.next_task_id);
         self.work.tasks.insert(
             task_id,
             TaskRecord {
@@ -138,7 +139,7 @@ impl MetaState {
         task_id
     }
 
-    pub(super) fn assign(&mut self, task_id: u64, worker_id: u64, now: u64) -> Outcome {
+    pub(super) fn assign(&mut self, task_id: TaskId, worker_id: WorkerId, now: u64) -> Outcome {
         if !self.work.workers.contains_key(&worker_id) {
             return Err(refuse(
                 Code::EntryNotExist,
@@ -181,11 +182,11 @@ impl MetaState {
                     .work
                     .pieces
                     .range(
-                        (round.tenant_id, round.round_id, 0, 0)
-                            ..=(round.tenant_id, round.round_id, u64::MAX, u64::MAX),
+                        (round.tenant_id, round.round_id, PieceId::MIN, CopyId::MIN)
+                            ..=(round.tenant_id, round.round_id, PieceId::MAX, CopyId::MAX),
                     )
                     .map(|(_, p)| p)
-                    .filter(|p| p.copy_id == 0)
+                    .filter(|p| p.copy_id == CopyId(0))
                     .collect();
                 if let Some(active) = pieces.iter().find(|p| p.status == PieceStatus::Active) {
                     *piece = PieceSpec {
@@ -220,11 +221,11 @@ impl MetaState {
                 .work
                 .pieces
                 .range(
-                    (task.tenant_id, *round_id, 0, 0)
-                        ..=(task.tenant_id, *round_id, u64::MAX, u64::MAX),
+                    (task.tenant_id, *round_id, PieceId::MIN, CopyId::MIN)
+                        ..=(task.tenant_id, *round_id, PieceId::MAX, CopyId::MAX),
                 )
                 .map(|(_, p)| p)
-                .filter(|p| p.copy_id == 0 && p.status != PieceStatus::Frozen)
+                .filter(|p| p.copy_id == CopyId(0) && p.status != PieceStatus::Frozen)
             {
                 scrubs.push((
                     dest.clone(),
@@ -249,9 +250,9 @@ impl MetaState {
     /// Checks the fencing token of a report.
     pub(super) fn current_task(
         &self,
-        task_id: u64,
+        task_id: TaskId,
         attempt: u32,
-        worker_id: u64,
+        worker_id: WorkerId,
     ) -> Result<&TaskRecord, (Code, String)> {
         let task = self.work.tasks.get(&task_id).ok_or_else(|| {
             refuse(
@@ -270,7 +271,7 @@ impl MetaState {
 
     pub(super) fn task_failed(
         &mut self,
-        task_id: u64,
+        task_id: TaskId,
         attempt: u32,
         reason: &str,
         retryable: bool,
@@ -377,7 +378,7 @@ impl MetaState {
     }
 
     /// Whether a pending task may be handed out now.
-    pub(crate) fn task_runnable(&self, task_id: u64) -> bool {
+    pub(crate) fn task_runnable(&self, task_id: TaskId) -> bool {
         let Some(t) = self.work.tasks.get(&task_id) else {
             return false;
         };
@@ -403,7 +404,7 @@ impl MetaState {
     /// What the job of a running task wants of it now, for the heartbeat: stop
     /// (`Cancel`, `Suspend`, `Stop`), or an archive task to commit a checkpoint at once
     /// (`Checkpoint`); `None` to go on. The leader adds `Abort` for lost leases.
-    pub fn task_control(&self, task_id: u64) -> Option<Control> {
+    pub fn task_control(&self, task_id: TaskId) -> Option<Control> {
         let t = self.work.tasks.get(&task_id)?;
         let job = self.work.jobs.get(&t.job_id)?;
         match (&job.kind, job.status) {
@@ -426,7 +427,7 @@ impl MetaState {
     /// `RegisterWorker`: records (or refreshes) a worker and its slots.
     pub(super) fn register_worker(
         &mut self,
-        worker_id: u64,
+        worker_id: WorkerId,
         addr: &str,
         slots: u32,
         tenants: &[String],
@@ -445,7 +446,7 @@ impl MetaState {
 
     /// `UpdateProgress`: `(task_id, attempt, bytes_done, bytes_total)` of running
     /// attempts; entries of attempts that are no longer current are ignored.
-    pub(super) fn update_progress(&mut self, entries: &[(u64, u32, u64, u64)]) -> Vec<Touched> {
+    pub(super) fn update_progress(&mut self, entries: &[(TaskId, u32, u64, u64)]) -> Vec<Touched> {
         let mut touched = Vec::new();
         for (task_id, attempt, done, total) in entries {
             if let Some(t) = self.work.tasks.get_mut(task_id)
@@ -456,14 +457,14 @@ impl MetaState {
                 if *total > 0 {
                     t.bytes_total = *total;
                 }
-                touched.push(Touched::Task(*task_id));
+                touched.push(Touched::Task(TaskId(task_id.0)));
             }
         }
         touched
     }
 
     /// Marks a reported task done: its bytes are all done.
-    pub(super) fn mark_done(&mut self, task_id: u64, now: u64) {
+    pub(super) fn mark_done(&mut self, task_id: TaskId, now: u64) {
         if let Some(t) = self.work.tasks.get_mut(&task_id) {
             t.status = TaskStatus::Done;
             t.update_time_ms = now;
@@ -472,7 +473,7 @@ impl MetaState {
     }
 
     /// A task that stopped on its job's cancel.
-    pub(super) fn task_canceled(&mut self, task_id: u64, now: u64) {
+    pub(super) fn task_canceled(&mut self, task_id: TaskId, now: u64) {
         if let Some(t) = self.work.tasks.get_mut(&task_id) {
             t.status = TaskStatus::Canceled;
             t.update_time_ms = now;

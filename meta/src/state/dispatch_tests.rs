@@ -2,6 +2,7 @@
 
 use backstop_common::task::{TaskOutcome, TaskSpec};
 use backstop_common::{Code, Scn};
+use backstop_common::{TaskId, WorkerId};
 
 use crate::command::WorkCommand;
 use crate::state::test_support::*;
@@ -16,7 +17,7 @@ fn reports_from_stale_attempts_or_other_workers_are_refused() {
         RoundStatus::Doing
     );
     assert_eq!(
-        err(checkpoint(&mut s, task, 1, 2, 200)),
+        err(checkpoint(&mut s, TaskId(task), 1, WorkerId(2), 200)),
         Code::TaskStale,
         "wrong worker"
     );
@@ -24,14 +25,17 @@ fn reports_from_stale_attempts_or_other_workers_are_refused() {
     ok(work(
         &mut s,
         WorkCommand::ExpireTask {
-            task_id: task,
+            task_id: TaskId(task),
             attempt: 1,
             reason: "silent".into(),
         },
     ));
-    assert_eq!(assign(&mut s, task, 2), 2);
+    assert_eq!(assign(&mut s, TaskId(task), WorkerId(2)), 2);
     // The zombie attempt 1 wakes up: everything it says is refused.
-    assert_eq!(err(checkpoint(&mut s, task, 1, 1, 300)), Code::TaskStale);
+    assert_eq!(
+        err(checkpoint(&mut s, TaskId(task), 1, WorkerId(1), 300)),
+        Code::TaskStale
+    );
     let outcome = TaskOutcome::ArchiveStopped {
         checkpoint_scn: Scn(300),
     };
@@ -39,23 +43,23 @@ fn reports_from_stale_attempts_or_other_workers_are_refused() {
         err(work(
             &mut s,
             WorkCommand::CompleteTask {
-                task_id: task,
+                task_id: TaskId(task),
                 attempt: 1,
-                worker_id: 1,
+                worker_id: WorkerId(1),
                 outcome
             }
         )),
         Code::TaskStale
     );
     // Attempt 2 resumes from the committed checkpoint.
-    ok(checkpoint(&mut s, task, 2, 2, 250));
+    ok(checkpoint(&mut s, TaskId(task), 2, WorkerId(2), 250));
     assert_eq!(
         s.current_round(TenantId(1001)).unwrap().checkpoint_scn,
         Scn(250)
     );
     // A checkpoint may never move back.
     assert_eq!(
-        err(checkpoint(&mut s, task, 2, 2, 240)),
+        err(checkpoint(&mut s, TaskId(task), 2, WorkerId(2), 240)),
         Code::InvalidArgument
     );
 }
@@ -71,9 +75,9 @@ fn a_task_that_keeps_failing_fails_its_job_after_bounded_attempts() {
             incremental: false,
         },
     ));
-    let task = s.assignable_tasks(1)[0];
+    let task = s.assignable_tasks(WorkerId(1))[0];
     for attempt in 1..=MAX_ATTEMPTS {
-        assert_eq!(assign(&mut s, task, 1), attempt);
+        assert_eq!(assign(&mut s, task, WorkerId(1)), attempt);
         let outcome = TaskOutcome::Failed {
             reason: "storage: connection refused".into(),
             retryable: true,
@@ -83,7 +87,7 @@ fn a_task_that_keeps_failing_fails_its_job_after_bounded_attempts() {
             WorkCommand::CompleteTask {
                 task_id: task,
                 attempt,
-                worker_id: 1,
+                worker_id: WorkerId(1),
                 outcome,
             },
         ));
@@ -96,26 +100,26 @@ fn a_task_that_keeps_failing_fails_its_job_after_bounded_attempts() {
         .find(|j| matches!(j.kind, JobKind::Backup { .. }))
         .unwrap();
     assert_eq!(job.status, JobStatus::Cleaning);
-    let clean = s.assignable_tasks(1);
+    let clean = s.assignable_tasks(WorkerId(1));
     assert_eq!(clean.len(), 1);
     assert!(matches!(
-        s.work.tasks[&clean[0]].spec,
+        s.work.tasks[&TaskId(clean[0].0)].spec,
         TaskSpec::Clean { .. }
     ));
-    let attempt = assign(&mut s, clean[0], 1);
+    let attempt = assign(&mut s, TaskId(clean[0].0), WorkerId(1));
     ok(work(
         &mut s,
         WorkCommand::CompleteTask {
-            task_id: clean[0],
+            task_id: TaskId(clean[0].0),
             attempt,
-            worker_id: 1,
+            worker_id: WorkerId(1),
             outcome: TaskOutcome::Cleaned {
                 deleted: 3,
                 failed: vec![],
             },
         },
     ));
-    assert!(s.assignable_tasks(1).is_empty());
+    assert!(s.assignable_tasks(WorkerId(1)).is_empty());
     let job = s
         .work
         .jobs

@@ -22,6 +22,7 @@
 
 use backstop_common::layout;
 use backstop_common::task::{CleanItem, TaskSpec, TenantDest};
+use backstop_common::{BackupSetId, CopyId, PieceId, RoundId};
 use backstop_common::{Code, JobId, TenantId};
 
 use super::records::{JobKind, JobStatus, RoundStatus, SetStatus, TaskRecord, TaskStatus};
@@ -55,12 +56,12 @@ impl MetaState {
         }
         match kind {
             JobKind::Backup { backup_set_id, .. } => {
-                if let Some(set) = self.work.sets.get_mut(&(tenant, backup_set_id, 0)) {
+                if let Some(set) = self.work.sets.get_mut(&(tenant, backup_set_id, CopyId(0))) {
                     set.status = SetStatus::Failed;
                     set.file_status = "INCOMPLETE".to_string();
                     set.comment = reason.to_string();
                     set.end_time_ms = now;
-                    touched.push(Touched::Set(tenant, backup_set_id, 0));
+                    touched.push(Touched::Set(tenant, backup_set_id, CopyId(0)));
                 }
             }
             JobKind::Archive { round_id } => {
@@ -160,7 +161,10 @@ impl MetaState {
             };
         match &job.kind {
             JobKind::Backup { backup_set_id, .. } => {
-                if let Some(s) = self.work.sets.get(&(job.tenant_id, *backup_set_id, 0))
+                if let Some(s) = self
+                    .work
+                    .sets
+                    .get(&(job.tenant_id, *backup_set_id, CopyId(0)))
                     && s.status != SetStatus::Success
                 {
                     add(
@@ -286,22 +290,24 @@ impl MetaState {
             t.update_time_ms = now;
             touched.push(Touched::Task(t.task_id));
         }
-        let mut incomplete: Vec<(TenantId, u64, u64)> = Vec::new();
+        let mut incomplete: Vec<(TenantId, BackupSetId, CopyId)> = Vec::new();
         match &kind {
-            JobKind::Backup { backup_set_id, .. } => incomplete.push((tenant, *backup_set_id, 0)),
+            JobKind::Backup { backup_set_id, .. } => {
+                incomplete.push((tenant, *backup_set_id, CopyId(0)))
+            }
             JobKind::SetCopy { .. } => incomplete.extend(
                 self.work
                     .sets
                     .values()
-                    .filter(|s| s.job_id == job_id && s.copy_id > 0)
+                    .filter(|s| s.job_id == job_id && s.copy_id > CopyId(0))
                     .map(|s| (s.tenant_id, s.backup_set_id, s.copy_id)),
             ),
             JobKind::PieceCopy { .. } => {
-                let keys: Vec<(TenantId, u64, u64, u64)> = self
+                let keys: Vec<(TenantId, RoundId, PieceId, CopyId)> = self
                     .work
                     .pieces
                     .iter()
-                    .filter(|(_, p)| p.copy_id > 0 && p.file_status == "COPYING")
+                    .filter(|(_, p)| p.copy_id > CopyId(0) && p.file_status == "COPYING")
                     .filter(|((t, r, pc, c), _)| {
                         self.work.tasks.values().any(|task| {
                             task.job_id == job_id

@@ -2,6 +2,7 @@
 
 use backstop_common::Scn;
 use backstop_common::task::{FileEntry, TaskOutcome, TaskSpec};
+use backstop_common::{BackupSetId, CopyId, TaskId, WorkerId};
 
 use crate::command::{Reply, WorkCommand};
 use crate::state::test_support::*;
@@ -13,12 +14,12 @@ fn cancel_stops_running_copies_cleans_and_moves_the_job_to_history() {
     let mut s = with_full_backup();
     let (task, attempt, cancel) = copy_then_cancel(&mut s);
     assert_eq!(copy_job(&s).status, JobStatus::Canceling);
-    assert_eq!(s.task_control(task), Some(Control::Cancel));
+    assert_eq!(s.task_control(TaskId(task)), Some(Control::Cancel));
     // A second cancel while the first is under way changes nothing.
     ok(work(&mut s, cancel.clone()));
     report_canceled(&mut s, task, attempt);
     assert_eq!(copy_job(&s).status, JobStatus::Cleaning);
-    let clean = s.assignable_tasks(2)[0];
+    let clean = s.assignable_tasks(WorkerId(2))[0];
     match &s.work.tasks[&clean].spec {
         TaskSpec::Clean { dest, items } => {
             assert_eq!(dest.uri, "file:///copy");
@@ -40,21 +41,24 @@ fn cancel_stops_running_copies_cleans_and_moves_the_job_to_history() {
         (JobStatus::Canceled, Some("OB_CANCELED"))
     );
     assert_eq!(
-        s.work.sets[&(TenantId(1001), 1, 1)].file_status,
+        s.work.sets[&(TenantId(1001), BackupSetId(1), CopyId(1))].file_status,
         "INCOMPLETE"
     );
     // Nothing live: cancelling again is a no-op, and a new copy starts over.
     assert_eq!(ok(work(&mut s, cancel)), Reply::Jobs(vec![]));
     ok(set_copy(&mut s, None, None, &[]));
-    assert_eq!(s.work.sets[&(TenantId(1001), 1, 1)].file_status, "COPYING");
+    assert_eq!(
+        s.work.sets[&(TenantId(1001), BackupSetId(1), CopyId(1))].file_status,
+        "COPYING"
+    );
 }
 
 #[test]
 fn a_copy_that_completes_while_being_cancelled_stays_available() {
     let mut s = with_full_backup();
     ok(set_copy(&mut s, None, None, &[]));
-    let task = s.assignable_tasks(2)[0];
-    let attempt = assign(&mut s, task, 2);
+    let task = s.assignable_tasks(WorkerId(2))[0];
+    let attempt = assign(&mut s, task, WorkerId(2));
     ok(work(
         &mut s,
         WorkCommand::CancelJobs {
@@ -67,7 +71,7 @@ fn a_copy_that_completes_while_being_cancelled_stays_available() {
         WorkCommand::CompleteTask {
             task_id: task,
             attempt,
-            worker_id: 2,
+            worker_id: WorkerId(2),
             outcome: TaskOutcome::SetCopied {
                 input_bytes: 5,
                 output_bytes: 5,
@@ -77,18 +81,21 @@ fn a_copy_that_completes_while_being_cancelled_stays_available() {
     ));
     assert_eq!(copy_job(&s).status, JobStatus::Canceled);
     assert_eq!(
-        s.work.sets[&(TenantId(1001), 1, 1)].file_status,
+        s.work.sets[&(TenantId(1001), BackupSetId(1), CopyId(1))].file_status,
         "AVAILABLE"
     );
-    assert!(s.assignable_tasks(2).is_empty(), "nothing to clean");
+    assert!(
+        s.assignable_tasks(WorkerId(2)).is_empty(),
+        "nothing to clean"
+    );
 }
 
 #[test]
 fn a_lost_worker_during_cancel_ends_the_job_through_its_lease() {
     let mut s = with_full_backup();
     ok(set_copy(&mut s, None, None, &[]));
-    let task = s.assignable_tasks(2)[0];
-    let attempt = assign(&mut s, task, 2);
+    let task = s.assignable_tasks(WorkerId(2))[0];
+    let attempt = assign(&mut s, task, WorkerId(2));
     ok(work(
         &mut s,
         WorkCommand::CancelJobs {
@@ -111,8 +118,8 @@ fn a_lost_worker_during_cancel_ends_the_job_through_its_lease() {
 fn cancel_all_force_ends_everything_at_once_and_leaves_the_rest_to_the_cleaner() {
     let mut s = with_full_backup();
     ok(set_copy(&mut s, None, None, &[]));
-    let task = s.assignable_tasks(2)[0];
-    assign(&mut s, task, 2);
+    let task = s.assignable_tasks(WorkerId(2))[0];
+    assign(&mut s, task, WorkerId(2));
     ok(work(
         &mut s,
         WorkCommand::CancelAllForce {
@@ -127,7 +134,7 @@ fn cancel_all_force_ends_everything_at_once_and_leaves_the_rest_to_the_cleaner()
     assert_eq!(crate::policy::due_commands(&s, 11_000).len(), 1);
     ok(work(&mut s, WorkCommand::StartCleaner));
     // The leader clock in these tests is 1 000 ms: not due, no cleaner job.
-    assert!(s.assignable_tasks(2).is_empty());
+    assert!(s.assignable_tasks(WorkerId(2)).is_empty());
 }
 
 #[test]
@@ -154,7 +161,7 @@ fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept(
             files,
         },
     );
-    let parts = s.assignable_tasks(2);
+    let parts = s.assignable_tasks(WorkerId(2));
     assert!(parts.len() >= 2);
     // One part done, one running when SUSPEND comes.
     run_next(
@@ -164,8 +171,8 @@ fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept(
             output_bytes: 1,
         },
     );
-    let running = s.assignable_tasks(2)[0];
-    let attempt = assign(&mut s, running, 2);
+    let running = s.assignable_tasks(WorkerId(2))[0];
+    let attempt = assign(&mut s, running, WorkerId(2));
     ok(work(
         &mut s,
         WorkCommand::SuspendBackup {
@@ -175,7 +182,7 @@ fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept(
     ));
     assert_eq!(s.task_control(running), Some(Control::Suspend));
     assert!(
-        s.assignable_tasks(2).is_empty(),
+        s.assignable_tasks(WorkerId(2)).is_empty(),
         "nothing runs while suspended"
     );
     ok(work(
@@ -183,7 +190,7 @@ fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept(
         WorkCommand::CompleteTask {
             task_id: running,
             attempt,
-            worker_id: 2,
+            worker_id: WorkerId(2),
             outcome: TaskOutcome::Suspended,
         },
     ));
@@ -195,7 +202,7 @@ fn suspend_stops_running_parts_and_resume_continues_with_the_finished_ones_kept(
             tenants: vec![],
         },
     ));
-    let again = s.assignable_tasks(2);
+    let again = s.assignable_tasks(WorkerId(2));
     assert!(again.contains(&running), "the stopped part runs again");
     let done = s
         .work

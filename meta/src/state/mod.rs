@@ -2,6 +2,7 @@
 //! from (state, request) to (new state, response, touched records). No I/O here; the
 //! RocksDB store persists the touched records in the same batch as the applied index.
 
+use backstop_common::{BackupSetId, CopyId, PieceId, RoundId, TaskId, WorkerId};
 use std::collections::BTreeMap;
 
 use backstop_common::params::Param;
@@ -64,19 +65,19 @@ pub enum Touched {
     /// One user.
     User(UserKey),
     /// One worker.
-    Worker(u64),
+    Worker(WorkerId),
     /// One job.
     Job(JobId),
     /// One task.
-    Task(u64),
+    Task(TaskId),
     /// One archive round (tenant, round).
-    Round(TenantId, u64),
+    Round(TenantId, RoundId),
     /// One piece (tenant, round, piece, copy).
-    Piece(TenantId, u64, u64, u64),
+    Piece(TenantId, RoundId, PieceId, CopyId),
     /// One backup set (tenant, set, copy).
-    Set(TenantId, u64, u64),
+    Set(TenantId, BackupSetId, CopyId),
     /// One continuous archive copy (tenant, copy_id).
-    ArchiveCopy(TenantId, u64),
+    ArchiveCopy(TenantId, CopyId),
     /// One leftover.
     Leftover(u64),
     /// One policy (tenant; sys = cluster).
@@ -141,7 +142,7 @@ pub(crate) fn refuse(code: Code, message: impl Into<String>) -> (Code, String) {
 }
 
 /// The refusal of a report from an attempt that is no longer the task's current one.
-pub(crate) fn stale(task_id: u64, attempt: u32) -> (Code, String) {
+pub(crate) fn stale(task_id: TaskId, attempt: u32) -> (Code, String) {
     refuse(
         Code::TaskStale,
         format!("task {task_id} attempt {attempt} is no longer current"),

@@ -15,6 +15,7 @@
 use backstop_common::layout;
 use backstop_common::task::{TaskOutcome, TaskSpec, TenantDest};
 use backstop_common::{Code, JobId, Scn, TenantId};
+use backstop_common::{CopyId, PieceId, RoundId};
 
 use super::catalog::CopySelection;
 use super::dest::dest_root;
@@ -64,19 +65,19 @@ impl MetaState {
             ));
         }
         let tenants = self.user_tenants(&sel.tenants)?;
-        let mut selected: Vec<(TenantId, u64, u64)> = Vec::new();
+        let mut selected: Vec<(TenantId, RoundId, PieceId)> = Vec::new();
         for t in &tenants {
             for p in self
                 .work
                 .pieces
                 .values()
-                .filter(|p| p.tenant_id == *t && p.copy_id == 0)
+                .filter(|p| p.tenant_id == *t && p.copy_id == CopyId(0))
             {
                 let eligible = match p.status {
                     PieceStatus::Frozen => true,
                     PieceStatus::Active | PieceStatus::Freezing => with_active,
                 };
-                if !eligible || sel.id.is_some_and(|id| id != p.piece_id) {
+                if !eligible || sel.id.is_some_and(|id| PieceId(id) != p.piece_id) {
                     continue;
                 }
                 if p.checkpoint_time_ms == 0 {
@@ -102,7 +103,7 @@ impl MetaState {
                             c.tenant_id == p.tenant_id
                                 && c.round_id == p.round_id
                                 && c.piece_id == p.piece_id
-                                && c.copy_id > 0
+                                && c.copy_id > CopyId(0)
                                 && c.file_status == "AVAILABLE"
                                 && c.status == PieceStatus::Frozen
                         })
@@ -116,11 +117,11 @@ impl MetaState {
         }
         if let Some(id) = sel.id
             && selected.is_empty()
-            && !self
-                .work
-                .pieces
-                .values()
-                .any(|p| tenants.contains(&p.tenant_id) && p.copy_id == 0 && p.piece_id == id)
+            && !self.work.pieces.values().any(|p| {
+                tenants.contains(&p.tenant_id)
+                    && p.copy_id == CopyId(0)
+                    && p.piece_id == PieceId(id)
+            })
         {
             return Err(refuse(
                 Code::BackupBackupCanNotStart,
@@ -179,7 +180,12 @@ impl MetaState {
             let Some(round) = self.work.rounds.get(&(t, round_id)) else {
                 continue;
             };
-            let Some(src_piece) = self.work.pieces.get(&(t, round_id, piece_id, 0)).cloned() else {
+            let Some(src_piece) = self
+                .work
+                .pieces
+                .get(&(t, round_id, piece_id, CopyId(0)))
+                .cloned()
+            else {
                 continue;
             };
             let src = round.dest.clone();
@@ -281,9 +287,9 @@ impl MetaState {
     pub(super) fn upsert_piece_copy(
         &mut self,
         tenant: TenantId,
-        round_id: u64,
-        piece_id: u64,
-        copy_id: u64,
+        round_id: RoundId,
+        piece_id: PieceId,
+        copy_id: CopyId,
         dst: &TenantDest,
         start_scn: Scn,
         checkpoint_scn: Scn,
@@ -294,7 +300,7 @@ impl MetaState {
         let src = self
             .work
             .pieces
-            .get(&(tenant, round_id, piece_id, 0))
+            .get(&(tenant, round_id, piece_id, CopyId(0)))
             .cloned();
         let record = self.work.pieces.entry(key).or_insert_with(|| PieceRecord {
             tenant_id: tenant,

@@ -4,6 +4,7 @@
 //! in the module of their job kind (see `docs/ARCHITECTURE.md`). Every record is
 //! persisted with bincode (`store`); adding a field needs `#[serde(default)]`.
 
+use backstop_common::{BackupSetId, CopyId, PieceId, RoundId, TaskId, WorkerId};
 use std::collections::BTreeMap;
 
 use backstop_common::task::{BackupType, CleanItem, TaskSpec, TenantDest};
@@ -17,7 +18,7 @@ pub const MAX_ATTEMPTS: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerRecord {
     /// Id chosen by the worker and kept in its data dir.
-    pub worker_id: u64,
+    pub worker_id: WorkerId,
     /// Where it runs (informational).
     pub addr: String,
     /// Concurrent task slots.
@@ -34,19 +35,19 @@ pub enum JobKind {
     /// A log archive round (ARCHIVELOG until NOARCHIVELOG).
     Archive {
         /// Round id.
-        round_id: u64,
+        round_id: RoundId,
     },
     /// A data backup.
     Backup {
         /// Set written.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// Full or incremental.
         backup_type: BackupType,
     },
     /// Validation of a set.
     Validate {
         /// Set checked.
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
     },
     /// A restore into a directory.
     Restore {
@@ -57,17 +58,17 @@ pub enum JobKind {
     /// `__all_backup_backupset_job`).
     SetCopy {
         /// Requested set (0 = `ALL`).
-        backup_set_id: u64,
+        backup_set_id: BackupSetId,
         /// `ALL` (type `A`) or one set (`S`).
         all: bool,
         /// `NOT BACKED UP n TIMES`.
         max_backup_times: Option<u64>,
         /// `copy_id` of the copies.
-        copy_id: u64,
+        copy_id: CopyId,
         /// Copy destination URI (with secrets).
         dest: String,
         /// Sets still to start, (tenant, set), ascending per tenant.
-        queue: Vec<(TenantId, u64)>,
+        queue: Vec<(TenantId, BackupSetId)>,
     },
     /// `BACKUP BACKUPPIECE …` (OceanBase `__all_backup_backuppiece_job`).
     PieceCopy {
@@ -78,16 +79,16 @@ pub enum JobKind {
         /// `NOT BACKED UP n TIMES`.
         max_backup_times: Option<u64>,
         /// `copy_id` of the copies.
-        copy_id: u64,
+        copy_id: CopyId,
         /// Copy destination URI (with secrets).
         dest: String,
         /// Selected pieces (tenant, round, piece).
-        pieces: Vec<(TenantId, u64, u64)>,
+        pieces: Vec<(TenantId, RoundId, PieceId)>,
     },
     /// One follower of the continuous archive copy (`START BACKUP ARCHIVELOG`).
     ArchiveCopy {
         /// `copy_id`.
-        copy_id: u64,
+        copy_id: CopyId,
     },
     /// The cleaner: deletes leftovers of ended jobs.
     Cleaner,
@@ -191,7 +192,7 @@ impl TaskStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// Id.
-    pub task_id: u64,
+    pub task_id: TaskId,
     /// Job.
     pub job_id: JobId,
     /// Tenant.
@@ -203,7 +204,7 @@ pub struct TaskRecord {
     /// Current attempt (the fencing token); 0 before the first assignment.
     pub attempt: u32,
     /// Worker of the current attempt.
-    pub worker_id: Option<u64>,
+    pub worker_id: Option<WorkerId>,
     /// Bytes done / total of the current attempt (batched from heartbeats).
     pub bytes_done: u64,
     /// Bytes to do, when known.
@@ -250,7 +251,7 @@ pub struct RoundRecord {
     /// Tenant.
     pub tenant_id: TenantId,
     /// Round id, per tenant from 1.
-    pub round_id: u64,
+    pub round_id: RoundId,
     /// Status.
     pub status: RoundStatus,
     /// Archive job.
@@ -307,11 +308,11 @@ pub struct PieceRecord {
     /// Tenant.
     pub tenant_id: TenantId,
     /// Round.
-    pub round_id: u64,
+    pub round_id: RoundId,
     /// Piece.
-    pub piece_id: u64,
+    pub piece_id: PieceId,
     /// Copy (0 = original).
-    pub copy_id: u64,
+    pub copy_id: CopyId,
     /// First SCN.
     pub start_scn: Scn,
     /// Archived up to (exclusive).
@@ -358,13 +359,13 @@ pub struct BackupSetRecord {
     /// Tenant.
     pub tenant_id: TenantId,
     /// Set id (cluster-wide, increasing).
-    pub backup_set_id: u64,
+    pub backup_set_id: BackupSetId,
     /// Copy (0 = original).
-    pub copy_id: u64,
+    pub copy_id: CopyId,
     /// Full or incremental.
     pub backup_type: BackupType,
     /// Base of an incremental.
-    pub base_set_id: Option<u64>,
+    pub base_set_id: Option<BackupSetId>,
     /// Job that wrote it.
     pub job_id: JobId,
     /// Status.
@@ -416,23 +417,23 @@ pub const FILE_DELETED: &str = "DELETED";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkState {
     /// Registered workers.
-    pub workers: BTreeMap<u64, WorkerRecord>,
+    pub workers: BTreeMap<WorkerId, WorkerRecord>,
     /// Jobs (live and finished).
     pub jobs: BTreeMap<JobId, JobRecord>,
     /// Tasks.
-    pub tasks: BTreeMap<u64, TaskRecord>,
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
     /// Archive rounds by (tenant, round).
-    pub rounds: BTreeMap<(TenantId, u64), RoundRecord>,
+    pub rounds: BTreeMap<(TenantId, RoundId), RoundRecord>,
     /// Pieces by (tenant, round, piece, copy).
-    pub pieces: BTreeMap<(TenantId, u64, u64, u64), PieceRecord>,
+    pub pieces: BTreeMap<(TenantId, RoundId, PieceId, CopyId), PieceRecord>,
     /// Backup sets by (tenant, set, copy).
-    pub sets: BTreeMap<(TenantId, u64, u64), BackupSetRecord>,
+    pub sets: BTreeMap<(TenantId, BackupSetId, CopyId), BackupSetRecord>,
     /// Next job id.
     pub next_job_id: u64,
     /// Next task id.
     pub next_task_id: u64,
     /// Continuous archive copies by (tenant, copy_id).
-    pub archive_copies: BTreeMap<(TenantId, u64), super::ArchiveCopyRecord>,
+    pub archive_copies: BTreeMap<(TenantId, CopyId), super::ArchiveCopyRecord>,
     /// What ended jobs could not delete, by id.
     pub leftovers: BTreeMap<u64, super::LeftoverRecord>,
     /// Last leftover id handed out.
@@ -467,13 +468,13 @@ pub struct ArchiveCopyRecord {
     /// Tenant.
     pub tenant_id: TenantId,
     /// `copy_id` (1–10000: the `backup_backup_dest` parameter).
-    pub copy_id: u64,
+    pub copy_id: CopyId,
     /// Status.
     pub status: CopyArchiveStatus,
     /// Job of the current (or last) follower task.
     pub job_id: JobId,
     /// Round of the newest copied checkpoint.
-    pub round_id: u64,
+    pub round_id: RoundId,
     /// First SCN copied.
     pub start_scn: Scn,
     /// The copy holds everything of `round_id` below this SCN.

@@ -8,6 +8,7 @@
 //! Refused, with nothing changed: an unknown tenant (`EntryNotExist`) and no destination
 //! (`BackupDestNotSet`).
 
+use backstop_common::BackupSetId;
 use backstop_common::task::{RestoreOptions, TaskOutcome, TaskSpec};
 
 use super::records::{JobKind, TaskRecord};
@@ -25,7 +26,7 @@ pub(super) struct RestoreAsk<'a> {
     /// Target SCN.
     pub until_scn: Option<u64>,
     /// Set to use.
-    pub backup_set: Option<u64>,
+    pub backup_set: Option<BackupSetId>,
     /// Time target, incarnation, owner, tablespaces.
     pub options: &'a RestoreOptions,
 }

@@ -17,6 +17,7 @@
 use backstop_common::layout;
 use backstop_common::params::Param;
 use backstop_common::task::{TaskOutcome, TaskSpec};
+use backstop_common::{BackupSetId, CopyId};
 use backstop_common::{Code, JobId, TenantId};
 
 use super::catalog::CopySelection;
@@ -52,7 +53,7 @@ impl MetaState {
         let root = dest_root(&uri);
         let copy_id = self.copy_id_for(level, &root)?;
         let tenants = self.user_tenants(&sel.tenants)?;
-        let mut queue: Vec<(TenantId, u64)> = Vec::new();
+        let mut queue: Vec<(TenantId, BackupSetId)> = Vec::new();
         let mut limited_by_times = false;
         let mut any_source = false;
         for t in tenants {
@@ -61,11 +62,11 @@ impl MetaState {
                 .work
                 .sets
                 .values()
-                .filter(|s| s.tenant_id == t && s.copy_id == 0 && s.usable())
+                .filter(|s| s.tenant_id == t && s.copy_id == CopyId(0) && s.usable())
                 .filter(|s| dest_root(&s.dest.uri) == primary_root)
                 .collect();
             any_source |= !source.is_empty();
-            let copied = |id: u64| {
+            let copied = |id: BackupSetId| {
                 self.work
                     .sets
                     .get(&(t, id, copy_id))
@@ -78,10 +79,12 @@ impl MetaState {
                 .filter(|s| copied(s.backup_set_id))
                 .map(|s| s.backup_set_id)
                 .max();
-            let mut wanted: Vec<u64> = match sel.id {
+            let mut wanted: Vec<BackupSetId> = match sel.id.map(BackupSetId) {
                 Some(id) => {
                     if !source.iter().any(|s| s.backup_set_id == id) {
-                        if !sel.tenants.is_empty() || self.work.sets.contains_key(&(t, id, 0)) {
+                        if !sel.tenants.is_empty()
+                            || self.work.sets.contains_key(&(t, id, CopyId(0)))
+                        {
                             return Err(refuse(
                                 Code::BackupBackupCanNotStart,
                                 format!(
@@ -104,7 +107,7 @@ impl MetaState {
                             Code::BackupBackupCanNotStart,
                             format!(
                                 "a larger backup set ({}) of tenant {t} was already copied to {root}",
-                                newest_copied.unwrap_or(0)
+                                newest_copied.unwrap_or(BackupSetId(0))
                             ),
                         ));
                     }
@@ -125,7 +128,7 @@ impl MetaState {
                         .filter(|c| {
                             c.tenant_id == t
                                 && c.backup_set_id == *id
-                                && c.copy_id > 0
+                                && c.copy_id > CopyId(0)
                                 && c.status == SetStatus::Success
                         })
                         .count()
@@ -139,13 +142,17 @@ impl MetaState {
                 let id = wanted[i];
                 // A base whose copy was deleted (or never completed) is copied again:
                 // an incremental is only ever copied onto a complete chain.
-                let base_complete = |base: u64| {
+                let base_complete = |base: BackupSetId| {
                     self.work
                         .sets
                         .get(&(t, base, copy_id))
                         .is_some_and(|c| c.usable())
                 };
-                if let Some(base) = self.work.sets.get(&(t, id, 0)).and_then(|s| s.base_set_id)
+                if let Some(base) = self
+                    .work
+                    .sets
+                    .get(&(t, id, CopyId(0)))
+                    .and_then(|s| s.base_set_id)
                     && !base_complete(base)
                     && !wanted.contains(&base)
                 {
@@ -170,7 +177,7 @@ impl MetaState {
         let job_id = self.new_job(
             tenant_id,
             JobKind::SetCopy {
-                backup_set_id: sel.id.unwrap_or(0),
+                backup_set_id: BackupSetId(sel.id.unwrap_or(0)),
                 all: sel.id.is_none(),
                 max_backup_times: sel.max_backup_times,
                 copy_id,
@@ -248,7 +255,7 @@ impl MetaState {
             {
                 *q = queue;
             }
-            let Some(src) = self.work.sets.get(&(tenant, set_id, 0)).cloned() else {
+            let Some(src) = self.work.sets.get(&(tenant, set_id, CopyId(0))).cloned() else {
                 continue;
             };
             let dst = self.copy_tenant_dest(&src.dest, &dest);
@@ -323,8 +330,8 @@ impl MetaState {
         &mut self,
         job_id: JobId,
         tenant: TenantId,
-        backup_set_id: u64,
-        copy_id: u64,
+        backup_set_id: BackupSetId,
+        copy_id: CopyId,
         output_bytes: u64,
         now: u64,
     ) -> Vec<Touched> {

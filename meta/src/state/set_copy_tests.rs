@@ -2,6 +2,7 @@
 
 use backstop_common::Code;
 use backstop_common::task::{TaskOutcome, TaskSpec};
+use backstop_common::{BackupSetId, CopyId, WorkerId};
 
 use crate::command::WorkCommand;
 use crate::state::test_support::*;
@@ -16,8 +17,11 @@ fn a_backupset_copy_runs_once_at_a_time_and_records_its_copy() {
         Code::Eagain,
         "one backupset copy job at a time"
     );
-    let row = &s.work.sets[&(TenantId(1001), 1, 1)];
-    assert_eq!((row.file_status.as_str(), row.copy_id), ("COPYING", 1));
+    let row = &s.work.sets[&(TenantId(1001), BackupSetId(1), CopyId(1))];
+    assert_eq!(
+        (row.file_status.as_str(), row.copy_id),
+        ("COPYING", CopyId(1))
+    );
     run_next(
         &mut s,
         TaskOutcome::SetCopied {
@@ -28,7 +32,7 @@ fn a_backupset_copy_runs_once_at_a_time_and_records_its_copy() {
     );
     assert_eq!(copy_job(&s).status, JobStatus::Finished);
     assert_eq!(
-        s.work.sets[&(TenantId(1001), 1, 1)].file_status,
+        s.work.sets[&(TenantId(1001), BackupSetId(1), CopyId(1))].file_status,
         "AVAILABLE"
     );
     // Nothing left to copy: the job ends at once with REACH_COPY_LIMIT.
@@ -48,7 +52,11 @@ fn a_backupset_copy_runs_once_at_a_time_and_records_its_copy() {
     );
     // Copy id levels: an explicit destination, then a tenant-level job.
     ok(set_copy(&mut s, None, Some("file:///other"), &[]));
-    assert!(s.work.sets.contains_key(&(TenantId(1001), 1, 10_001)));
+    assert!(
+        s.work
+            .sets
+            .contains_key(&(TenantId(1001), BackupSetId(1), CopyId(10_001)))
+    );
     run_next(
         &mut s,
         TaskOutcome::SetCopied {
@@ -58,7 +66,11 @@ fn a_backupset_copy_runs_once_at_a_time_and_records_its_copy() {
         },
     );
     ok(set_copy(&mut s, None, Some("file:///third"), &["t1"]));
-    assert!(s.work.sets.contains_key(&(TenantId(1001), 1, 30_001)));
+    assert!(
+        s.work
+            .sets
+            .contains_key(&(TenantId(1001), BackupSetId(1), CopyId(30_001)))
+    );
 }
 
 /// The base's copy was deleted: a later `BACKUP BACKUPSET ALL` copies the base again
@@ -68,7 +80,7 @@ fn an_incremental_is_copied_only_after_its_base_is_complete_at_the_copy() {
     let mut s = with_full_backup();
     ok(set_copy(&mut s, Some(1), None, &[]));
     copied(&mut s);
-    ok(delete_set(&mut s, 1, 1));
+    ok(delete_set(&mut s, 1, CopyId(1)));
     ok(work(&mut s, WorkCommand::StartCleaner));
     run_next(
         &mut s,
@@ -77,30 +89,45 @@ fn an_incremental_is_copied_only_after_its_base_is_complete_at_the_copy() {
             failed: vec![],
         },
     );
-    assert_eq!(s.work.sets[&(T1, 1, 1)].file_status, "DELETED");
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(1), CopyId(1))].file_status,
+        "DELETED"
+    );
     let inc = backup(&mut s, true, 300, 320);
-    assert_eq!(s.work.sets[&(T1, inc, 0)].base_set_id, Some(1));
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(inc), CopyId(0))].base_set_id,
+        Some(BackupSetId(1))
+    );
     ok(set_copy(&mut s, None, None, &[]));
-    let first = s.assignable_tasks(2)[0];
+    let first = s.assignable_tasks(WorkerId(2))[0];
     assert!(
         matches!(
             s.work.tasks[&first].spec,
             TaskSpec::CopySet {
-                backup_set_id: 1,
+                backup_set_id: BackupSetId(1),
                 ..
             }
         ),
         "the base is copied again first"
     );
     assert!(
-        !s.work.sets.contains_key(&(T1, inc, 1)),
+        !s.work.sets.contains_key(&(T1, BackupSetId(inc), CopyId(1))),
         "the incremental waits for its base"
     );
     copied(&mut s);
-    assert_eq!(s.work.sets[&(T1, 1, 1)].file_status, "AVAILABLE");
-    assert_eq!(s.work.sets[&(T1, inc, 1)].file_status, "COPYING");
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(1), CopyId(1))].file_status,
+        "AVAILABLE"
+    );
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(inc), CopyId(1))].file_status,
+        "COPYING"
+    );
     copied(&mut s);
-    assert_eq!(s.work.sets[&(T1, inc, 1)].file_status, "AVAILABLE");
+    assert_eq!(
+        s.work.sets[&(T1, BackupSetId(inc), CopyId(1))].file_status,
+        "AVAILABLE"
+    );
     assert_eq!(copy_job(&s).status, JobStatus::Finished);
 }
 
@@ -131,5 +158,5 @@ fn an_incremental_whose_base_copy_is_skipped_is_held_back_with_the_reason() {
         "{}",
         job.comment
     );
-    assert!(!s.work.sets.contains_key(&(T1, inc, 1)));
+    assert!(!s.work.sets.contains_key(&(T1, BackupSetId(inc), CopyId(1))));
 }

@@ -4,6 +4,7 @@
 
 use backstop_common::params::Param;
 use backstop_common::task::{ArchiveProgress, CleanItem, FileEntry, TaskOutcome, TaskSpec};
+use backstop_common::{BackupSetId, CopyId, PieceId, RoundId, TaskId, WorkerId};
 use backstop_common::{Code, Scn};
 
 use crate::command::{Command, Reply, Request, Response, WorkCommand};
@@ -61,7 +62,7 @@ pub(crate) fn setup() -> MetaState {
         ok(work(
             &mut s,
             WorkCommand::RegisterWorker {
-                worker_id,
+                worker_id: WorkerId(worker_id),
                 addr: format!("w{worker_id}"),
                 slots: 2,
                 tenants: vec![],
@@ -71,7 +72,7 @@ pub(crate) fn setup() -> MetaState {
     s
 }
 
-pub(crate) fn assign(s: &mut MetaState, task_id: u64, worker_id: u64) -> u32 {
+pub(crate) fn assign(s: &mut MetaState, task_id: TaskId, worker_id: WorkerId) -> u32 {
     match ok(work(s, WorkCommand::AssignTask { task_id, worker_id })) {
         Reply::Assigned(a) => a.attempt,
         other => panic!("{other:?}"),
@@ -80,14 +81,14 @@ pub(crate) fn assign(s: &mut MetaState, task_id: u64, worker_id: u64) -> u32 {
 
 pub(crate) fn checkpoint(
     s: &mut MetaState,
-    task_id: u64,
+    task_id: TaskId,
     attempt: u32,
-    worker_id: u64,
+    worker_id: WorkerId,
     scn: u64,
 ) -> Response {
     let progress = ArchiveProgress {
-        round_id: 1,
-        piece_id: 0,
+        round_id: RoundId(1),
+        piece_id: PieceId(0),
         checkpoint_scn: Scn(scn),
         input_bytes: 0,
         output_bytes: 0,
@@ -113,26 +114,26 @@ pub(crate) fn start_archive(s: &mut MetaState) -> u64 {
             tenant: "t1".into(),
         },
     ));
-    let task = s.assignable_tasks(1)[0];
-    let attempt = assign(s, task, 1);
-    ok(checkpoint(s, task, attempt, 1, 100));
-    task
+    let task = s.assignable_tasks(WorkerId(1))[0];
+    let attempt = assign(s, task, WorkerId(1));
+    ok(checkpoint(s, task, attempt, WorkerId(1), 100));
+    task.0
 }
 
 /// Runs the next assignable task on worker 2 with `outcome`.
 pub(crate) fn run_next(s: &mut MetaState, outcome: TaskOutcome) -> u64 {
-    let task = s.assignable_tasks(2)[0];
-    let attempt = assign(s, task, 2);
+    let task = s.assignable_tasks(WorkerId(2))[0];
+    let attempt = assign(s, task, WorkerId(2));
     ok(work(
         s,
         WorkCommand::CompleteTask {
             task_id: task,
             attempt,
-            worker_id: 2,
+            worker_id: WorkerId(2),
             outcome,
         },
     ));
-    task
+    task.0
 }
 
 /// Starts a data backup of t1 and runs its prepare on worker 2 at `start_replay_scn`
@@ -187,7 +188,7 @@ pub(crate) fn with_full_backup() -> MetaState {
     let mut s = setup();
     let archive = start_archive(&mut s);
     // The archive covers the set's log [100, 120].
-    ok(checkpoint(&mut s, archive, 1, 1, 200));
+    ok(checkpoint(&mut s, TaskId(archive), 1, WorkerId(1), 200));
     start_and_prepare(&mut s, false, 100);
     copy_part(&mut s);
     finalize(&mut s, 120);
@@ -231,14 +232,14 @@ pub(crate) fn copy_job(s: &MetaState) -> &JobRecord {
 /// task, its attempt and the cancel command.
 pub(crate) fn copy_then_cancel(s: &mut MetaState) -> (u64, u32, WorkCommand) {
     ok(set_copy(s, None, None, &[]));
-    let task = s.assignable_tasks(2)[0];
-    let attempt = assign(s, task, 2);
+    let task = s.assignable_tasks(WorkerId(2))[0];
+    let attempt = assign(s, task, WorkerId(2));
     let cancel = WorkCommand::CancelJobs {
         target: crate::command::CancelTarget::SetCopy,
         tenants: vec![],
     };
     ok(work(s, cancel.clone()));
-    (task, attempt, cancel)
+    (task.0, attempt, cancel)
 }
 
 /// Worker 2 reports that the cancelled `task` stopped.
@@ -246,9 +247,9 @@ pub(crate) fn report_canceled(s: &mut MetaState, task: u64, attempt: u32) {
     ok(work(
         s,
         WorkCommand::CompleteTask {
-            task_id: task,
+            task_id: TaskId(task),
             attempt,
-            worker_id: 2,
+            worker_id: WorkerId(2),
             outcome: TaskOutcome::Canceled,
         },
     ));
@@ -274,10 +275,10 @@ pub(crate) fn backup(s: &mut MetaState, incremental: bool, start: u64, end: u64)
     start_and_prepare(s, incremental, start);
     copy_part(s);
     finalize(s, end);
-    ok(checkpoint(s, 1, 1, 1, end + 10));
+    ok(checkpoint(s, TaskId(1), 1, WorkerId(1), end + 10));
     let id = s.work.sets.keys().map(|(_, id, _)| *id).max().unwrap();
-    assert_eq!(s.work.sets[&(T1, id, 0)].file_status, "AVAILABLE");
-    id
+    assert_eq!(s.work.sets[&(T1, id, CopyId(0))].file_status, "AVAILABLE");
+    id.0
 }
 
 /// `NOARCHIVELOG` for t1, and its archive task (attempt 1 on worker 1) stops at `scn`.
@@ -291,9 +292,9 @@ pub(crate) fn noarchivelog(s: &mut MetaState, archive: u64, scn: u64) {
     ok(work(
         s,
         WorkCommand::CompleteTask {
-            task_id: archive,
+            task_id: TaskId(archive),
             attempt: 1,
-            worker_id: 1,
+            worker_id: WorkerId(1),
             outcome: TaskOutcome::ArchiveStopped {
                 checkpoint_scn: Scn(scn),
             },
@@ -302,18 +303,18 @@ pub(crate) fn noarchivelog(s: &mut MetaState, archive: u64, scn: u64) {
 }
 
 pub(crate) fn clean_items(s: &MetaState, task: u64) -> Vec<CleanItem> {
-    match &s.work.tasks[&task].spec {
+    match &s.work.tasks[&TaskId(task)].spec {
         TaskSpec::Clean { items, .. } => items.clone(),
         other => panic!("{other:?}"),
     }
 }
 
-pub(crate) fn delete_set(s: &mut MetaState, id: u64, copy: u64) -> Response {
+pub(crate) fn delete_set(s: &mut MetaState, id: u64, copy: CopyId) -> Response {
     work(
         s,
         WorkCommand::DeleteBackupSet {
             tenants: vec![],
-            backup_set_id: id,
+            backup_set_id: BackupSetId(id),
             copy_id: copy,
         },
     )

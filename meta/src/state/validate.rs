@@ -12,26 +12,32 @@
 
 use backstop_common::Code;
 use backstop_common::task::{TaskOutcome, TaskSpec};
+use backstop_common::{BackupSetId, CopyId};
 
 use super::records::{JobKind, SetStatus, TaskRecord};
 use super::{MetaState, Outcome, Touched, refuse};
 use crate::command::Reply;
 
 impl MetaState {
-    pub(super) fn start_validate(&mut self, tenant: &str, backup_set_id: u64, now: u64) -> Outcome {
-        self.start_validate_copy(tenant, backup_set_id, 0, now)
+    pub(super) fn start_validate(
+        &mut self,
+        tenant: &str,
+        backup_set_id: BackupSetId,
+        now: u64,
+    ) -> Outcome {
+        self.start_validate_copy(tenant, backup_set_id, CopyId(0), now)
     }
 
     pub(super) fn start_validate_copy(
         &mut self,
         tenant: &str,
-        backup_set_id: u64,
-        copy_id: u64,
+        backup_set_id: BackupSetId,
+        copy_id: CopyId,
         now: u64,
     ) -> Outcome {
         let tenant_id = self.tenant_id(tenant)?;
         let Some(set) = self.work.sets.get(&(tenant_id, backup_set_id, copy_id)) else {
-            let (code, what) = if copy_id == 0 {
+            let (code, what) = if copy_id == CopyId(0) {
                 (Code::EntryNotExist, String::new())
             } else {
                 (Code::InvalidBackupSetId, format!(" copy {copy_id}"))

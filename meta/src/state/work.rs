@@ -8,6 +8,7 @@
 
 use backstop_common::Code;
 use backstop_common::task::{TaskOutcome, TaskSpec};
+use backstop_common::{TaskId, WorkerId};
 
 use super::records::{JobStatus, TaskStatus};
 use super::{MetaState, Outcome, Touched, refuse};
@@ -38,7 +39,7 @@ impl MetaState {
                     && task.attempt == *attempt
                     && task.status == TaskStatus::Running
                     && task.worker_id.is_some()
-                    && self.pinned_worker(&task) == task.worker_id
+                    && self.pinned_worker(&task) == task.worker_id.map(|v| v.0).map(WorkerId)
                 {
                     let why = format!("{reason}, and that worker held the hot backup");
                     if let Some(done) = self.restart_backup(&task, &why, now) {
@@ -154,9 +155,9 @@ impl MetaState {
     /// not fit its task (refused with nothing changed).
     fn complete_task(
         &mut self,
-        task_id: u64,
+        task_id: TaskId,
         attempt: u32,
-        worker_id: u64,
+        worker_id: WorkerId,
         outcome: &TaskOutcome,
         now: u64,
     ) -> Outcome {

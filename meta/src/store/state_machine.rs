@@ -212,7 +212,7 @@ fn put_touched(
                 put_opt(batch, cf, keys::user_key(k.0, &k.1), state.users.get(k))?;
             }
             Touched::Worker(id) => {
-                let key = keys::numbered(keys::WORKER_PREFIX, &[*id]);
+                let key = keys::numbered(keys::WORKER_PREFIX, &[id.0]);
                 put_opt(batch, cf, key, state.work.workers.get(id))?;
             }
             Touched::Job(id) => {
@@ -220,23 +220,23 @@ fn put_touched(
                 put_opt(batch, cf, key, state.work.jobs.get(id))?;
             }
             Touched::Task(id) => {
-                let key = keys::numbered(keys::TASK_PREFIX, &[*id]);
+                let key = keys::numbered(keys::TASK_PREFIX, &[id.0]);
                 put_opt(batch, cf, key, state.work.tasks.get(id))?;
             }
             Touched::Round(t, r) => {
-                let key = keys::numbered(keys::ROUND_PREFIX, &[t.0, *r]);
+                let key = keys::numbered(keys::ROUND_PREFIX, &[t.0, r.0]);
                 put_opt(batch, cf, key, state.work.rounds.get(&(*t, *r)))?;
             }
             Touched::Piece(t, r, p, c) => {
-                let key = keys::numbered(keys::PIECE_PREFIX, &[t.0, *r, *p, *c]);
+                let key = keys::numbered(keys::PIECE_PREFIX, &[t.0, r.0, p.0, c.0]);
                 put_opt(batch, cf, key, state.work.pieces.get(&(*t, *r, *p, *c)))?;
             }
             Touched::Set(t, s, c) => {
-                let key = keys::numbered(keys::SET_PREFIX, &[t.0, *s, *c]);
+                let key = keys::numbered(keys::SET_PREFIX, &[t.0, s.0, c.0]);
                 put_opt(batch, cf, key, state.work.sets.get(&(*t, *s, *c)))?;
             }
             Touched::ArchiveCopy(t, c) => {
-                let key = keys::numbered(keys::ARCHIVE_COPY_PREFIX, &[t.0, *c]);
+                let key = keys::numbered(keys::ARCHIVE_COPY_PREFIX, &[t.0, c.0]);
                 put_opt(batch, cf, key, state.work.archive_copies.get(&(*t, *c)))?;
             }
             Touched::Leftover(id) => {

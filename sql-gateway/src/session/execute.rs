@@ -5,6 +5,7 @@ use super::{Reply, Session, ok};
 use crate::ast::{ManageCall, Statement};
 use crate::errors::SqlError;
 use crate::views::{Cell, Source};
+use backstop_common::BackupSetId;
 
 /// `ER_NONEXISTING_GRANT`.
 const ER_NONEXISTING_GRANT: u16 = 1141;
@@ -82,7 +83,7 @@ impl Session {
                     validate_backup_set,
                     ValidateBackupSetRequest {
                         tenant_name: tenant,
-                        backup_set_id,
+                        backup_set_id: backup_set_id.0,
                     }
                 )
                 .map_err(SqlError::from_client)?;
@@ -260,7 +261,7 @@ impl Session {
         let tenants = self.resolve_ids(tenants).await?;
         let mut tenants = self.targets(tenants)?;
         if verb == BackupVerb::ValidateCopy && tenants.is_empty() {
-            tenants = vec![self.set_owner(id).await?];
+            tenants = vec![self.set_owner(BackupSetId(id)).await?];
         }
         crate::meta_call!(
             self.meta,
@@ -272,7 +273,7 @@ impl Session {
                 max_backup_times,
                 with_active,
                 dest,
-                copy_id,
+                copy_id: copy_id.0,
             }
         )
         .map_err(SqlError::from_client)?;
@@ -280,7 +281,10 @@ impl Session {
     }
 
     /// The tenant a backup set belongs to (set ids are cluster-wide).
-    pub(super) async fn set_owner(&mut self, backup_set_id: u64) -> Result<String, SqlError> {
+    pub(super) async fn set_owner(
+        &mut self,
+        backup_set_id: BackupSetId,
+    ) -> Result<String, SqlError> {
         if !self.is_sys() {
             return Ok(self.tenant.clone());
         }
@@ -288,7 +292,7 @@ impl Session {
         let owner = snap
             .sets
             .iter()
-            .find(|s| s.backup_set_id == backup_set_id && s.copy_id == 0)
+            .find(|s| s.backup_set_id == backup_set_id.0 && s.copy_id == 0)
             .ok_or_else(|| {
                 SqlError::coded(
                     Code::EntryNotExist,

@@ -6,6 +6,7 @@
 //! objects covering the same bytes. Order at each checkpoint: log objects, then the
 //! piece manifest, then the fenced `ArchiveCheckpoint` commit.
 
+use backstop_common::RoundId;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -51,7 +52,7 @@ pub struct ArchiveArgs {
     /// Destination.
     pub dest: TenantDest,
     /// Round.
-    pub round_id: u64,
+    pub round_id: RoundId,
     /// Committed checkpoint.
     pub checkpoint_scn: Scn,
     /// Start at the current log end.
@@ -80,7 +81,7 @@ struct Piece {
 }
 
 impl Piece {
-    fn new(spec: PieceSpec, round_id: u64) -> Piece {
+    fn new(spec: PieceSpec, round_id: RoundId) -> Piece {
         let dir = layout::piece_dir(round_id, spec.piece_id);
         Piece {
             spec,
@@ -90,7 +91,7 @@ impl Piece {
         }
     }
 
-    fn manifest(&self, round_id: u64, checkpoint: u64, frozen: bool) -> PieceManifest {
+    fn manifest(&self, round_id: RoundId, checkpoint: u64, frozen: bool) -> PieceManifest {
         PieceManifest {
             format_version: FORMAT_VERSION,
             round_id,
@@ -282,7 +283,7 @@ pub async fn run_archive(ctx: &TaskCtx, args: ArchiveArgs) -> Result<TaskOutcome
         a.piece.spec.start_scn = Scn(end);
         a.commit(None, None).await?;
         info!(
-            round = a.args.round_id,
+            round = %a.args.round_id,
             start_scn = end,
             "archive round started"
         );
@@ -360,7 +361,7 @@ impl Archiver<'_> {
             if stop_target.is_none() && self.ctx.stop.is_cancelled() {
                 let end = self.log_end().await?.0;
                 info!(
-                    round = self.args.round_id,
+                    round = %self.args.round_id,
                     stop_at = end,
                     "stopping archive"
                 );

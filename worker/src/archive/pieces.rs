@@ -1,6 +1,7 @@
 //! A piece's life while it is written: checkpoint flushes and commits, switching
 //! to the next piece, sealing and freezing.
 
+use backstop_common::PieceId;
 use std::time::Instant;
 
 use backstop_common::Scn;
@@ -23,7 +24,7 @@ impl Archiver<'_> {
             return None;
         }
         Some(PieceSpec {
-            piece_id: self.piece.spec.piece_id + 1,
+            piece_id: self.piece.spec.piece_id.next(),
             start_scn: Scn(self.read_end),
             create_time_ms: now_ms(),
         })
@@ -83,7 +84,7 @@ impl Archiver<'_> {
     pub(super) async fn commit(
         &mut self,
         switch_to: Option<PieceSpec>,
-        frozen_piece: Option<u64>,
+        frozen_piece: Option<PieceId>,
     ) -> Result<()> {
         let checkpoint = self.buffer_start;
         let now = self.stamp();
@@ -164,9 +165,9 @@ impl Archiver<'_> {
         };
         self.ctx.report_archive(&progress).await?;
         info!(
-            round = self.args.round_id,
-            frozen = old.spec.piece_id,
-            active = self.piece.spec.piece_id,
+            round = %self.args.round_id,
+            frozen = %old.spec.piece_id,
+            active = %self.piece.spec.piece_id,
             "piece switched"
         );
         Ok(())

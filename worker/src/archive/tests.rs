@@ -15,6 +15,7 @@ fn a_piece_switches_on_its_interval_or_when_its_manifest_is_full() {
 }
 
 use super::*;
+use backstop_common::{PieceId, RoundId, TaskId, WorkerId};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -51,14 +52,14 @@ async fn recovery_rejects_an_adopted_object_cut_short() {
         tenant_name: "t1".into(),
     };
     let spec = PieceSpec {
-        piece_id: 1,
+        piece_id: PieceId(1),
         start_scn: Scn(0),
         create_time_ms: 0,
     };
     let ctx = TaskCtx {
         client: crate::client::MetaClient::new(Vec::new()),
-        worker_id: 1,
-        task_id: 1,
+        worker_id: WorkerId(1),
+        task_id: TaskId(1),
         attempt: 1,
         abort: tokio_util::sync::CancellationToken::new(),
         stop: tokio_util::sync::CancellationToken::new(),
@@ -79,7 +80,7 @@ async fn recovery_rejects_an_adopted_object_cut_short() {
         src: super::LogSource::Dir(
             DirSource::open(&format!("dir://{}/t1", dir.path().display())).unwrap(),
         ),
-        piece: Piece::new(spec.clone(), 1),
+        piece: Piece::new(spec.clone(), RoundId(1)),
         journal: JournalWriter::new(&ctx, "clog/round_1/piece_1"),
         ckpt: 0,
         read_end: 0,
@@ -94,7 +95,7 @@ async fn recovery_rejects_an_adopted_object_cut_short() {
         args: ArchiveArgs {
             source: String::new(),
             dest,
-            round_id: 1,
+            round_id: RoundId(1),
             checkpoint_scn: Scn(0),
             fresh: false,
             piece: spec,

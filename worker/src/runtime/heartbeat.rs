@@ -6,6 +6,7 @@ use super::{POLL, RunningMap, lock};
 use crate::client::MetaClient;
 use crate::ctx::AttemptLease;
 use crate::error::WorkerError;
+use backstop_common::{TaskId, WorkerId};
 use backstop_proto::worker::{HeartbeatRequest, TaskAction, TaskControl, TaskProgress};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -58,7 +59,7 @@ impl EndedByCell {
 /// another worker.
 pub(super) async fn heartbeat_loop(
     client: Arc<MetaClient>,
-    worker_id: u64,
+    worker_id: WorkerId,
     running: RunningMap,
     changed: Arc<Notify>,
     lease: Duration,
@@ -73,7 +74,7 @@ pub(super) async fn heartbeat_loop(
             .map(|(id, r)| {
                 (
                     TaskProgress {
-                        task_id: *id,
+                        task_id: id.0,
                         attempt: r.attempt,
                         bytes_done: r.progress.done.load(Ordering::Relaxed),
                         bytes_total: r.progress.total.load(Ordering::Relaxed),
@@ -91,7 +92,7 @@ pub(super) async fn heartbeat_loop(
             continue;
         }
         let req = HeartbeatRequest {
-            worker_id,
+            worker_id: worker_id.0,
             tasks,
             wait_ms: beat.as_millis() as u64,
         };
@@ -143,7 +144,7 @@ pub(super) async fn heartbeat_loop(
 pub(super) fn apply_controls(running: &RunningMap, controls: Vec<TaskControl>) {
     let map = lock(running);
     for control in controls {
-        let Some(r) = map.get(&control.task_id) else {
+        let Some(r) = map.get(&TaskId(control.task_id)) else {
             continue;
         };
         if r.attempt != control.attempt {
@@ -193,7 +194,7 @@ pub(super) fn fence_expired(running: &RunningMap, now: Instant) {
     for (task_id, r) in lock(running).iter() {
         if !r.abort.is_cancelled() && !r.lease.held_at(now) {
             warn!(
-                task_id,
+                %task_id,
                 attempt = r.attempt,
                 "no heartbeat within the fence time: aborting the task before its lease can move"
             );

@@ -17,6 +17,7 @@ use crate::ctx::{AttemptLease, Progress, TaskCtx};
 use crate::error::{Result, WorkerError};
 use backstop_common::codec::decode;
 use backstop_common::task::{Assignment, TaskSpec};
+use backstop_common::{TaskId, WorkerId};
 use backstop_proto::worker::{AcquireTaskRequest, RegisterWorkerRequest};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -100,9 +101,9 @@ struct Running {
     checkpoint_now: Arc<AtomicBool>,
 }
 
-type RunningMap = Arc<Mutex<HashMap<u64, Running>>>;
+type RunningMap = Arc<Mutex<HashMap<TaskId, Running>>>;
 
-fn lock(running: &RunningMap) -> std::sync::MutexGuard<'_, HashMap<u64, Running>> {
+fn lock(running: &RunningMap) -> std::sync::MutexGuard<'_, HashMap<TaskId, Running>> {
     // A panic while holding this lock cannot leave the map inconsistent (every
     // critical section is a single insert, remove or read), so a poisoned lock is
     // still usable.
@@ -154,7 +155,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
     let fence_after = fence_after(lease);
     let beat = Duration::from_millis(reg.heartbeat_ms.max(20));
     info!(
-        worker_id,
+        %worker_id,
         slots = config.slots,
         lease_ms = reg.lease_ms,
         "worker registered"
@@ -163,15 +164,15 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
     let changed = Arc::new(Notify::new());
     let beats = tokio::spawn(heartbeat_loop(
         client.clone(),
-        worker_id,
+        WorkerId(worker_id),
         running.clone(),
         changed.clone(),
         lease,
         beat,
         shutdown.clone(),
     ));
-    let mut tasks: JoinSet<(u64, u32)> = JoinSet::new();
-    let mut spawned: HashMap<tokio::task::Id, (u64, u32)> = HashMap::new();
+    let mut tasks: JoinSet<(TaskId, u32)> = JoinSet::new();
+    let mut spawned: HashMap<tokio::task::Id, (TaskId, u32)> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -234,7 +235,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
             };
             let ctx = TaskCtx {
                 client: client.clone(),
-                worker_id,
+                worker_id: WorkerId(worker_id),
                 task_id: a.task_id,
                 attempt: a.attempt,
                 abort: shutdown.child_token(),
@@ -248,7 +249,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
             };
             let ended_by = Arc::new(EndedByCell::default());
             lock(&running).insert(
-                a.task_id,
+                TaskId(a.task_id.0),
                 Running {
                     attempt: a.attempt,
                     follower: matches!(
@@ -263,7 +264,7 @@ pub async fn run_worker(config: WorkerConfig, shutdown: CancellationToken) -> Re
                     checkpoint_now: ctx.checkpoint_now.clone(),
                 },
             );
-            let span = tracing::info_span!("task", task_id = a.task_id, attempt = a.attempt, tenant_id = %a.tenant_id, job_id = %a.job_id, kind = a.spec.kind());
+            let span = tracing::info_span!("task", task_id = %a.task_id, attempt = a.attempt, tenant_id = %a.tenant_id, job_id = %a.job_id, kind = a.spec.kind());
             let key = (a.task_id, a.attempt);
             let handle = tasks.spawn(execute(ctx, a, ended_by).instrument(span));
             spawned.insert(handle.id(), key);

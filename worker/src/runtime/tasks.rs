@@ -9,6 +9,7 @@ use crate::ctx::TaskCtx;
 use crate::error::{Result, WorkerError};
 use crate::storage::TenantStore;
 use crate::validate::validate_set;
+use backstop_common::TaskId;
 use backstop_common::codec::encode;
 use backstop_common::task::{Assignment, TaskOutcome, TaskSpec};
 use backstop_proto::worker::ReportTaskRequest;
@@ -16,7 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-pub(super) async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<EndedByCell>) -> (u64, u32) {
+pub(super) async fn execute(
+    ctx: TaskCtx,
+    a: Assignment,
+    ended_by: Arc<EndedByCell>,
+) -> (TaskId, u32) {
     let is_follower = matches!(
         a.spec,
         TaskSpec::Archive { .. } | TaskSpec::ArchiveCopy { .. }
@@ -42,7 +47,7 @@ pub(super) async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<EndedByCe
             EndedBy::Suspend => TaskOutcome::Suspended,
             EndedBy::Nothing => {
                 info!("task stopped without reporting (cancelled or fenced)");
-                return (a.task_id, a.attempt);
+                return (TaskId(a.task_id.0), a.attempt);
             }
         },
         Err(WorkerError::BackupAborted(reason)) => {
@@ -75,16 +80,16 @@ pub(super) async fn execute(ctx: TaskCtx, a: Assignment, ended_by: Arc<EndedByCe
     } else {
         info!("task reported");
     }
-    (a.task_id, a.attempt)
+    (TaskId(a.task_id.0), a.attempt)
 }
 
 pub(super) async fn report(ctx: &TaskCtx, outcome: &TaskOutcome) -> Result<()> {
     backstop_common::failpoint!("task::before_commit", WorkerError::Meta);
     let bytes = encode(outcome).map_err(|e| WorkerError::Invalid(e.to_string()))?;
     let req = ReportTaskRequest {
-        task_id: ctx.task_id,
+        task_id: ctx.task_id.0,
         attempt: ctx.attempt,
-        worker_id: ctx.worker_id,
+        worker_id: ctx.worker_id.0,
         outcome: bytes,
     };
     ctx.client

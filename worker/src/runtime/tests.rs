@@ -1,5 +1,6 @@
 //! Unit tests of the worker runtime (`runtime/`).
 
+use backstop_common::{TaskId, WorkerId};
 use std::sync::atomic::Ordering;
 
 use backstop_proto::worker::{TaskAction, TaskControl};
@@ -30,7 +31,7 @@ fn running_one(lease: Arc<AttemptLease>) -> (RunningMap, Arc<Running>) {
         lease: r.lease.clone(),
         checkpoint_now: r.checkpoint_now.clone(),
     });
-    let map: RunningMap = Arc::new(Mutex::new(HashMap::from([(5, r)])));
+    let map: RunningMap = Arc::new(Mutex::new(HashMap::from([(TaskId(5), r)])));
     (map, shared)
 }
 
@@ -63,7 +64,7 @@ async fn an_outstanding_heartbeat_does_not_delay_the_fence() {
     let shutdown = CancellationToken::new();
     let beats = tokio::spawn(heartbeat_loop(
         client,
-        7,
+        WorkerId(7),
         running.clone(),
         Arc::new(Notify::new()),
         lease,
