@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use backstop_client::{MetaClient, Route};
 use backstop_proto::meta::ClusterStatusRequest;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 
@@ -34,6 +35,9 @@ pub struct ProcCluster {
     bin: PathBuf,
     /// Meta node addresses (node `i + 1` at index `i`).
     pub meta_addrs: Vec<String>,
+    /// The shared meta client over `meta_addrs` (the harness's own calls: setup, the
+    /// workload's deletes, the invariants' reads).
+    meta: std::sync::Arc<MetaClient>,
     metas: Vec<Option<Proc>>,
     /// Workers.
     workers: Vec<Option<Proc>>,
@@ -82,10 +86,12 @@ impl ProcCluster {
         let meta_addrs: Vec<String> = (0..metas)
             .map(|i| format!("127.0.0.1:{}", free_port(seed + i as u64)))
             .collect();
+        let meta = MetaClient::with(meta_addrs.clone(), Route::Leader, Duration::from_secs(10));
         let mut c = ProcCluster {
             dir: dir.to_path_buf(),
             bin,
             meta_addrs,
+            meta,
             metas: Vec::new(),
             workers: Vec::new(),
             worker_proxies: Vec::new(),
@@ -257,14 +263,10 @@ impl ProcCluster {
         )
     }
 
-    /// A gRPC client of the first reachable meta node.
+    /// A gRPC client of the current meta leader, through the shared client
+    /// ([`MetaClient::leader_service`]: found afresh, since the nemeses move it).
     pub async fn client(&self) -> anyhow::Result<MetaServiceClient<tonic::transport::Channel>> {
-        for addr in &self.meta_addrs {
-            if let Ok(c) = MetaServiceClient::connect(format!("http://{addr}")).await {
-                return Ok(c.max_decoding_message_size(backstop_proto::MAX_LIST_MESSAGE_BYTES));
-            }
-        }
-        bail!("no meta node reachable")
+        Ok(self.meta.leader_service().await?)
     }
 
     /// The leader's index (node id − 1).
@@ -273,9 +275,10 @@ impl ProcCluster {
             if !self.metas.get(i).is_some_and(Option::is_some) {
                 continue;
             }
-            let Ok(mut c) = MetaServiceClient::connect(format!("http://{addr}")).await else {
+            let Ok(ch) = backstop_client::channel(addr, None) else {
                 continue;
             };
+            let mut c = MetaServiceClient::new(ch);
             if let Ok(s) = c
                 .get_cluster_status(ClusterStatusRequest { with_digest: false })
                 .await

@@ -269,6 +269,27 @@ impl MetaClient {
         hint
     }
 
+    /// The leader's `MetaService` over this client's kept channel, the leader found
+    /// afresh (not the remembered one), for callers that make raw calls of their own
+    /// and handle each failure themselves (the chaos harness, which kills leaders).
+    /// Errors: [`ClientError::Unavailable`] when no member answers or names a leader,
+    /// [`ClientError::NoAddress`], [`ClientError::BadAddress`].
+    pub async fn leader_service(&self) -> Result<MetaServiceClient<Channel>, ClientError> {
+        if self.addrs.is_empty() {
+            return Err(ClientError::NoAddress);
+        }
+        let started = Instant::now();
+        let Some(addr) = self.discover().await else {
+            return Err(ClientError::Unavailable {
+                waited: started.elapsed(),
+                last: "no member answered with a leader".to_string(),
+            });
+        };
+        *self.leader.lock().await = Some(addr.clone());
+        Ok(MetaServiceClient::new(self.channel_to(&addr)?)
+            .max_decoding_message_size(MAX_LIST_MESSAGE_BYTES))
+    }
+
     /// Calls the leader's `MetaService`; `f` may be called once per attempt.
     pub async fn meta<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
     where

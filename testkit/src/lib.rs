@@ -1,9 +1,15 @@
 //! Test support shared by `cli/tests` and `chaos-tests`: real child processes killed
 //! with SIGKILL when their guard drops ([`Proc`]), free loopback ports, bounded waits,
-//! the `backstop` binary's path, and the S3-compatible test server (moto, installed by
-//! `scripts/setup.sh`). Every wait is bounded and every child is stopped by its guard,
-//! so a failing test leaves nothing running.
+//! the `backstop` binary's path, the S3-compatible test server (moto, installed by
+//! `scripts/setup.sh`), the process clusters of the integration tests ([`cluster`]),
+//! the `mysql` client against a gateway ([`mysql`]), PostgreSQL servers ([`pg`]) and
+//! an in-process meta cluster (`local`, feature `local-cluster`). Every wait is bounded
+//! and every child is stopped by its guard, so a failing test leaves nothing running.
 
+pub mod cluster;
+#[cfg(feature = "local-cluster")]
+pub mod local;
+pub mod mysql;
 pub mod pg;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +36,9 @@ pub enum TestkitError {
     /// A stored manifest is not JSON.
     #[error("{0}: {1}")]
     Json(String, serde_json::Error),
+    /// An in-process meta node did not start or has no leader.
+    #[error("meta: {0}")]
+    Meta(String),
     /// A manifest kept changing while it was read (a writer compacting without pause).
     #[error("{0}: the manifest kept changing while it was read")]
     Changing(String),

@@ -53,7 +53,7 @@ fn all() -> ListRequest {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut c = MetaServiceClient::connect(format!("http://{}", args.meta)).await?;
+    let mut c = MetaServiceClient::new(backstop_client::channel(&args.meta, None)?);
     let mut hist = Histogram::<u64>::new(3)?;
     let mut moved = 0u64;
     for i in 0..args.count {

@@ -11,13 +11,13 @@ use backstop_common::{PieceId, RoundId, WorkerId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backstop_chaos::cluster::LocalCluster;
 use backstop_common::Scn;
 use backstop_common::task::{ArchiveProgress, PieceSpec};
 use backstop_meta::RaftTuning;
 use backstop_meta::command::{Command, Reply, WorkCommand};
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
 use backstop_proto::meta::{CreateTenantRequest, SetParameterRequest};
+use backstop_testkit::local::LocalCluster;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use mysql_async::prelude::Queryable;
@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
     let cluster = LocalCluster::start(1, RaftTuning::default()).await?;
     let node = cluster.nodes[0].clone();
     let addr = node.addr().to_string();
-    let mut client = MetaServiceClient::connect(format!("http://{addr}")).await?;
+    let mut client = MetaServiceClient::new(backstop_client::channel(&addr, None)?);
     for (name, value) in [
         ("backup_dest", "file:///tmp/backstop-bench-gateway"),
         ("backup_dest_option", "log_archive_piece_switch_interval=1d"),

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backstop_chaos::cluster::LocalCluster;
 use backstop_meta::RaftTuning;
 use backstop_proto::meta::CreateTenantRequest;
 use backstop_proto::meta::meta_service_client::MetaServiceClient;
+use backstop_testkit::local::LocalCluster;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
             let leader = leader.clone();
             let hist = hist.clone();
             tasks.push(tokio::spawn(async move {
-                let mut client = MetaServiceClient::connect(format!("http://{leader}")).await?;
+                let mut client = MetaServiceClient::new(backstop_client::channel(&leader, None)?);
                 for i in 0..per_client {
                     let t0 = Instant::now();
                     client

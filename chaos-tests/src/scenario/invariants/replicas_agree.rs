@@ -18,7 +18,7 @@ pub(crate) async fn replicas_agree(r: &Run) -> Verdict {
         // index must be reported by all of them.
         let mut clients = Vec::new();
         for addr in &r.cluster.meta_addrs {
-            clients.push(MetaServiceClient::connect(format!("http://{addr}")).await?);
+            clients.push(MetaServiceClient::new(backstop_client::channel(addr, None)?));
         }
         let n = clients.len();
         let mut seen: std::collections::BTreeMap<u64, Vec<(usize, String)>> =

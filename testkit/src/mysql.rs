@@ -1,9 +1,12 @@
 //! The `mysql` CLI (Debian's mariadb-client) against a gateway, as a DBA runs it.
+//! Like [`crate::cluster`], a step that cannot run panics with what failed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::Command;
 
-use super::{Proc, free_port, spawn, wait_for};
+use crate::cluster::spawn;
+use crate::{Proc, free_port, wait_for};
 
 /// A gateway's MySQL port.
 pub struct Mysql {

@@ -1,10 +1,12 @@
-//! An in-process meta cluster over real gRPC on 127.0.0.1 with RocksDB in a temp dir.
+//! An in-process meta cluster over real gRPC on 127.0.0.1 with RocksDB in a temp dir
+//! (feature `local-cluster`), for the benchmarks that measure the meta service alone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use backstop_meta::{MetaConfig, MetaNode, RaftTuning};
+
+use crate::TestkitError;
 
 /// A running group of meta nodes; dropped data lives in a temp dir.
 pub struct LocalCluster {
@@ -15,14 +17,15 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Starts `n` nodes: node 1 bootstraps, the others join through it. Returns once
-    /// all `n` are voters and a leader is known.
-    pub async fn start(n: u64, raft: RaftTuning) -> anyhow::Result<LocalCluster> {
-        let dir = tempfile::tempdir().context("create temp dir")?;
+    /// all `n` are voters and a leader is known (within 30 s, else
+    /// [`TestkitError::Timeout`]); [`TestkitError::Meta`] when a node does not start.
+    pub async fn start(n: u64, raft: RaftTuning) -> Result<LocalCluster, TestkitError> {
+        let dir = tempfile::tempdir().map_err(|e| TestkitError::Io("create temp dir".into(), e))?;
         let mut nodes: Vec<Arc<MetaNode>> = Vec::new();
         for id in 1..=n {
             let mut config = MetaConfig::new(
                 id,
-                "127.0.0.1:0".parse()?,
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                 dir.path().join(format!("n{id}")),
             );
             config.raft = raft.clone();
@@ -30,7 +33,11 @@ impl LocalCluster {
                 Some(first) => config.join = vec![first.addr().to_string()],
                 None => config.bootstrap = true,
             }
-            nodes.push(MetaNode::start(config).await?);
+            nodes.push(
+                MetaNode::start(config)
+                    .await
+                    .map_err(|e| TestkitError::Meta(format!("start node {id}: {e}")))?,
+            );
         }
         let c = LocalCluster { nodes, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -42,17 +49,20 @@ impl LocalCluster {
                 return Ok(c);
             }
             if Instant::now() > deadline {
-                bail!("cluster did not form: {s:?}");
+                return Err(TestkitError::Timeout {
+                    what: format!("{n} voters and a leader (last status {s:?})"),
+                    secs: 30,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// The current leader's gRPC address.
-    pub async fn leader_addr(&self) -> anyhow::Result<String> {
+    pub async fn leader_addr(&self) -> Result<String, TestkitError> {
         let s = self.nodes[0].status().await;
         if s.leader_addr.is_empty() {
-            bail!("no leader");
+            return Err(TestkitError::Meta("no leader".into()));
         }
         Ok(s.leader_addr)
     }
