@@ -3,6 +3,10 @@
 //! archive copy in flight; restores from the copy alone, exact by the workload
 //! generator; VALIDATE … COPY finding a corrupt object; SIGKILL of the copying worker
 //! and of the meta leader during a copy and during a cancel.
+//!
+//! Longer than the house's ~600 lines on purpose: every file in `cli/tests/` is its
+//! own test binary (one more link of the whole dependency tree in CI), and these
+//! tests share this file's fixtures and checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;

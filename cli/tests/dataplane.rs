@@ -2,6 +2,10 @@
 //! SIGKILL), real object stores (file:// and an S3-compatible server) and the
 //! workload generator as the oracle: every restore is replayed and compared with the
 //! state the generator recorded at that SCN.
+//!
+//! Longer than the house's ~600 lines on purpose: every file in `cli/tests/` is its
+//! own test binary (one more link of the whole dependency tree in CI), and these
+//! tests share this file's fixtures and checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;

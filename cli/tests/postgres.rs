@@ -2,6 +2,10 @@
 //! the workload: the WAL archive, a full and two incremental hot backups taken while
 //! pgbench runs, and restores to marker LSNs and to times, each started with a plain
 //! `postgres -D DIR` and checked against what was recorded at the target.
+//!
+//! Longer than the house's ~600 lines on purpose: every file in `cli/tests/` is its
+//! own test binary (one more link of the whole dependency tree in CI), and these
+//! tests share this file's fixtures and checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;

@@ -4,7 +4,7 @@
 //! in [`crate::statement`].
 
 use backstop_common::{BackupSetId, CopyId};
-use backstop_proto::meta::BackupVerb;
+use backstop_proto::meta::{BackupManageRequest, BackupVerb};
 
 /// A parsed statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +217,20 @@ pub struct ManageCall {
 }
 
 impl ManageCall {
+    /// The `BackupManage` request of this call, for `tenants` (the `TENANT` clause
+    /// resolved to the names the meta service knows).
+    pub fn into_request(self, tenants: Vec<String>) -> BackupManageRequest {
+        BackupManageRequest {
+            verb: self.verb.into(),
+            tenants,
+            id: self.id,
+            max_backup_times: self.max_backup_times,
+            with_active: self.with_active,
+            dest: self.dest,
+            copy_id: self.copy_id.0,
+        }
+    }
+
     fn new(verb: BackupVerb, tenants: Vec<String>) -> ManageCall {
         ManageCall {
             verb,

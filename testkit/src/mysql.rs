@@ -8,6 +8,18 @@ use std::process::Command;
 use crate::cluster::spawn;
 use crate::{Proc, free_port, wait_for};
 
+/// Runs the `mysql` client: (exit ok, stdout, stderr).
+fn outcome(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd
+        .output()
+        .expect("mysql client (scripts/setup.sh installs mariadb-client)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A gateway's MySQL port.
 pub struct Mysql {
     pub port: u16,
@@ -16,22 +28,16 @@ pub struct Mysql {
 impl Mysql {
     /// Runs `sql` with `mysql -e` as root@sys: (exit ok, stdout, stderr).
     pub fn run(&self, extra: &[&str], sql: &str) -> (bool, String, String) {
-        let out = Command::new("mysql")
-            .args([
-                "-h127.0.0.1",
-                &format!("-P{}", self.port),
-                "-uroot@sys",
-                "--connect-timeout=5",
-            ])
-            .args(extra)
-            .args(["-e", sql])
-            .output()
-            .expect("mysql client (scripts/setup.sh installs mariadb-client)");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut cmd = Command::new("mysql");
+        cmd.args([
+            "-h127.0.0.1",
+            &format!("-P{}", self.port),
+            "-uroot@sys",
+            "--connect-timeout=5",
+        ])
+        .args(extra)
+        .args(["-e", sql]);
+        outcome(&mut cmd)
     }
 
     /// Runs `sql` with `mysql -B -N -e` as `user` (`user@tenant`), with a password
@@ -49,15 +55,8 @@ impl Mysql {
         if let Some(pw) = password {
             cmd.arg(format!("-p{pw}"));
         }
-        let out = cmd
-            .args(["-e", sql])
-            .output()
-            .expect("mysql client (scripts/setup.sh installs mariadb-client)");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        cmd.args(["-e", sql]);
+        outcome(&mut cmd)
     }
 
     /// Runs statements; panics with the server's error.

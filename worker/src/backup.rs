@@ -59,9 +59,9 @@ pub async fn write_tenant_info(
 pub async fn prepare(ctx: &TaskCtx, source: &str, begin_hook: Option<&str>) -> Result<TaskOutcome> {
     if backstop_common::source::is_postgresql(source) {
         let label = format!("backstop task {} attempt {}", ctx.task_id, ctx.attempt);
-        let started = crate::pg::start_backup(source, &label).await?;
+        let started = crate::pg::hot_backup::start_backup(source, &label).await?;
         if let Err(e) = ctx.check() {
-            crate::pg::forget_backup(source).await;
+            crate::pg::hot_backup::forget_backup(source).await;
             return Err(e);
         }
         info!(
@@ -273,7 +273,7 @@ pub async fn copy(ctx: &TaskCtx, a: CopyArgs) -> Result<TaskOutcome> {
     let mut input_bytes = 0u64;
     for entry in &a.files {
         if let DataFiles::Pg(_) = &src {
-            crate::pg::touch(&a.source);
+            crate::pg::hot_backup::touch(&a.source);
         }
         let mut file = match src.open_file(&entry.path) {
             Ok(Some(f)) => f,
@@ -483,7 +483,8 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
     let (min_restore_scn, pg) = match &src {
         Some(src) => (src.log_end()?, None),
         None => {
-            let (stop, info) = crate::pg::finish_backup(&a.source, a.start_replay_scn.0).await?;
+            let (stop, info) =
+                crate::pg::hot_backup::finish_backup(&a.source, a.start_replay_scn.0).await?;
             let found = crate::pg::PgTimeline {
                 system_identifier: info.system_identifier,
                 timeline: info.timeline,
@@ -572,7 +573,7 @@ pub async fn finalize(ctx: &TaskCtx, a: FinalizeArgs) -> Result<TaskOutcome> {
     )
     .await?;
     if is_pg {
-        crate::pg::forget_backup(&a.source).await;
+        crate::pg::hot_backup::forget_backup(&a.source).await;
     }
     info!(
         backup_set_id = %a.backup_set_id,

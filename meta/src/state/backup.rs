@@ -23,8 +23,7 @@
 
 use backstop_common::params::Param;
 use backstop_common::task::{BackupType, FileEntry, TaskOutcome, TaskSpec};
-use backstop_common::{BackupSetId, CopyId, TaskId};
-use backstop_common::{Code, Scn};
+use backstop_common::{BackupSetId, Code, CopyId, Scn, TaskId, TenantId};
 
 use super::records::{
     BackupSetRecord, JobKind, JobStatus, MAX_ATTEMPTS, RoundStatus, SetStatus, TaskRecord,
@@ -174,12 +173,7 @@ impl MetaState {
             return touched;
         };
         let tenant_id = prepare.tenant_id;
-        let Some(set) = self
-            .work
-            .sets
-            .get(&(tenant_id, backup_set_id, CopyId(0)))
-            .cloned()
-        else {
+        let Some(set) = self.primary_set(tenant_id, backup_set_id) else {
             return touched;
         };
         // A restarted backup's parts come after the earlier generations'.
@@ -256,12 +250,7 @@ impl MetaState {
             return Vec::new();
         }
         let tenant_id = copy.tenant_id;
-        let Some(set) = self
-            .work
-            .sets
-            .get(&(tenant_id, backup_set_id, CopyId(0)))
-            .cloned()
-        else {
+        let Some(set) = self.primary_set(tenant_id, backup_set_id) else {
             return Vec::new();
         };
         let t = self.tenants.get(&tenant_id).cloned();
@@ -288,6 +277,18 @@ impl MetaState {
         };
         let id = self.new_task(copy.job_id, tenant_id, spec, 0, now);
         vec![Touched::Task(id)]
+    }
+
+    /// The original (copy 0) of a backup set, as it is now.
+    fn primary_set(
+        &self,
+        tenant_id: TenantId,
+        backup_set_id: BackupSetId,
+    ) -> Option<BackupSetRecord> {
+        self.work
+            .sets
+            .get(&(tenant_id, backup_set_id, CopyId(0)))
+            .cloned()
     }
 
     /// The task id of the job's latest prepare (0 when none).

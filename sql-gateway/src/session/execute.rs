@@ -240,43 +240,22 @@ impl Session {
 
     /// A backup-of-backup or job-control statement: its privileges, its tenants
     /// resolved, then one `BackupManage` call.
-    async fn backup_manage(&mut self, call: ManageCall) -> Result<Reply, SqlError> {
-        let ManageCall {
-            verb,
-            tenants,
-            id,
-            max_backup_times,
-            with_active,
-            dest,
-            copy_id,
-        } = call;
-        if verb == BackupVerb::CancelAllBackupForce && !self.is_sys() {
+    async fn backup_manage(&mut self, mut call: ManageCall) -> Result<Reply, SqlError> {
+        if call.verb == BackupVerb::CancelAllBackupForce && !self.is_sys() {
             return Err(SqlError::no_privilege("run CANCEL ALL BACKUP FORCE"));
         }
         // A destination is where a tenant's backups go: root@sys chooses it.
-        if !dest.is_empty() && !self.is_sys() {
+        if !call.dest.is_empty() && !self.is_sys() {
             return Err(SqlError::no_privilege("choose BACKUP_BACKUP_DEST"));
         }
         self.require_backup_admin().await?;
-        let tenants = self.resolve_ids(tenants).await?;
+        let tenants = self.resolve_ids(std::mem::take(&mut call.tenants)).await?;
         let mut tenants = self.targets(tenants)?;
-        if verb == BackupVerb::ValidateCopy && tenants.is_empty() {
-            tenants = vec![self.set_owner(BackupSetId(id)).await?];
+        if call.verb == BackupVerb::ValidateCopy && tenants.is_empty() {
+            tenants = vec![self.set_owner(BackupSetId(call.id)).await?];
         }
-        crate::meta_call!(
-            self.meta,
-            backup_manage,
-            BackupManageRequest {
-                verb: verb.into(),
-                tenants,
-                id,
-                max_backup_times,
-                with_active,
-                dest,
-                copy_id: copy_id.0,
-            }
-        )
-        .map_err(SqlError::from_client)?;
+        crate::meta_call!(self.meta, backup_manage, call.into_request(tenants))
+            .map_err(SqlError::from_client)?;
         Ok(ok())
     }
 

@@ -73,7 +73,7 @@ pub(super) async fn execute(
         }
     };
     if let (Some(source), TaskOutcome::Canceled) = (&pg_backup, &outcome) {
-        crate::pg::forget_backup(source).await;
+        crate::pg::hot_backup::forget_backup(source).await;
     }
     if let Err(e) = report(&ctx, &outcome).await {
         warn!(error = %e, "could not report the task outcome; the lease will expire and the task will be retried");
