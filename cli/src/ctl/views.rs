@@ -7,13 +7,18 @@ use serde_json::{Value, json};
 use super::client::{Client, rpc};
 use super::render::*;
 
-/// `ctl copies`.
-pub(super) async fn copies(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
-    let req = ListRequest {
+/// The list request for every row (live and history) of `tenant`, or of every tenant.
+fn every_row_of(tenant: Option<String>) -> ListRequest {
+    ListRequest {
         tenant_name: tenant.unwrap_or_default(),
         job_id: 0,
         all: true,
-    };
+    }
+}
+
+/// `ctl copies`.
+pub(super) async fn copies(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
+    let req = every_row_of(tenant);
     let r = rpc!(c, list_archive, req);
     let rows = r
         .copies
@@ -79,11 +84,7 @@ pub(super) async fn copies(c: &Client, j: bool, tenant: Option<String>) -> anyho
 
 /// `ctl archive`.
 pub(super) async fn archive(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
-    let req = ListRequest {
-        tenant_name: tenant.unwrap_or_default(),
-        job_id: 0,
-        all: true,
-    };
+    let req = every_row_of(tenant);
     let r = rpc!(c, list_archive, req);
     let rows = r
         .rounds
@@ -127,11 +128,7 @@ pub(super) async fn archive(c: &Client, j: bool, tenant: Option<String>) -> anyh
 
 /// `ctl pieces`.
 pub(super) async fn pieces(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
-    let req = ListRequest {
-        tenant_name: tenant.unwrap_or_default(),
-        job_id: 0,
-        all: true,
-    };
+    let req = every_row_of(tenant);
     let r = rpc!(c, list_pieces, req);
     let rows = r
         .pieces
@@ -174,11 +171,7 @@ pub(super) async fn pieces(c: &Client, j: bool, tenant: Option<String>) -> anyho
 
 /// `ctl sets`.
 pub(super) async fn sets(c: &Client, j: bool, tenant: Option<String>) -> anyhow::Result<()> {
-    let req = ListRequest {
-        tenant_name: tenant.unwrap_or_default(),
-        job_id: 0,
-        all: true,
-    };
+    let req = every_row_of(tenant);
     let r = rpc!(c, list_backup_sets, req);
     let rows = r
         .sets
