@@ -14,6 +14,7 @@ pub mod ids;
 pub mod layout;
 pub mod option;
 pub mod params;
+pub mod seal;
 pub mod source;
 pub mod task;
 
