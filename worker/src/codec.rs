@@ -1,10 +1,17 @@
 //! Compression of the stored bytes: zstd for data blocks, frames of blocks and log
 //! objects, and [`BlockReader`], which reads a block back out of its stored object
 //! (decompressing its frame once for all the blocks in it), checking sizes against the
-//! format's bounds and checksums against the manifest.
+//! format's bounds and checksums against the manifest. An encrypted set's frames are
+//! sealed after compression ([`seal_frame`]) and opened before it, with the data key
+//! of the set that wrote them ([`BlockReader::with_keys`]).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use backstop_common::seal::{self, DataKey, SealError};
 
 use crate::error::{Result, WorkerError};
-use crate::manifest::{BlockEntry, MAX_BLOCK_RAW, MAX_FRAME_RAW, checksum};
+use crate::manifest::{BlockEntry, Loc, MAX_BLOCK_RAW, MAX_FRAME_RAW, checksum};
 
 /// Compresses with zstd at `level` (0 = store raw). Returns the stored bytes and
 /// whether they are compressed.
@@ -88,15 +95,82 @@ pub fn decompress(
     Ok(raw)
 }
 
+/// `stored` (a compressed frame) sealed for its place: `object` at `offset`, as frame
+/// number `frame` of attempt `attempt` of part `part` (the nonce,
+/// `seal::frame_nonce`). Errors: `Invalid` if the cipher refuses.
+pub fn seal_frame(
+    key: &DataKey,
+    (part, attempt, frame): (u32, u32, u32),
+    object: &str,
+    offset: u64,
+    stored: &[u8],
+) -> Result<Vec<u8>> {
+    seal::seal(
+        key,
+        seal::frame_nonce(part, attempt, frame),
+        &seal::frame_aad(object, offset),
+        stored,
+    )
+    .map_err(|e| WorkerError::Invalid(e.to_string()))
+}
+
+/// A [`SealError`] as the worker reports it: a frame that does not open is damage
+/// (`Corrupt`), a missing or wrong key is `Key`.
+pub fn seal_error(e: SealError) -> WorkerError {
+    match e {
+        SealError::Tampered { .. } | SealError::Invalid(_) => WorkerError::Corrupt(e.to_string()),
+        SealError::WrongKey { .. } | SealError::Random => WorkerError::Key(e.to_string()),
+    }
+}
+
+/// The set directory (`data/backup_set_ID_full|inc`) of an object key.
+pub fn set_dir_of(object: &str) -> &str {
+    match object.match_indices('/').nth(1) {
+        Some((i, _)) => &object[..i],
+        None => object,
+    }
+}
+
 /// Reads blocks out of their stored objects, keeping the last raw frame, so the
 /// blocks of one frame (read one after another by restore and validate) cost one
 /// decompression.
 #[derive(Default)]
 pub struct BlockReader {
     frame: Option<(String, u64, Vec<u8>)>,
+    /// Data keys of encrypted sets, by set directory.
+    keys: HashMap<String, DataKey>,
 }
 
 impl BlockReader {
+    /// A reader of encrypted sets' blocks too: `keys` holds the data key of each set
+    /// directory whose sealed frames it may meet.
+    pub fn with_keys(keys: HashMap<String, DataKey>) -> BlockReader {
+        BlockReader { frame: None, keys }
+    }
+
+    /// The stored bytes of `loc`'s frame, opened when sealed. Errors: `Key` when the
+    /// set's key is not known here, `Corrupt` when the frame does not open.
+    fn opened<'a>(&self, stored: &'a [u8], loc: &Loc) -> Result<Cow<'a, [u8]>> {
+        if !loc.sealed {
+            return Ok(Cow::Borrowed(stored));
+        }
+        let dir = set_dir_of(&loc.object);
+        let key = self.keys.get(dir).ok_or_else(|| {
+            WorkerError::Key(format!(
+                "{dir} is encrypted and its key was not given (a password or master key)"
+            ))
+        })?;
+        let what = format!("{} at offset {}", loc.object, loc.offset);
+        seal::open(
+            key,
+            &seal::frame_aad(&loc.object, loc.offset),
+            stored,
+            &what,
+        )
+        .map(Cow::Owned)
+        .map_err(seal_error)
+    }
+
     /// The raw bytes of block `b`, whose object's stored bytes are `object`.
     ///
     /// Errors: `Corrupt` when the object is shorter than the manifest says, a length
@@ -113,8 +187,9 @@ impl BlockReader {
                 WorkerError::Corrupt(format!("{what}: shorter than the manifest says"))
             })?;
         if loc.frame_len == 0 {
+            let stored = self.opened(stored, loc)?;
             return decompress(
-                stored,
+                &stored,
                 loc.compressed,
                 b.raw_len as usize,
                 MAX_BLOCK_RAW,
@@ -131,8 +206,9 @@ impl BlockReader {
                     "{what}: the manifest says a frame of {frame_len} bytes, more than the format's {MAX_FRAME_RAW}"
                 )));
             }
+            let stored = self.opened(stored, loc)?;
             let raw = if loc.compressed {
-                zstd::bulk::decompress(stored, frame_len)
+                zstd::bulk::decompress(&stored, frame_len)
                     .map_err(|e| WorkerError::Corrupt(format!("{what}: cannot decompress: {e}")))?
             } else {
                 stored.to_vec()
@@ -169,7 +245,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::manifest::{BLOCK_SIZE, Loc, PG_BLOCK_SIZE};
+    use crate::manifest::{BLOCK_SIZE, PG_BLOCK_SIZE};
 
     #[test]
     fn a_raw_length_from_storage_is_trusted_only_up_to_the_formats_bound() {
@@ -206,6 +282,7 @@ mod tests {
                 compressed: true,
                 frame_len: frame_len as u32,
                 frame_offset: at as u32,
+                sealed: false,
             },
         }
     }

@@ -37,6 +37,10 @@ pub enum WorkerError {
     /// The task was cancelled (lease lost, job ended).
     #[error("cancelled")]
     Cancelled,
+    /// An encrypted set or piece cannot be opened: no key or password was given for
+    /// it, or none given is its own. Names the set or piece.
+    #[error("key: {0}")]
+    Key(String),
     /// Bad input (arguments, unknown tenant, no such set).
     #[error("{0}")]
     Invalid(String),

@@ -23,8 +23,12 @@ pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 /// compressed frame ([`Loc::frame_len`]), which a build that knows only versions 1
 /// and 2 would misread, so it refuses them. Readers accept versions up to this one.
 pub const SET_FORMAT_VERSION: u32 = 3;
+/// Version of an encrypted set's manifests: its frames are sealed ([`Loc::sealed`],
+/// [`SetManifest::encryption`]), which a build that knows only version 3 would try
+/// to decompress, so it refuses them. Sets in the clear stay version 3.
+pub const SEALED_FORMAT_VERSION: u32 = 4;
 /// The newest version this build reads.
-pub const MAX_FORMAT_VERSION: u32 = SET_FORMAT_VERSION;
+pub const MAX_FORMAT_VERSION: u32 = SEALED_FORMAT_VERSION;
 /// Stored blocks are compressed together in frames of up to this many raw bytes
 /// (128 KiB: 16 PostgreSQL pages, 4 blocks of 32 KiB), which compresses about a third
 /// better than block by block; restore decompresses each frame once.
@@ -150,6 +154,10 @@ pub struct Loc {
     /// The block's offset in the raw frame (bytes); 0 when there is no frame.
     #[serde(default, skip_serializing_if = "is_zero32")]
     pub frame_offset: u32,
+    /// The stored bytes are sealed (AES-256-GCM under the set's data key: nonce,
+    /// ciphertext, tag; `backstop_common::seal`); absent (false) in the clear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 fn is_zero32(v: &u32) -> bool {
@@ -243,6 +251,22 @@ pub struct SetManifest {
     /// not written, so their manifests are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg: Option<PgSetInfo>,
+    /// An encrypted set's data key, wrapped, and those of the base sets its blocks
+    /// point into. Absent for a set in the clear (whose manifest is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<SetEncryption>,
+}
+
+/// The keys of an encrypted set ([`SEALED_FORMAT_VERSION`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetEncryption {
+    /// This set's data key, wrapped (password or master key).
+    pub wrap: backstop_common::seal::KeyWrap,
+    /// The wrapped data keys of the base sets whose objects this set's blocks point
+    /// into, by set directory (`data/backup_set_ID_full|inc`), so a restore reads one
+    /// manifest.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bases: std::collections::BTreeMap<String, backstop_common::seal::KeyWrap>,
 }
 
 /// The PostgreSQL side of a set (a base backup, PostgreSQL's low-level API).

@@ -157,6 +157,7 @@ pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcom
                     part,
                     files,
                     compression_level,
+                    seal: None,
                 },
             )
             .await
@@ -182,6 +183,7 @@ pub(super) async fn run_spec(ctx: &TaskCtx, spec: TaskSpec) -> Result<TaskOutcom
                     parts,
                     start_replay_scn,
                     end_hook,
+                    encryption: None,
                 },
             )
             .await
