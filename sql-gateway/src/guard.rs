@@ -84,8 +84,10 @@ pub struct IdleTimeout<R> {
     logged_in: Arc<AtomicBool>,
     login_deadline: Instant,
     wait_timeout: Duration,
-    /// Armed while the reader waits for bytes.
-    timer: Option<Pin<Box<Sleep>>>,
+    /// Armed while the reader waits for bytes, with whether the client had logged in
+    /// when it was armed (a wait that began before the login and goes on after it
+    /// gets `wait_timeout`, not what was left of `connect_timeout`).
+    timer: Option<(bool, Pin<Box<Sleep>>)>,
 }
 
 impl<R> IdleTimeout<R> {
@@ -116,13 +118,20 @@ impl<R: AsyncRead + Unpin> AsyncRead for IdleTimeout<R> {
             Poll::Pending => {}
         }
         let logged_in = this.logged_in.load(Ordering::Acquire);
-        let timer = this.timer.get_or_insert_with(|| {
+        if this
+            .timer
+            .as_ref()
+            .is_some_and(|(armed, _)| *armed != logged_in)
+        {
+            this.timer = None;
+        }
+        let (_, timer) = this.timer.get_or_insert_with(|| {
             let deadline = if logged_in {
                 Instant::now() + this.wait_timeout
             } else {
                 this.login_deadline
             };
-            Box::pin(tokio::time::sleep_until(deadline))
+            (logged_in, Box::pin(tokio::time::sleep_until(deadline)))
         });
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
@@ -173,6 +182,33 @@ mod tests {
         let e = r.read_exact(&mut b).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= ms(600), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_began_before_the_login_is_not_cut_at_the_connect_deadline() {
+        let ms = Duration::from_millis;
+        let limits = Limits {
+            connect_timeout: ms(300),
+            wait_timeout: ms(5_000),
+            ..Limits::default()
+        };
+        let (mut client, server) = tokio::io::duplex(64);
+        let logged_in = Arc::new(AtomicBool::new(false));
+        let mut r = IdleTimeout::new(server, &limits, logged_in.clone());
+        // The reader waits for the client's next bytes (a pipelining driver's query)
+        // while the login is checked; the login succeeds during the wait, and the
+        // bytes come after the connect deadline.
+        let flip = tokio::spawn(async move {
+            tokio::time::sleep(ms(100)).await;
+            logged_in.store(true, Ordering::Release);
+            tokio::time::sleep(ms(400)).await;
+            client.write_all(b"q").await.unwrap();
+            client
+        });
+        let mut b = [0u8; 1];
+        r.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"q");
+        drop(flip.await.unwrap());
     }
 
     #[tokio::test]
