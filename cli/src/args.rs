@@ -231,6 +231,10 @@ pub struct RestoreArgs {
     /// Target, set, incarnation, owner and tablespaces.
     #[command(flatten)]
     pub target: crate::shared::RestoreTargetArgs,
+    /// Passwords of encrypted sets (OceanBase's `SET DECRYPTION IDENTIFIED BY`), one
+    /// per line; each set's key is tried with each password.
+    #[arg(long)]
+    pub decryption_password_file: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -1,6 +1,7 @@
 //! Commands that need only a destination: `restore` and `validate`.
 
 use anyhow::{Context, bail};
+use backstop_common::seal::Keyring;
 use backstop_common::{BackupSetId, PieceId, RoundId};
 use backstop_worker::dest_catalog::find_tenant;
 use backstop_worker::restore::{self, RestoreArgs};
@@ -12,7 +13,7 @@ use crate::args;
 
 /// `backstop restore`.
 pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
-    let args = RestoreArgs::new(
+    let mut args = RestoreArgs::new(
         a.dest,
         a.tenant,
         a.to,
@@ -20,6 +21,15 @@ pub async fn restore(a: args::RestoreArgs) -> anyhow::Result<()> {
         a.target.backup_set.map(BackupSetId),
         a.target.options(),
     );
+    if let Some(file) = &a.decryption_password_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("read --decryption-password-file {}", file.display()))?;
+        let passwords = Keyring::parse_password_file(&text);
+        if passwords.is_empty() {
+            bail!("{} holds no password (one per line)", file.display());
+        }
+        args.keys = Keyring::with_passwords(passwords);
+    }
     let cancel = CancellationToken::new();
     let info = restore::restore(&args, &cancel).await.context("restore")?;
     if a.json {

@@ -190,13 +190,25 @@ pub struct KeyWrap {
 }
 
 /// What may open a wrap: the session's `SET DECRYPTION` passwords (or a
-/// `--decryption-password-file`), and the master keys configured (by id).
-#[derive(Debug, Clone, Default)]
+/// `--decryption-password-file`), and the master keys configured (by id). Its
+/// `Debug` shows how many of each, never them.
+#[derive(Clone, Default)]
 pub struct Keyring {
     /// Passwords, tried in order.
     pub passwords: Vec<Zeroizing<String>>,
     /// Master keys by id.
     pub master_keys: BTreeMap<String, MasterKey>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Keyring({} password(s), master keys {:?})",
+            self.passwords.len(),
+            self.master_keys.keys().collect::<Vec<_>>()
+        )
+    }
 }
 
 impl Keyring {

@@ -123,6 +123,34 @@ pub fn seal_error(e: SealError) -> WorkerError {
     }
 }
 
+/// The data keys an encrypted set's blocks need, by set directory: its own and its
+/// bases', unwrapped with `ring`; empty for a set in the clear. `set_dir` is the
+/// set's own directory.
+///
+/// Errors: `Key` naming the set when no password or master key given opens a key;
+/// `Corrupt` for a malformed wrap.
+pub fn set_keys(
+    encryption: Option<&crate::manifest::SetEncryption>,
+    set_dir: &str,
+    ring: &seal::Keyring,
+) -> Result<HashMap<String, DataKey>> {
+    let Some(e) = encryption else {
+        return Ok(HashMap::new());
+    };
+    let mut keys = HashMap::new();
+    keys.insert(
+        set_dir.to_string(),
+        seal::unwrap(&e.wrap, ring, set_dir).map_err(seal_error)?,
+    );
+    for (dir, wrap) in &e.bases {
+        keys.insert(
+            dir.clone(),
+            seal::unwrap(wrap, ring, dir).map_err(seal_error)?,
+        );
+    }
+    Ok(keys)
+}
+
 /// The set directory (`data/backup_set_ID_full|inc`) of an object key.
 pub fn set_dir_of(object: &str) -> &str {
     match object.match_indices('/').nth(1) {
@@ -269,6 +297,35 @@ mod tests {
             "b",
         );
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn an_encrypted_sets_keys_open_with_its_password_before_anything_is_read() {
+        use crate::manifest::SetEncryption;
+        use backstop_common::seal::{Keyring, wrap_with_password};
+        let (own, base) = (DataKey::random().unwrap(), DataKey::random().unwrap());
+        let e = SetEncryption {
+            wrap: wrap_with_password(&own, "pw").unwrap(),
+            bases: [(
+                "data/backup_set_1_full".to_string(),
+                wrap_with_password(&base, "pw").unwrap(),
+            )]
+            .into(),
+        };
+        let ring = Keyring::with_passwords(["pw".to_string()]);
+        let keys = set_keys(Some(&e), "data/backup_set_2_inc", &ring).unwrap();
+        assert_eq!(keys["data/backup_set_2_inc"], own);
+        assert_eq!(keys["data/backup_set_1_full"], base);
+        let err = set_keys(Some(&e), "data/backup_set_2_inc", &Keyring::default()).unwrap_err();
+        assert!(
+            matches!(&err, WorkerError::Key(m) if m.contains("backup_set_2_inc")),
+            "{err}"
+        );
+        assert!(set_keys(None, "d", &Keyring::default()).unwrap().is_empty());
+        assert_eq!(
+            set_dir_of("data/backup_set_1_full/part_0/a1/obj_0"),
+            "data/backup_set_1_full"
+        );
     }
 
     fn framed(raw: &[u8], at: usize, len: usize, frame_len: usize) -> BlockEntry {

@@ -63,6 +63,8 @@ pub struct RestoreArgs {
     /// writes, mapped or back at its old location, must be under one. `None`: the
     /// offline `backstop restore`, which writes wherever its user may.
     pub allowed_paths: Option<std::sync::Arc<crate::paths::AllowedPaths>>,
+    /// Passwords and master keys for encrypted sets (`--decryption-password-file`).
+    pub keys: backstop_common::seal::Keyring,
 }
 
 impl RestoreArgs {
@@ -87,6 +89,7 @@ impl RestoreArgs {
             owner: options.owner,
             tablespace_map: options.tablespace_map,
             allowed_paths: None,
+            keys: backstop_common::seal::Keyring::default(),
         }
     }
 }
@@ -370,6 +373,17 @@ async fn restore_candidate(
 ) -> Result<RestoreInfo> {
     let to = args.to.as_path();
     let m = read_set_manifest(store, c.set.backup_set_id, cancel).await?;
+    // An encrypted set's keys first: a missing or wrong password fails here, before
+    // a file is written (the in-progress marker is already in place).
+    let keys = crate::codec::set_keys(
+        m.encryption.as_ref(),
+        &layout::set_dir(m.backup_set_id, m.backup_type),
+        &args.keys,
+    )
+    .map_err(|e| match e {
+        WorkerError::Key(why) => WorkerError::Key(format!("backup set {}: {why}", m.backup_set_id)),
+        other => other,
+    })?;
     info!(tenant = %dest.tenant_name, backup_set_id = %c.set.backup_set_id, target = c.until_scn, "restoring");
     let mut cache = ObjectCache {
         store,
@@ -397,7 +411,7 @@ async fn restore_candidate(
         None => Vec::new(),
     };
     let mut data_bytes = 0u64;
-    let mut blocks = crate::codec::BlockReader::default();
+    let mut blocks = crate::codec::BlockReader::with_keys(keys);
     for f in &m.files {
         if !layout::is_inside(&f.path) {
             return Err(WorkerError::Corrupt(format!(
