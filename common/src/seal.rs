@@ -44,6 +44,8 @@ pub const KDF_T_COST: u32 = 2;
 pub const KDF_MAX_M_COST_KIB: u32 = 1024 * 1024;
 /// The most argon2id passes a wrap read from storage may ask for.
 pub const KDF_MAX_T_COST: u32 = 16;
+/// The most argon2id lanes a wrap read from storage may ask for.
+pub const KDF_MAX_P_COST: u32 = 16;
 
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,10 +240,18 @@ impl Keyring {
 
 /// The wrapping key argon2id derives from `password` with `kdf`.
 fn derive(password: &str, kdf: &Kdf) -> Result<DataKey, SealError> {
-    if kdf.m_cost_kib > KDF_MAX_M_COST_KIB || kdf.t_cost > KDF_MAX_T_COST || kdf.p_cost > 16 {
+    if kdf.m_cost_kib > KDF_MAX_M_COST_KIB
+        || kdf.t_cost > KDF_MAX_T_COST
+        || kdf.p_cost > KDF_MAX_P_COST
+    {
         return Err(SealError::Invalid(format!(
-            "key wrap asks for argon2id m={} KiB t={} p={}, beyond this build's bounds ({} KiB, {} passes, 16 lanes)",
-            kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, KDF_MAX_M_COST_KIB, KDF_MAX_T_COST
+            "key wrap asks for argon2id m={} KiB t={} p={}, beyond this build's bounds ({} KiB, {} passes, {} lanes)",
+            kdf.m_cost_kib,
+            kdf.t_cost,
+            kdf.p_cost,
+            KDF_MAX_M_COST_KIB,
+            KDF_MAX_T_COST,
+            KDF_MAX_P_COST
         )));
     }
     let salt = hex::decode(&kdf.salt)
@@ -401,10 +411,7 @@ pub fn seal(
     aad: &[u8],
     plain: &[u8],
 ) -> Result<Vec<u8>, SealError> {
-    let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plain);
-    let mut body = out.split_off(NONCE_LEN);
+    let mut body = plain.to_vec();
     key.aead()?
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
@@ -412,7 +419,9 @@ pub fn seal(
             &mut body,
         )
         .map_err(|_| SealError::Invalid("AES-256-GCM refused to seal".into()))?;
-    out.append(&mut body);
+    let mut out = Vec::with_capacity(NONCE_LEN + body.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&body);
     Ok(out)
 }
 

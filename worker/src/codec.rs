@@ -114,12 +114,14 @@ pub fn seal_frame(
     .map_err(|e| WorkerError::Invalid(e.to_string()))
 }
 
-/// A [`SealError`] as the worker reports it: a frame that does not open is damage
-/// (`Corrupt`), a missing or wrong key is `Key`.
+/// A [`SealError`] met while reading, as the worker reports it: a frame or wrap that
+/// does not open or parse is damage (`Corrupt`), a missing or wrong key is `Key`, a
+/// failing random source (never met reading) is `Invalid`.
 pub fn seal_error(e: SealError) -> WorkerError {
     match e {
         SealError::Tampered { .. } | SealError::Invalid(_) => WorkerError::Corrupt(e.to_string()),
-        SealError::WrongKey { .. } | SealError::Random => WorkerError::Key(e.to_string()),
+        SealError::WrongKey { .. } => WorkerError::Key(e.to_string()),
+        SealError::Random => WorkerError::Invalid(e.to_string()),
     }
 }
 

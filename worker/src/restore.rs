@@ -379,11 +379,7 @@ async fn restore_candidate(
         m.encryption.as_ref(),
         &layout::set_dir(m.backup_set_id, m.backup_type),
         &args.keys,
-    )
-    .map_err(|e| match e {
-        WorkerError::Key(why) => WorkerError::Key(format!("backup set {}: {why}", m.backup_set_id)),
-        other => other,
-    })?;
+    )?;
     info!(tenant = %dest.tenant_name, backup_set_id = %c.set.backup_set_id, target = c.until_scn, "restoring");
     let mut cache = ObjectCache {
         store,
